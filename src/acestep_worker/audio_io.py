@@ -1,0 +1,76 @@
+"""Encoding finished songs to files with soundfile (libsndfile): MP3, FLAC, WAV, Ogg Vorbis, Opus."""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+
+@dataclass(frozen=True)
+class AudioFormat:
+    name: str
+    extension: str
+    container: str  # libsndfile major format
+    subtype: str | None
+    content_type: str
+
+
+FORMATS = {
+    "mp3": AudioFormat("mp3", "mp3", "MP3", "MPEG_LAYER_III", "audio/mpeg"),
+    "flac": AudioFormat("flac", "flac", "FLAC", "PCM_16", "audio/flac"),
+    "wav": AudioFormat("wav", "wav", "WAV", "PCM_16", "audio/wav"),
+    "wav32": AudioFormat("wav32", "wav", "WAV", "FLOAT", "audio/wav"),
+    "ogg": AudioFormat("ogg", "ogg", "OGG", "VORBIS", "audio/ogg"),
+    "opus": AudioFormat("opus", "opus", "OGG", "OPUS", "audio/ogg"),
+}
+MP3_BITRATES_KBPS = (32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)
+DEFAULT_MP3_BITRATE_KBPS = 192
+
+CONTENT_TYPES = {fmt.extension: fmt.content_type for fmt in FORMATS.values()}
+
+
+def _mp3_compression_level(bitrate_kbps: int) -> float:
+    # libsndfile maps a constant-bitrate compression level linearly onto 320..32 kbps and rounds
+    # down to a legal MPEG bitrate; aim just above the wanted rate so it lands on it.
+    return max(0.0, (320 - bitrate_kbps) / 288 - 1e-3)
+
+
+def encode(audio: np.ndarray, sample_rate: int, fmt: str, *, bitrate_kbps: int = DEFAULT_MP3_BITRATE_KBPS,
+           tags: dict[str, str] | None = None) -> bytes:
+    """Encode float audio [samples, channels] in [-1, 1] and return the file's bytes."""
+    spec = FORMATS[fmt]
+    options = {}
+    if spec.container == "MP3":
+        options = {"compression_level": _mp3_compression_level(bitrate_kbps), "bitrate_mode": "CONSTANT"}
+    buffer = io.BytesIO()
+    with sf.SoundFile(buffer, "w", sample_rate, audio.shape[1], subtype=spec.subtype, format=spec.container,
+                      **options) as handle:
+        for key, value in (tags or {}).items():
+            setattr(handle, key, value)
+        handle.write(np.clip(audio, -1.0, 1.0).astype(np.float32))
+    return buffer.getvalue()
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write bytes so that `path` either holds the whole file or does not exist."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def decode(data: bytes) -> tuple[np.ndarray, int]:
+    """Decode any of our formats back to float32 [samples, channels] and the sample rate."""
+    audio, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    return audio, rate

@@ -1,0 +1,104 @@
+"""Conditioning tensors for the DiT: the packed condition sequence and the context latents.
+
+Shapes: latents [batch, frames, channels] at 25 frames per second; hidden states
+[batch, tokens, hidden]. Every rule here follows upstream's `prepare_condition`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .model import DiTModel
+
+SAMPLE_RATE = 48_000
+SAMPLES_PER_FRAME = 1920  # the VAE hop: 25 latent frames per second
+MIN_FRAMES = 128  # upstream never generates fewer than 128 frames (5.12 s)
+
+
+def frames_for_duration(duration_s: float) -> int:
+    """Latent frames for a duration, with upstream's rounding: int(round(d, 1) * 48000) // 1920."""
+    return int(max(0.1, round(duration_s, 1)) * SAMPLE_RATE) // SAMPLES_PER_FRAME
+
+
+def batch_frames(item_frames: list[int]) -> int:
+    """All items of a batch share one length, the longest, and at least MIN_FRAMES."""
+    return max(MIN_FRAMES, max(item_frames))
+
+
+@dataclass
+class Conditions:
+    encoder_hidden_states: torch.Tensor  # [B, L, encoder_hidden]; padding included, the DiT attends to it
+    encoder_attention_mask: torch.Tensor  # [B, L] bool; informational, the DiT ignores it
+    context_latents: torch.Tensor  # [B, T, 2 * channels] = [source or code hints | chunk mask]
+
+
+def silence_frames(dit: DiTModel, frames: int) -> torch.Tensor:
+    """The first `frames` frames of the silence latent, [frames, channels]."""
+    silence = dit.silence_latent[0]
+    if frames > silence.shape[0]:
+        raise ValueError(f"{frames} frames exceed the {silence.shape[0]}-frame silence latent")
+    return silence[:frames]
+
+
+def tokenize(dit: DiTModel, latents: torch.Tensor, silence_latent: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """25 Hz latents [B, T, C] -> (quantized [B, ceil(T/pool), hidden], FSQ indices [B, ceil(T/pool), Q]).
+
+    A length that is not a multiple of the pool window is padded with silence frames first.
+    """
+    silence = dit.silence_latent if silence_latent is None else silence_latent
+    return dit.audio_tokenizer.tokenize(latents, silence)
+
+
+def pooled_mask(attention_mask: torch.Tensor, pool: int) -> torch.Tensor:
+    """[B, T] frame mask -> [B, ceil(T/pool)]: a 5 Hz token is valid if any of its frames is."""
+    pad = (-attention_mask.shape[1]) % pool
+    padded = F.pad(attention_mask.float(), (0, pad))
+    return padded.reshape(padded.shape[0], -1, pool).amax(-1).to(attention_mask.dtype)
+
+
+def codes_to_quantized(dit: DiTModel, indices: torch.Tensor) -> torch.Tensor:
+    """FSQ indices [B, N] or [B, N, Q] -> quantized 5 Hz features [B, N, hidden]."""
+    return dit.audio_tokenizer.quantizer.get_output_from_indices(indices.long())
+
+
+def detokenize(dit: DiTModel, quantized: torch.Tensor) -> torch.Tensor:
+    """Quantized 5 Hz features [B, N, hidden] -> 25 Hz latent hints [B, N * pool, C]."""
+    return dit.audio_detokenizer(quantized)
+
+
+def encode_conditions(dit: DiTModel, text_hidden: torch.Tensor, text_mask: torch.Tensor,
+                      lyric_hidden: torch.Tensor, lyric_mask: torch.Tensor,
+                      refs_packed: torch.Tensor, refs_order: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The condition encoder: [lyrics | timbre | caption], valid tokens first (stable pack)."""
+    return dit.condition_encoder(text_hidden, text_mask, lyric_hidden, lyric_mask, refs_packed, refs_order)
+
+
+def prepare_condition(dit: DiTModel, text_hidden: torch.Tensor, text_mask: torch.Tensor,
+                      lyric_hidden: torch.Tensor, lyric_mask: torch.Tensor,
+                      refs_packed: torch.Tensor, refs_order: torch.Tensor,
+                      src_latents: torch.Tensor, chunk_masks: torch.Tensor, is_covers: torch.Tensor,
+                      code_hints: torch.Tensor | None = None,
+                      silence_latent: torch.Tensor | None = None) -> Conditions:
+    """Everything the sampler conditions on.
+
+    Cover items use 25 Hz hints instead of their source latents: `code_hints` when the planner
+    produced codes, else the FSQ round trip (tokenize then detokenize) of the source itself.
+    """
+    hidden, mask = encode_conditions(dit, text_hidden, text_mask, lyric_hidden, lyric_mask,
+                                     refs_packed, refs_order)
+    source = src_latents
+    covers = is_covers.to(torch.bool)
+    if bool(covers.any()):
+        frames = src_latents.shape[1]
+        hints = code_hints
+        if hints is None:
+            quantized, _ = tokenize(dit, src_latents[covers], silence_latent)
+            hints = torch.zeros_like(src_latents)
+            hints[covers] = detokenize(dit, quantized)[:, :frames]
+        source = torch.where(covers[:, None, None], hints[:, :frames].to(src_latents.dtype), src_latents)
+    context = torch.cat([source, chunk_masks.to(source.dtype)], dim=-1)
+    return Conditions(hidden, mask, context)

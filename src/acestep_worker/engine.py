@@ -1,0 +1,276 @@
+"""The engine: models loaded once, one `generate` call per request.
+
+    engine = Engine(Settings.from_env())
+    result = engine.generate(parse({"caption": "...", "duration": 30}), on_progress=print)
+
+`generate` turns a validated request into resolved songs (seeds, metadata, latent length) and a
+sampling plan that respects the chosen DiT's own rules, runs the synthesizer, and returns float32
+stereo audio with what was used and how long each stage took. Calls are serialised: one engine
+drives one accelerator.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .dit.conditioning import SAMPLE_RATE, SAMPLES_PER_FRAME, frames_for_duration
+from .dit.loading import is_diffusers_layout, load_dit, read_config
+from .dit.model import DiTModel
+from .dit.sampler import SamplingPlan
+from .dit.schedules import base_timesteps, snap_turbo_shift, turbo_timesteps
+from .errors import CheckpointError, GenerationCancelled, InputError
+from .prompts import Metas
+from .request import MAX_SEED, GenerationRequest
+from .settings import Settings
+from .synthesizer import SongSpec, Synthesizer
+from .text_encoder import TextEncoder
+from .tiny import RANDOM_WEIGHTS_MARKER
+from .variants import detect_variant
+from .vae import load_vae
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DURATION_S = 30.0
+# Share of the whole job each stage takes, for progress fractions.
+STAGE_WEIGHTS = {"text_encoding": 0.03, "conditioning": 0.02, "diffusion": 0.80, "vae_decode": 0.15}
+
+
+@dataclass(frozen=True)
+class Progress:
+    stage: str
+    step: int  # steps done within the stage (diffusion steps; 0/1 for the others)
+    total_steps: int
+    fraction: float  # of the whole job, 0..1
+
+
+@dataclass
+class Song:
+    audio: np.ndarray  # [samples, 2] float32 in [-1, 1]
+    sample_rate: int
+    seed: int
+    duration_s: float
+
+
+@dataclass
+class GenerationResult:
+    songs: list[Song]
+    model: str
+    random_weights: bool  # made by the tiny random-weight checkpoints: noise, not music
+    params: dict  # the values actually used (after defaults and the model's rules)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, plus "total"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    path: Path
+    family: str
+    is_default: bool
+    loaded: bool
+
+
+class Engine:
+    def __init__(self, settings: Settings | None = None):
+        self.settings = settings or Settings.from_env()
+        self.device = self.settings.torch_device()
+        self.dtype = self.settings.torch_dtype()
+        self._lock = threading.Lock()
+        start = time.perf_counter()
+        primary = self.settings.dit_path
+        vae_path, text_path, tokenizer_path = self._component_paths(primary)
+        self.synthesizer = Synthesizer(TextEncoder.load(text_path, self.device, self.dtype, tokenizer_path),
+                                       load_vae(vae_path, self.device, self.dtype))
+        self._dit_paths = self._discover_dits(primary)
+        self._dits: dict[str, DiTModel] = {}
+        self.default_model = primary.name
+        self._load_dit(self.default_model)
+        self.random_weights = any((p / RANDOM_WEIGHTS_MARKER).is_file() for p in (primary, vae_path, text_path))
+        self.load_seconds = time.perf_counter() - start
+        if self.random_weights:
+            log.warning("loaded RANDOM-WEIGHT tiny checkpoints from %s: outputs are noise, not music", primary)
+        log.info("engine ready in %.1f s on %s (%s); models: %s", self.load_seconds, self.device,
+                 str(self.dtype).removeprefix("torch."), ", ".join(self._dit_paths))
+
+    # -- models -----------------------------------------------------------------------------------
+
+    def _component_paths(self, dit_path: Path) -> tuple[Path, Path, Path | None]:
+        """VAE, text encoder and tokenizer folders: inside a diffusers pipeline, else from settings."""
+        if is_diffusers_layout(dit_path):
+            return dit_path / "vae", dit_path / "text_encoder", dit_path / "tokenizer"
+        return self.settings.vae_path, self.settings.text_encoder_path, None
+
+    def _discover_dits(self, primary: Path) -> dict[str, Path]:
+        """The primary DiT, the extra configured ones, and DiT folders next to the primary."""
+        found = {primary.name: primary}
+        for path in self.settings.extra_dit_paths:
+            found.setdefault(path.name, path)
+        if primary.parent.is_dir():
+            for sibling in sorted(primary.parent.iterdir()):
+                if sibling.name not in found and _looks_like_dit(sibling):
+                    found[sibling.name] = sibling
+        return found
+
+    def _load_dit(self, name: str) -> DiTModel:
+        if name not in self._dits:
+            start = time.perf_counter()
+            self._dits[name] = load_dit(self._dit_paths[name], self.device, self.dtype)
+            log.info("loaded DiT %s in %.1f s", name, time.perf_counter() - start)
+        return self._dits[name]
+
+    def models(self) -> list[ModelInfo]:
+        infos = []
+        for name, path in self._dit_paths.items():
+            loaded = self._dits.get(name)
+            family = loaded.variant.family if loaded else _family_of(path)
+            infos.append(ModelInfo(name, path, family, name == self.default_model, loaded is not None))
+        return infos
+
+    def dit(self, name: str | None = None) -> DiTModel:
+        name = name or self.default_model
+        if name not in self._dit_paths:
+            raise InputError("model", f"model {name!r} is not installed; available: {', '.join(self._dit_paths)}")
+        return self._load_dit(name)
+
+    # -- generation -------------------------------------------------------------------------------
+
+    def generate(self, request: GenerationRequest, on_progress: Callable[[Progress], None] | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> GenerationResult:
+        """Generate `request.batch_size` songs. Raises InputError, GenerationCancelled, GenerationFailed."""
+        with self._lock:
+            start = time.perf_counter()
+            dit = self.dit(request.model)
+            plan, sampling = sampling_plan(request, dit)
+            songs = self._song_specs(request)
+            tracker = _ProgressTracker(on_progress, should_stop, plan.steps)
+            output = self.synthesizer(dit, songs, plan, on_stage=tracker.stage, on_step=tracker.step)
+            duration = output.frames * SAMPLES_PER_FRAME / SAMPLE_RATE
+            audio = output.audio.numpy()
+            result = GenerationResult(
+                songs=[Song(np.ascontiguousarray(a.T), SAMPLE_RATE, s.seed, duration) for a, s in zip(audio, songs)],
+                model=dit.variant.name, random_weights=self.random_weights,
+                params=dict(sampling, **_song_params(request, songs)), timings=output.timings)
+            result.timings["total"] = time.perf_counter() - start
+            tracker.finish()
+            return result
+
+    def _song_specs(self, request: GenerationRequest) -> list[SongSpec]:
+        duration = request.duration or DEFAULT_DURATION_S
+        metas = Metas(bpm=request.bpm, time_signature=request.time_signature, key_scale=request.key_scale,
+                      duration_s=duration)
+        return [SongSpec(caption=request.caption, lyrics=request.lyrics, language=request.vocal_language,
+                         metas=metas, seed=seed, frames=frames_for_duration(duration))
+                for seed in resolve_seeds(request)]
+
+
+def sampling_plan(request: GenerationRequest, dit: DiTModel) -> tuple[SamplingPlan, dict]:
+    """The sampling plan for `request` under the rules of `dit`'s variant, and what it resolved to.
+
+    Omitted values take the variant's defaults. Turbo models are guidance-distilled: guidance, the
+    CFG interval and ADG do not apply to them and are reported as unused rather than rejected, so
+    clients that always send upstream's defaults keep working.
+    """
+    rules = dit.variant.rules
+    steps = request.inference_steps or rules.default_steps
+    if not 1 <= steps <= rules.max_steps:
+        raise InputError("inference_steps", f"inference_steps must be between 1 and {rules.max_steps} for "
+                         f"{rules.kind} model {dit.variant.name!r}; got {steps}")
+    shift = request.shift if request.shift is not None else rules.default_shift
+    if rules.kind == "turbo":
+        shift = snap_turbo_shift(shift)
+        timesteps = turbo_timesteps(shift, steps, request.timesteps)
+        plan = SamplingPlan(timesteps)
+        guidance = None
+    else:
+        guidance = request.guidance_scale if request.guidance_scale is not None else rules.default_guidance
+        if request.timesteps is not None:
+            raise InputError("timesteps", "custom timesteps apply to turbo models only; use "
+                             "inference_steps and shift with base/sft models")
+        plan = SamplingPlan(base_timesteps(steps, shift), guidance_scale=guidance,
+                            cfg_interval=(request.cfg_interval_start, request.cfg_interval_end),
+                            guidance="adg" if request.use_adg else "apg")
+    used = {"inference_steps": plan.steps, "shift": shift, "guidance_scale": guidance,
+            "timesteps": [round(t, 6) for t in plan.timesteps.tolist()],
+            "guidance": plan.guidance if plan.uses_cfg else None}
+    return plan, used
+
+
+def resolve_seeds(request: GenerationRequest) -> list[int]:
+    """One seed per song. A single seed s seeds the batch as s, s+1, ...; -1 entries are random."""
+    count = request.batch_size
+    given = None if request.use_random_seed else request.seed
+    if given is None:
+        return [random.randint(0, MAX_SEED) for _ in range(count)]
+    if len(given) == 1:
+        base = given[0]
+        return [(base + i) % (MAX_SEED + 1) for i in range(count)]
+    return [random.randint(0, MAX_SEED) if s == -1 else s for s in given]
+
+
+def _song_params(request: GenerationRequest, songs: list[SongSpec]) -> dict:
+    metas = songs[0].metas
+    return {"caption": request.caption, "lyrics": request.lyrics, "instrumental": request.instrumental,
+            "vocal_language": request.vocal_language, "bpm": metas.bpm, "key_scale": metas.key_scale,
+            "time_signature": metas.time_signature, "requested_duration": metas.duration_s,
+            "seeds": [s.seed for s in songs]}
+
+
+class _ProgressTracker:
+    """Turns stage/step callbacks into Progress reports and honours `should_stop` between steps."""
+
+    def __init__(self, on_progress, should_stop, diffusion_steps: int):
+        self.on_progress, self.should_stop, self.steps = on_progress, should_stop, diffusion_steps
+        self.done = 0.0
+        self.current: str | None = None
+
+    def _check(self) -> None:
+        if self.should_stop is not None and self.should_stop():
+            raise GenerationCancelled("generation stopped on request")
+
+    def _report(self, stage: str, step: int, total: int, within: float) -> None:
+        if self.on_progress is not None:
+            fraction = min(1.0, self.done + STAGE_WEIGHTS.get(stage, 0.0) * within)
+            self.on_progress(Progress(stage, step, total, fraction))
+
+    def stage(self, name: str) -> None:
+        self._check()
+        if self.current is not None:
+            self.done += STAGE_WEIGHTS.get(self.current, 0.0)
+        self.current = name
+        total = self.steps if name == "diffusion" else 1
+        self._report(name, 0, total, 0.0)
+
+    def step(self, done: int, total: int) -> None:
+        self._report("diffusion", done, total, done / total)
+        self._check()
+
+    def finish(self) -> None:
+        if self.on_progress is not None:
+            self.on_progress(Progress("done", 1, 1, 1.0))
+
+
+def _looks_like_dit(folder: Path) -> bool:
+    if not folder.is_dir():
+        return False
+    if is_diffusers_layout(folder):
+        return True
+    try:
+        return read_config(folder).get("model_type") == "acestep"
+    except CheckpointError:
+        return False
+
+
+def _family_of(path: Path) -> str:
+    try:
+        config = {} if is_diffusers_layout(path) else read_config(path)
+    except CheckpointError:
+        config = {}
+    return detect_variant(path.name, config).family

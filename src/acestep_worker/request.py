@@ -1,0 +1,248 @@
+"""The one definition of every generation field: names, upstream aliases, types, ranges, defaults.
+
+The Runpod handler, the HTTP API, the Gradio page and the CLI all parse into `GenerationRequest`
+(or a subclass that adds delivery fields); none of them defines a field of its own. Upstream's
+field names are the canonical ones where the seed contract does not say otherwise (`caption` and
+`duration` are canonical here, `prompt` and `audio_duration` are accepted aliases).
+
+`parse(data)` turns any failure into an `InputError` whose message is one sentence naming the field
+and what it accepts.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .audio_io import FORMATS, MP3_BITRATES_KBPS
+from .errors import InputError
+from .prompts import is_instrumental
+
+MIN_DURATION_S, MAX_DURATION_S = 10.0, 600.0
+MAX_BATCH = 8
+MAX_SEED = 2**32 - 1
+CAPTION_MAX_CHARS = 4_000
+LYRICS_MAX_CHARS = 20_000
+
+LANGUAGES = ("ar", "az", "bg", "bn", "ca", "cs", "da", "de", "el", "en", "es", "fa", "fi", "fr", "he", "hi",
+             "hr", "ht", "hu", "id", "is", "it", "ja", "ko", "la", "lt", "ms", "ne", "nl", "no", "pa", "pl",
+             "pt", "ro", "ru", "sa", "sk", "sr", "sv", "sw", "ta", "te", "th", "tl", "tr", "uk", "ur", "vi",
+             "yue", "zh", "unknown")
+TIME_SIGNATURES = ("2", "3", "4", "6")
+_KEY = re.compile(r"^\s*([A-Ga-g])\s*([#b♯♭]?)\s*(major|minor|maj|min)\s*$", re.IGNORECASE)
+_TIME_SIGNATURE = re.compile(r"^\s*(\d+)\s*(?:/\s*(\d+))?\s*$")
+
+
+def _field(default: Any, *aliases: str, allowed: str, **constraints: Any) -> Any:
+    """A field with its upstream aliases and a human description of its allowed values."""
+    names = aliases
+    return Field(default, validation_alias=AliasChoices(*names) if names else None,
+                 json_schema_extra={"allowed": allowed}, **constraints)
+
+
+class GenerationRequest(BaseModel):
+    """What a user may ask of one generation call. Omitted sampling values come from the model."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False,
+                              coerce_numbers_to_str=True, frozen=True)
+
+    caption: str = _field("", "caption", "prompt", allowed=f"text of at most {CAPTION_MAX_CHARS} characters",
+                          max_length=CAPTION_MAX_CHARS)
+    lyrics: str = _field("", "lyrics", allowed=f"text of at most {LYRICS_MAX_CHARS} characters; empty or "
+                         "[inst] for an instrumental", max_length=LYRICS_MAX_CHARS)
+    duration: float | None = _field(
+        None, "duration", "audio_duration", "audioDuration", "target_duration", "targetDuration",
+        allowed=f"seconds between {MIN_DURATION_S:g} and {MAX_DURATION_S:g} (0 or negative: automatic)")
+    batch_size: int = _field(1, "batch_size", "batchSize", allowed=f"an integer from 1 to {MAX_BATCH}",
+                             ge=1, le=MAX_BATCH)
+    seed: tuple[int, ...] | None = _field(
+        None, "seed", allowed=f"an integer from 0 to {MAX_SEED}, -1 for random, or a comma list with one "
+        "seed per song")
+    use_random_seed: bool | None = _field(None, "use_random_seed", "useRandomSeed",
+                                          allowed="true to ignore `seed` and draw random seeds")
+    inference_steps: int | None = _field(None, "inference_steps", "inferenceSteps",
+                                         allowed="an integer within the model's step range", ge=1, le=200)
+    guidance_scale: float | None = _field(None, "guidance_scale", "guidanceScale",
+                                          allowed="a number from 1 to 15", ge=1.0, le=15.0)
+    shift: float | None = _field(None, "shift", allowed="a number from 1 to 5", ge=1.0, le=5.0)
+    timesteps: tuple[float, ...] | None = _field(
+        None, "timesteps", allowed="a list (or comma string) of at most 20 descending times in [0, 1]")
+    use_adg: bool = _field(False, "use_adg", "useAdg", allowed="true or false")
+    cfg_interval_start: float = _field(0.0, "cfg_interval_start", "cfgIntervalStart",
+                                       allowed="a number from 0 to 1", ge=0.0, le=1.0)
+    cfg_interval_end: float = _field(1.0, "cfg_interval_end", "cfgIntervalEnd",
+                                     allowed="a number from 0 to 1", ge=0.0, le=1.0)
+    bpm: int | None = _field(None, "bpm", allowed="an integer from 30 to 300", ge=30, le=300)
+    key_scale: str | None = _field(None, "key_scale", "keyscale", "keyScale", "key",
+                                   allowed='a key such as "C major" or "F# minor"')
+    time_signature: str | None = _field(None, "time_signature", "timesignature", "timeSignature",
+                                        allowed="2, 3, 4 or 6 (beats per bar; 4/4 and 6/8 are accepted)")
+    vocal_language: str = _field("en", "vocal_language", "vocalLanguage", "language",
+                                 allowed="an ISO 639 code such as en, zh, ja, or unknown")
+    audio_format: Literal["mp3", "flac", "wav", "wav32", "ogg", "opus"] = _field(
+        "mp3", "audio_format", "audioFormat", allowed="one of " + ", ".join(FORMATS))
+    mp3_bitrate: int = _field(192, "mp3_bitrate", "mp3Bitrate",
+                              allowed="an MP3 bitrate in kbps: " + ", ".join(map(str, MP3_BITRATES_KBPS)))
+    model: str | None = _field(None, "model", "model_name", "modelName", "dit_model", "ditModel",
+                               allowed="the name of an installed DiT model (see /v1/models)")
+    task_type: Literal["text2music"] = _field("text2music", "task_type", "taskType", allowed="text2music")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_name_per_field(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise InputError("request", "the request must be a JSON object")
+        for name, field in cls.model_fields.items():
+            choices = getattr(field.validation_alias, "choices", None) or [name]
+            present = [alias for alias in choices if alias in data]
+            if len(present) > 1:
+                raise InputError(name, f"{' and '.join(present)} name the same field; send only one")
+        return data
+
+    @field_validator("duration", mode="after")
+    @classmethod
+    def _duration(cls, value: float | None) -> float | None:
+        if value is None or value <= 0:
+            return None  # upstream: zero or negative means "choose for me"
+        if not MIN_DURATION_S <= value <= MAX_DURATION_S:
+            raise ValueError("out of range")
+        return value
+
+    @field_validator("seed", mode="before")
+    @classmethod
+    def _seed(cls, value: Any) -> Any:
+        if value is None or value == "":
+            return None
+        if isinstance(value, bool):
+            raise ValueError("not a seed")
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        items = value if isinstance(value, (list, tuple)) else [value]
+        seeds = []
+        for item in items:
+            if isinstance(item, bool) or (isinstance(item, float) and not item.is_integer()):
+                raise ValueError("not an integer")
+            seed = int(item)
+            if not (seed == -1 or 0 <= seed <= MAX_SEED):
+                raise ValueError("out of range")
+            seeds.append(seed)
+        return tuple(seeds) if any(s != -1 for s in seeds) else None
+
+    @field_validator("timesteps", mode="before")
+    @classmethod
+    def _timesteps(cls, value: Any) -> Any:
+        if value is None or value == "":
+            return None
+        if isinstance(value, str):
+            value = [float(part) for part in value.split(",") if part.strip()]
+        values = [float(v) for v in value]
+        if not 1 <= len(values) <= 21 or any(not (0.0 <= v <= 1.0) or math.isnan(v) for v in values):
+            raise ValueError("out of range")
+        if any(b >= a for a, b in zip(values, values[1:])) or values[0] == 0:
+            raise ValueError("not descending")
+        return tuple(values)
+
+    @field_validator("key_scale", mode="after")
+    @classmethod
+    def _key_scale(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        match = _KEY.match(value)
+        if not match:
+            raise ValueError("not a key")
+        note, accidental, mode = match.groups()
+        accidental = {"♯": "#", "♭": "b"}.get(accidental, accidental)
+        return f"{note.upper()}{accidental} {'major' if mode.lower().startswith('maj') else 'minor'}"
+
+    @field_validator("time_signature", mode="after")
+    @classmethod
+    def _time_signature(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        match = _TIME_SIGNATURE.match(value)
+        if not match or match.group(1) not in TIME_SIGNATURES:
+            raise ValueError("not a time signature")
+        return match.group(1)
+
+    @field_validator("vocal_language", mode="after")
+    @classmethod
+    def _language(cls, value: str) -> str:
+        code = value.strip().lower() or "unknown"
+        if code not in LANGUAGES:
+            raise ValueError("unknown language")
+        return code
+
+    @field_validator("mp3_bitrate", mode="after")
+    @classmethod
+    def _bitrate(cls, value: int) -> int:
+        if value not in MP3_BITRATES_KBPS:
+            raise ValueError("not an MP3 bitrate")
+        return value
+
+    @model_validator(mode="after")
+    def _interval(self) -> "GenerationRequest":
+        if self.cfg_interval_start > self.cfg_interval_end:
+            raise InputError("cfg_interval_start", "cfg_interval_start must not exceed cfg_interval_end "
+                             f"(got {self.cfg_interval_start:g} > {self.cfg_interval_end:g})")
+        if self.seed is not None and len(self.seed) > 1 and len(self.seed) != self.batch_size:
+            raise InputError("seed", f"seed lists {len(self.seed)} seeds but batch_size is {self.batch_size}; "
+                             "give one seed, or one per song")
+        return self
+
+    @property
+    def instrumental(self) -> bool:
+        return is_instrumental(self.lyrics)
+
+
+def field_names(model: type[BaseModel]) -> list[str]:
+    return list(model.model_fields)
+
+
+def _describe(model: type[BaseModel], error: dict) -> InputError:
+    loc = [part for part in error.get("loc", ()) if isinstance(part, str)]
+    name = loc[0] if loc else "request"
+    if error["type"] == "extra_forbidden":
+        accepted = ", ".join(field_names(model))
+        return InputError(name, f"unknown field {name!r}; accepted fields are: {accepted}")
+    field = _lookup(model, name)
+    context = error.get("ctx") or {}
+    if isinstance(context.get("error"), InputError):
+        return context["error"]
+    allowed = (field.json_schema_extra or {}).get("allowed") if field else None
+    shown = _shorten(error.get("input"))
+    if allowed:
+        return InputError(name, f"{name} must be {allowed}; got {shown}")
+    return InputError(name, f"{name} is invalid: {error.get('msg', 'bad value')}; got {shown}")
+
+
+def _lookup(model: type[BaseModel], name: str):
+    if name in model.model_fields:
+        return model.model_fields[name]
+    for field in model.model_fields.values():
+        if name in (getattr(field.validation_alias, "choices", None) or ()):
+            return field
+    return None
+
+
+def _shorten(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def parse(data: Any, model: type[GenerationRequest] = GenerationRequest) -> GenerationRequest:
+    """Validate a raw request dict; raise `InputError` with one sentence about the first problem."""
+    try:
+        return model.model_validate(data)
+    except InputError:
+        raise
+    except ValidationError as exc:
+        errors = exc.errors()
+        extra = [e for e in errors if e["type"] == "extra_forbidden"]
+        if len(extra) > 1:
+            names = ", ".join(repr(e["loc"][0]) for e in extra)
+            raise InputError(str(extra[0]["loc"][0]), f"unknown fields {names}; accepted fields are: "
+                             f"{', '.join(field_names(model))}") from None
+        raise _describe(model, errors[0]) from None

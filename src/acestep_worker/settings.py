@@ -1,0 +1,61 @@
+"""Process configuration, read from the environment once, at start.
+
+The variable names and meanings of the original image are kept: `ACESTEP_CONFIG_PATH` is the DiT
+folder, `ACESTEP_LM_MODEL_PATH` the 5 Hz LM folder, `ACESTEP_API_PORT` the API port. The VAE and the
+text encoder sit beside the DiT folder unless their own variables say otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+import torch
+
+DEFAULT_DIT_PATH = "checkpoints/acestep-v15-turbo"
+VAE_FOLDER = "vae"
+TEXT_ENCODER_FOLDER = "Qwen3-Embedding-0.6B"
+_OFF = {"", "none", "off", "false", "0"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    dit_path: Path
+    vae_path: Path
+    text_encoder_path: Path
+    lm_path: Path | None = None
+    extra_dit_paths: tuple[Path, ...] = ()
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    dtype: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16
+    output_dir: Path = field(default_factory=lambda: Path("outputs"))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        dit = Path(env.get("ACESTEP_CONFIG_PATH") or DEFAULT_DIT_PATH)
+        root = dit.parent
+        lm = env.get("ACESTEP_LM_MODEL_PATH")
+        extras = tuple(Path(env[k]) for k in ("ACESTEP_CONFIG_PATH2", "ACESTEP_CONFIG_PATH3") if env.get(k))
+        return cls(
+            dit_path=dit,
+            vae_path=Path(env.get("ACESTEP_VAE_PATH") or root / VAE_FOLDER),
+            text_encoder_path=Path(env.get("ACESTEP_TEXT_ENCODER_PATH") or root / TEXT_ENCODER_FOLDER),
+            lm_path=None if lm is None or lm.strip().lower() in _OFF else Path(lm),
+            extra_dit_paths=extras,
+            device=env.get("ACESTEP_DEVICE", "auto"),
+            dtype=env.get("ACESTEP_DTYPE", "auto"),
+            output_dir=Path(env.get("ACESTEP_OUTPUT_DIR") or "outputs"),
+        )
+
+    def torch_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+    def torch_dtype(self) -> torch.dtype:
+        if self.dtype == "auto":
+            # bf16 is what the models run in upstream on GPUs; half precision on a CPU is slow.
+            return torch.bfloat16 if self.torch_device().type == "cuda" else torch.float32
+        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[self.dtype]

@@ -1,0 +1,60 @@
+"""The Oobleck VAE: latents [B, T, 64] at 25 Hz -> stereo waveforms [B, 2, T * 1920] at 48 kHz."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderOobleck
+
+from .errors import CheckpointError, GenerationFailed
+
+# Upstream's tiled decode: 512-frame windows, 64 frames of context on each side, 384-frame cores.
+DECODE_CHUNK_FRAMES = 512
+DECODE_OVERLAP_FRAMES = 64
+
+
+def load_vae(folder: str | Path, device: torch.device | str, dtype: torch.dtype) -> AutoencoderOobleck:
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise CheckpointError(folder, "VAE folder lacks config.json")
+    if not (folder / "diffusion_pytorch_model.safetensors").is_file():
+        raise CheckpointError(folder, "VAE weights (diffusion_pytorch_model.safetensors) are missing")
+    try:
+        with warnings.catch_warnings():  # diffusers' Oobleck still uses the deprecated weight_norm
+            warnings.simplefilter("ignore", FutureWarning)
+            vae = AutoencoderOobleck.from_pretrained(folder, use_safetensors=True, torch_dtype=dtype,
+                                                     low_cpu_mem_usage=False)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(folder, f"cannot load the VAE: {exc}") from exc
+    vae.enable_tiling()
+    vae.tile_latent_min_length = DECODE_CHUNK_FRAMES
+    vae.tile_latent_overlap = DECODE_OVERLAP_FRAMES
+    return vae.to(device).eval().requires_grad_(False)
+
+
+def check_latents(latents: torch.Tensor) -> None:
+    """Refuse latents that would decode to noise bursts or silence instead of saving them."""
+    if not torch.isfinite(latents).all():
+        raise GenerationFailed("the diffusion model produced NaN or infinite latents; try another seed")
+    if not latents.abs().amax().item() > 0:
+        raise GenerationFailed("the diffusion model produced all-zero latents")
+
+
+@torch.no_grad()
+def decode(vae: AutoencoderOobleck, latents: torch.Tensor) -> torch.Tensor:
+    """Latents [B, T, C] -> float32 waveforms [B, 2, T * hop] on the CPU, peak-limited to 1.
+
+    Each item is decoded on its own: tiling bounds memory per item, and a batch of long songs at
+    once would multiply it. Items whose peak exceeds 1 are scaled down to peak 1; quieter ones are
+    left untouched (no loudness normalisation, as upstream).
+    """
+    check_latents(latents)
+    songs = []
+    for item in latents:
+        z = item.transpose(0, 1).unsqueeze(0).to(device=vae.device, dtype=vae.dtype)
+        songs.append(vae.decode(z).sample.float().cpu())
+    audio = torch.cat(songs)
+    peak = audio.abs().amax(dim=(1, 2), keepdim=True)
+    return audio / peak.clamp_min(1.0)

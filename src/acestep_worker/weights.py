@@ -1,0 +1,107 @@
+"""Loading tensors into modules: safetensors only, streamed, with every key accounted for."""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+from safetensors import SafetensorError, safe_open
+
+from .errors import CheckpointError
+
+_INIT_FUNCTIONS = ("uniform_", "normal_", "trunc_normal_", "kaiming_uniform_", "kaiming_normal_",
+                   "xavier_uniform_", "xavier_normal_", "zeros_", "ones_", "constant_", "orthogonal_")
+
+
+@contextmanager
+def empty_modules(device: torch.device | str, dtype: torch.dtype) -> Iterator[None]:
+    """Build modules directly on `device` in `dtype`, skipping random initialisation.
+
+    Every parameter is overwritten by the checkpoint, so initialising 2-5 B parameters first would
+    only cost time, and building in float32 before casting would double peak memory.
+    """
+    saved_init = {name: getattr(torch.nn.init, name) for name in _INIT_FUNCTIONS}
+    saved_dtype = torch.get_default_dtype()
+    try:
+        for name in _INIT_FUNCTIONS:
+            setattr(torch.nn.init, name, lambda tensor, *args, **kwargs: tensor)
+        torch.set_default_dtype(dtype)
+        with torch.device(device):
+            yield
+    finally:
+        torch.set_default_dtype(saved_dtype)
+        for name, fn in saved_init.items():
+            setattr(torch.nn.init, name, fn)
+
+
+def safetensors_files(folder: Path, stem: str = "model") -> list[Path]:
+    """The weight files of a folder: `<stem>.safetensors`, or the shards its index lists."""
+    single = folder / f"{stem}.safetensors"
+    index = folder / f"{stem}.safetensors.index.json"
+    if single.is_file():
+        return [single]
+    if index.is_file():
+        try:
+            weight_map = json.loads(index.read_text())["weight_map"]
+        except (ValueError, KeyError) as exc:
+            raise CheckpointError(index, f"unreadable shard index: {exc}") from exc
+        shards = [folder / name for name in sorted(set(weight_map.values()))]
+        missing = [s.name for s in shards if not s.is_file()]
+        if missing:
+            raise CheckpointError(folder, f"shards listed in {index.name} are missing: {missing}")
+        return shards
+    if any(folder.glob("*.bin")) or any(folder.glob("*.pt*")):
+        raise CheckpointError(folder, f"no {stem}.safetensors; pickled weights are never loaded")
+    raise CheckpointError(folder, f"no {stem}.safetensors or {stem}.safetensors.index.json")
+
+
+def iter_tensors(files: list[Path]) -> Iterator[tuple[str, torch.Tensor]]:
+    """Yield (key, tensor) from safetensors files one tensor at a time."""
+    for path in files:
+        try:
+            with safe_open(str(path), framework="pt", device="cpu") as handle:
+                for key in handle.keys():
+                    yield key, handle.get_tensor(key)
+        except (SafetensorError, OSError) as exc:
+            raise CheckpointError(path, f"corrupt or unreadable safetensors file: {exc}") from exc
+
+
+def load_into(targets: dict[str, torch.Tensor], tensors: Iterator[tuple[str, torch.Tensor]],
+              rename: Callable[[str], str], source: Path, optional: frozenset[str] = frozenset()) -> None:
+    """Copy checkpoint tensors into `targets` (name -> parameter or buffer).
+
+    `rename` maps a checkpoint key to a target name. Keys without a target, targets without a key
+    (other than `optional` ones) and shape mismatches are errors naming the keys: a partial load
+    would run and make noise instead of failing.
+    """
+    unexpected, mismatched, seen = [], [], set()
+    with torch.no_grad():
+        for key, tensor in tensors:
+            name = rename(key)
+            target = targets.get(name)
+            if target is None:
+                unexpected.append(key)
+                continue
+            if tuple(target.shape) != tuple(tensor.shape):
+                mismatched.append(f"{key}: file {tuple(tensor.shape)} vs model {tuple(target.shape)}")
+                continue
+            target.copy_(tensor)
+            seen.add(name)
+    missing = sorted(set(targets) - seen - optional)
+    problems = []
+    if missing:
+        problems.append(f"missing keys {_shorten(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys {_shorten(unexpected)}")
+    if mismatched:
+        problems.append(f"shape mismatches {_shorten(mismatched)}")
+    if problems:
+        raise CheckpointError(source, "weights do not match the config: " + "; ".join(problems))
+
+
+def _shorten(items: list[str], limit: int = 8) -> str:
+    head = ", ".join(items[:limit])
+    return f"[{head}{', ... %d more' % (len(items) - limit) if len(items) > limit else ''}]"
