@@ -1,0 +1,34 @@
+"""Shared fixtures: one tiny random-weight checkpoint tree per session, built by the product's own
+builder in the official layout, and an engine loaded from it through the ordinary settings."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from acestep_worker import tiny
+
+REPO = Path(__file__).resolve().parents[1]
+GOLDEN = Path(os.environ.get("ACESTEP_GOLDEN_DIR", REPO.parent / "shared" / "golden"))
+
+
+@pytest.fixture(scope="session")
+def tiny_root(tmp_path_factory) -> Path:
+    return tiny.build(tmp_path_factory.mktemp("ckpt") / "checkpoints")
+
+
+@pytest.fixture(scope="session")
+def tiny_env(tiny_root) -> dict[str, str]:
+    """Environment that points every entry point at the tiny tree, as a deployment would."""
+    return {"ACESTEP_CONFIG_PATH": str(tiny_root / "acestep-v15-turbo"), "ACESTEP_DEVICE": "cpu",
+            "ACESTEP_LM_MODEL_PATH": ""}
+
+
+@pytest.fixture(scope="session")
+def engine(tiny_env):
+    from acestep_worker.engine import Engine
+    from acestep_worker.settings import Settings
+
+    return Engine(Settings.from_env(tiny_env))

@@ -1,0 +1,155 @@
+"""Checkpoint loading: both layouts, shards, and every way a folder can be wrong."""
+
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from acestep_worker import tiny
+from acestep_worker.dit.loading import diffusers_to_official_key, load_dit, official_to_diffusers_key
+from acestep_worker.errors import CheckpointError
+
+from .conftest import GOLDEN
+
+
+def _copy_dit(tiny_root, tmp_path, name="acestep-v15-turbo"):
+    target = tmp_path / name
+    shutil.copytree(tiny_root / name, target)
+    return target
+
+
+def _velocity(dit, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    frames, hidden = 11, dit.condition_encoder.null_condition_emb.shape[-1]
+    x = torch.randn(1, frames, 64, generator=g)
+    ctx = torch.randn(1, frames, 128, generator=g)
+    enc = torch.randn(1, 7, hidden, generator=g)
+    t = torch.tensor([0.7])
+    return dit.transformer(x, t, t, enc, ctx, return_dict=False)[0]
+
+
+def test_official_key_mapping_is_invertible_on_upstream_keys():
+    keys = load_file(str(GOLDEN / "turbo_a" / "model.safetensors")).keys()
+    for key in keys:
+        mapped = official_to_diffusers_key(key)
+        assert not mapped.startswith("<unmapped>"), key
+        assert diffusers_to_official_key(mapped) == key
+
+
+def test_attention_and_patch_renames():
+    assert official_to_diffusers_key("decoder.layers.3.cross_attn.o_proj.weight") == \
+        "transformer.layers.3.cross_attn.to_out.0.weight"
+    assert official_to_diffusers_key("decoder.proj_in.1.bias") == "transformer.proj_in_conv.bias"
+    assert official_to_diffusers_key("detokenizer.layers.0.self_attn.k_norm.weight") == \
+        "audio_detokenizer.layers.0.self_attn.norm_k.weight"
+    assert official_to_diffusers_key("null_condition_emb") == "condition_encoder.null_condition_emb"
+
+
+def test_loads_official_layout_with_variant_from_config(tiny_root):
+    turbo = load_dit(tiny_root / "acestep-v15-turbo")
+    base = load_dit(tiny_root / "acestep-v15-base")
+    assert turbo.variant.is_turbo and turbo.variant.rules.default_steps == 8
+    assert not base.variant.is_turbo and base.variant.rules.default_guidance == 7.0
+    assert turbo.silence_latent.shape == (1, 15000, 64)
+    assert torch.isfinite(_velocity(turbo)).all()
+
+
+def test_bf16_load_casts_every_weight(tiny_root):
+    dit = load_dit(tiny_root / "acestep-v15-turbo", dtype=torch.bfloat16)
+    dtypes = {p.dtype for m in dit.modules().values() for p in m.parameters()}
+    assert dtypes == {torch.bfloat16}
+
+
+def test_sharded_checkpoint_matches_single_file(tiny_root, tmp_path):
+    single = load_dit(tiny_root / "acestep-v15-turbo")
+    config = json.loads((tiny_root / "acestep-v15-turbo" / "config.json").read_text())
+    sharded_dir = tmp_path / "acestep-v15-turbo"
+    tiny.write_official_dit(sharded_dir, config, single.modules(), shard_bytes=200_000)
+    assert len(list(sharded_dir.glob("model-*-of-*.safetensors"))) > 2
+    assert not (sharded_dir / "model.safetensors").exists()
+    sharded = load_dit(sharded_dir)
+    torch.testing.assert_close(_velocity(single), _velocity(sharded), atol=1e-5, rtol=1e-5)
+
+
+def test_diffusers_layout_loads_to_the_same_model(tmp_path, tiny_root):
+    pipeline = tiny.build(tmp_path / "pipe", layout="diffusers")
+    assert (pipeline / "model_index.json").is_file()
+    from_diffusers = load_dit(pipeline)
+    official = load_dit(tiny_root / "acestep-v15-turbo")  # same seed, same weights
+    assert from_diffusers.variant.is_turbo
+    # Same weights; float32 kernels may round differently for differently aligned buffers.
+    torch.testing.assert_close(_velocity(from_diffusers), _velocity(official), atol=1e-5, rtol=1e-5)
+    assert torch.equal(from_diffusers.silence_latent, official.silence_latent)
+
+
+def test_missing_key_is_named(tiny_root, tmp_path):
+    folder = _copy_dit(tiny_root, tmp_path)
+    weights = load_file(str(folder / "model.safetensors"))
+    del weights["decoder.norm_out.weight"]
+    save_file(weights, str(folder / "model.safetensors"))
+    with pytest.raises(CheckpointError, match="missing keys.*transformer.norm_out.weight"):
+        load_dit(folder)
+
+
+def test_unknown_key_is_named(tiny_root, tmp_path):
+    folder = _copy_dit(tiny_root, tmp_path)
+    weights = load_file(str(folder / "model.safetensors"))
+    weights["decoder.mystery.weight"] = torch.zeros(3)
+    save_file(weights, str(folder / "model.safetensors"))
+    with pytest.raises(CheckpointError, match="unexpected keys.*decoder.mystery.weight"):
+        load_dit(folder)
+
+
+def test_config_that_does_not_fit_the_weights_is_an_error(tiny_root, tmp_path):
+    folder = _copy_dit(tiny_root, tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    config["intermediate_size"] = 96
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="shape mismatches.*mlp"):
+        load_dit(folder)
+
+
+def test_config_missing_a_field_is_named(tiny_root, tmp_path):
+    folder = _copy_dit(tiny_root, tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    del config["patch_size"]
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="patch_size"):
+        load_dit(folder)
+
+
+@pytest.mark.parametrize("damage,message", [
+    (lambda f: (f / "silence_latent.pt").unlink(), "silence_latent.pt is missing"),
+    (lambda f: (f / "silence_latent.pt").write_bytes(b"not a tensor"), "not a loadable tensor"),
+    (lambda f: (f / "model.safetensors").write_bytes(b"\x00" * 64), "corrupt or unreadable"),
+    (lambda f: (f / "model.safetensors").unlink(), "no model.safetensors"),
+    (lambda f: (f / "config.json").write_text("{not json"), "not valid JSON"),
+    (lambda f: (f / "config.json").unlink(), "config.json is missing"),
+])
+def test_damaged_folders_raise_checkpoint_errors(tiny_root, tmp_path, damage, message):
+    folder = _copy_dit(tiny_root, tmp_path)
+    damage(folder)
+    with pytest.raises(CheckpointError, match=message):
+        load_dit(folder)
+
+
+def test_pickled_weights_are_refused(tiny_root, tmp_path):
+    folder = _copy_dit(tiny_root, tmp_path)
+    (folder / "model.safetensors").unlink()
+    (folder / "pytorch_model.bin").write_bytes(b"pickle")
+    with pytest.raises(CheckpointError, match="pickled weights are never loaded"):
+        load_dit(folder)
+
+
+def test_encoder_layer_types_follow_the_config(tiny_root, tmp_path):
+    """diffusers' timbre encoder ignores layer_types; the loader must apply them (upstream rule)."""
+    folder = _copy_dit(tiny_root, tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    config["layer_types"] = ["full_attention", "sliding_attention"]
+    (folder / "config.json").write_text(json.dumps(config))
+    dit = load_dit(folder)
+    assert dit.condition_encoder.lyric_encoder._layer_types == ["full_attention", "sliding_attention"]
+    assert dit.condition_encoder.timbre_encoder._layer_types == ["full_attention"]
+    assert dit.transformer.layer_types == ["full_attention", "sliding_attention"]
