@@ -64,6 +64,7 @@ def write_atomically(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+        os.chmod(temp, 0o644)  # mkstemp creates 0600; songs are meant to be served and shared
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)

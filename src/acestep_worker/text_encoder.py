@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer
 from transformers import Qwen3Config, Qwen3Model
+from transformers.utils import logging as transformers_logging
 
 from .errors import CheckpointError
 
@@ -45,6 +46,7 @@ class TextEncoder:
         tokenizer, pad_id = load_tokenizer(Path(tokenizer_folder) if tokenizer_folder else folder)
         if not (folder / "model.safetensors").is_file() and not (folder / "model.safetensors.index.json").is_file():
             raise CheckpointError(folder, "text encoder weights (model.safetensors) are missing")
+        transformers_logging.disable_progress_bar()
         try:
             config = Qwen3Config.from_pretrained(folder)
             model = Qwen3Model.from_pretrained(folder, config=config, dtype=dtype, use_safetensors=True)

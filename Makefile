@@ -1,0 +1,39 @@
+# Two entry points for a fresh machine (Python 3.11 with pip; no GPU, no model download):
+#   make demo   - build the tiny random-weight checkpoints and run a real generation on them
+#   make test   - run the test suite
+# Both create the virtual environment first when it is missing or out of date.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TINY ?= tiny-checkpoints
+
+.PHONY: demo test parity bench clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+$(TINY)/random_weights.json: $(VENV)/.installed
+	$(PY) -m acestep_worker.tiny $(TINY)
+
+demo: $(TINY)/random_weights.json
+	@echo "Generating with the TINY RANDOM-WEIGHT checkpoints (no download, CPU): the result is noise, not music."
+	ACESTEP_CONFIG_PATH=$(TINY)/acestep-v15-turbo $(PY) -m acestep_worker generate \
+		--caption "upbeat synth pop" --lyrics "[Verse]\nhello world" --duration 10 --seed 42 --out demo.mp3
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+parity: $(VENV)/.installed
+	$(PY) scripts/check_parity.py ../shared/golden/*/
+
+bench: $(VENV)/.installed
+	$(PY) bench/synth.py --sizes tiny
+
+clean:
+	rm -rf $(TINY) demo*.mp3 .pytest_cache

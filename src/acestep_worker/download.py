@@ -1,0 +1,152 @@
+"""Download the official ACE-Step 1.5 checkpoints into a checkpoint root, and verify them.
+
+    python -m acestep_worker.download --dir /app/checkpoints main base
+    python -m acestep_worker.download --dir ./checkpoints --list
+
+`main` is the `ACE-Step/Ace-Step1.5` repository (turbo DiT, VAE, Qwen3-Embedding text encoder and
+the 1.7B planner); the others are the optional sub-model repositories, each placed in a folder of
+its own name, so the result is the layout upstream and the original image use.
+
+Every file is checked against the hub's own record (SHA-256 for LFS files, the git blob id for the
+rest) before the folder is moved into place: a download that was cut short or corrupted never
+becomes a checkpoint folder. Python files in the repositories (upstream's remote code) are not
+downloaded at all; nothing from a checkpoint is ever executed. A token, when needed, comes from
+HF_TOKEN or `--token-file` (in the Docker build: a BuildKit secret).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+from fnmatch import fnmatch
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from huggingface_hub import HfApi, snapshot_download
+from huggingface_hub.hf_api import RepoFile
+
+IGNORED = ["*.py", "__pycache__/*", ".gitattributes"]
+
+
+@dataclass(frozen=True)
+class Component:
+    repo_id: str
+    folder: str | None  # target folder name under the root; None = the repo's top level folders
+    description: str
+
+
+COMPONENTS = {
+    "main": Component("ACE-Step/Ace-Step1.5", None,
+                      "turbo DiT, VAE, Qwen3-Embedding-0.6B text encoder, 1.7B planner LM"),
+    "base": Component("ACE-Step/acestep-v15-base", "acestep-v15-base", "base DiT (CFG, 32-64 steps)"),
+    "sft": Component("ACE-Step/acestep-v15-sft", "acestep-v15-sft", "SFT DiT"),
+    "lm-0.6B": Component("ACE-Step/acestep-5Hz-lm-0.6B", "acestep-5Hz-lm-0.6B", "0.6B planner LM"),
+    "lm-4B": Component("ACE-Step/acestep-5Hz-lm-4B", "acestep-5Hz-lm-4B", "4B planner LM"),
+    "xl-turbo": Component("ACE-Step/acestep-v15-xl-turbo", "acestep-v15-xl-turbo", "XL turbo DiT"),
+    "xl-base": Component("ACE-Step/acestep-v15-xl-base", "acestep-v15-xl-base", "XL base DiT"),
+    "xl-sft": Component("ACE-Step/acestep-v15-xl-sft", "acestep-v15-xl-sft", "XL SFT DiT"),
+}
+
+
+class IntegrityError(RuntimeError):
+    pass
+
+
+def git_blob_id(path: Path) -> str:
+    """The git object id of a file's content: sha1 over "blob <size>\\0" + content."""
+    digest = hashlib.sha1(f"blob {path.stat().st_size}\0".encode())
+    _hash_into(digest, path)
+    return digest.hexdigest()
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    _hash_into(digest, path)
+    return digest.hexdigest()
+
+
+def _hash_into(digest, path: Path) -> None:
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 24), b""):
+            digest.update(block)
+
+
+def _ignored(path: str) -> bool:
+    return any(fnmatch(path, pattern) for pattern in IGNORED)
+
+
+def verify(folder: Path, entries: list[RepoFile]) -> None:
+    """Compare every downloaded file with the hub's size and hash; raise IntegrityError on any gap."""
+    problems = []
+    for entry in entries:
+        if _ignored(entry.path):
+            continue
+        local = folder / entry.path
+        if not local.is_file():
+            problems.append(f"{entry.path}: missing")
+        elif local.stat().st_size != entry.size:
+            problems.append(f"{entry.path}: {local.stat().st_size} bytes, expected {entry.size}")
+        elif entry.lfs is not None and sha256_of(local) != entry.lfs.sha256:
+            problems.append(f"{entry.path}: SHA-256 differs from the hub's")
+        elif entry.lfs is None and git_blob_id(local) != entry.blob_id:
+            problems.append(f"{entry.path}: content differs from the hub's blob {entry.blob_id[:12]}")
+    if problems:
+        raise IntegrityError(f"{folder}: " + "; ".join(problems))
+
+
+def download(name: str, root: Path, *, revision: str | None = None, endpoint: str | None = None,
+             token: str | None = None) -> list[Path]:
+    """Fetch one component into `root`, verified, and return the checkpoint folders it added."""
+    component = COMPONENTS[name]
+    api = HfApi(endpoint=endpoint, token=token)
+    commit = api.model_info(component.repo_id, revision=revision).sha
+    entries = [e for e in api.list_repo_tree(component.repo_id, revision=commit, recursive=True)
+               if isinstance(e, RepoFile)]
+    root.mkdir(parents=True, exist_ok=True)
+    staging = root / f".{name}.partial"
+    snapshot_download(component.repo_id, revision=commit, local_dir=staging, endpoint=endpoint, token=token,
+                      ignore_patterns=IGNORED)
+    verify(staging, entries)
+    shutil.rmtree(staging / ".cache", ignore_errors=True)  # huggingface_hub's bookkeeping
+    if component.folder is not None:
+        moves = [(staging, root / component.folder)]
+    else:
+        moves = [(item, root / item.name) for item in sorted(staging.iterdir()) if item.is_dir()]
+    added = []
+    for source, target in moves:
+        if target.exists():
+            shutil.rmtree(target)
+        source.rename(target)
+        added.append(target)
+    shutil.rmtree(staging, ignore_errors=True)
+    return added
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m acestep_worker.download",
+                                     description="Download and verify official ACE-Step 1.5 checkpoints.")
+    parser.add_argument("components", nargs="*", default=["main"], help="what to fetch (default: main)")
+    parser.add_argument("--dir", type=Path, default=Path("checkpoints"), help="checkpoint root")
+    parser.add_argument("--revision", help="a branch, tag or commit of the repositories")
+    parser.add_argument("--endpoint", help="hub endpoint (default: HF_ENDPOINT or huggingface.co)")
+    parser.add_argument("--token-file", type=Path, help="file holding a hub token (default: HF_TOKEN)")
+    parser.add_argument("--list", action="store_true", help="list the components and exit")
+    args = parser.parse_args(argv)
+    if args.list:
+        for key, component in COMPONENTS.items():
+            print(f"{key:10} {component.repo_id:34} {component.description}")
+        return 0
+    unknown = [c for c in args.components if c not in COMPONENTS]
+    if unknown:
+        parser.error(f"unknown components {unknown}; choose from {', '.join(COMPONENTS)}")
+    token = args.token_file.read_text().strip() if args.token_file else None
+    for name in args.components:
+        for folder in download(name, args.dir, revision=args.revision, endpoint=args.endpoint, token=token):
+            print(f"verified {folder}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""Downloads run the real huggingface_hub code against a local hub stand-in, never the internet."""
+
+import shutil
+
+import pytest
+
+from acestep_worker import download
+from acestep_worker.dit.loading import load_dit
+
+from .hub_standin import HubStandIn
+
+
+@pytest.fixture()
+def fake_repos(tiny_root, tmp_path):
+    main = tmp_path / "repo-main"
+    for name in ("acestep-v15-turbo", "vae", "Qwen3-Embedding-0.6B"):
+        shutil.copytree(tiny_root / name, main / name)
+    (main / "acestep-v15-turbo" / "modeling_acestep_v15_turbo.py").write_text("raise SystemExit('never run')\n")
+    (main / "README.md").write_text("main repo\n")
+    base = tmp_path / "repo-base"
+    shutil.copytree(tiny_root / "acestep-v15-base", base)
+    return {"ACE-Step/Ace-Step1.5": main, "ACE-Step/acestep-v15-base": base}
+
+
+def test_downloads_main_and_submodel_into_the_official_layout(fake_repos, tmp_path):
+    root = tmp_path / "checkpoints"
+    with HubStandIn(fake_repos) as hub:
+        added = download.download("main", root, endpoint=hub.url)
+        added += download.download("base", root, endpoint=hub.url)
+    assert sorted(p.name for p in added) == ["Qwen3-Embedding-0.6B", "acestep-v15-base", "acestep-v15-turbo", "vae"]
+    assert sorted(p.name for p in root.iterdir()) == sorted(p.name for p in added)  # no staging left behind
+    assert not list(root.rglob("*.py"))  # remote code is never fetched
+    assert any("/resolve/" in r for r in hub.requests)
+    assert load_dit(root / "acestep-v15-base").variant.family == "base"
+
+
+def test_corrupted_transfer_is_caught_and_nothing_is_installed(fake_repos, tmp_path):
+    root = tmp_path / "checkpoints"
+    with HubStandIn(fake_repos, corrupt={"model.safetensors"}) as hub:
+        with pytest.raises(download.IntegrityError, match="model.safetensors: SHA-256 differs"):
+            download.download("base", root, endpoint=hub.url)
+    assert not (root / "acestep-v15-base").exists()
+
+
+def test_verify_reports_missing_and_resized_files(tiny_root, tmp_path):
+    from huggingface_hub.hf_api import RepoFile
+
+    folder = tmp_path / "f"
+    shutil.copytree(tiny_root / "vae", folder)
+    entries = [RepoFile(path="config.json", size=1, oid="0" * 40), RepoFile(path="gone.json", size=3, oid="0" * 40)]
+    with pytest.raises(download.IntegrityError, match="config.json: .* bytes, expected 1; gone.json: missing"):
+        download.verify(folder, entries)
+
+
+def test_git_blob_id_matches_git(tmp_path):
+    path = tmp_path / "x"
+    path.write_bytes(b"hello\n")
+    assert download.git_blob_id(path) == "ce013625030ba8dba906f756967f9e9ca394464a"  # `git hash-object`
