@@ -10,11 +10,11 @@ TINY ?= tiny-checkpoints
 
 .PHONY: demo test parity bench clean
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+$(VENV)/.installed: requirements.txt requirements-serve.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-serve.txt -r requirements-dev.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
@@ -22,9 +22,11 @@ $(TINY)/random_weights.json: $(VENV)/.installed
 	$(PY) -m acestep_worker.tiny $(TINY)
 
 demo: $(TINY)/random_weights.json
-	@echo "Generating with the TINY RANDOM-WEIGHT checkpoints (no download, CPU): the result is noise, not music."
-	ACESTEP_CONFIG_PATH=$(TINY)/acestep-v15-turbo $(PY) -m acestep_worker generate \
-		--caption "upbeat synth pop" --lyrics "[Verse]\nhello world" --duration 10 --seed 42 --out demo.mp3
+	@echo "Running test_input.json through the Runpod handler on the TINY RANDOM-WEIGHT checkpoints"
+	@echo "(no download, CPU only): the song it writes to outputs/ is noise, not music."
+	ACESTEP_CONFIG_PATH=$(TINY)/acestep-v15-turbo ACESTEP_OUTPUT_DIR=outputs LOG_LEVEL=WARNING RUNPOD_LOG_LEVEL=INFO \
+		$(PY) -u handler.py
+	@ls -l outputs/local_test-1.mp3
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q

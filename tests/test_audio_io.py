@@ -65,3 +65,9 @@ def test_clipping_input_is_limited():
     loud = _tone() * 4
     decoded, _ = decode(encode(loud, 48000, "wav32"))
     assert np.abs(decoded).max() <= 1.0
+
+
+@pytest.mark.parametrize("title", ["", "\x00", "a\x00b", "日本語", "x" * 2000])
+def test_awkward_tags_never_fail_an_encode(title):
+    decoded, _ = decode(encode(_tone(0.5), 48000, "mp3", tags={"title": title, "comment": "c"}))
+    assert decoded.shape[1] == 2

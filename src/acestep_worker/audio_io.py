@@ -52,9 +52,20 @@ def encode(audio: np.ndarray, sample_rate: int, fmt: str, *, bitrate_kbps: int =
     with sf.SoundFile(buffer, "w", sample_rate, audio.shape[1], subtype=spec.subtype, format=spec.container,
                       **options) as handle:
         for key, value in (tags or {}).items():
-            setattr(handle, key, value)
+            _set_tag(handle, key, value)
         handle.write(np.clip(audio, -1.0, 1.0).astype(np.float32))
     return buffer.getvalue()
+
+
+def _set_tag(handle: sf.SoundFile, key: str, value: str) -> None:
+    # Tags are a courtesy: libsndfile takes C strings (no NULs, not empty) and a tag that cannot be
+    # written must never cost the song.
+    text = "".join(ch for ch in value if ch.isprintable() or ch in "\t ").strip()
+    if text:
+        try:
+            setattr(handle, key, text)
+        except sf.LibsndfileError:
+            pass
 
 
 def write_atomically(path: Path, data: bytes) -> None:

@@ -125,7 +125,10 @@ class GenerationRequest(BaseModel):
         for item in items:
             if isinstance(item, bool) or (isinstance(item, float) and not item.is_integer()):
                 raise ValueError("not an integer")
-            seed = int(item)
+            try:
+                seed = int(item)
+            except (TypeError, ValueError, OverflowError):
+                raise ValueError("not an integer") from None
             if not (seed == -1 or 0 <= seed <= MAX_SEED):
                 raise ValueError("out of range")
             seeds.append(seed)
@@ -137,8 +140,13 @@ class GenerationRequest(BaseModel):
         if value is None or value == "":
             return None
         if isinstance(value, str):
-            value = [float(part) for part in value.split(",") if part.strip()]
-        values = [float(v) for v in value]
+            value = value.split(",")
+        if not isinstance(value, (list, tuple)) or any(isinstance(v, bool) for v in value):
+            raise ValueError("not a list of times")
+        try:
+            values = [float(v) for v in value if not (isinstance(v, str) and not v.strip())]
+        except (TypeError, ValueError):
+            raise ValueError("not a list of times") from None
         if not 1 <= len(values) <= 21 or any(not (0.0 <= v <= 1.0) or math.isnan(v) for v in values):
             raise ValueError("out of range")
         if any(b >= a for a, b in zip(values, values[1:])) or values[0] == 0:
@@ -246,3 +254,19 @@ def parse(data: Any, model: type[GenerationRequest] = GenerationRequest) -> Gene
             raise InputError(str(extra[0]["loc"][0]), f"unknown fields {names}; accepted fields are: "
                              f"{', '.join(field_names(model))}") from None
         raise _describe(model, errors[0]) from None
+
+
+MAX_INLINE_BASE64_BYTES = 15_000_000  # leaves room for the JSON envelope under /runsync's 20 MB
+
+
+class JobRequest(GenerationRequest):
+    """A serverless job: the generation fields plus how the job is run and delivered."""
+
+    timeout_seconds: float = _field(1800.0, "timeout_seconds", "timeoutSeconds",
+                                    allowed="seconds from 1 to 86400", ge=1.0, le=86_400.0)
+    poll_interval: float = _field(3.0, "poll_interval", "pollInterval",
+                                  allowed="seconds between progress updates, from 0.5 to 300", ge=0.5, le=300.0)
+    return_audio_base64: bool = _field(False, "return_audio_base64", "returnAudioBase64", allowed="true or false")
+    max_base64_bytes: int = _field(8_000_000, "max_base64_bytes", "maxBase64Bytes",
+                                   allowed=f"an integer from 0 to {MAX_INLINE_BASE64_BYTES}",
+                                   ge=0, le=MAX_INLINE_BASE64_BYTES)

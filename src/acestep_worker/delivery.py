@@ -1,0 +1,116 @@
+"""Getting finished files to the caller: inline base64 under a byte budget, or an S3-compatible bucket.
+
+Bucket credentials come from the same variables as runpod's `rp_upload` (`BUCKET_ENDPOINT_URL`,
+`BUCKET_ACCESS_KEY_ID`, `BUCKET_SECRET_ACCESS_KEY`, plus `BUCKET_NAME`) or from a job's `s3Config`
+(`endpointUrl`, `accessId`, `accessSecret`, `bucketName`). Secrets never appear in a repr, a log
+line or an error message.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from .errors import AceStepError
+
+PRESIGN_SECONDS = 7 * 24 * 3600  # the longest a SigV4 presigned URL may live
+
+
+class DeliveryError(AceStepError):
+    """The files exist locally but could not be delivered."""
+
+
+@dataclass(frozen=True)
+class BucketConfig:
+    endpoint_url: str
+    bucket: str
+    access_key_id: str = field(repr=False)
+    secret_access_key: str = field(repr=False)
+    region: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "BucketConfig | None":
+        trio = [env.get(k, "").strip() for k in ("BUCKET_ENDPOINT_URL", "BUCKET_ACCESS_KEY_ID", "BUCKET_SECRET_ACCESS_KEY")]
+        if not all(trio):
+            return None
+        bucket = env.get("BUCKET_NAME", "").strip()
+        if not bucket:
+            raise DeliveryError("BUCKET_ENDPOINT_URL and its keys are set but BUCKET_NAME is not; set the bucket name")
+        return cls(trio[0], bucket, trio[1], trio[2], env.get("BUCKET_REGION") or _region_of(trio[0]))
+
+    @classmethod
+    def from_job(cls, s3_config: object) -> "BucketConfig | None":
+        if s3_config is None:
+            return None
+        needed = ("endpointUrl", "accessId", "accessSecret", "bucketName")
+        if not isinstance(s3_config, dict) or any(not str(s3_config.get(k) or "").strip() for k in needed):
+            raise DeliveryError("s3Config must be an object with endpointUrl, accessId, accessSecret and bucketName")
+        return cls(str(s3_config["endpointUrl"]), str(s3_config["bucketName"]), str(s3_config["accessId"]),
+                   str(s3_config["accessSecret"]), _region_of(str(s3_config["endpointUrl"])))
+
+
+def _region_of(endpoint: str) -> str | None:
+    match = re.search(r"\.s3[.-]([a-z0-9-]+)\.amazonaws\.com", endpoint)
+    return match.group(1) if match else None
+
+
+class Bucket:
+    """An S3-compatible bucket client made from one config (boto3 is imported only when used)."""
+
+    def __init__(self, config: BucketConfig):
+        import boto3
+        from botocore.config import Config
+
+        self.config = config
+        self._client = boto3.client(
+            "s3", endpoint_url=config.endpoint_url, aws_access_key_id=config.access_key_id,
+            aws_secret_access_key=config.secret_access_key, region_name=config.region or "us-east-1",
+            config=Config(signature_version="s3v4", retries={"max_attempts": 3, "mode": "standard"}))
+
+    def upload(self, path: Path, key: str, content_type: str, expires_s: int = PRESIGN_SECONDS) -> str:
+        """Upload a file under `key` with its content type; return a presigned GET URL."""
+        from boto3.exceptions import Boto3Error
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self._client.upload_file(str(path), self.config.bucket, key, ExtraArgs={"ContentType": content_type})
+            return self._client.generate_presigned_url(
+                "get_object", Params={"Bucket": self.config.bucket, "Key": key}, ExpiresIn=expires_s)
+        except (Boto3Error, BotoCoreError, ClientError) as exc:
+            raise DeliveryError(f"upload of {path.name} to bucket {self.config.bucket!r} failed: "
+                                f"{_describe(exc)}; the file is kept at {path}") from None
+
+
+def _describe(exc: Exception) -> str:
+    response = getattr(exc, "response", None) or {}
+    error = response.get("Error", {})
+    if error:
+        return f"{error.get('Code', 'error')} ({error.get('Message', '').strip() or 'no message'})"
+    cause = exc.__context__ if getattr(exc.__context__, "response", None) else None
+    if cause is not None:  # boto3's transfer errors wrap the service's ClientError
+        return _describe(cause)
+    return type(exc).__name__ + (f": {exc}" if str(exc) else "")
+
+
+def base64_size(raw_bytes: int) -> int:
+    return 4 * ((raw_bytes + 2) // 3)
+
+
+def attach_base64(results: list[dict], payloads: list[bytes], max_bytes: int) -> None:
+    """Add `audio_base64` to each result, in order, while the total base64 text fits `max_bytes`.
+
+    A song that does not fit gets `base64_omitted` with the reason instead; later, smaller songs
+    may still fit.
+    """
+    used = 0
+    for result, data in zip(results, payloads):
+        size = base64_size(len(data))
+        if used + size > max_bytes:
+            result["base64_omitted"] = (f"{size} bytes of base64 would exceed max_base64_bytes={max_bytes} "
+                                        f"({used} already used); fetch it from `file` or `url`")
+            continue
+        result["audio_base64"] = base64.b64encode(data).decode("ascii")
+        used += size

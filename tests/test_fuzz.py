@@ -1,0 +1,151 @@
+"""Fuzzing the handler with generated job inputs, valid and invalid.
+
+Thousands of inputs run through the real handler, schema, delivery and output shaping. So that they
+finish in seconds, generation is replayed: `ReplayEngine` validates each request against the real
+loaded models (model names, variant step ranges) and returns songs cut from one real generation of
+the tiny model. A smaller run then uses the real engine throughout.
+"""
+
+import base64
+import hashlib
+import json
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from acestep_worker.engine import GenerationResult, Song, resolve_seeds, sampling_plan
+from acestep_worker.request import JobRequest
+
+FIELDS = list(JobRequest.model_fields)
+ALIASES = [a for f in JobRequest.model_fields.values() for a in (getattr(f.validation_alias, "choices", None) or [])]
+
+
+class ReplayEngine:
+    def __init__(self, engine):
+        self.engine = engine
+        self.settings = engine.settings
+        # One real second of tiny-model audio: encoding it keeps thousands of examples fast.
+        self.recorded = engine.generate(JobRequest(duration=10, seed=0)).songs[0].audio[:48000]
+
+    def generate(self, request, on_progress=None, should_stop=None):
+        dit = self.engine.dit(request.model)
+        plan, params = sampling_plan(request, dit)
+        songs = [Song(self.recorded, 48000, seed, 1.0) for seed in resolve_seeds(request)]
+        params.update(caption=request.caption, lyrics=request.lyrics, instrumental=request.instrumental,
+                      vocal_language=request.vocal_language, bpm=request.bpm, key_scale=request.key_scale,
+                      time_signature=request.time_signature, requested_duration=request.duration,
+                      seeds=[s.seed for s in songs])
+        return GenerationResult(songs, dit.variant.name, True, params, {"total": 0.0})
+
+
+@pytest.fixture(scope="module")
+def handle(engine, handler_module_factory):
+    return handler_module_factory(ReplayEngine(engine))
+
+
+@pytest.fixture(scope="module")
+def handler_module_factory(engine, tiny_env):
+    import os
+    import sys
+
+    from .conftest import REPO
+
+    os.environ.update(tiny_env)
+    sys.path.insert(0, str(REPO))
+    import handler
+
+    def make(replacement):
+        def call(job):
+            saved = handler._engine
+            handler._engine, handler._load_error = replacement, None
+            try:
+                return handler.handle(job)
+            finally:
+                handler._engine = saved
+        return call
+
+    return make
+
+
+junk = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=50),
+    st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=3000, max_size=6000),
+    st.lists(st.integers(), max_size=4), st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
+)
+plausible = {
+    "caption": st.text(max_size=200), "lyrics": st.sampled_from(["", "[inst]", "[Verse]\nla la", "日本語の歌詞"]),
+    "duration": st.one_of(st.floats(min_value=-5, max_value=700), st.integers(0, 700)),
+    "batch_size": st.integers(-1, 10), "seed": st.one_of(st.integers(-2, 2**33), st.just("1,2"), st.just("-1")),
+    "inference_steps": st.integers(0, 250), "guidance_scale": st.floats(0, 20), "shift": st.floats(0, 6),
+    "bpm": st.integers(0, 400), "key_scale": st.sampled_from(["C major", "F# minor", "Z major", ""]),
+    "time_signature": st.sampled_from(["4", "6/8", "5", "3/4"]), "vocal_language": st.sampled_from(["en", "xx", "zh"]),
+    "audio_format": st.sampled_from(["mp3", "flac", "wav", "opus", "aac"]), "model": st.sampled_from(
+        ["acestep-v15-turbo", "acestep-v15-base", "nope"]),
+    "return_audio_base64": st.booleans(), "max_base64_bytes": st.integers(-10, 20_000_000),
+    "timeout_seconds": st.floats(-1, 100_000), "poll_interval": st.floats(0, 400),
+}
+valid = {
+    "caption": st.text(max_size=300), "lyrics": st.text(max_size=300), "duration": st.floats(10, 600),
+    "batch_size": st.integers(1, 8), "seed": st.one_of(st.integers(0, 2**32 - 1), st.just(-1)),
+    "inference_steps": st.integers(1, 8), "shift": st.floats(1, 5), "bpm": st.integers(30, 300),
+    "key_scale": st.sampled_from(["C major", "f# minor", "Bb maj"]), "time_signature": st.sampled_from(["2", "3/4", "6/8"]),
+    "vocal_language": st.sampled_from(["en", "ZH", "unknown"]), "audio_format": st.sampled_from(["mp3", "flac", "wav32", "ogg", "opus"]),
+    "return_audio_base64": st.booleans(), "max_base64_bytes": st.integers(0, 15_000_000),
+    "guidance_scale": st.floats(1, 15), "timeout_seconds": st.floats(60, 3600), "poll_interval": st.floats(0.5, 300),
+}
+job_inputs = st.one_of(
+    st.fixed_dictionaries({}, optional=valid),
+    st.fixed_dictionaries({}, optional=valid).flatmap(
+        lambda d: st.fixed_dictionaries({k: st.just(v) for k, v in d.items()}, optional={"bogus": junk})),
+    st.fixed_dictionaries({}, optional={k: v for k, v in plausible.items()}),
+    st.dictionaries(st.sampled_from(FIELDS + ALIASES + ["bogus", "ünïcode", ""]), junk, max_size=6),
+    junk,
+)
+
+
+def check_output(job_input, out):
+    assert isinstance(out, dict)
+    event("rejected" if "error" in out else "generated")
+    if "error" in out:
+        assert set(out) <= {"error", "refresh_worker"}
+        message = out["error"]
+        assert isinstance(message, str) and message and "\n" not in message and "Traceback" not in message
+        return
+    assert out["status"] == "completed" and len(out["results"]) == out["batch_size"]
+    assert len(json.dumps(out)) < 20_000_000
+    budget = job_input.get("max_base64_bytes", 8_000_000)
+    used = 0
+    for result in out["results"]:
+        assert result["file"].startswith("/v1/audio?filename=") and result["bytes"] > 0
+        if "audio_base64" in result:
+            data = base64.b64decode(result["audio_base64"])
+            assert hashlib.sha256(data).hexdigest() == result["sha256"]
+            used += len(result["audio_base64"])
+    assert used <= budget
+
+
+@settings(max_examples=2000, deadline=None, suppress_health_check=list(HealthCheck))
+@given(job_input=job_inputs)
+def test_thousands_of_inputs_never_crash_the_handler(handle, job_input):
+    out = handle({"id": "fuzz", "input": job_input})
+    check_output(job_input if isinstance(job_input, dict) else {}, out)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(job_input=st.fixed_dictionaries({"duration": st.just(10)}, optional={
+    k: plausible[k] for k in ("caption", "lyrics", "seed", "bpm", "key_scale", "audio_format", "model",
+                              "return_audio_base64", "batch_size")}))
+def test_real_engine_on_generated_inputs(engine, handler_module_factory, job_input):
+    out = handler_module_factory(engine)({"id": "fuzz-real", "input": job_input})
+    check_output(job_input, out)
+    if "error" not in out:
+        assert all(math.isclose(r["duration"], 10.0) for r in out["results"])
+
+
+def test_replay_engine_really_replays_tiny_audio(engine):
+    replay = ReplayEngine(engine)
+    assert replay.recorded.shape == (48000, 2) and np.isfinite(replay.recorded).all()

@@ -1,0 +1,128 @@
+"""The Docker image and the Runpod Hub files, checked statically (no Docker engine exists here)."""
+
+import json
+import re
+
+import jsonschema
+import pytest
+
+from .conftest import REPO
+
+DOCKERFILE = (REPO / "Dockerfile").read_text()
+
+
+def _instructions():
+    text = re.sub(r"\\\n", " ", DOCKERFILE)
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+
+
+def test_base_image_is_cuda_12_8_runtime():
+    base = next(i for i in _instructions() if i.startswith("FROM "))
+    assert re.match(r"FROM nvidia/cuda:12\.8\.\d+-(cudnn-)?runtime-ubuntu\d+\.\d+$", base), base
+
+
+def test_python_3_11_and_cuda_12_8_torch():
+    assert "python3.11" in DOCKERFILE
+    assert re.search(r"torch==\$\{TORCH_VERSION\}.*download\.pytorch\.org/whl/cu128", DOCKERFILE)
+
+
+def test_weights_are_baked_with_a_secret_before_the_code_is_copied():
+    lines = _instructions()
+    download = next(i for i, line in enumerate(lines) if "download.py --dir /app/checkpoints" in line)
+    assert "--mount=type=secret,id=hf_token" in lines[download]
+    code_copies = [i for i, line in enumerate(lines) if line.startswith("COPY") and ("src" in line.split()[1:-1]
+                   or "handler.py" in line)]
+    assert code_copies and min(code_copies) > download
+    assert not any(line.startswith("ARG") and "TOKEN" in line.upper() for line in lines)
+
+
+def test_environment_defaults():
+    env = dict(re.findall(r"(\w+)=(\S+)", " ".join(l for l in _instructions() if l.startswith("ENV"))))
+    assert env["ACESTEP_CONFIG_PATH"] == "/app/checkpoints/acestep-v15-base"
+    assert env["ACESTEP_LM_MODEL_PATH"] == "/app/checkpoints/acestep-5Hz-lm-1.7B"
+    assert env["ACESTEP_API_PORT"] == "8000" and env["HF_HUB_OFFLINE"] == "1"
+    assert "main base" in DOCKERFILE  # turbo (in main) is baked beside the base default
+
+
+def test_cmd_is_the_serverless_handler():
+    assert _instructions()[-1] == 'CMD ["python", "-u", "handler.py"]'
+
+
+def test_dockerignore_keeps_weights_and_venvs_out_of_the_context():
+    ignored = (REPO / ".dockerignore").read_text().split()
+    assert {".git", ".venv", "checkpoints", "tiny-checkpoints", "outputs"} <= set(ignored)
+
+
+def test_every_copied_file_exists():
+    for line in _instructions():
+        if line.startswith("COPY") and "--from" not in line:
+            for source in line.split()[1:-1]:
+                assert (REPO / source).exists(), source
+
+
+HUB_SCHEMA = {
+    "type": "object", "required": ["title", "description", "type", "category", "config"],
+    "properties": {
+        "title": {"type": "string", "minLength": 1}, "description": {"type": "string", "minLength": 1},
+        "type": {"const": "serverless"},
+        "category": {"enum": ["audio", "embedding", "language", "video", "image"]},
+        "iconUrl": {"type": "string"},
+        "config": {
+            "type": "object", "required": ["runsOn", "containerDiskInGb", "gpuIds", "gpuCount"],
+            "properties": {
+                "runsOn": {"enum": ["GPU", "CPU"]}, "containerDiskInGb": {"type": "integer", "minimum": 1},
+                "gpuIds": {"type": "string", "pattern": r"^-?[A-Z0-9_ a-zA-Z]+(,-?[A-Z0-9_ a-zA-Z]+)*$"},
+                "gpuCount": {"type": "integer", "minimum": 1},
+                "allowedCudaVersions": {"type": "array", "items": {"type": "string", "pattern": r"^\d+\.\d+$"}},
+                "presets": {"type": "array", "items": {"type": "object", "required": ["name", "defaults"]}},
+                "env": {"type": "array", "items": {"type": "object", "required": ["key"], "oneOf": [
+                    {"required": ["value"]},
+                    {"required": ["input"], "properties": {"input": {
+                        "type": "object", "required": ["name", "type", "description"],
+                        "properties": {"type": {"enum": ["string", "number", "boolean", "huggingface"]},
+                                       "options": {"type": "array", "items": {
+                                           "type": "object", "required": ["label", "value"]}}}}}}]}},
+            }},
+    },
+}
+TESTS_SCHEMA = {
+    "type": "object", "required": ["tests", "config"],
+    "properties": {
+        "tests": {"type": "array", "minItems": 1, "items": {
+            "type": "object", "required": ["name", "input", "timeout"],
+            "properties": {"name": {"type": "string"}, "input": {"type": "object", "not": {"required": ["input"]}},
+                           "timeout": {"type": "integer", "minimum": 1000}}}},
+        "config": {"type": "object", "required": ["gpuTypeId", "gpuCount"],
+                   "properties": {"allowedCudaVersions": {"type": "array", "items": {"type": "string"}}}},
+    },
+}
+VALID_POOLS = {"AMPERE_16", "AMPERE_24", "ADA_24", "AMPERE_48", "ADA_48_PRO", "AMPERE_80", "ADA_80_PRO", "HOPPER_141"}
+
+
+def test_hub_json_matches_the_documented_schema():
+    hub = json.loads((REPO / ".runpod" / "hub.json").read_text())
+    jsonschema.validate(hub, HUB_SCHEMA)
+    pools = {p for p in hub["config"]["gpuIds"].split(",") if not p.startswith("-")}
+    assert pools <= VALID_POOLS and "AMPERE_16" not in pools  # two DiTs + encoders need more than 16 GB
+    keys = {e["key"] for e in hub["config"]["env"]}
+    assert {"ACESTEP_CONFIG_PATH", "BUCKET_ENDPOINT_URL", "BUCKET_ACCESS_KEY_ID", "BUCKET_SECRET_ACCESS_KEY",
+            "LOG_LEVEL"} <= keys
+    assert "12.8" in hub["config"]["allowedCudaVersions"]
+
+
+def test_tests_json_is_a_short_seeded_job_that_our_schema_accepts():
+    from acestep_worker.request import JobRequest, parse
+
+    tests = json.loads((REPO / ".runpod" / "tests.json").read_text())
+    jsonschema.validate(tests, TESTS_SCHEMA)
+    for case in tests["tests"]:
+        request = parse(case["input"], JobRequest)
+        assert request.seed is not None and request.duration <= 30
+        assert request.timeout_seconds * 1000 < case["timeout"]
+
+
+@pytest.mark.parametrize("path", ["test_input.json"])
+def test_test_input_is_valid(path):
+    from acestep_worker.request import JobRequest, parse
+
+    parse(json.loads((REPO / path).read_text())["input"], JobRequest)
