@@ -32,3 +32,21 @@ def engine(tiny_env):
     from acestep_worker.settings import Settings
 
     return Engine(Settings.from_env(tiny_env))
+
+
+@pytest.fixture(scope="session")
+def planner_env(tiny_env, tiny_root) -> dict[str, str]:
+    return {**tiny_env, "ACESTEP_LM_MODEL_PATH": str(tiny_root / tiny.LM_FOLDER)}
+
+
+@pytest.fixture(scope="session")
+def planner_engine(planner_env):
+    from acestep_worker.engine import Engine
+    from acestep_worker.settings import Settings
+
+    return Engine(Settings.from_env(planner_env))
+
+
+@pytest.fixture(scope="session")
+def planner(planner_engine):
+    return planner_engine.planner

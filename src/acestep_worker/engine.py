@@ -22,13 +22,18 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .dit.conditioning import SAMPLE_RATE, SAMPLES_PER_FRAME, frames_for_duration
+from . import planning
+from .dit.conditioning import SAMPLE_RATE, SAMPLES_PER_FRAME, codes_to_quantized, detokenize, frames_for_duration
 from .dit.loading import is_diffusers_layout, load_dit, read_config
 from .dit.model import DiTModel
 from .dit.sampler import SamplingPlan
 from .dit.schedules import base_timesteps, snap_turbo_shift, turbo_timesteps
-from .errors import CheckpointError, GenerationCancelled, InputError
-from .prompts import Metas
+from .errors import CheckpointError, GenerationCancelled, InputError, PlannerUnavailableError
+from .planner.decoding import SamplingParams
+from .planner.lm import PlannerLM
+from .planner.metadata import Metadata
+from .planner.planner import Planner
+from .prompts import COVER_INSTRUCTION, Metas, is_instrumental
 from .request import MAX_SEED, GenerationRequest
 from .settings import Settings
 from .synthesizer import SongSpec, Synthesizer
@@ -39,7 +44,6 @@ from .vae import load_vae
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DURATION_S = 30.0
 # Share of the whole job each stage takes, for progress fractions.
 STAGE_WEIGHTS = {"text_encoding": 0.03, "conditioning": 0.02, "diffusion": 0.80, "vae_decode": 0.15}
 
@@ -93,7 +97,10 @@ class Engine:
         self._dits: dict[str, DiTModel] = {}
         self.default_model = primary.name
         self._load_dit(self.default_model)
-        self.random_weights = any((p / RANDOM_WEIGHTS_MARKER).is_file() for p in (primary, vae_path, text_path))
+        lm_path = self.settings.lm_path
+        self.planner = Planner(PlannerLM.load(lm_path, self.device, self.dtype)) if lm_path else None
+        self.random_weights = any((p / RANDOM_WEIGHTS_MARKER).is_file()
+                                  for p in (primary, vae_path, text_path, *([lm_path] if lm_path else [])))
         self.load_seconds = time.perf_counter() - start
         if self.random_weights:
             log.warning("loaded RANDOM-WEIGHT tiny checkpoints from %s: outputs are noise, not music", primary)
@@ -144,31 +151,70 @@ class Engine:
 
     def generate(self, request: GenerationRequest, on_progress: Callable[[Progress], None] | None = None,
                  should_stop: Callable[[], bool] | None = None) -> GenerationResult:
-        """Generate `request.batch_size` songs. Raises InputError, GenerationCancelled, GenerationFailed."""
+        """Generate `request.batch_size` songs. Raises InputError, PlannerUnavailableError,
+        GenerationCancelled, GenerationFailed."""
         with self._lock:
             start = time.perf_counter()
             dit = self.dit(request.model)
             plan, sampling = sampling_plan(request, dit)
-            songs = self._song_specs(request)
-            tracker = _ProgressTracker(on_progress, should_stop, plan.steps)
+            seeds = resolve_seeds(request)
+            tracker = _ProgressTracker(on_progress, should_stop, plan.steps, uses_planner=self.planner is not None
+                                       and (request.needs_planner or request.use_cot_metas),
+                                       writes_codes=request.thinking)
+            resolved = planning.resolve(request, self.planner, seeds, on_stage=tracker.stage,
+                                        on_code_step=tracker.code_step, should_stop=tracker.check)
+            songs = self._song_specs(dit, resolved, seeds)
             output = self.synthesizer(dit, songs, plan, on_stage=tracker.stage, on_step=tracker.step)
             duration = output.frames * SAMPLES_PER_FRAME / SAMPLE_RATE
             audio = output.audio.numpy()
             result = GenerationResult(
                 songs=[Song(np.ascontiguousarray(a.T), SAMPLE_RATE, s.seed, duration) for a, s in zip(audio, songs)],
                 model=dit.variant.name, random_weights=self.random_weights,
-                params=dict(sampling, **_song_params(request, songs)), timings=output.timings)
+                params=dict(sampling, **_song_params(request, resolved, songs, self.planner)),
+                timings={**resolved.timings, **output.timings})
             result.timings["total"] = time.perf_counter() - start
             tracker.finish()
             return result
 
-    def _song_specs(self, request: GenerationRequest) -> list[SongSpec]:
-        duration = request.duration or DEFAULT_DURATION_S
-        metas = Metas(bpm=request.bpm, time_signature=request.time_signature, key_scale=request.key_scale,
-                      duration_s=duration)
-        return [SongSpec(caption=request.caption, lyrics=request.lyrics, language=request.vocal_language,
-                         metas=metas, seed=seed, frames=frames_for_duration(duration))
-                for seed in resolve_seeds(request)]
+    def _song_specs(self, dit: DiTModel, resolved: planning.Resolved, seeds: list[int]) -> list[SongSpec]:
+        metas = Metas(bpm=resolved.bpm, time_signature=resolved.time_signature, key_scale=resolved.key_scale,
+                      duration_s=resolved.duration_s)
+        specs = []
+        for index, seed in enumerate(seeds):
+            spec = SongSpec(caption=resolved.caption, lyrics=resolved.lyrics, language=resolved.language,
+                            metas=metas, seed=seed, frames=frames_for_duration(resolved.duration_s))
+            if resolved.codes is not None:
+                # Planner codes: 5 latent frames per code, the DiT follows them as a cover does.
+                spec.code_hints = codes_to_hints(dit, resolved.codes[index])
+                spec.frames = spec.code_hints.shape[0]
+                spec.instruction = COVER_INSTRUCTION
+            specs.append(spec)
+        return specs
+
+    def format_input(self, caption: str, lyrics: str, *, bpm: int | None = None, duration: float | None = None,
+                     key_scale: str | None = None, time_signature: str | None = None,
+                     language: str | None = None, temperature: float = 0.85, seed: int | None = None) -> dict:
+        """The planner rewrites a caption and lyrics, keeping the metadata the caller gives."""
+        if self.planner is None:
+            raise PlannerUnavailableError("format_input needs the 5 Hz planner LM, which this server does not "
+                                          "have (set ACESTEP_LM_MODEL_PATH)")
+        user = Metadata(bpm=bpm, duration=int(duration) if duration else None, keyscale=key_scale,
+                        timesignature=time_signature, language=language if language != "unknown" else None)
+        with self._lock:
+            result = self.planner.format_input(caption, lyrics, user, SamplingParams(temperature=temperature),
+                                               seed if seed is not None else random.randint(0, MAX_SEED))
+        final = user.merged_over(result.metadata)
+        return {"caption": result.metadata.caption or caption, "lyrics": result.lyrics or lyrics,
+                "bpm": final.bpm, "duration": float(final.duration) if final.duration else None,
+                "key_scale": final.keyscale, "time_signature": final.timesignature,
+                "vocal_language": final.language or "unknown"}
+
+
+def codes_to_hints(dit: DiTModel, codes: list[int]) -> torch.Tensor:
+    """Audio codes (5 Hz) -> 25 Hz latent hints [5 * len(codes), channels] through the detokenizer."""
+    with torch.no_grad():
+        indices = torch.tensor(codes, dtype=torch.long, device=dit.device).clamp(0, 63_999).view(1, -1, 1)
+        return detokenize(dit, codes_to_quantized(dit, indices))[0]
 
 
 def sampling_plan(request: GenerationRequest, dit: DiTModel) -> tuple[SamplingPlan, dict]:
@@ -215,42 +261,62 @@ def resolve_seeds(request: GenerationRequest) -> list[int]:
     return [random.randint(0, MAX_SEED) if s == -1 else s for s in given]
 
 
-def _song_params(request: GenerationRequest, songs: list[SongSpec]) -> dict:
-    metas = songs[0].metas
-    return {"caption": request.caption, "lyrics": request.lyrics, "instrumental": request.instrumental,
-            "vocal_language": request.vocal_language, "bpm": metas.bpm, "key_scale": metas.key_scale,
-            "time_signature": metas.time_signature, "requested_duration": metas.duration_s,
-            "seeds": [s.seed for s in songs]}
+def _song_params(request: GenerationRequest, resolved: planning.Resolved, songs: list[SongSpec],
+                 planner) -> dict:
+    params = {"caption": resolved.caption, "lyrics": resolved.lyrics, "instrumental": is_instrumental(resolved.lyrics),
+              "vocal_language": resolved.language, "bpm": resolved.bpm, "key_scale": resolved.key_scale,
+              "time_signature": resolved.time_signature, "requested_duration": resolved.duration_s,
+              "seeds": [s.seed for s in songs]}
+    if planner is not None:
+        params["planner"] = {"model": planner.name, "thinking": request.thinking,
+                             "audio_codes": len(resolved.codes[0]) if resolved.codes else 0}
+        params["lm_metadata"] = resolved.lm_metadata
+    return params
 
 
 class _ProgressTracker:
     """Turns stage/step callbacks into Progress reports and honours `should_stop` between steps."""
 
-    def __init__(self, on_progress, should_stop, diffusion_steps: int):
+    def __init__(self, on_progress, should_stop, diffusion_steps: int, uses_planner: bool = False,
+                 writes_codes: bool = False):
         self.on_progress, self.should_stop, self.steps = on_progress, should_stop, diffusion_steps
+        weights = dict(STAGE_WEIGHTS)
+        if uses_planner:
+            weights["planning"] = 0.10
+        if writes_codes:
+            weights["audio_codes"] = 0.45
+        total = sum(weights.values())
+        self.weights = {k: v / total for k, v in weights.items()}
         self.done = 0.0
         self.current: str | None = None
 
-    def _check(self) -> None:
+    def check(self) -> bool:
         if self.should_stop is not None and self.should_stop():
             raise GenerationCancelled("generation stopped on request")
+        return False
 
     def _report(self, stage: str, step: int, total: int, within: float) -> None:
         if self.on_progress is not None:
-            fraction = min(1.0, self.done + STAGE_WEIGHTS.get(stage, 0.0) * within)
+            fraction = min(1.0, self.done + self.weights.get(stage, 0.0) * within)
             self.on_progress(Progress(stage, step, total, fraction))
 
     def stage(self, name: str) -> None:
-        self._check()
+        self.check()
+        if name == self.current:
+            return
         if self.current is not None:
-            self.done += STAGE_WEIGHTS.get(self.current, 0.0)
+            self.done += self.weights.get(self.current, 0.0)
         self.current = name
         total = self.steps if name == "diffusion" else 1
         self._report(name, 0, total, 0.0)
 
     def step(self, done: int, total: int) -> None:
         self._report("diffusion", done, total, done / total)
-        self._check()
+        self.check()
+
+    def code_step(self, done: int, total: int) -> None:
+        if done == total or done % 25 == 0:  # one report per 5 s of music is plenty
+            self._report("audio_codes", done, total, done / total)
 
     def finish(self) -> None:
         if self.on_progress is not None:

@@ -80,8 +80,8 @@ class GenerationRequest(BaseModel):
                                    allowed='a key such as "C major" or "F# minor"')
     time_signature: str | None = _field(None, "time_signature", "timesignature", "timeSignature",
                                         allowed="2, 3, 4 or 6 (beats per bar; 4/4 and 6/8 are accepted)")
-    vocal_language: str = _field("en", "vocal_language", "vocalLanguage", "language",
-                                 allowed="an ISO 639 code such as en, zh, ja, or unknown")
+    vocal_language: str | None = _field(None, "vocal_language", "vocalLanguage", "language",
+                                        allowed="an ISO 639 code such as en, zh, ja, or unknown")
     audio_format: Literal["mp3", "flac", "wav", "wav32", "ogg", "opus"] = _field(
         "mp3", "audio_format", "audioFormat", allowed="one of " + ", ".join(FORMATS))
     mp3_bitrate: int = _field(192, "mp3_bitrate", "mp3Bitrate",
@@ -89,6 +89,30 @@ class GenerationRequest(BaseModel):
     model: str | None = _field(None, "model", "model_name", "modelName", "dit_model", "ditModel",
                                allowed="the name of an installed DiT model (see /v1/models)")
     task_type: Literal["text2music"] = _field("text2music", "task_type", "taskType", allowed="text2music")
+
+    # The 5 Hz planner LM. `thinking`, `use_format` and the sample mode need it; the CoT options
+    # only use it when one is configured.
+    thinking: bool = _field(False, "thinking", allowed="true to let the planner write audio codes for the DiT")
+    use_format: bool = _field(False, "use_format", "useFormat", "format",
+                              allowed="true to let the planner rewrite caption and lyrics first")
+    sample_mode: bool = _field(False, "sample_mode", "sampleMode",
+                               allowed="true to let the planner invent caption, lyrics and metadata")
+    sample_query: str = _field("", "sample_query", "sampleQuery", "description", "desc",
+                               allowed="a description of at most 2000 characters", max_length=2000)
+    use_cot_metas: bool = _field(True, "use_cot_metas", "useCotMetas", "cot_metas",
+                                 allowed="true or false: let the planner fill bpm, key, time signature, duration")
+    use_cot_caption: bool = _field(True, "use_cot_caption", "useCotCaption", "cot_caption", "cot-caption",
+                                   allowed="true or false: let the planner rewrite the caption for the DiT")
+    use_cot_language: bool = _field(True, "use_cot_language", "useCotLanguage", "cot_language", "cot-language",
+                                    allowed="true or false: let the planner detect the vocal language")
+    lm_temperature: float = _field(0.85, "lm_temperature", "lmTemperature", allowed="a number from 0 to 2",
+                                   ge=0.0, le=2.0)
+    lm_cfg_scale: float = _field(2.0, "lm_cfg_scale", "lmCfgScale", allowed="a number from 1 to 5", ge=1.0, le=5.0)
+    lm_top_k: int = _field(0, "lm_top_k", "lmTopK", allowed="an integer from 0 (off) to 1000", ge=0, le=1000)
+    lm_top_p: float = _field(0.9, "lm_top_p", "lmTopP", allowed="a number above 0 and at most 1 (1: off)",
+                             gt=0.0, le=1.0)
+    lm_negative_prompt: str = _field("NO USER INPUT", "lm_negative_prompt", "lmNegativePrompt",
+                                     allowed="text of at most 2000 characters", max_length=2000)
 
     @model_validator(mode="before")
     @classmethod
@@ -177,8 +201,10 @@ class GenerationRequest(BaseModel):
 
     @field_validator("vocal_language", mode="after")
     @classmethod
-    def _language(cls, value: str) -> str:
-        code = value.strip().lower() or "unknown"
+    def _language(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        code = value.strip().lower()
         if code not in LANGUAGES:
             raise ValueError("unknown language")
         return code
@@ -203,6 +229,10 @@ class GenerationRequest(BaseModel):
     @property
     def instrumental(self) -> bool:
         return is_instrumental(self.lyrics)
+
+    @property
+    def needs_planner(self) -> bool:
+        return self.thinking or self.use_format or self.sample_mode or bool(self.sample_query.strip())
 
 
 def field_names(model: type[BaseModel]) -> list[str]:

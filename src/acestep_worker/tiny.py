@@ -8,6 +8,7 @@ The official layout mirrors what the original image bakes at /app/checkpoints:
     DIR/acestep-v15-base/    same, base sampler
     DIR/vae/                 diffusers AutoencoderOobleck (48 kHz, hop 1920, 64 latent channels)
     DIR/Qwen3-Embedding-0.6B/  Qwen3 text encoder + fast tokenizer with the real special tokens
+    DIR/acestep-5Hz-lm-1.7B/  Qwen3 planner LM: Qwen3's specials and all 65,535 audio-code tokens
 
 The diffusers layout writes one pipeline folder (`model_index.json` + components) instead. Every
 component folder carries `random_weights.json`: whatever is made from this tree is noise, not
@@ -27,7 +28,7 @@ import torch
 from diffusers import AutoencoderOobleck
 from safetensors.torch import save_file
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-from transformers import Qwen3Config, Qwen3Model
+from transformers import Qwen3Config, Qwen3ForCausalLM, Qwen3Model
 
 from .dit.loading import diffusers_to_official_key
 from .dit.model import build_modules
@@ -49,6 +50,33 @@ QWEN3_SPECIAL_TOKENS = (
 QWEN_SPLIT_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
                       r"|\s*[\r\n]+|\s+(?!\S)|\s+")
 TINY_BPE_VOCAB = 1024
+LM_FOLDER = "acestep-5Hz-lm-1.7B"
+
+# A chat template that renders system/user/assistant turns the way Qwen3's does: an assistant turn
+# after the last user turn carries its reasoning as "<think>\n...\n</think>\n\n" before the answer.
+QWEN3_STYLE_CHAT_TEMPLATE = """\
+{%- set last_user = namespace(index=-1) -%}
+{%- for m in messages -%}{%- if m.role == 'user' -%}{%- set last_user.index = loop.index0 -%}{%- endif -%}{%- endfor -%}
+{%- for m in messages -%}
+{%- if m.role == 'assistant' -%}
+{%- set content = m.content -%}
+{%- set reasoning = '' -%}
+{%- if '</think>' in content -%}
+{%- set reasoning = content.split('</think>')[0].rstrip('\\n').split('<think>')[-1].lstrip('\\n') -%}
+{%- set content = content.split('</think>')[-1].lstrip('\\n') -%}
+{%- endif -%}
+{%- if loop.index0 > last_user.index -%}
+{{- '<|im_start|>assistant\\n<think>\\n' + reasoning.strip('\\n') + '\\n</think>\\n\\n' + content.lstrip('\\n') -}}
+{%- else -%}
+{{- '<|im_start|>assistant\\n' + content -}}
+{%- endif -%}
+{{- '<|im_end|>\\n' -}}
+{%- else -%}
+{{- '<|im_start|>' + m.role + '\\n' + m.content + '<|im_end|>\\n' -}}
+{%- endif -%}
+{%- endfor -%}
+{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}
+"""
 
 
 def official_dit_config(*, variant: str, hidden_size: int, intermediate_size: int, num_hidden_layers: int,
@@ -219,6 +247,22 @@ def build_vae(folder: Path, seed: int = 0) -> AutoencoderOobleck:
     return vae
 
 
+def build_planner_lm(folder: Path, seed: int = 0) -> None:
+    """A tiny Qwen3 causal LM with the planner's vocabulary: Qwen3's specials, then the audio codes."""
+    codes = [f"<|audio_code_{i}|>" for i in range(65535)]
+    tokenizer = build_tokenizer(extra_special=codes, append_eos=False)
+    torch.manual_seed(seed)
+    config = Qwen3Config(vocab_size=tokenizer.get_vocab_size(), hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=8,
+                         max_position_embeddings=8192, rope_theta=1_000_000.0, rms_norm_eps=1e-6,
+                         tie_word_embeddings=True, eos_token_id=tokenizer.token_to_id("<|im_end|>"),
+                         pad_token_id=tokenizer.token_to_id("<|endoftext|>"))
+    Qwen3ForCausalLM(config).save_pretrained(folder, safe_serialization=True)
+    write_tokenizer_files(folder, tokenizer, eos_token="<|im_end|>")
+    (folder / "chat_template.jinja").write_text(QWEN3_STYLE_CHAT_TEMPLATE)
+    _mark(folder, "planner-lm")
+
+
 def build_official(root: Path) -> None:
     for offset, (name, variant) in enumerate(DIT_FOLDERS.items()):
         config = tiny_dit_config(variant)
@@ -226,6 +270,7 @@ def build_official(root: Path) -> None:
         _mark(root / name, f"dit-{variant}")
     build_vae(root / VAE_FOLDER)
     build_text_encoder(root / TEXT_ENCODER_FOLDER)
+    build_planner_lm(root / LM_FOLDER)
 
 
 def build_diffusers(root: Path, variant: str = "turbo") -> None:

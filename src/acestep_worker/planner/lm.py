@@ -1,0 +1,140 @@
+"""The 5 Hz planner LM: a Qwen3 causal LM with 65,535 audio-code tokens added to its vocabulary.
+
+Loaded with transformers (`Qwen3ForCausalLM`, safetensors only, no remote code) and its own fast
+tokenizer; the chat template shipped in the folder renders the prompts, as upstream does.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer
+from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
+from transformers.utils import logging as transformers_logging
+
+from ..errors import CheckpointError
+
+AUDIO_CODE_TOKEN = "<|audio_code_{}|>"
+NUM_CODE_TOKENS = 65_535
+VALID_CODES = 64_000  # the FSQ codebook ([8, 8, 8, 5, 5, 5]); tokens for 64000..65534 are never valid
+
+
+@dataclass(frozen=True)
+class TokenIds:
+    """Ids the planner needs, looked up by their strings (never hard-coded)."""
+
+    think_start: int
+    think_end: int
+    im_start: int
+    im_end: int
+    eos: int
+    pad: int
+    first_code: int  # id of <|audio_code_0|>; code n is first_code + n
+    newline: int
+
+    def code_of(self, token_id: int) -> int | None:
+        code = token_id - self.first_code
+        return code if 0 <= code < VALID_CODES else None
+
+
+class PlannerLM:
+    def __init__(self, model: Qwen3ForCausalLM, tokenizer: PreTrainedTokenizerFast, ids: TokenIds, name: str):
+        self.model = model.eval().requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.ids = ids
+        self.name = name
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @property
+    def vocab_size(self) -> int:
+        return self.model.config.vocab_size
+
+    @classmethod
+    def load(cls, folder: str | Path, device: torch.device | str = "cpu",
+             dtype: torch.dtype = torch.float32) -> "PlannerLM":
+        folder = Path(folder)
+        if not (folder / "config.json").is_file():
+            raise CheckpointError(folder, "planner LM folder lacks config.json")
+        tokenizer = load_tokenizer(folder)
+        ids = token_ids(tokenizer, folder)
+        if not (folder / "model.safetensors").is_file() and not (folder / "model.safetensors.index.json").is_file():
+            raise CheckpointError(folder, "planner LM weights (model.safetensors) are missing")
+        transformers_logging.disable_progress_bar()
+        try:
+            config = Qwen3Config.from_pretrained(folder)
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(folder, f"unreadable planner LM config: {exc}") from exc
+        if config.vocab_size < len(tokenizer):
+            raise CheckpointError(folder, f"the model's vocabulary ({config.vocab_size}) is smaller than the "
+                                  f"tokenizer's ({len(tokenizer)}): they do not belong together")
+        if ids.first_code + NUM_CODE_TOKENS > config.vocab_size:
+            raise CheckpointError(folder, "the audio-code tokens lie outside the model's vocabulary")
+        try:
+            model = Qwen3ForCausalLM.from_pretrained(folder, config=config, dtype=dtype, use_safetensors=True)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(folder, f"cannot load the planner LM: {exc}") from exc
+        return cls(model.to(device), tokenizer, ids, folder.name)
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=False)
+
+    def render(self, messages: list[dict], add_generation_prompt: bool) -> str:
+        """The chat template of the checkpoint, applied exactly as upstream applies it."""
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+
+
+def load_tokenizer(folder: Path) -> PreTrainedTokenizerFast:
+    path = folder / "tokenizer.json"
+    if not path.is_file():
+        raise CheckpointError(folder, "planner LM folder lacks its tokenizer (tokenizer.json)")
+    try:
+        Tokenizer.from_file(str(path))  # fail early with a clear message on a damaged file
+    except Exception as exc:  # the Rust side raises a generic Exception
+        raise CheckpointError(path, f"tokenizer.json is unreadable: {exc}") from exc
+    config = _read_json(folder / "tokenizer_config.json")
+    template = config.get("chat_template")
+    template_file = folder / "chat_template.jinja"
+    if template_file.is_file():
+        template = template_file.read_text()
+    if not template:
+        raise CheckpointError(folder, "planner LM folder has no chat template (chat_template.jinja)")
+    tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(path), eos_token=config.get("eos_token", "<|im_end|>"),
+                                        pad_token=config.get("pad_token", "<|endoftext|>"))
+    tokenizer.chat_template = template
+    return tokenizer
+
+
+def token_ids(tokenizer: PreTrainedTokenizerFast, folder: Path) -> TokenIds:
+    def require(token: str) -> int:
+        token_id = tokenizer.convert_tokens_to_ids(token)
+        if token_id is None or token_id == tokenizer.unk_token_id:
+            raise CheckpointError(folder, f"the planner tokenizer lacks the token {token!r}")
+        return token_id
+
+    first = require(AUDIO_CODE_TOKEN.format(0))
+    last = require(AUDIO_CODE_TOKEN.format(NUM_CODE_TOKENS - 1))
+    if last - first != NUM_CODE_TOKENS - 1:
+        raise CheckpointError(folder, "the planner tokenizer's audio-code tokens are not contiguous")
+    newline = tokenizer.encode("\n", add_special_tokens=False)
+    return TokenIds(think_start=require("<think>"), think_end=require("</think>"), im_start=require("<|im_start|>"),
+                    im_end=require("<|im_end|>"), eos=tokenizer.eos_token_id, pad=tokenizer.pad_token_id,
+                    first_code=first, newline=newline[0])
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        value = json.loads(path.read_text())
+    except ValueError as exc:
+        raise CheckpointError(path, f"not valid JSON: {exc}") from exc
+    return value if isinstance(value, dict) else {}
