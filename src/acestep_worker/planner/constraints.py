@@ -111,14 +111,6 @@ class Vocabulary:
         flags[: len(texts)] = torch.tensor([t[:1] in (" ", "\t") for t in texts])
         return flags.to(self.lm.device)
 
-    @cached_property
-    def code_bias(self) -> torch.Tensor:
-        """Float [V]: 0 on the 64,000 valid audio codes, -inf elsewhere (EOS is handled by count)."""
-        bias = torch.full((self.lm.vocab_size,), NEG_INF)
-        first = self.lm.ids.first_code
-        bias[first:first + 64_000] = 0.0
-        return bias.to(self.lm.device)
-
 
 def only(logits: torch.Tensor, allowed) -> torch.Tensor:
     allowed = list(allowed)
