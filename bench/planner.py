@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO / "src"))
 CACHE = REPO / "bench" / ".cache"
 
 
-def planner_for(size: str, device: str, dtype):
+def planner_for(size: str, device: str, dtype, compile_decode: bool = False):
     import torch
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
@@ -47,7 +47,7 @@ def planner_for(size: str, device: str, dtype):
     if not (folder / "config.json").is_file():  # absent, or a tree from before the planner existed
         tiny.build(root)
     if size == "tiny":
-        return Planner(PlannerLM.load(folder, device, dtype))
+        return Planner(PlannerLM.load(folder, device, dtype, compile_decode))
     config = Qwen3Config(vocab_size=217_204, hidden_size=2048, intermediate_size=6144, num_hidden_layers=28,
                          num_attention_heads=16, num_key_value_heads=8, head_dim=128, max_position_embeddings=40960,
                          rope_theta=1_000_000.0, rms_norm_eps=1e-6, tie_word_embeddings=True)
@@ -57,7 +57,7 @@ def planner_for(size: str, device: str, dtype):
     for name, param in model.named_parameters():
         param.data.fill_(1.0) if "norm" in name else param.data.normal_(0.0, 0.02)
     tokenizer = load_tokenizer(folder)  # the tiny vocabulary's ids all lie inside the real-size one
-    return Planner(PlannerLM(model, tokenizer, token_ids(tokenizer, folder), "random-1.7B"))
+    return Planner(PlannerLM(model, tokenizer, token_ids(tokenizer, folder), "random-1.7B", compile_decode))
 
 
 def timed(fn) -> float:
@@ -83,14 +83,14 @@ def measure(size: str, args) -> list[dict]:
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     torch.set_num_threads(os.cpu_count() or 1)
-    planner = planner_for(size, device, dtype)
+    planner = planner_for(size, device, dtype, args.compile)
     meta = Metadata(bpm=120, caption="driving synthwave", duration=60, keyscale="A minor", language="en",
                     timesignature="4")
     seconds = args.tokens / 5
     rows = []
     for label, cfg in (("ours, cfg", 2.0), ("ours, no cfg", 1.0)):
         params = SamplingParams(cfg_scale=cfg)
-        planner.write_codes("driving synthwave", "", meta, 2, [0], params)  # warm-up
+        planner.write_codes("driving synthwave", "", meta, seconds, [0], params)  # warm-up (and compile)
         elapsed = timed(lambda: planner.write_codes("driving synthwave", "", meta, seconds, [1], params))
         rows.append((label, elapsed))
     prompt, _ = codes_prompts(planner.lm, "driving synthwave", "", cot_text(meta), None)
@@ -102,7 +102,8 @@ def measure(size: str, args) -> list[dict]:
         generate(4)
         rows.append(("hf generate", timed(lambda: generate(args.tokens))))
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    return [{"size": size, "loop": label, "device": str(device), "dtype": str(dtype).removeprefix("torch."),
+    suffix = ", compiled" if args.compile else ""
+    return [{"size": size, "loop": label + (suffix if label.startswith("ours") else ""), "device": str(device), "dtype": str(dtype).removeprefix("torch."),
              "tokens": args.tokens, "seconds": round(elapsed, 3), "tokens_per_s": round(args.tokens / elapsed, 2),
              "s_per_song_minute": round(300 * elapsed / args.tokens, 2), "peak_rss_gib": round(rss, 2)}
             for label, elapsed in rows]
@@ -113,6 +114,7 @@ def main() -> int:
     parser.add_argument("--sizes", nargs="+", default=["tiny"], choices=["tiny", "real"])
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the decode step (ACESTEP_LM_COMPILE)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     print(f"# {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")

@@ -286,3 +286,15 @@ def test_lyrics_beyond_the_planner_context_are_refused(planner_engine):
 ])
 def test_query_hints(query, language, instrumental):
     assert query_hints(query) == (language, instrumental)
+
+
+def test_compiled_decode_step_matches_eager(tiny_root):
+    """ACESTEP_LM_COMPILE=1: the compiled step must compute what the eager one does."""
+    eager = PlannerLM.load(tiny_root / "acestep-5Hz-lm-1.7B")
+    compiled = PlannerLM.load(tiny_root / "acestep-5Hz-lm-1.7B", compile_decode=True)
+    prompt = eager.encode("<|im_start|>user\nhello there<|im_end|>\n")
+    decoders = [PairedDecoder(lm, [prompt], [prompt[:4]], 8) for lm in (eager, compiled)]
+    for token in eager.encode(" a b c d"):
+        for decoder in decoders:
+            decoder.step(torch.tensor([token]))
+        torch.testing.assert_close(decoders[1].guided_logits(2.0), decoders[0].guided_logits(2.0), atol=1e-4, rtol=1e-4)

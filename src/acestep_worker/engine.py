@@ -98,7 +98,8 @@ class Engine:
         self.default_model = primary.name
         self._load_dit(self.default_model)
         lm_path = self.settings.lm_path
-        self.planner = Planner(PlannerLM.load(lm_path, self.device, self.dtype)) if lm_path else None
+        self.planner = (Planner(PlannerLM.load(lm_path, self.device, self.dtype, self.settings.compile_planner))
+                        if lm_path else None)
         self.random_weights = any((p / RANDOM_WEIGHTS_MARKER).is_file()
                                   for p in (primary, vae_path, text_path, *([lm_path] if lm_path else [])))
         self.load_seconds = time.perf_counter() - start

@@ -30,6 +30,7 @@ class Settings:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16
     output_dir: Path = field(default_factory=lambda: Path("outputs"))
+    compile_planner: bool = False  # torch.compile the planner's decode step (ACESTEP_LM_COMPILE=1)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -47,6 +48,7 @@ class Settings:
             device=env.get("ACESTEP_DEVICE", "auto"),
             dtype=env.get("ACESTEP_DTYPE", "auto"),
             output_dir=Path(env.get("ACESTEP_OUTPUT_DIR") or "outputs"),
+            compile_planner=env.get("ACESTEP_LM_COMPILE", "0").strip().lower() in ("1", "true", "yes", "on"),
         )
 
     def torch_device(self) -> torch.device:

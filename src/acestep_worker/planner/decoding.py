@@ -15,9 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from transformers import StaticCache
-
 from .lm import PlannerLM
+
+
+CAPACITY_STEP = 256
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,8 @@ class PairedDecoder:
         self.batch = len(cond)
         prompts = cond + (uncond or [])
         longest = max(len(p) for p in prompts)
-        self.capacity = longest + max_new_tokens
+        # Round the cache up so that a compiled step sees a handful of shapes, not one per request.
+        self.capacity = -(-(longest + max_new_tokens) // CAPACITY_STEP) * CAPACITY_STEP
         device = lm.device
         rows = len(prompts)
         ids = torch.full((rows, longest), lm.ids.pad, dtype=torch.long)
@@ -51,16 +53,11 @@ class PairedDecoder:
         self.mask = self.mask.to(device)
         positions = (self.mask[:, :longest].cumsum(-1) - 1).clamp_min(0)
         self.next_position = positions[:, -1:] + 1
-        self.cache = StaticCache(config=lm.model.config, max_cache_len=self.capacity)
+        self.cache = lm.cache(rows, self.capacity)
         self.generated = 0
         self.max_new_tokens = max_new_tokens
-        self._logits = self._forward(ids.to(device), positions)
-
-    @torch.no_grad()
-    def _forward(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        out = self.lm.model(input_ids=ids, attention_mask=self.mask, position_ids=positions,
-                            past_key_values=self.cache, use_cache=True, logits_to_keep=1)
-        return out.logits[:, -1].float()
+        with torch.no_grad():
+            self._logits = lm.forward(ids.to(device), self.mask, positions, self.cache)
 
     def guided_logits(self, cfg_scale: float) -> torch.Tensor:
         """[B, V] float32: uncond + scale * (cond - uncond), or the conditional logits alone."""
@@ -76,7 +73,8 @@ class PairedDecoder:
             raise RuntimeError("decoder capacity exhausted")
         rows = self._logits.shape[0]
         ids = tokens.to(self.lm.device).repeat(rows // self.batch).unsqueeze(1)
-        self._logits = self._forward(ids, self.next_position)
+        with torch.no_grad():
+            self._logits = self.lm.decode_step(ids, self.mask, self.next_position, self.cache)
         self.next_position = self.next_position + 1
         self.generated += 1
 

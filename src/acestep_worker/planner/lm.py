@@ -12,14 +12,15 @@ from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer
-from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
+from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM, StaticCache
 from transformers.utils import logging as transformers_logging
 
 from ..errors import CheckpointError
 
 AUDIO_CODE_TOKEN = "<|audio_code_{}|>"
 NUM_CODE_TOKENS = 65_535
-VALID_CODES = 64_000  # the FSQ codebook ([8, 8, 8, 5, 5, 5]); tokens for 64000..65534 are never valid
+VALID_CODES = 64_000
+MAX_KEPT_CACHES = 2  # the FSQ codebook ([8, 8, 8, 5, 5, 5]); tokens for 64000..65534 are never valid
 
 
 @dataclass(frozen=True)
@@ -41,11 +42,48 @@ class TokenIds:
 
 
 class PlannerLM:
-    def __init__(self, model: Qwen3ForCausalLM, tokenizer: PreTrainedTokenizerFast, ids: TokenIds, name: str):
+    def __init__(self, model: Qwen3ForCausalLM, tokenizer: PreTrainedTokenizerFast, ids: TokenIds, name: str,
+                 compile_decode: bool = False):
         self.model = model.eval().requires_grad_(False)
         self.tokenizer = tokenizer
         self.ids = ids
         self.name = name
+        self.compile_decode = compile_decode
+        self._caches: dict[tuple[int, int], StaticCache] = {}
+        self._compiled_step = None
+
+    def cache(self, rows: int, capacity: int) -> StaticCache:
+        """A reset static KV cache for `rows` sequences of up to `capacity` tokens.
+
+        Caches are kept and reused (one per shape), so a compiled decode step sees the same cache
+        object and tensor shapes from one generation to the next and never recompiles for them.
+        """
+        key = (rows, capacity)
+        cache = self._caches.pop(key, None)
+        if cache is None:
+            cache = StaticCache(config=self.model.config, max_cache_len=capacity)
+        else:
+            cache.reset()
+        self._caches[key] = cache  # most recently used last
+        while len(self._caches) > MAX_KEPT_CACHES:  # a 1.7B cache for 16 x 3.5k tokens is 6 GB
+            self._caches.pop(next(iter(self._caches)))
+        return cache
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
+                cache: StaticCache) -> torch.Tensor:
+        """Last-position logits [rows, V] in float32."""
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                         use_cache=True, logits_to_keep=1)
+        return out.logits[:, -1].float()
+
+    def decode_step(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
+                    cache: StaticCache) -> torch.Tensor:
+        """One token per row; compiled once (fixed shapes) when `compile_decode` is on."""
+        if not self.compile_decode:
+            return self.forward(ids, mask, positions, cache)
+        if self._compiled_step is None:
+            self._compiled_step = torch.compile(self.forward, dynamic=False, fullgraph=False)
+        return self._compiled_step(ids, mask, positions, cache)
 
     @property
     def device(self) -> torch.device:
@@ -56,8 +94,8 @@ class PlannerLM:
         return self.model.config.vocab_size
 
     @classmethod
-    def load(cls, folder: str | Path, device: torch.device | str = "cpu",
-             dtype: torch.dtype = torch.float32) -> "PlannerLM":
+    def load(cls, folder: str | Path, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+             compile_decode: bool = False) -> "PlannerLM":
         folder = Path(folder)
         if not (folder / "config.json").is_file():
             raise CheckpointError(folder, "planner LM folder lacks config.json")
@@ -79,7 +117,7 @@ class PlannerLM:
             model = Qwen3ForCausalLM.from_pretrained(folder, config=config, dtype=dtype, use_safetensors=True)
         except (OSError, ValueError, RuntimeError) as exc:
             raise CheckpointError(folder, f"cannot load the planner LM: {exc}") from exc
-        return cls(model.to(device), tokenizer, ids, folder.name)
+        return cls(model.to(device), tokenizer, ids, folder.name, compile_decode)
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False)
