@@ -23,8 +23,10 @@ RUN pip install --upgrade pip \
     && pip install "torch==${TORCH_VERSION}" --index-url https://download.pytorch.org/whl/cu128
 
 WORKDIR /app
-COPY requirements.txt requirements-serve.txt /app/
-RUN pip install -r requirements.txt -r requirements-serve.txt
+COPY requirements.txt requirements-serve.txt overrides.txt /app/
+RUN pip install uv \
+    && uv pip install --python /opt/venv/bin/python --no-cache --override overrides.txt \
+       -r requirements.txt -r requirements-serve.txt
 
 # Weights: baked before any project code is copied, so code changes never re-download them.
 # The token is a BuildKit secret (never an ARG, never in the image history); public repos need none.
@@ -43,7 +45,7 @@ ENV ACESTEP_CONFIG_PATH=/app/checkpoints/acestep-v15-base \
 
 COPY pyproject.toml handler.py test_input.json /app/
 COPY src /app/src
-RUN pip install --no-deps /app
+RUN uv pip install --python /opt/venv/bin/python --no-cache --no-deps /app
 
 EXPOSE 8000 7860
 CMD ["python", "-u", "handler.py"]

@@ -10,12 +10,15 @@ TINY ?= tiny-checkpoints
 
 .PHONY: demo test parity bench clean
 
-$(VENV)/.installed: requirements.txt requirements-serve.txt requirements-dev.txt pyproject.toml
+# torch comes from pip (the CPU build on this disk); everything else from uv, whose --override
+# settles the one version conflict between runpod and gradio (see overrides.txt).
+$(VENV)/.installed: requirements.txt requirements-serve.txt requirements-dev.txt overrides.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -r requirements.txt -r requirements-serve.txt -r requirements-dev.txt
-	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m pip install --quiet torch==2.13.0 uv
+	$(VENV)/bin/uv pip install --quiet --python $(PY) --override overrides.txt \
+		-r requirements.txt -r requirements-serve.txt -r requirements-dev.txt
+	$(VENV)/bin/uv pip install --quiet --python $(PY) --no-deps -e .
 	touch $@
 
 $(TINY)/random_weights.json: $(VENV)/.installed

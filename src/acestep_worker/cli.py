@@ -112,15 +112,24 @@ def run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_serve(_: argparse.Namespace) -> int:
+    from .server import serve
+
+    serve()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m acestep_worker", description="ACE-Step 1.5 music generation")
     sub = parser.add_subparsers(dest="command", required=True)
     _generate_parser(sub)
+    sub.add_parser("serve", help="pod mode: the HTTP API (ACESTEP_API_PORT) and the Gradio page (7860)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "WARNING").upper(),
+    default_level = "INFO" if args.command == "serve" else "WARNING"
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", default_level).upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        return {"generate": run_generate}[args.command](args)
+        return {"generate": run_generate, "serve": run_serve}[args.command](args)
     except AceStepError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

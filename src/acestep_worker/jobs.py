@@ -6,20 +6,16 @@ cancellation comes from a callable, so the whole job runs (and is tested) withou
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import re
 import threading
 import time
-from pathlib import Path
 from typing import Callable, Mapping
-from urllib.parse import quote
 
-from .audio_io import FORMATS, encode, write_atomically
 from .delivery import Bucket, BucketConfig, attach_base64
-from .engine import Engine, GenerationResult, Progress
+from .engine import Engine, Progress
 from .errors import AceStepError, GenerationCancelled
+from .outputs import SavedSong, save_songs
 from .request import JobRequest, parse
 
 RESPONSE_LIMIT_BYTES = 19_500_000  # Runpod refuses /runsync results over 20 MB; keep a margin
@@ -58,12 +54,6 @@ class ThrottledProgress:
                    "percent": round(100 * progress.fraction, 1), "elapsed_s": round(now - self.started, 1)})
 
 
-def safe_name(job_id: str) -> str:
-    """A file-system and URL safe stem from a job id."""
-    cleaned = re.sub(r"[^A-Za-z0-9_-]+", "_", job_id).strip("_")[:80]
-    return cleaned or "job"
-
-
 def run_job(engine: Engine, job_id: str, raw_input: object, *, s3_config: object = None,
             send_progress: Callable[[dict], None] | None = None, cancelled: threading.Event | None = None,
             env: Mapping[str, str] | None = None) -> dict:
@@ -86,17 +76,17 @@ def run_job(engine: Engine, job_id: str, raw_input: object, *, s3_config: object
         raise JobTimedOut(f"the job timed out after {request.timeout_seconds:g} s (timeout_seconds) and was "
                           "stopped; raise timeout_seconds or ask for a shorter duration") from None
 
-    output_dir = engine.settings.output_dir
-    entries, payloads, paths = _save_songs(result, request, job_id, output_dir)
+    saved = save_songs(result, request, job_id, engine.settings.output_dir)
+    entries = [_describe(song, result.params) for song in saved]
     timings = dict(result.timings)
     if bucket_config is not None:
         t0 = time.perf_counter()
         bucket = Bucket(bucket_config)
-        for entry, path in zip(entries, paths):
-            entry["url"] = bucket.upload(path, f"{job_id}/{path.name}", entry["content_type"])
+        for entry, song in zip(entries, saved):
+            entry["url"] = bucket.upload(song.path, f"{job_id}/{song.path.name}", song.content_type)
         timings["upload"] = time.perf_counter() - t0
     if request.return_audio_base64:
-        attach_base64(entries, payloads, request.max_base64_bytes)
+        attach_base64(entries, [song.data for song in saved], request.max_base64_bytes)
     output = {
         "task_id": job_id, "status": "completed", "duration": entries[0]["duration"],
         "batch_size": len(entries), "model": result.model, "random_weights": result.random_weights,
@@ -108,30 +98,12 @@ def run_job(engine: Engine, job_id: str, raw_input: object, *, s3_config: object
     return output
 
 
-def _save_songs(result: GenerationResult, request: JobRequest, job_id: str, output_dir: Path):
-    fmt = FORMATS[request.audio_format]
-    comment = ("RANDOM-WEIGHT TEST MODEL: noise, not music" if result.random_weights
-               else f"ACE-Step 1.5 ({result.model})")
-    entries, payloads, paths = [], [], []
-    t0 = time.perf_counter()
-    for index, song in enumerate(result.songs, 1):
-        data = encode(song.audio, song.sample_rate, fmt.name, bitrate_kbps=request.mp3_bitrate,
-                      tags={"comment": comment, "title": request.caption[:120]})
-        path = output_dir / f"{safe_name(job_id)}-{index}.{fmt.extension}"
-        write_atomically(path, data)
-        params = result.params
-        entries.append({
-            "file": f"/v1/audio?filename={quote(path.name)}", "filename": path.name, "seed": song.seed,
-            "format": fmt.name, "content_type": fmt.content_type, "bytes": len(data),
-            "sha256": hashlib.sha256(data).hexdigest(), "duration": song.duration_s,
-            "sample_rate": song.sample_rate, "caption": params["caption"], "bpm": params["bpm"],
-            "key_scale": params["key_scale"], "time_signature": params["time_signature"],
-            "vocal_language": params["vocal_language"],
-        })
-        payloads.append(data)
-        paths.append(path)
-    result.timings["encode"] = time.perf_counter() - t0
-    return entries, payloads, paths
+def _describe(song: SavedSong, params: dict) -> dict:
+    return {"file": song.file_url, "filename": song.path.name, "seed": song.seed, "format": song.format,
+            "content_type": song.content_type, "bytes": len(song.data), "sha256": song.sha256,
+            "duration": song.duration_s, "sample_rate": song.sample_rate, "caption": params["caption"],
+            "bpm": params["bpm"], "key_scale": params["key_scale"], "time_signature": params["time_signature"],
+            "vocal_language": params["vocal_language"]}
 
 
 def _public_params(params: dict) -> dict:

@@ -1,0 +1,185 @@
+"""The pod's one GPU work queue: bounded, FIFO, one generation at a time, results that expire.
+
+The HTTP API and the Gradio page both submit here, so they share one engine and one order of
+work. A full queue refuses a task before any record of it exists (no ghost jobs); unknown ids are
+simply unknown; failed tasks keep their error message; finished tasks and their files are deleted
+after `ttl_s`.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+from ..engine import Engine, Progress
+from ..errors import AceStepError
+from ..outputs import SavedSong, save_songs
+from ..request import GenerationRequest
+
+log = logging.getLogger(__name__)
+
+
+class QueueFull(Exception):
+    def __init__(self, retry_after_s: int):
+        super().__init__("the generation queue is full")
+        self.retry_after_s = retry_after_s
+
+
+class TaskState(str, Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass
+class Task:
+    id: str
+    request: GenerationRequest
+    created: float
+    state: TaskState = TaskState.QUEUED
+    started: float | None = None
+    finished: float | None = None
+    progress: float = 0.0
+    stage: str = "queued"
+    error: str | None = None
+    songs: list[SavedSong] = field(default_factory=list)
+    model: str = ""
+    params: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+    random_weights: bool = False
+    done: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    @property
+    def finished_ok(self) -> bool:
+        return self.state is TaskState.SUCCEEDED
+
+
+class TaskManager:
+    def __init__(self, engine: Engine, output_dir: Path, maxsize: int = 200, ttl_s: float = 86_400.0):
+        self.engine = engine
+        self.output_dir = Path(output_dir)
+        self.maxsize = maxsize
+        self.ttl_s = ttl_s
+        self._queue: queue.Queue[Task | None] = queue.Queue()
+        self._pending: deque[str] = deque()
+        self._tasks: dict[str, Task] = {}
+        self._lock = threading.Lock()
+        self._durations: deque[float] = deque([30.0], maxlen=50)
+        self._threads: list[threading.Thread] = []
+        self._stopping = threading.Event()
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def start(self) -> "TaskManager":
+        for target, name in ((self._work, "generation-worker"), (self._expire_loop, "result-expiry")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def stop(self, timeout_s: float = 120.0) -> None:
+        """Stop after the running task (queued ones are dropped) and wait for the threads."""
+        self._stopping.set()
+        self._queue.put(None)
+        for thread in self._threads:
+            thread.join(timeout_s)
+
+    # -- submitting and reading -------------------------------------------------------------------
+
+    def submit(self, request: GenerationRequest) -> Task:
+        """Queue a generation; raise QueueFull (creating nothing) when `maxsize` tasks already wait."""
+        with self._lock:
+            if len(self._pending) >= self.maxsize:
+                raise QueueFull(self.retry_after_s())
+            task = Task(uuid.uuid4().hex, request, time.time())
+            self._tasks[task.id] = task
+            self._pending.append(task.id)
+            self._queue.put(task)
+        return task
+
+    def get(self, task_id: str) -> Task | None:
+        return self._tasks.get(task_id)
+
+    def queue_position(self, task: Task) -> int:
+        """1 for the next task to run, 0 when not waiting."""
+        with self._lock:
+            try:
+                return self._pending.index(task.id) + 1
+            except ValueError:
+                return 0
+
+    def average_job_s(self) -> float:
+        return sum(self._durations) / len(self._durations)
+
+    def retry_after_s(self) -> int:
+        """A fair guess of when a slot frees up: one average job."""
+        return max(1, round(self.average_job_s()))
+
+    def stats(self) -> dict:
+        with self._lock:
+            states = [t.state for t in self._tasks.values()]
+            pending = len(self._pending)
+        counts = {s.value: states.count(s) for s in TaskState}
+        return {"jobs": {"total": len(states), **counts}, "queue_size": pending, "queue_maxsize": self.maxsize,
+                "avg_job_seconds": round(self.average_job_s(), 3)}
+
+    # -- the worker -------------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            task = self._queue.get()
+            if task is None or self._stopping.is_set():
+                return
+            with self._lock:
+                if task.id in self._pending:
+                    self._pending.remove(task.id)
+            self._run(task)
+
+    def _run(self, task: Task) -> None:
+        task.state, task.started, task.stage = TaskState.RUNNING, time.time(), "running"
+
+        def on_progress(progress: Progress) -> None:
+            task.progress, task.stage = round(progress.fraction, 4), progress.stage
+
+        try:
+            result = self.engine.generate(task.request, on_progress=on_progress)
+            task.songs = save_songs(result, task.request, task.id, self.output_dir)
+            task.model, task.params, task.timings = result.model, result.params, result.timings
+            task.random_weights = result.random_weights
+            task.state, task.progress, task.stage = TaskState.SUCCEEDED, 1.0, "succeeded"
+        except AceStepError as exc:
+            task.state, task.stage, task.error = TaskState.FAILED, "failed", str(exc)
+        except Exception as exc:  # a fault of the machine or a bug: report it, keep serving
+            log.exception("task %s failed", task.id)
+            task.state, task.stage = TaskState.FAILED, "failed"
+            task.error = f"internal error ({type(exc).__name__}); see the server log"
+        finally:
+            task.finished = time.time()
+            self._durations.append(task.finished - task.started)
+            task.done.set()
+
+    # -- expiry -----------------------------------------------------------------------------------
+
+    def expire(self, now: float | None = None) -> int:
+        """Delete finished tasks older than the TTL, and their files. Returns how many went."""
+        now = time.time() if now is None else now
+        with self._lock:
+            old = [t for t in self._tasks.values() if t.finished is not None and now - t.finished > self.ttl_s]
+            for task in old:
+                del self._tasks[task.id]
+        for task in old:
+            for song in task.songs:
+                song.path.unlink(missing_ok=True)
+        return len(old)
+
+    def _expire_loop(self) -> None:
+        while not self._stopping.wait(min(60.0, max(1.0, self.ttl_s / 4))):
+            self.expire()
