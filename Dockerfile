@@ -43,7 +43,7 @@ ENV ACESTEP_CONFIG_PATH=/app/checkpoints/acestep-v15-base \
     ACESTEP_MODE=serverless \
     HF_HUB_OFFLINE=1
 
-COPY pyproject.toml handler.py test_input.json /app/
+COPY pyproject.toml handler.py test_input.json generate_music.py /app/
 COPY src /app/src
 RUN uv pip install --python /opt/venv/bin/python --no-cache --no-deps /app
 
