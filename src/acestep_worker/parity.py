@@ -181,7 +181,6 @@ def check_golden_dir(golden: str | Path) -> list[Comparison]:
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as scratch:
         dit = load_dit(_checkpoint_copy(golden, manifest, Path(scratch)), "cpu", torch.float32)
-    kind = _sampler_kind(manifest, "")
     rows = []
     for name, entry in manifest["files"].items():
         stem = name.removesuffix(".safetensors")
@@ -190,7 +189,7 @@ def check_golden_dir(golden: str | Path) -> list[Comparison]:
         tensors = load_file(str(golden / name))
         with torch.no_grad():
             if stem.startswith("generate_"):
-                ours = run_generate(dit, tensors, _sampler_kind(manifest, stem) or kind, entry.get("scalar_args", {}))
+                ours = run_generate(dit, tensors, _sampler_kind(manifest, stem), entry.get("scalar_args", {}))
                 tol = GENERATE
             else:
                 ours = RUNNERS[stem](dit, tensors)

@@ -185,9 +185,8 @@ class CotConstraint:
             return self._caption_mask(logits)
         trie = self.vocab.tries[segment.kind]
         if segment.kind == "language" and not self.value:
-            first = trie.children[()]
-            best = max(first, key=lambda t: logits[t].item())
-            return only(logits, [best])
+            first = torch.tensor(sorted(trie.children[()]), device=logits.device)
+            return only(logits, [int(first[logits[first].argmax()])])  # greedy, as upstream
         allowed = set(trie.children.get(self.value, ()))
         if self.value in trie.complete:
             if segment.kind in ("keyscale", "timesignature"):
