@@ -153,3 +153,19 @@ def test_encoder_layer_types_follow_the_config(tiny_root, tmp_path):
     assert dit.condition_encoder.lyric_encoder._layer_types == ["full_attention", "sliding_attention"]
     assert dit.condition_encoder.timbre_encoder._layer_types == ["full_attention"]
     assert dit.transformer.layer_types == ["full_attention", "sliding_attention"]
+
+
+def test_xl_layout_wider_decoder_than_encoders(tmp_path):
+    """XL checkpoints: the decoder is wider than the condition encoder, tokenizer and detokenizer,
+    which the `encoder_*` fields size; condition_embedder maps between the two widths."""
+    config = tiny.tiny_dit_config("turbo")
+    config.update(hidden_size=96, intermediate_size=192, num_attention_heads=6, fsq_dim=64,
+                  encoder_hidden_size=64, encoder_intermediate_size=128, encoder_num_attention_heads=4,
+                  encoder_num_key_value_heads=2)
+    folder = tmp_path / "acestep-v15-xl-turbo"
+    tiny.write_official_dit(folder, config, tiny.random_dit_modules(config, seed=3))
+    dit = load_dit(folder)
+    assert dit.variant.family == "xl-turbo"
+    assert dit.transformer.condition_embedder.weight.shape == (96, 64)
+    assert dit.condition_encoder.null_condition_emb.shape[-1] == 64
+    assert torch.isfinite(_velocity(dit)).all()
