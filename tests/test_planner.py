@@ -115,7 +115,7 @@ def test_keyscale_timesignature_and_language_whitelists(planner):
     assert firsts == {" "}
     _feed(c, " 6\nlanguage:", lm)
     logits = torch.zeros(lm.vocab_size)
-    best = lm.encode(" ja")[0] if len(lm.encode(" ja")) == 1 else lm.encode(" ja")[0]
+    best = lm.encode(" ja")[0]
     logits[best] = 5.0
     masked = c.mask(logits)
     assert set(torch.nonzero(masked > float("-inf")).flatten().tolist()) == {best}  # greedy first token
@@ -298,3 +298,9 @@ def test_compiled_decode_step_matches_eager(tiny_root):
         for decoder in decoders:
             decoder.step(torch.tensor([token]))
         torch.testing.assert_close(decoders[1].guided_logits(2.0), decoders[0].guided_logits(2.0), atol=1e-4, rtol=1e-4)
+
+
+def test_a_duration_whose_codes_do_not_fit_the_context_is_refused(planner):
+    with pytest.raises(InputError, match="needs 3000 audio codes") as err:
+        planner.write_codes("x", "la la, oh " * 1400, Metadata(bpm=90), 600, [1], FAST)
+    assert err.value.field == "duration"

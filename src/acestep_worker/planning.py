@@ -69,8 +69,8 @@ class Resolved:
 
 
 def sampling_params(request: GenerationRequest) -> SamplingParams:
-    return SamplingParams(temperature=request.lm_temperature, top_k=request.lm_top_k,
-                          top_p=request.lm_top_p if request.lm_top_p < 1.0 else 1.0, cfg_scale=request.lm_cfg_scale)
+    return SamplingParams(temperature=request.lm_temperature, top_k=request.lm_top_k, top_p=request.lm_top_p,
+                          cfg_scale=request.lm_cfg_scale)
 
 
 def user_metadata(request: GenerationRequest) -> Metadata:

@@ -6,7 +6,6 @@ The caption branch reads `# Instruction / # Caption / # Metas`; the lyric branch
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 TEXT2MUSIC_INSTRUCTION = "Fill the audio semantic mask based on the given conditions:"
@@ -59,13 +58,3 @@ def lyric_prompt(lyrics: str, language: str) -> str:
     text = INSTRUMENTAL_LYRICS if is_instrumental(lyrics) else lyrics
     return LYRIC_TEMPLATE.format(language=language, lyrics=text)
 
-
-_TIME_SIGNATURE = re.compile(r"^\s*(\d+)\s*(?:/\s*\d+)?\s*$")
-
-
-def normalize_time_signature(value: str | None) -> str | None:
-    """Upstream writes time signatures as the beat count: "4/4" -> "4", "6/8" -> "6"."""
-    if value in (None, ""):
-        return None
-    match = _TIME_SIGNATURE.match(str(value))
-    return match.group(1) if match else str(value).strip()

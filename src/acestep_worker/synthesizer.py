@@ -128,8 +128,7 @@ def _encode_distinct(texts: list[str], encode: Callable[[list[str]], EncodedText
     distinct = list(dict.fromkeys(texts))
     encoded = encode(distinct)
     index = torch.tensor([distinct.index(t) for t in texts], device=encoded.hidden_states.device)
-    return EncodedText(encoded.hidden_states[index], encoded.attention_mask[index],
-                       [encoded.token_counts[i] for i in index.tolist()])
+    return EncodedText(encoded.hidden_states[index], encoded.attention_mask[index])
 
 
 @contextmanager

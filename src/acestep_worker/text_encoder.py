@@ -26,7 +26,6 @@ DEFAULT_PAD_TOKEN = "<|endoftext|>"
 class EncodedText:
     hidden_states: torch.Tensor  # [B, L, text_hidden]
     attention_mask: torch.Tensor  # [B, L] int64, 1 for real tokens
-    token_counts: list[int]  # tokens per item before padding (after truncation)
 
 
 class TextEncoder:
@@ -58,8 +57,8 @@ class TextEncoder:
     def device(self) -> torch.device:
         return self.model.device
 
-    def tokenize(self, texts: list[str], max_length: int) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
-        """Token ids [B, L] right-padded with the pad id, the mask, and each item's length."""
+    def tokenize(self, texts: list[str], max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids [B, L] right-padded with the pad id, and the mask."""
         tokenizer = self._truncating(max_length)
         ids = [tokenizer.encode(text).ids for text in texts]
         longest = max(len(t) for t in ids)
@@ -68,7 +67,7 @@ class TextEncoder:
         for row, tokens in enumerate(ids):
             input_ids[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
             mask[row, : len(tokens)] = 1
-        return input_ids, mask, [len(t) for t in ids]
+        return input_ids, mask
 
     def _truncating(self, max_length: int) -> Tokenizer:
         # The fast tokenizer truncates the content and keeps the appended end token, as upstream's
@@ -82,16 +81,16 @@ class TextEncoder:
     @torch.no_grad()
     def encode_captions(self, prompts: list[str], max_length: int) -> EncodedText:
         """Last hidden state of the full encoder, run without an attention mask (causal only)."""
-        ids, mask, counts = self.tokenize(prompts, max_length)
+        ids, mask = self.tokenize(prompts, max_length)
         hidden = self.model(input_ids=ids.to(self.device)).last_hidden_state
-        return EncodedText(hidden, mask.to(self.device), counts)
+        return EncodedText(hidden, mask.to(self.device))
 
     @torch.no_grad()
     def embed_lyrics(self, prompts: list[str], max_length: int) -> EncodedText:
         """Token embeddings only; the DiT's own lyric encoder contextualises them."""
-        ids, mask, counts = self.tokenize(prompts, max_length)
+        ids, mask = self.tokenize(prompts, max_length)
         hidden = self.model.get_input_embeddings()(ids.to(self.device))
-        return EncodedText(hidden, mask.to(self.device), counts)
+        return EncodedText(hidden, mask.to(self.device))
 
 
 def load_tokenizer(folder: Path) -> tuple[Tokenizer, int]:

@@ -36,10 +36,6 @@ class TokenIds:
     first_code: int  # id of <|audio_code_0|>; code n is first_code + n
     newline: int
 
-    def code_of(self, token_id: int) -> int | None:
-        code = token_id - self.first_code
-        return code if 0 <= code < VALID_CODES else None
-
 
 class PlannerLM:
     def __init__(self, model: Qwen3ForCausalLM, tokenizer: PreTrainedTokenizerFast, ids: TokenIds, name: str,

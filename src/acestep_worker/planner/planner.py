@@ -74,15 +74,6 @@ class Planner:
 
     # -- phase 2 ----------------------------------------------------------------------------------
 
-    def codes_budget_check(self, caption: str, lyrics: str, metadata: Metadata, seconds: float) -> None:
-        count = int(seconds * CODES_PER_SECOND)
-        cond, _ = codes_prompts(self.lm, caption, lyrics, cot_text(metadata), None)
-        prompt = len(self.lm.encode(cond))
-        if prompt + count + 1 > self._context_limit():
-            raise InputError("duration", f"{seconds:g} s needs {count} audio codes, which with the {prompt}-token "
-                             f"prompt exceed the planner's {self._context_limit()}-token context; ask for a "
-                             "shorter duration or shorter lyrics")
-
     @torch.no_grad()
     def write_codes(self, caption: str, lyrics: str, metadata: Metadata, seconds: float, seeds: list[int],
                     params: SamplingParams, negative: str | None = None, on_step: StepCallback | None = None,
@@ -94,10 +85,14 @@ class Planner:
         sampled token on the host until the end.
         """
         count = int(seconds * CODES_PER_SECOND)
-        self.codes_budget_check(caption, lyrics, metadata, seconds)
         cond, uncond = codes_prompts(self.lm, caption, lyrics, cot_text(metadata), negative)
+        cond_ids = self.lm.encode(cond)
+        if len(cond_ids) + count + 1 > self._context_limit():
+            raise InputError("duration", f"{seconds:g} s needs {count} audio codes, which with the {len(cond_ids)}-token "
+                             f"prompt exceed the planner's {self._context_limit()}-token context; ask for a "
+                             "shorter duration or shorter lyrics")
         batch = len(seeds)
-        decoder = PairedDecoder(self.lm, [self.lm.encode(cond)] * batch,
+        decoder = PairedDecoder(self.lm, [cond_ids] * batch,
                                 [self.lm.encode(uncond)] * batch if params.uses_cfg else None, count)
         generators = generators_for(seeds, self.lm.device)
         first = self.lm.ids.first_code
