@@ -118,3 +118,13 @@ def test_job_ids_become_safe_file_names(engine):
     out = _run(engine, job_id="../../etc/passwd x")
     name = out["results"][0]["filename"]
     assert name == "etc_passwd_x-1.mp3" and (engine.settings.output_dir / name).is_file()
+
+
+def test_planner_stages_report_progress_too():
+    now = {"t": 0.0}
+    sent = []
+    throttle = ThrottledProgress(sent.append, 1.0, clock=lambda: now["t"])
+    for step, stage in enumerate(["planning", "audio_codes", "audio_codes"], 1):
+        now["t"] = step * 2.0
+        throttle(Progress(stage, step, 3, step / 10))
+    assert [u["stage"] for u in sent] == ["planning", "audio_codes", "audio_codes"]

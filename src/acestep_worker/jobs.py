@@ -19,7 +19,8 @@ from .outputs import SavedSong, save_songs
 from .request import JobRequest, parse
 
 RESPONSE_LIMIT_BYTES = 19_500_000  # Runpod refuses /runsync results over 20 MB; keep a margin
-PROGRESS_STAGES = {"text_encoding", "conditioning", "diffusion"}  # none after sampling: see ThrottledProgress
+# Stages that report progress; none after sampling (see ThrottledProgress).
+PROGRESS_STAGES = {"planning", "audio_codes", "text_encoding", "conditioning", "diffusion"}
 
 
 class JobTimedOut(AceStepError):
