@@ -7,6 +7,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TINY ?= tiny-checkpoints
+GOLDEN ?= $(or $(ACESTEP_GOLDEN_DIR),tests/golden)
 
 .PHONY: demo test parity bench clean
 
@@ -35,7 +36,7 @@ test: $(VENV)/.installed
 	$(PY) -m pytest -q
 
 parity: $(VENV)/.installed
-	$(PY) scripts/check_parity.py ../shared/golden/*/
+	$(PY) scripts/check_parity.py $(patsubst %/manifest.json,%,$(wildcard $(GOLDEN)/*/manifest.json))
 
 bench: $(VENV)/.installed
 	$(PY) bench/synth.py --sizes tiny

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Check our loader and sampler against one golden variant folder of upstream tensors.
 
-Usage: python scripts/check_parity.py ../shared/golden/turbo_a [more folders...]
+Usage: python scripts/check_parity.py tests/golden/turbo_a [more folders...]
 Prints a table of max abs/rel errors per tensor; exits 0 only when every tensor is within the
-tolerances of shared/golden/README.md (integers and bools exact).
+tolerances of tests/golden/README.md (integers and bools exact).
 """
 
 import sys

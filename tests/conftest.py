@@ -11,7 +11,8 @@ import pytest
 from acestep_worker import tiny
 
 REPO = Path(__file__).resolve().parents[1]
-GOLDEN = Path(os.environ.get("ACESTEP_GOLDEN_DIR", REPO.parent / "shared" / "golden"))
+# Upstream tensors ship with the repository (data, not code); ACESTEP_GOLDEN_DIR points at another set.
+GOLDEN = Path(os.environ.get("ACESTEP_GOLDEN_DIR") or REPO / "tests" / "golden")
 
 
 @pytest.fixture(scope="session")

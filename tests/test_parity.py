@@ -1,4 +1,4 @@
-"""Parity with upstream ACE-Step: every golden variant in shared/golden must pass."""
+"""Parity with upstream ACE-Step: every golden variant in tests/golden (or ACESTEP_GOLDEN_DIR) must pass."""
 
 import subprocess
 import sys

@@ -1,4 +1,4 @@
-"""Check our loader and sampler against tensors produced by upstream ACE-Step (`shared/golden/`).
+"""Check our loader and sampler against tensors produced by upstream ACE-Step (`tests/golden/`).
 
 A golden folder holds an official-layout checkpoint (`config.json`, `model.safetensors`), a
 `manifest.json` naming every recorded boundary, and one safetensors file per boundary with `in.*`
