@@ -8,16 +8,72 @@ text encoder sit beside the DiT folder unless their own variables say otherwise.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping, TypeVar
 
 import torch
+
+from .errors import AceStepError
 
 DEFAULT_DIT_PATH = "checkpoints/acestep-v15-turbo"
 VAE_FOLDER = "vae"
 TEXT_ENCODER_FOLDER = "Qwen3-Embedding-0.6B"
 _OFF = {"", "none", "off", "false", "0"}
+_ON = {"1", "true", "yes", "on"}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+|mps)$")
+T = TypeVar("T")
+
+
+class SettingsError(AceStepError):
+    """An environment variable holds a value the worker cannot use; the message names it."""
+
+
+def env_value(env: Mapping[str, str], name: str, default: T, convert: Callable[[str], T], accepted: str) -> T:
+    """`env[name]` converted, or `default` when unset or blank; a bad value is one sentence naming the
+    variable and what it accepts (never a traceback at start)."""
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        return convert(raw.strip())
+    except (ValueError, TypeError, OverflowError):
+        shown = raw if len(raw) <= 40 else raw[:37] + "..."
+        raise SettingsError(f"{name} must be {accepted}; got {shown!r}") from None
+
+
+def in_range(kind: Callable[[str], T], low: float, high: float) -> Callable[[str], T]:
+    """A converter that also refuses values outside [low, high] (and NaN)."""
+    def convert(text: str) -> T:
+        value = kind(text)
+        if not low <= value <= high:  # NaN fails both comparisons
+            raise ValueError(text)
+        return value
+    return convert
+
+
+def one_of(choices: object) -> Callable[[str], str]:
+    def convert(text: str) -> str:
+        if text.lower() not in choices:
+            raise ValueError(text)
+        return text.lower()
+    return convert
+
+
+def flag(text: str) -> bool:
+    if text.lower() in _ON:
+        return True
+    if text.lower() in _OFF:
+        return False
+    raise ValueError(text)
+
+
+def _device(text: str) -> str:
+    if not _DEVICE.match(text.lower()):
+        raise ValueError(text)
+    return text.lower()
 
 
 @dataclass(frozen=True)
@@ -45,10 +101,11 @@ class Settings:
             text_encoder_path=Path(env.get("ACESTEP_TEXT_ENCODER_PATH") or root / TEXT_ENCODER_FOLDER),
             lm_path=None if lm is None or lm.strip().lower() in _OFF else Path(lm),
             extra_dit_paths=extras,
-            device=env.get("ACESTEP_DEVICE", "auto"),
-            dtype=env.get("ACESTEP_DTYPE", "auto"),
+            device=env_value(env, "ACESTEP_DEVICE", "auto", _device, "auto, cpu, cuda, cuda:N or mps"),
+            dtype=env_value(env, "ACESTEP_DTYPE", "auto", one_of({"auto", *DTYPES}),
+                            "auto, " + ", ".join(DTYPES)),
             output_dir=Path(env.get("ACESTEP_OUTPUT_DIR") or "outputs"),
-            compile_planner=env.get("ACESTEP_LM_COMPILE", "0").strip().lower() in ("1", "true", "yes", "on"),
+            compile_planner=env_value(env, "ACESTEP_LM_COMPILE", False, flag, "1/true/yes/on or 0/false/no/off"),
         )
 
     def torch_device(self) -> torch.device:
@@ -60,4 +117,4 @@ class Settings:
         if self.dtype == "auto":
             # bf16 is what the models run in upstream on GPUs; half precision on a CPU is slow.
             return torch.bfloat16 if self.torch_device().type == "cuda" else torch.float32
-        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[self.dtype]
+        return DTYPES[self.dtype]

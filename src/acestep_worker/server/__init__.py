@@ -16,6 +16,8 @@ import os
 from dataclasses import dataclass
 from typing import Mapping
 
+from ..settings import env_value, in_range
+
 log = logging.getLogger(__name__)
 
 
@@ -27,6 +29,7 @@ class PodSettings:
     queue_maxsize: int = 200
     result_ttl_s: float = 86_400.0
     api_key: str | None = None
+    max_body_bytes: int = 64_000_000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "PodSettings":
@@ -34,31 +37,50 @@ class PodSettings:
         key = env.get("ACESTEP_API_KEY")
         if key is not None and not key.strip():
             log.warning("ACESTEP_API_KEY is set but empty: authentication is OFF")
-        return cls(host=env.get("ACESTEP_API_HOST", "0.0.0.0"), port=int(env.get("ACESTEP_API_PORT", "8000")),
-                   gradio_port=int(env.get("ACESTEP_GRADIO_PORT", "7860")),
-                   queue_maxsize=int(env.get("ACESTEP_QUEUE_MAXSIZE", "200")),
-                   result_ttl_s=float(env.get("ACESTEP_RESULT_TTL", "86400")),
-                   api_key=key.strip() if key and key.strip() else None)
+        port = "an integer port from 1 to 65535"
+        return cls(host=env.get("ACESTEP_API_HOST") or "0.0.0.0",
+                   port=env_value(env, "ACESTEP_API_PORT", 8000, in_range(int, 1, 65535), port),
+                   gradio_port=env_value(env, "ACESTEP_GRADIO_PORT", 7860, in_range(int, 0, 65535),
+                                         port + " (0: no page)"),
+                   queue_maxsize=env_value(env, "ACESTEP_QUEUE_MAXSIZE", 200, in_range(int, 1, 100_000),
+                                           "an integer from 1 to 100000"),
+                   result_ttl_s=env_value(env, "ACESTEP_RESULT_TTL", 86_400.0, in_range(float, 1, 365 * 86_400),
+                                          "seconds from 1 to 31536000"),
+                   api_key=key.strip() if key and key.strip() else None,
+                   max_body_bytes=int(1_000_000 * env_value(env, "ACESTEP_MAX_BODY_MB", 64.0,
+                                                            in_range(float, 0.01, 4096), "megabytes from 0.01 to 4096")))
 
 
 def build(engine, pod: PodSettings):
     """The API app, the Gradio app (or None) and the task manager, sharing `engine`."""
-    from fastapi import FastAPI
-
     from .api import ApiSettings, create_app
     from .tasks import TaskManager
 
     manager = TaskManager(engine, engine.settings.output_dir, pod.queue_maxsize, pod.result_ttl_s).start()
-    api = create_app(engine, manager, ApiSettings(api_key=pod.api_key))
-    page = None
-    if pod.gradio_port:
-        import gradio as gr
-
-        from .ui import build_ui
-
-        page = gr.mount_gradio_app(FastAPI(), build_ui(engine, manager), path="/",
-                                   allowed_paths=[str(engine.settings.output_dir.resolve())])
+    api = create_app(engine, manager, ApiSettings(api_key=pod.api_key, max_body_bytes=pod.max_body_bytes))
+    page = page_app(engine, manager, pod.api_key, pod.max_body_bytes) if pod.gradio_port else None
     return api, page, manager
+
+
+def page_app(engine, manager, api_key: str | None, max_body_bytes: int):
+    """The Gradio page as an app. With a key, Gradio's own login form guards the page and every
+    route under it (queue, uploads, `/gradio_api/file=`): any user name, the key as the password."""
+    import gradio as gr
+    from fastapi import FastAPI
+
+    from .guard import AccessGuard, keys_match
+    from .ui import build_ui
+
+    login = None
+    if api_key:
+        def login(_user: str, password: str) -> bool:
+            return keys_match(password, api_key)
+
+    app = gr.mount_gradio_app(FastAPI(), build_ui(engine, manager), path="/", auth=login,
+                              auth_message="This page is protected by the server's ACESTEP_API_KEY: enter any "
+                                           "user name and the key as the password." if api_key else None,
+                              allowed_paths=[str(engine.settings.output_dir.resolve())])
+    return AccessGuard(app, api_key=None, max_body_bytes=max_body_bytes)
 
 
 async def _serve(apps: list[tuple[object, str, int]]) -> None:
@@ -71,11 +93,15 @@ async def _serve(apps: list[tuple[object, str, int]]) -> None:
 
 def serve(env: Mapping[str, str] | None = None) -> None:
     from ..engine import Engine
+    from ..errors import AceStepError
     from ..settings import Settings
 
-    settings = Settings.from_env(env)
+    try:
+        settings = Settings.from_env(env)
+        pod = PodSettings.from_env(env)
+    except AceStepError as exc:  # a bad variable is a sentence and exit status 2, not a traceback
+        raise SystemExit(f"cannot start: {exc}") from None
     settings.output_dir.mkdir(parents=True, exist_ok=True)
-    pod = PodSettings.from_env(env)
     if pod.api_key is None:
         log.warning("ACESTEP_API_KEY is not set: the API accepts requests without authentication")
     engine = Engine(settings)  # models load before any port opens: reaching /health means ready

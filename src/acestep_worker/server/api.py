@@ -11,7 +11,6 @@ the API key is compared in constant time and an empty key means no auth.
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import time
@@ -29,6 +28,7 @@ from ..audio_io import CONTENT_TYPES
 from ..engine import Engine
 from ..errors import AceStepError, InputError, PlannerUnavailableError
 from ..request import GenerationRequest, parse
+from .guard import AccessGuard, keys_match
 from .tasks import QueueFull, Task, TaskManager, TaskState
 
 log = logging.getLogger(__name__)
@@ -36,12 +36,18 @@ log = logging.getLogger(__name__)
 STATUS_CODES = {TaskState.QUEUED: 0, TaskState.RUNNING: 0, TaskState.SUCCEEDED: 1, TaskState.FAILED: 2}
 NESTED_PARAMETER_OBJECTS = ("param_obj", "metas", "meta", "metadata", "user_metadata", "userMetadata")
 UPLOAD_FIELDS = ("ref_audio", "reference_audio", "ctx_audio", "src_audio")
+# Auth: open to all (upstream leaves these open and clients probe them first), and the endpoints
+# whose small bodies may carry the key as `ai_token` instead of a header.
+OPEN_PATHS = ("/health", "/v1/models")
+BODY_TOKEN_PATHS = ("/release_task", "/query_result", "/format_input")
+DEFAULT_MAX_BODY_BYTES = 64_000_000  # room for the reference/source audio that editing tasks upload
 
 
 @dataclass(frozen=True)
 class ApiSettings:
     api_key: str | None = None  # None or "": no authentication
     env: str = "production"
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
 
 def wrap(data: Any, code: int = 200, error: str | None = None) -> dict:
@@ -111,10 +117,6 @@ def generation_fields(body: dict) -> dict:
 
 # -- auth -----------------------------------------------------------------------------------------
 
-def _matches(given: str | None, key: str) -> bool:
-    return given is not None and hmac.compare_digest(given.encode(), key.encode())
-
-
 def _header_token(request: Request) -> str | None:
     header = request.headers.get("authorization")
     if header is None:
@@ -123,18 +125,19 @@ def _header_token(request: Request) -> str | None:
 
 
 def check_auth(request: Request, settings: ApiSettings, body: dict | None = None) -> None:
+    """Upstream's rules; the header was already checked by AccessGuard, before the body was read."""
     if not settings.api_key:
         return
     token = (body or {}).get("ai_token")
     if token:
-        if not _matches(str(token), settings.api_key):
+        if not keys_match(str(token), settings.api_key):
             raise HTTPException(401, "Invalid ai_token")
         return
     header = _header_token(request)
     if header is None:
         raise HTTPException(401, "Missing ai_token or Authorization header" if body is not None
                             else "Missing Authorization header")
-    if not _matches(header, settings.api_key):
+    if not keys_match(header, settings.api_key):
         raise HTTPException(401, "Invalid API key")
 
 
@@ -196,6 +199,8 @@ def _release_task_schema() -> dict:
 def create_app(engine: Engine, manager: TaskManager, settings: ApiSettings) -> FastAPI:
     app = FastAPI(title="ACE-Step 1.5 API", version=__version__,
                   description="Upstream-compatible ACE-Step 1.5 music generation API.")
+    app.add_middleware(AccessGuard, api_key=settings.api_key, max_body_bytes=settings.max_body_bytes,
+                       open_paths=OPEN_PATHS, body_token_paths=BODY_TOKEN_PATHS)
     lm_model = engine.planner.name if engine.planner is not None else ""
     output_dir = manager.output_dir.resolve()
 
