@@ -16,16 +16,23 @@ time_signature, vocal_language, url?, audio_base64? | base64_omitted?}], params,
 Bad input, a timeout or a failed delivery: {"error": "<one sentence>"} (Runpod reports FAILED).
 CUDA out of memory: {"error": ..., "refresh_worker": true}, so the next job gets a fresh worker.
 
-Run it: `python -u handler.py` on Runpod; locally `python handler.py` (reads ./test_input.json),
-`python handler.py --test_input '{"input": {...}}'` or `python handler.py --rp_serve_api`.
+Run it: `python -u handler.py` on Runpod; locally `python handler.py` (reads ./test_input.json) or
+`python handler.py --test_input '{"input": {...}}'`: one job, its result printed on stdout as ONE JSON
+document shaped like a /runsync answer ({"id", "status": COMPLETED|FAILED, "output" | "error"}), logs
+on stderr, exit 0/1, so `python handler.py | jq .output.results` works. `python handler.py
+--rp_serve_api` emulates the endpoint over HTTP (the Runpod SDK's own server).
 With ACESTEP_MODE=pod the same image serves the HTTP API and the Gradio page instead.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
+import json
 import logging
 import os
+import sys
 import threading
 
 import runpod
@@ -56,11 +63,14 @@ def load_engine() -> Engine | None:
     return _engine
 
 
-@runpod.serverless.register_fitness_check
 def models_loaded() -> None:
     """Fail the worker at start (on the platform) when the checkpoints are missing or unreadable."""
     if load_engine() is None:
         raise RuntimeError(f"ACE-Step models failed to load: {_load_error}")
+
+
+with contextlib.redirect_stdout(sys.stderr):  # the SDK logs the registration with print()
+    runpod.serverless.register_fitness_check(models_loaded)
 
 
 def _error(message: str, **extra) -> dict:
@@ -97,14 +107,59 @@ async def handler(job: dict) -> dict:
         raise
 
 
+def local_test_job(argv: list[str]) -> tuple[dict, dict | None] | None:
+    """The one job (and optional expected result) of local test mode, or None when the SDK should run:
+    on the platform, with --rp_serve_api, or in realtime mode. The SDK's own local mode logs the result
+    as a Python dict on stdout, mixed with its log lines, so this mode is ours."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--test_input", type=json.loads)
+    parser.add_argument("--test_output", type=json.loads)
+    parser.add_argument("--rp_serve_api", action="store_true")
+    try:
+        args, _ = parser.parse_known_args(argv)
+    except SystemExit:
+        raise SystemExit("--test_input and --test_output take a JSON document, e.g. '{\"input\": {...}}'") from None
+    sdk_runs = args.rp_serve_api or ON_PLATFORM or bool(os.environ.get("RUNPOD_REALTIME_PORT"))
+    if args.test_input is None and sdk_runs:
+        return None
+    job = args.test_input
+    if job is None:
+        if not os.path.exists("test_input.json"):
+            raise SystemExit("no job to run: give --test_input '{\"input\": {...}}' or put a test_input.json here")
+        with open("test_input.json", encoding="utf-8") as file:
+            job = json.load(file)
+    if not isinstance(job, dict) or not isinstance(job.get("input"), dict):
+        raise SystemExit('the test job must be a JSON object with an "input" object: {"input": {"caption": ...}}')
+    return {**job, "id": job.get("id", "local_test")}, args.test_output
+
+
+def run_local_test(job: dict, expected: dict | None) -> int:
+    """Run one job as the platform would and print what /runsync would answer; 0 when it completed."""
+    from runpod.serverless.modules.rp_job import run_job as sdk_run_job  # the SDK's output/error mapping
+
+    with contextlib.redirect_stdout(sys.stderr):  # the SDK logs with print(); stdout carries only the result
+        result = asyncio.run(sdk_run_job(handler, job))
+    if result.pop("stopPod", None):
+        log.warning("the job asked for a fresh worker (refresh_worker)")
+    failed = bool(result.get("error"))
+    print(json.dumps({"id": job["id"], "status": "FAILED" if failed else "COMPLETED", **result}, indent=2))
+    if expected is not None and result != expected:
+        log.error("the job result does not match --test_output")
+        return 1
+    return 1 if failed else 0
+
+
 def main() -> None:
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper(),
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if os.environ.get("ACESTEP_MODE", "serverless").lower() == "pod":
         from acestep_worker.server import serve  # pod mode: HTTP API + Gradio page, one engine
 
         serve()
         return
+    local = local_test_job(sys.argv[1:])
+    if local is not None:
+        sys.exit(run_local_test(*local))
     load_engine()  # before the first job is taken
     runpod.serverless.start({"handler": handler})
 

@@ -88,7 +88,10 @@ def test_python_handler_runs_test_input_json(tiny_env, tmp_path):
     result = subprocess.run([sys.executable, str(REPO / "handler.py")], cwd=tmp_path, env=_env(tiny_env),
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "'status': 'completed'" in result.stdout + result.stderr
+    document = json.loads(result.stdout)  # stdout is the result alone: `python handler.py | jq` works
+    assert document["id"] == "local_test" and document["status"] == "COMPLETED"
+    assert document["output"]["status"] == "completed" and document["output"]["results"][0]["format"] == "mp3"
+    assert "Started" in result.stderr  # the SDK's own log lines went to stderr
 
 
 def test_test_input_flag_and_its_failure_exit_code(tiny_env, tmp_path):
@@ -96,10 +99,18 @@ def test_test_input_flag_and_its_failure_exit_code(tiny_env, tmp_path):
     result = subprocess.run([sys.executable, str(REPO / "handler.py"), "--test_input", json.dumps(ok)],
                             cwd=tmp_path, env=_env(tiny_env), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout)["output"]["results"][0]["seed"] == 1
     bad = {"input": {"duration": 3}}
     result = subprocess.run([sys.executable, str(REPO / "handler.py"), "--test_input", json.dumps(bad)],
                             cwd=tmp_path, env=_env(tiny_env), capture_output=True, text=True, timeout=300)
-    assert result.returncode == 1 and "between 10 and 600" in result.stdout + result.stderr
+    failed = json.loads(result.stdout)
+    assert result.returncode == 1 and failed["status"] == "FAILED" and "between 10 and 600" in failed["error"]
+
+
+def test_local_mode_without_a_job_says_what_to_give(tiny_env, tmp_path):
+    result = subprocess.run([sys.executable, str(REPO / "handler.py")], cwd=tmp_path, env=_env(tiny_env),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and result.stdout == "" and "--test_input" in result.stderr
 
 
 def _free_port() -> int:
