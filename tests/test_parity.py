@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from functools import lru_cache
 
 import pytest
 
@@ -12,17 +13,76 @@ from .conftest import GOLDEN, REPO
 VARIANTS = sorted(p for p in GOLDEN.glob("*") if (p / "manifest.json").is_file()) if GOLDEN.is_dir() else []
 
 
+@lru_cache(maxsize=None)
+def _rows(variant):
+    return tuple(check_golden_dir(variant))
+
+
 def test_golden_data_is_present():
     assert VARIANTS, f"no golden variants found under {GOLDEN} (set ACESTEP_GOLDEN_DIR)"
 
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=lambda p: p.name)
 def test_every_boundary_matches_upstream(variant):
-    rows = check_golden_dir(variant)
+    rows = _rows(variant)
     failures = [f"{r.file}/{r.tensor}: abs {r.max_abs:.3g} rel {r.max_rel:.3g}" for r in rows if not r.passed]
     assert rows and not failures, failures
     generated = {r.file for r in rows if r.file.startswith("generate_")}
     assert generated, "a golden variant without sampler files checks nothing about sampling"
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda p: p.name)
+def test_every_golden_file_of_a_variant_is_checked(variant):
+    """The editing goldens and the DCW goldens are required, not optional."""
+    rows = _rows(variant)
+    checked = {r.file for r in rows}
+    present = {p.stem for p in variant.glob("*.safetensors")} - {"model"}
+    assert present <= checked, sorted(present - checked)
+    assert any(name.startswith("edit_") for name in checked), "no editing golden checked"
+    assert any(name.endswith("_dcw_default") for name in checked), "no DCW golden checked"
+    injected = [r for r in rows if r.tensor == "trace.repaint_injected_xt"]
+    assert injected and all(r.passed for r in injected)
+
+
+def _small_copy(variant, target):
+    """A copy of `variant` whose manifests name only two single-forward files (quick to check)."""
+    import json
+    import shutil
+
+    target.mkdir()
+    keep = ["decoder.safetensors", "prepare_condition.safetensors"]
+    for name in ["config.json", "model.safetensors", *keep]:
+        shutil.copy(variant / name, target / name)
+    manifest = json.loads((variant / "manifest.json").read_text())
+    manifest["files"] = {k: v for k, v in manifest["files"].items() if k in keep}
+    (target / "manifest.json").write_text(json.dumps(manifest))
+    return manifest
+
+
+def test_a_present_but_unnamed_golden_file_fails_the_run(tmp_path):
+    import shutil
+
+    copy = tmp_path / VARIANTS[0].name
+    _small_copy(VARIANTS[0], copy)
+    assert all(r.passed for r in check_golden_dir(copy))
+    shutil.copy(copy / "decoder.safetensors", copy / "edit_turbo_mystery.safetensors")
+    failed = [r for r in check_golden_dir(copy) if not r.passed]
+    assert [r.file for r in failed] == ["edit_turbo_mystery"], failed
+
+
+def test_a_named_golden_file_without_a_runner_or_file_fails_the_run(tmp_path):
+    import json
+    import shutil
+
+    copy = tmp_path / VARIANTS[0].name
+    manifest = _small_copy(VARIANTS[0], copy)
+    shutil.copy(copy / "decoder.safetensors", copy / "mystery_boundary.safetensors")
+    manifest["files"]["mystery_boundary.safetensors"] = {}
+    manifest["files"]["generate_gone.safetensors"] = {}
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    failed = {r.file: r.tensor for r in check_golden_dir(copy) if not r.passed}
+    assert set(failed) == {"mystery_boundary", "generate_gone"}, failed
+    assert "no runner" in failed["mystery_boundary"] and "missing" in failed["generate_gone"]
 
 
 def test_check_parity_script_reports_a_table_and_exit_code():

@@ -241,7 +241,7 @@ def sampling_plan(request: GenerationRequest, dit: DiTModel) -> tuple[SamplingPl
         if request.timesteps is not None:
             raise InputError("timesteps", "custom timesteps apply to turbo models only; use "
                              "inference_steps and shift with base/sft models")
-        plan = SamplingPlan(base_timesteps(steps, shift), guidance_scale=guidance,
+        plan = SamplingPlan(base_timesteps(steps, shift), guidance_scale=guidance, kind="base",
                             cfg_interval=(request.cfg_interval_start, request.cfg_interval_end),
                             guidance="adg" if request.use_adg else "apg")
     used = {"inference_steps": plan.steps, "shift": shift, "guidance_scale": guidance,

@@ -1,10 +1,15 @@
 """Check our loader and sampler against tensors produced by upstream ACE-Step (`tests/golden/`).
 
 A golden folder holds an official-layout checkpoint (`config.json`, `model.safetensors`), a
-`manifest.json` naming every recorded boundary, and one safetensors file per boundary with `in.*`
-inputs and `mid.*`/`out.*`/`trace.*` expected values. The checkpoint is loaded through the product's
-own loader; the silence latent stand-in recorded with the inputs is written as `silence_latent.pt`
+`manifest.json` naming every recorded boundary, optionally a `manifest_editing.json` naming the
+editing-path sampler runs (`edit_*`), and one safetensors file per boundary with `in.*` inputs and
+`mid.*`/`out.*`/`trace.*` expected values. The checkpoint is loaded through the product's own
+loader; the silence latent stand-in recorded with the inputs is written as `silence_latent.pt`
 next to it in a scratch folder, because the product loader requires that file.
+
+The runner is strict: a safetensors file in the folder that no manifest names, or that no runner
+checks, fails the run, and so does a manifest entry whose file is missing. A golden file that is
+present but unchecked would otherwise pass silently.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -21,9 +26,11 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from .dit.conditioning import codes_to_quantized, detokenize, encode_conditions, pooled_mask, prepare_condition, tokenize
+from .dit.dcw import DCW
+from .dit.editing import CoverSwitch, Edit, Repaint, nearest_start, renoise
 from .dit.loading import load_dit
 from .dit.model import DiTModel
-from .dit.sampler import SamplerHooks, SamplingPlan, sample
+from .dit.sampler import SamplerHooks, SamplerTrace, SamplingPlan, sample
 from .dit.schedules import base_timesteps, turbo_timesteps
 
 SINGLE_FORWARD = {"atol": 1e-5, "rtol": 1e-4}
@@ -121,25 +128,72 @@ def run_detokenizer(dit: DiTModel, t: dict) -> dict:
 
 def plan_from_scalars(kind: str, args: dict) -> SamplingPlan:
     """Translate a golden file's upstream `generate_audio` arguments into our plan."""
+    dcw = (DCW(args.get("dcw_mode", "double"), args.get("dcw_scaler", 0.05), args.get("dcw_high_scaler", 0.02),
+               args.get("dcw_wavelet", "haar")) if args.get("dcw_enabled") else None)
+    common = dict(kind=kind, infer_method=args.get("infer_method", "ode"), dcw=dcw)
     if kind == "turbo":
-        return SamplingPlan(turbo_timesteps(args.get("shift", 3.0), timesteps=args.get("timesteps")))
+        return SamplingPlan(turbo_timesteps(args.get("shift", 3.0), timesteps=args.get("timesteps")), **common)
     return SamplingPlan(
         base_timesteps(args["infer_steps"], args.get("shift", 1.0)),
         guidance_scale=args.get("diffusion_guidance_sale", 1.0),
         cfg_interval=(args.get("cfg_interval_start", 0.0), args.get("cfg_interval_end", 1.0)),
-        guidance="adg" if args.get("use_adg") else "apg",
+        guidance="adg" if args.get("use_adg") else "apg", **common,
     )
+
+
+def _trace_outputs(trace: SamplerTrace) -> dict:
+    calls = trace.calls
+    out = {"trace.decoder_timestep": torch.stack([c.timestep for c in calls]),
+           "trace.decoder_input_xt": torch.stack([c.hidden_states for c in calls]),
+           "trace.decoder_output_v": torch.stack([c.velocity for c in calls]),
+           "trace.decoder_encoder_hidden_states": torch.stack([c.encoder_hidden_states for c in calls]),
+           "trace.decoder_context_latents": torch.stack([c.context_latents for c in calls])}
+    if trace.injections:
+        out["trace.repaint_injection_t"] = torch.stack([t for t, _ in trace.injections])
+        out["trace.repaint_injected_xt"] = torch.stack([x for _, x in trace.injections])
+    if trace.before_blend is not None:
+        out["mid.latents_before_boundary_blend"] = trace.before_blend
+    return out
 
 
 def run_generate(dit: DiTModel, t: dict, kind: str, args: dict) -> dict:
     conditions = _prepare(dit, t)
-    record: list = []
-    latents = sample(dit, conditions, t["in.initial_noise"], plan_from_scalars(kind, args),
-                     SamplerHooks(record=record))
-    return {"mid.context_latents": conditions.context_latents, "out.target_latents": latents,
-            "trace.decoder_timestep": torch.stack([c.timestep for c in record]),
-            "trace.decoder_input_xt": torch.stack([c.hidden_states for c in record]),
-            "trace.decoder_output_v": torch.stack([c.velocity for c in record])}
+    trace = SamplerTrace()
+    latents = sample(dit, conditions, t["in.initial_noise"], plan_from_scalars(kind, args), SamplerHooks(trace=trace))
+    return {"mid.context_latents": conditions.context_latents, "out.target_latents": latents, **_trace_outputs(trace)}
+
+
+def run_edit(dit: DiTModel, t: dict, kind: str, args: dict) -> dict:
+    """Upstream's `generate_audio` on an editing path: repaint/lego, cover strength, cover noise."""
+    conditions = _prepare(dit, t)
+    plan = plan_from_scalars(kind, args)
+    noise, edit, out = t["in.initial_noise"], Edit(), {}
+    cover_noise = float(args.get("cover_noise_strength", 0.0))
+    if cover_noise > 0:
+        first = nearest_start(plan.timesteps, cover_noise)
+        plan = replace(plan, timesteps=plan.timesteps[first:])
+        edit.start = renoise(t["in.src_latents"], noise, plan.timesteps[0])
+    strength = float(args.get("audio_cover_strength", 1.0))
+    if strength < 1.0 and "in.non_cover_text_hidden_states" in t:
+        silence = t["in.silence_latent"][:, : t["in.src_latents"].shape[1]].expand_as(t["in.src_latents"])
+        non_cover = prepare_condition(
+            dit, t["in.non_cover_text_hidden_states"], t["in.non_cover_text_attention_mask"],
+            *_encoder_inputs(t)[2:], silence, t["in.chunk_masks"], torch.zeros_like(t["in.is_covers"]),
+            silence_latent=t["in.silence_latent"])
+        edit.cover_switch = CoverSwitch(non_cover, int(plan.steps * strength))
+        out.update({"mid.context_latents_non_cover": non_cover.context_latents,
+                    "mid.encoder_hidden_states_non_cover": non_cover.encoder_hidden_states,
+                    "mid.encoder_attention_mask_non_cover": non_cover.encoder_attention_mask})
+    if "in.repaint_mask" in t:
+        edit.repaint = Repaint(t["in.repaint_mask"], t["in.clean_src_latents"],
+                               round(float(args["repaint_injection_ratio"]) * plan.steps),
+                               int(args["repaint_crossfade_frames"]))
+    trace = SamplerTrace()
+    latents = sample(dit, conditions, noise, plan, SamplerHooks(trace=trace), edit)
+    return {**out, "mid.context_latents": conditions.context_latents,
+            "mid.encoder_hidden_states": conditions.encoder_hidden_states,
+            "mid.encoder_attention_mask": conditions.encoder_attention_mask,
+            "out.target_latents": latents, **_trace_outputs(trace)}
 
 
 RUNNERS: dict[str, Callable[[DiTModel, dict], dict]] = {
@@ -154,51 +208,87 @@ def _sampler_kind(manifest: dict, filename: str) -> str:
         return "turbo"
     if ".base." in upstream or ".sft." in upstream:
         return "base"
-    return "turbo" if filename.startswith("generate_turbo") else "base"
+    return "turbo" if "_turbo_" in filename else "base"
 
 
-def _silence_stand_in(golden: Path, manifest: dict) -> torch.Tensor:
-    for name in manifest["files"]:
-        tensors = load_file(str(golden / name))
-        if "in.silence_latent" in tensors:
-            return tensors["in.silence_latent"]
+MANIFESTS = ("manifest.json", "manifest_editing.json")
+CHECKPOINT_FILES = {"model.safetensors"}
+
+
+def _manifest_entries(golden: Path) -> tuple[dict, dict[str, tuple[dict, dict]]]:
+    """The main manifest, and every golden file named by any manifest with (its manifest, entry)."""
+    main = json.loads((golden / "manifest.json").read_text())
+    entries = {}
+    for name in MANIFESTS:
+        if (golden / name).is_file():
+            manifest = json.loads((golden / name).read_text())
+            entries.update({file: (manifest, entry) for file, entry in manifest["files"].items()})
+    return main, entries
+
+
+def _silence_stand_in(golden: Path, entries: dict) -> torch.Tensor:
+    for name in entries:
+        if (golden / name).is_file():
+            tensors = load_file(str(golden / name))
+            if "in.silence_latent" in tensors:
+                return tensors["in.silence_latent"]
     raise ValueError(f"{golden}: no file records in.silence_latent")
 
 
-def _checkpoint_copy(golden: Path, manifest: dict, scratch: Path) -> Path:
+def _checkpoint_copy(golden: Path, entries: dict, scratch: Path) -> Path:
     folder = scratch / golden.name
     folder.mkdir()
     for name in ("config.json", "model.safetensors"):
         shutil.copy(golden / name, folder / name)
-    torch.save(_silence_stand_in(golden, manifest).transpose(1, 2).contiguous(), folder / "silence_latent.pt")
+    torch.save(_silence_stand_in(golden, entries).transpose(1, 2).contiguous(), folder / "silence_latent.pt")
     return folder
 
 
+def _run_file(dit: DiTModel, stem: str, tensors: dict, manifest: dict, entry: dict) -> tuple[dict, dict] | None:
+    """Our outputs for one golden file and the tolerance to compare them at; None: no runner."""
+    args = entry.get("scalar_args", {})
+    if stem.startswith("generate_"):
+        return run_generate(dit, tensors, _sampler_kind(manifest, stem), args), GENERATE
+    if stem.startswith("edit_"):
+        return run_edit(dit, tensors, _sampler_kind(manifest, stem), args), GENERATE
+    if stem in RUNNERS:
+        return RUNNERS[stem](dit, tensors), SINGLE_FORWARD
+    return None
+
+
+def _failure(stem: str, why: str) -> Comparison:
+    return Comparison(stem, why, float("inf"), float("inf"), False, False)
+
+
 def check_golden_dir(golden: str | Path) -> list[Comparison]:
-    """Run every boundary of a golden folder; return one comparison per expected tensor."""
+    """Run every boundary of a golden folder; return one comparison per expected tensor, plus a
+    failing row for each golden file that is present but unchecked or named but missing."""
     golden = Path(golden)
-    manifest = json.loads((golden / "manifest.json").read_text())
+    _, entries = _manifest_entries(golden)
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as scratch:
-        dit = load_dit(_checkpoint_copy(golden, manifest, Path(scratch)), "cpu", torch.float32)
+        dit = load_dit(_checkpoint_copy(golden, entries, Path(scratch)), "cpu", torch.float32)
     rows = []
-    for name, entry in manifest["files"].items():
+    present = {p.name for p in golden.glob("*.safetensors")} - CHECKPOINT_FILES
+    for name in sorted(present - set(entries)):
+        rows.append(_failure(name.removesuffix(".safetensors"), "(present but named by no manifest: not checked)"))
+    for name, (manifest, entry) in entries.items():
         stem = name.removesuffix(".safetensors")
-        if stem.endswith("_dcw_default"):
-            continue  # optional: upstream's newer DCW correction, which we do not implement
+        if name not in present:
+            rows.append(_failure(stem, "(named by the manifest but missing)"))
+            continue
         tensors = load_file(str(golden / name))
         with torch.no_grad():
-            if stem.startswith("generate_"):
-                ours = run_generate(dit, tensors, _sampler_kind(manifest, stem), entry.get("scalar_args", {}))
-                tol = GENERATE
-            else:
-                ours = RUNNERS[stem](dit, tensors)
-                tol = SINGLE_FORWARD
+            result = _run_file(dit, stem, tensors, manifest, entry)
+        if result is None:
+            rows.append(_failure(stem, "(no runner for this golden file: not checked)"))
+            continue
+        ours, tol = result
         for key, ref in tensors.items():
             if key.startswith("in."):
                 continue
             if key not in ours:
-                rows.append(Comparison(stem, f"{key} (not produced)", float("inf"), float("inf"), False, False))
+                rows.append(_failure(stem, f"{key} (not produced)"))
                 continue
             rows.append(compare(stem, key, ours[key].detach().cpu(), ref, tol))
     return rows
