@@ -28,7 +28,7 @@ from .dit.loading import is_diffusers_layout, load_dit, read_config
 from .dit.model import DiTModel
 from .dit.sampler import SamplingPlan
 from .dit.schedules import base_timesteps, snap_turbo_shift, turbo_timesteps
-from .errors import CheckpointError, GenerationCancelled, InputError, PlannerUnavailableError
+from .errors import CheckpointError, GenerationCancelled, InputError, PlannerUnavailableError, echo
 from .planner.decoding import SamplingParams
 from .planner.lm import PlannerLM
 from .planner.metadata import Metadata
@@ -145,7 +145,7 @@ class Engine:
     def dit(self, name: str | None = None) -> DiTModel:
         name = name or self.default_model
         if name not in self._dit_paths:
-            raise InputError("model", f"model {name!r} is not installed; available: {', '.join(self._dit_paths)}")
+            raise InputError("model", f"model {echo(name)} is not installed; available: {', '.join(self._dit_paths)}")
         return self._load_dit(name)
 
     # -- generation -------------------------------------------------------------------------------

@@ -11,14 +11,13 @@ and what it accepts.
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .audio_io import FORMATS, MP3_BITRATES_KBPS
-from .errors import InputError
+from .errors import InputError, echo
 from .prompts import is_instrumental
 
 MIN_DURATION_S, MAX_DURATION_S = 10.0, 600.0
@@ -26,6 +25,7 @@ MAX_BATCH = 8
 MAX_SEED = 2**32 - 1
 CAPTION_MAX_CHARS = 4_000
 LYRICS_MAX_CHARS = 20_000
+MAX_TIMESTEPS = 20  # custom turbo steps; the same number as dit.schedules.MAX_CUSTOM_TIMESTEPS
 
 LANGUAGES = ("ar", "az", "bg", "bn", "ca", "cs", "da", "de", "el", "en", "es", "fa", "fi", "fr", "he", "hi",
              "hr", "ht", "hu", "id", "is", "it", "ja", "ko", "la", "lt", "ms", "ne", "nl", "no", "pa", "pl",
@@ -69,7 +69,8 @@ class GenerationRequest(BaseModel):
                                           allowed="a number from 1 to 15", ge=1.0, le=15.0)
     shift: float | None = _field(None, "shift", allowed="a number from 1 to 5", ge=1.0, le=5.0)
     timesteps: tuple[float, ...] | None = _field(
-        None, "timesteps", allowed="a list (or comma string) of at most 20 descending times in [0, 1]")
+        None, "timesteps", allowed=f"a list (or comma string) of 1 to {MAX_TIMESTEPS} strictly descending times in "
+        "(0, 1], optionally followed by the final 0")
     use_adg: bool = _field(False, "use_adg", "useAdg", allowed="true or false")
     cfg_interval_start: float = _field(0.0, "cfg_interval_start", "cfgIntervalStart",
                                        allowed="a number from 0 to 1", ge=0.0, le=1.0)
@@ -169,11 +170,13 @@ class GenerationRequest(BaseModel):
             raise ValueError("not a list of times")
         try:
             values = [float(v) for v in value if not (isinstance(v, str) and not v.strip())]
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ValueError("not a list of times") from None
-        if not 1 <= len(values) <= 21 or any(not (0.0 <= v <= 1.0) or math.isnan(v) for v in values):
+        while values and values[-1] == 0:  # upstream's lists end with the implicit final 0; it is no step
+            values.pop()
+        if not 1 <= len(values) <= MAX_TIMESTEPS or any(not (0.0 < v <= 1.0) for v in values):  # NaN fails too
             raise ValueError("out of range")
-        if any(b >= a for a, b in zip(values, values[1:])) or values[0] == 0:
+        if any(b >= a for a, b in zip(values, values[1:])):
             raise ValueError("not descending")
         return tuple(values)
 
@@ -244,13 +247,13 @@ def _describe(model: type[BaseModel], error: dict) -> InputError:
     name = loc[0] if loc else "request"
     if error["type"] == "extra_forbidden":
         accepted = ", ".join(field_names(model))
-        return InputError(name, f"unknown field {name!r}; accepted fields are: {accepted}")
+        return InputError(name, f"unknown field {echo(name)}; accepted fields are: {accepted}")
     field = _lookup(model, name)
     context = error.get("ctx") or {}
     if isinstance(context.get("error"), InputError):
         return context["error"]
     allowed = (field.json_schema_extra or {}).get("allowed") if field else None
-    shown = _shorten(error.get("input"))
+    shown = echo(error.get("input"))
     if allowed:
         return InputError(name, f"{name} must be {allowed}; got {shown}")
     return InputError(name, f"{name} is invalid: {error.get('msg', 'bad value')}; got {shown}")
@@ -265,13 +268,37 @@ def _lookup(model: type[BaseModel], name: str):
     return None
 
 
-def _shorten(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+MAX_NESTING = 16  # no field nests deeper than a list in an object; anything past this is hostile
+MAX_VALUES = 10_000  # every field's values together; a seed list holds 8
+
+
+def check_shape(data: Any) -> None:
+    """Refuse requests nested past MAX_NESTING or holding more than MAX_VALUES values, walking them
+    without recursion (a body nested 100,000 deep must be a sentence, not a RecursionError)."""
+    if not isinstance(data, dict):
+        return
+    stack = [(value, 1, key) for key, value in data.items()]
+    seen = len(stack)
+    while stack:
+        value, depth, field = stack.pop()
+        if isinstance(value, dict):
+            children = list(value.values())
+        elif isinstance(value, (list, tuple)):
+            children = list(value)
+        else:
+            continue
+        if depth >= MAX_NESTING:
+            raise InputError(str(field), f"{echo(field)} is nested more than {MAX_NESTING} levels deep")
+        seen += len(children)
+        if seen > MAX_VALUES:
+            raise InputError(str(field), f"the request holds more than {MAX_VALUES} values ({echo(field)} "
+                             "among them); no field takes that many")
+        stack.extend((child, depth + 1, field) for child in children)
 
 
 def parse(data: Any, model: type[GenerationRequest] = GenerationRequest) -> GenerationRequest:
     """Validate a raw request dict; raise `InputError` with one sentence about the first problem."""
+    check_shape(data)
     try:
         return model.model_validate(data)
     except InputError:
@@ -280,7 +307,7 @@ def parse(data: Any, model: type[GenerationRequest] = GenerationRequest) -> Gene
         errors = exc.errors()
         extra = [e for e in errors if e["type"] == "extra_forbidden"]
         if len(extra) > 1:
-            names = ", ".join(repr(e["loc"][0]) for e in extra)
+            names = ", ".join(echo(e["loc"][0], 30) for e in extra[:5]) + (", ..." if len(extra) > 5 else "")
             raise InputError(str(extra[0]["loc"][0]), f"unknown fields {names}; accepted fields are: "
                              f"{', '.join(field_names(model))}") from None
         raise _describe(model, errors[0]) from None

@@ -42,8 +42,8 @@ def turbo_timesteps(shift: float, steps: int = TURBO_STEPS,
                     timesteps: Sequence[float] | None = None) -> torch.Tensor:
     """The turbo sampler's schedule as a float32 tensor.
 
-    With `timesteps`, trailing zeros are dropped, the list is cut to 20 entries and every value is
-    snapped to the turbo grid. Otherwise the shift is snapped to 1, 2 or 3; 8 steps give exactly
+    With `timesteps`, trailing zeros are dropped, the list is cut to 20 entries, every value is
+    snapped to the turbo grid and repeats that snapping creates are merged. Otherwise the shift is snapped to 1, 2 or 3; 8 steps give exactly
     the distilled table, fewer steps the shift formula at that count, snapped to the grid.
     """
     if timesteps is not None:
@@ -51,6 +51,8 @@ def turbo_timesteps(shift: float, steps: int = TURBO_STEPS,
         while values and values[-1] == 0:
             values.pop()
         values = [_snap_to_turbo_grid(float(t)) for t in values[:MAX_CUSTOM_TIMESTEPS]]
+        # Close times snap to one grid value; a repeat would be a zero-length step (a wasted DiT call).
+        values = [t for i, t in enumerate(values) if i == 0 or t != values[i - 1]]
     else:
         snapped = snap_turbo_shift(shift)
         values = [_snap_to_turbo_grid(shifted(1.0 - i / steps, snapped)) for i in range(steps)]

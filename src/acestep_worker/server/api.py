@@ -26,8 +26,8 @@ from fastapi.responses import FileResponse, JSONResponse
 from .. import __version__
 from ..audio_io import CONTENT_TYPES
 from ..engine import Engine
-from ..errors import AceStepError, InputError, PlannerUnavailableError
-from ..request import GenerationRequest, parse
+from ..errors import AceStepError, InputError, PlannerUnavailableError, echo
+from ..request import GenerationRequest, check_shape, parse
 from .guard import AccessGuard, keys_match
 from .tasks import QueueFull, Task, TaskManager, TaskState
 
@@ -40,7 +40,9 @@ UPLOAD_FIELDS = ("ref_audio", "reference_audio", "ctx_audio", "src_audio")
 # whose small bodies may carry the key as `ai_token` instead of a header.
 OPEN_PATHS = ("/health", "/v1/models")
 BODY_TOKEN_PATHS = ("/release_task", "/query_result", "/format_input")
-DEFAULT_MAX_BODY_BYTES = 64_000_000  # room for the reference/source audio that editing tasks upload
+DEFAULT_MAX_BODY_BYTES = 64_000_000
+MAX_NAME_BYTES, MAX_PATH_BYTES = 255, 4096  # the file system's own limits (NAME_MAX, PATH_MAX)
+MAX_QUERY_IDS = 100  # upstream clients poll one task, or a handful; the answer grows with each id  # room for the reference/source audio that editing tasks upload
 
 
 @dataclass(frozen=True)
@@ -89,18 +91,32 @@ def _json_object(raw: bytes) -> dict:
         data = json.loads(raw or b"{}")
     except ValueError:
         raise HTTPException(400, "Invalid JSON body (hint: set 'Content-Type: application/json')") from None
+    except RecursionError:  # json's parser recurses per nesting level
+        raise HTTPException(400, "the JSON body is nested too deeply") from None
     if not isinstance(data, dict):
         raise HTTPException(400, "JSON payload must be an object")
     return data
 
 
-def _nested(value: Any) -> dict:
+def _json_text(value: str, field: str) -> Any:
+    """A field that upstream clients send as a JSON string; invalid JSON is an error naming it."""
+    try:
+        return json.loads(value)
+    except ValueError:
+        raise InputError(field, f"{field} is not valid JSON; send an object (or its JSON text)") from None
+    except RecursionError:
+        raise InputError(field, f"{field} is nested too deeply") from None
+
+
+def _nested(value: Any, field: str) -> dict:
+    """One of upstream's nested parameter objects, given as an object or as JSON text."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return {}
     if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            return {}
-    return value if isinstance(value, dict) else {}
+        value = _json_text(value, field)
+    if not isinstance(value, dict):
+        raise InputError(field, f"{field} must be an object of generation fields (or its JSON text); got {echo(value)}")
+    return value
 
 
 def generation_fields(body: dict) -> dict:
@@ -110,9 +126,23 @@ def generation_fields(body: dict) -> dict:
     """
     fields = {k: v for k, v in body.items() if k not in NESTED_PARAMETER_OBJECTS and k != "ai_token"}
     for key in NESTED_PARAMETER_OBJECTS:
-        for name, value in _nested(body.get(key)).items():
+        for name, value in _nested(body.get(key), key).items():
             fields.setdefault(name, value)
     return {k: v for k, v in fields.items() if v != "" or k in ("caption", "prompt", "lyrics")}
+
+
+def task_ids(value: Any) -> list[str]:
+    """`task_id_list` as a list of ids: a list, its JSON text, or one bare id; at most MAX_QUERY_IDS."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        value = _json_text(value, "task_id_list") if value.lstrip()[:1] == "[" else [value]
+    if not isinstance(value, list) or any(isinstance(v, bool) or not isinstance(v, (str, int)) for v in value):
+        raise InputError("task_id_list", "task_id_list must be a list of task id strings")
+    if len(value) > MAX_QUERY_IDS:
+        raise InputError("task_id_list", f"task_id_list holds {len(value)} ids; ask for at most {MAX_QUERY_IDS} "
+                         "per call")
+    return [str(v) for v in value]
 
 
 # -- auth -----------------------------------------------------------------------------------------
@@ -130,7 +160,7 @@ def check_auth(request: Request, settings: ApiSettings, body: dict | None = None
         return
     token = (body or {}).get("ai_token")
     if token:
-        if not keys_match(str(token), settings.api_key):
+        if not isinstance(token, str) or not keys_match(token, settings.api_key):
             raise HTTPException(401, "Invalid ai_token")
         return
     header = _header_token(request)
@@ -248,20 +278,12 @@ def create_app(engine: Engine, manager: TaskManager, settings: ApiSettings) -> F
     async def query_result(request: Request, cfg: ApiSettings = Depends(settings_dep)) -> dict:
         body = await read_body(request)
         check_auth(request, cfg, body)
-        ids = body.get("task_id_list", [])
-        if isinstance(ids, str):
-            try:
-                ids = json.loads(ids)
-            except ValueError:
-                ids = [ids]
-        if not isinstance(ids, list):
-            ids = []
         data = []
-        for task_id in ids:
-            task = manager.get(str(task_id))
+        for task_id in task_ids(body.get("task_id_list")):
+            task = manager.get(task_id)
             if task is None:
-                error = f"task {task_id} not found (unknown, or expired)"
-                data.append({"task_id": str(task_id), "status": 2, "error": error, "progress_text": error,
+                error = f"task {echo(task_id)} not found (unknown, or expired)"
+                data.append({"task_id": task_id, "status": 2, "error": error, "progress_text": error,
                              "result": json.dumps([{"file": "", "status": 2, "stage": "not_found", "error": error}])})
                 continue
             items = result_items(task, lm_model, cfg.env)
@@ -284,7 +306,7 @@ def create_app(engine: Engine, manager: TaskManager, settings: ApiSettings) -> F
         check_auth(request, cfg, body)
         if engine.planner is None:
             raise HTTPException(503, "the 5 Hz planner LM is not loaded on this server (set ACESTEP_LM_MODEL_PATH)")
-        params = _nested(body.get("param_obj"))
+        params = _nested(body.get("param_obj"), "param_obj")
         # Validate through the one schema: the same names, aliases and ranges as everywhere else.
         fields = {"caption": body.get("prompt", body.get("caption", "")), "lyrics": body.get("lyrics", ""),
                   "lm_temperature": body.get("temperature", 0.85), "duration": params.get("duration"),
@@ -311,9 +333,13 @@ def create_app(engine: Engine, manager: TaskManager, settings: ApiSettings) -> F
         if not name:
             raise HTTPException(400, "give filename= (or upstream's path=)")
         target = _inside(output_dir, name)
-        if not target.is_file():
+        media = CONTENT_TYPES.get(target.suffix.lstrip(".").lower())
+        try:
+            found = media is not None and target.is_file()  # only our audio formats are ever served
+        except OSError:  # a name the file system cannot even look up (too long, ...) names no file of ours
+            found = False
+        if not found:
             raise HTTPException(404, "Audio file not found")
-        media = CONTENT_TYPES.get(target.suffix.lstrip(".").lower(), "application/octet-stream")
         return FileResponse(target, media_type=media, filename=target.name)
 
     @app.get("/v1/stats")
@@ -329,6 +355,10 @@ def _inside(root: Path, name: str) -> Path:
     symlinks included: the real path must lie under the real output folder."""
     if "\x00" in name:
         raise HTTPException(400, "invalid file name")
+    if len(name.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES or any(
+            len(part.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES for part in Path(name).parts):
+        raise HTTPException(400, f"file name too long: at most {MAX_NAME_BYTES} bytes per name and "
+                                 f"{MAX_PATH_BYTES} bytes in all")
     candidate = Path(name) if Path(name).is_absolute() else root / name
     try:
         real = candidate.resolve(strict=False)

@@ -1,0 +1,153 @@
+"""Hostile input is a 4xx (or a job error) with one bounded sentence naming the field: deep nesting,
+huge values, invalid nested JSON, over-long file names, too many ids, degenerate timesteps."""
+
+import json
+
+import httpx
+import pytest
+
+from acestep_worker.dit.schedules import MAX_CUSTOM_TIMESTEPS, turbo_timesteps
+from acestep_worker.errors import MAX_MESSAGE_CHARS, InputError, echo
+from acestep_worker.request import MAX_TIMESTEPS, JobRequest, parse
+from acestep_worker.server.api import MAX_QUERY_IDS, ApiSettings, create_app
+from acestep_worker.server.tasks import TaskManager
+
+from .live_server import LiveServer
+
+
+def deep(levels: int, leaf=1):
+    value = leaf
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+# -- the schema -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("levels", [40, 5_000, 100_000])
+def test_deep_values_are_a_sentence_not_a_recursion_error(levels):
+    with pytest.raises(InputError, match="nested more than 16 levels") as err:
+        parse({"caption": deep(levels)}, JobRequest)
+    assert err.value.field == "caption"
+
+
+def test_a_deep_unknown_field_is_a_sentence():
+    with pytest.raises(InputError) as err:
+        parse({"x" * 10_000: deep(3_000)})
+    assert len(str(err.value)) < MAX_MESSAGE_CHARS and len(err.value.field) <= 60
+
+
+def test_huge_collections_are_refused_quickly():
+    with pytest.raises(InputError, match="more than 10000 values"):
+        parse({"seed": list(range(200_000))})
+
+
+@pytest.mark.parametrize("data,field", [
+    ({"model": "m" * 1_000_000}, "model"), ({"caption": "c" * 1_000_000}, "caption"),
+    ({"bpm": 10 ** 5000}, "bpm"), ({"seed": "1," * 300_000}, "seed"), ({"k" * 1_000_000: 1}, "k" * 60),
+    ({"timesteps": "0.5," * 100_000}, "timesteps"), ({"vocal_language": "x" * 1_000_000}, "vocal_language"),
+])
+def test_error_messages_never_echo_input_in_full(engine, data, field):
+    with pytest.raises(InputError) as err:
+        engine.generate(parse(data))  # the model name is only checked by the engine
+    assert len(str(err.value)) < 1_000, len(str(err.value))
+    assert err.value.field[:50] == field[:50]
+
+
+def test_echo_summarises_what_it_cannot_show_briefly():
+    assert echo("abc") == "'abc'" and echo([1, "a"]) == "[1, 'a']"
+    assert echo(deep(100_000)) == "a list of 1 item(s)" and echo(2 ** 100_000).startswith("an integer of")
+    assert len(echo("é" * 10_000)) <= 60
+
+
+def test_timesteps_rule_and_docs_agree_on_twenty():
+    assert MAX_TIMESTEPS == MAX_CUSTOM_TIMESTEPS == 20
+    twenty = [round(1 - i / 21, 4) for i in range(20)]
+    assert len(parse({"timesteps": twenty}).timesteps) == 20
+    assert len(parse({"timesteps": twenty + [0]}).timesteps) == 20  # upstream's final 0 is not a step
+    with pytest.raises(InputError, match="1 to 20 strictly descending"):
+        parse({"timesteps": [round(1 - i / 22, 4) for i in range(21)]})
+    for bad in ([0], [0.5, 0.5], [1.5, 0.5], ["nan"], [0.5, -0.1]):
+        with pytest.raises(InputError, match="timesteps"):
+            parse({"timesteps": bad})
+
+
+@pytest.mark.parametrize("times", [[1.0, 0.99, 0.98, 0.95], [0.99, 0.98, 0.5, 0.49, 0.3],
+                                   [round(1 - i / 21, 4) for i in range(20)]])
+def test_snapping_never_makes_a_repeated_or_zero_length_step(times):
+    snapped = turbo_timesteps(1.0, timesteps=parse({"timesteps": times}).timesteps).tolist()
+    assert all(b < a for a, b in zip(snapped, snapped[1:])), snapped
+    assert snapped[-1] > 0
+
+
+# -- the HTTP API ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def api(engine):
+    manager = TaskManager(engine, engine.settings.output_dir, maxsize=20, ttl_s=3600)  # never started
+    with LiveServer(create_app(engine, manager, ApiSettings())) as server:
+        yield server.url
+
+
+def _post_json(api, path, text):
+    return httpx.post(f"{api}{path}", content=text, headers={"content-type": "application/json"}, timeout=60)
+
+
+@pytest.mark.parametrize("body", [
+    "[" * 100_000 + "]" * 100_000,
+    '{"caption": ' + "[" * 995 + "]" * 995 + "}",
+    '{"caption": ' + "[" * 50_000 + "]" * 50_000 + "}",
+    json.dumps({"param_obj": "[" * 50_000 + "]" * 50_000}),
+    json.dumps({"param_obj": {"caption": deep(900)}}),
+    json.dumps({"task_id_list": "[" * 50_000 + "]" * 50_000}),
+])
+@pytest.mark.parametrize("path", ["/release_task", "/query_result"])
+def test_deep_json_anywhere_is_a_400(api, body, path):
+    response = _post_json(api, path, body)
+    assert response.status_code == 400 if path == "/release_task" else response.status_code < 500
+    assert len(response.text) < 5_000
+
+
+@pytest.mark.parametrize("field", ["param_obj", "metas"])
+def test_invalid_nested_json_is_refused_naming_the_field(api, field):
+    response = httpx.post(f"{api}/release_task", json={"caption": "x", field: "{not json"})
+    assert response.status_code == 400 and field in response.json()["detail"]
+    response = httpx.post(f"{api}/release_task", json={"caption": "x", field: "[1, 2]"})
+    assert response.status_code == 400 and field in response.json()["detail"]
+    assert httpx.get(f"{api}/v1/stats").json()["data"]["jobs"]["total"] == 0  # nothing was queued
+
+
+def test_query_result_caps_the_ids_per_call(api):
+    too_many = httpx.post(f"{api}/query_result", json={"task_id_list": [str(i) for i in range(200_000)]})
+    assert too_many.status_code == 400 and f"at most {MAX_QUERY_IDS}" in too_many.json()["detail"]
+    for bad in ([{"a": 1}], {"a": 1}, [True], "[not json"):
+        assert httpx.post(f"{api}/query_result", json={"task_id_list": bad}).status_code == 400, bad
+    ok = httpx.post(f"{api}/query_result", json={"task_id_list": ["x" * 100_000]}).json()["data"][0]
+    assert ok["status"] == 2 and len(ok["error"]) < 200
+
+
+def test_a_huge_model_name_is_a_short_400(api):
+    response = httpx.post(f"{api}/release_task", json={"model": "m" * 1_000_000, "duration": 10, "bpm": 5})
+    assert response.status_code == 400 and len(response.text) < 1_000
+
+
+@pytest.mark.parametrize("name", ["a" * 256 + ".mp3", "a/" * 2100 + "x.mp3", "é" * 200 + ".mp3",
+                                  ("a" * 250 + "/") * 20 + "b.mp3"])
+def test_over_long_audio_names_are_4xx(api, name):
+    for query in ("filename", "path"):
+        response = httpx.get(f"{api}/v1/audio", params={query: name})
+        assert 400 <= response.status_code < 500, (query, response.status_code)
+
+
+def test_only_audio_is_served(api, engine):
+    output = engine.settings.output_dir
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "notes.txt").write_text("private")
+    (output / "song.mp3").write_bytes(b"ID3 fake")
+    try:
+        assert httpx.get(f"{api}/v1/audio", params={"filename": "notes.txt"}).status_code == 404
+        served = httpx.get(f"{api}/v1/audio", params={"filename": "song.mp3"})
+        assert served.status_code == 200 and served.headers["content-type"] == "audio/mpeg"
+    finally:
+        (output / "notes.txt").unlink()
+        (output / "song.mp3").unlink()
