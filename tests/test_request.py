@@ -16,6 +16,9 @@ def test_defaults():
     ("prompt", "caption", "x"), ("audio_duration", "duration", 42.0), ("keyscale", "key_scale", "A minor"),
     ("timeSignature", "time_signature", "3"), ("language", "vocal_language", "ja"), ("inferenceSteps", "inference_steps", 4),
     ("dit_model", "model", "acestep-v15-base"), ("batchSize", "batch_size", 3),
+    ("src_audio_path", "src_audio", "a.wav"), ("ctx_audio_path", "src_audio", "a.wav"),
+    ("srcAudio", "src_audio", "https://x/a.mp3"), ("ref_audio", "reference_audio", "r.flac"),
+    ("reference_audio_path", "reference_audio", "r.flac"), ("refAudioPath", "reference_audio", "r.flac"),
 ])
 def test_upstream_aliases(alias, field, value):
     assert getattr(parse({alias: value}), field) == value
@@ -99,3 +102,10 @@ def test_lenient_scalar_strings_like_upstream_forms():
                                                   ("[Verse]\nla la", False)])
 def test_instrumental_detection(lyrics, instrumental):
     assert parse({"lyrics": lyrics}).instrumental is instrumental
+
+
+def test_audio_sources_null_or_blank_mean_none():
+    assert parse({"src_audio": None, "ref_audio": "  "}).src_audio is None
+    assert parse({"ref_audio": "  "}).reference_audio is None
+    with pytest.raises(InputError, match="src_audio and src_audio_path name the same field"):
+        parse({"src_audio": "a", "src_audio_path": "b"})

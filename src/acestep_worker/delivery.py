@@ -20,7 +20,13 @@ PRESIGN_SECONDS = 7 * 24 * 3600  # the longest a SigV4 presigned URL may live
 
 
 class DeliveryError(AceStepError):
-    """The files exist locally but could not be delivered."""
+    """The files exist locally but could not be delivered (or a bucket object could not be read)."""
+
+
+class ObjectTooLarge(DeliveryError):
+    def __init__(self, uri: str, size: int):
+        super().__init__(f"{uri} is {size} bytes")
+        self.size = size
 
 
 @dataclass(frozen=True)
@@ -60,15 +66,39 @@ def _region_of(endpoint: str) -> str | None:
 class Bucket:
     """An S3-compatible bucket client made from one config (boto3 is imported only when used)."""
 
-    def __init__(self, config: BucketConfig):
+    def __init__(self, config: BucketConfig, timeout_s: float | None = None):
         import boto3
         from botocore.config import Config
 
         self.config = config
+        limits = {} if timeout_s is None else {"connect_timeout": max(1.0, timeout_s), "read_timeout": max(1.0, timeout_s)}
         self._client = boto3.client(
             "s3", endpoint_url=config.endpoint_url, aws_access_key_id=config.access_key_id,
             aws_secret_access_key=config.secret_access_key, region_name=config.region or "us-east-1",
-            config=Config(signature_version="s3v4", retries={"max_attempts": 3, "mode": "standard"}))
+            config=Config(signature_version="s3v4", retries={"max_attempts": 3, "mode": "standard"}, **limits))
+
+    def read(self, bucket: str, key: str, max_bytes: int) -> bytes:
+        """An object's bytes; raise DeliveryError past `max_bytes` without reading the rest, and
+        FileNotFoundError when the bucket has no such key."""
+        from boto3.exceptions import Boto3Error
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            response = self._client.get_object(Bucket=bucket, Key=key)
+            if response.get("ContentLength", 0) > max_bytes:
+                response["Body"].close()
+                raise ObjectTooLarge(f"s3://{bucket}/{key}", response["ContentLength"])
+            data = response["Body"].read(max_bytes + 1)
+            response["Body"].close()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+                raise FileNotFoundError(f"s3://{bucket}/{key}") from None
+            raise DeliveryError(f"reading s3://{bucket}/{key} failed: {_describe(exc)}") from None
+        except (Boto3Error, BotoCoreError) as exc:
+            raise DeliveryError(f"reading s3://{bucket}/{key} failed: {_describe(exc)}") from None
+        if len(data) > max_bytes:
+            raise ObjectTooLarge(f"s3://{bucket}/{key}", len(data))
+        return data
 
     def upload(self, path: Path, key: str, content_type: str, expires_s: int = PRESIGN_SECONDS) -> str:
         """Upload a file under `key` with its content type; return a presigned GET URL."""

@@ -33,6 +33,8 @@ LANGUAGES = ("ar", "az", "bg", "bn", "ca", "cs", "da", "de", "el", "en", "es", "
              "yue", "zh", "unknown")
 TIME_SIGNATURES = ("2", "3", "4", "6")
 _KEY = re.compile(r"^\s*([A-Ga-g])\s*([#b♯♭]?)\s*(major|minor|maj|min)\s*$", re.IGNORECASE)
+AUDIO_SOURCE_FORMS = ("an https URL, a data:audio/<type>;base64 URI, base64 audio, an s3://bucket/key object, "
+                      "or (pod) an uploaded file or a file in the input folder")
 _TIME_SIGNATURE = re.compile(r"^\s*(\d+)\s*(?:/\s*(\d+))?\s*$")
 
 
@@ -89,6 +91,16 @@ class GenerationRequest(BaseModel):
                               allowed="an MP3 bitrate in kbps: " + ", ".join(map(str, MP3_BITRATES_KBPS)))
     model: str | None = _field(None, "model", "model_name", "modelName", "dit_model", "ditModel",
                                allowed="the name of an installed DiT model (see /v1/models)")
+    # Audio for the editing tasks: a source descriptor each (see audio_sources.py). The adapters
+    # fetch and decode them; the engine receives the decoded arrays.
+    src_audio: str | None = _field(
+        None, "src_audio", "srcAudio", "src_audio_path", "srcAudioPath", "src_audio_url", "srcAudioUrl",
+        "ctx_audio", "ctx_audio_path", "ctxAudioPath", "source_audio", "sourceAudio", "sourceAudioPath",
+        allowed=f"the song to edit: {AUDIO_SOURCE_FORMS}")
+    reference_audio: str | None = _field(
+        None, "reference_audio", "referenceAudio", "reference_audio_path", "referenceAudioPath",
+        "reference_audio_url", "ref_audio", "refAudio", "ref_audio_path", "refAudioPath", "ref_audio_url",
+        allowed=f"audio whose timbre steers the song: {AUDIO_SOURCE_FORMS}")
     task_type: Literal["text2music"] = _field("text2music", "task_type", "taskType", allowed="text2music")
 
     # The 5 Hz planner LM. `thinking`, `use_format` and the sample mode need it; the CoT options
@@ -179,6 +191,11 @@ class GenerationRequest(BaseModel):
         if any(b >= a for a, b in zip(values, values[1:])):
             raise ValueError("not descending")
         return tuple(values)
+
+    @field_validator("src_audio", "reference_audio", mode="after")
+    @classmethod
+    def _audio_source(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
 
     @field_validator("key_scale", mode="after")
     @classmethod

@@ -87,6 +87,13 @@ class Settings:
     dtype: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16
     output_dir: Path = field(default_factory=lambda: Path("outputs"))
     compile_planner: bool = False  # torch.compile the planner's decode step (ACESTEP_LM_COMPILE=1)
+    # Audio sent in for editing tasks (src_audio, reference_audio): caps, where pod files may be read
+    # from, and whether URLs may point at this machine's own networks.
+    max_audio_bytes: int = 128 * 1024 * 1024  # ACESTEP_MAX_AUDIO_MB
+    max_audio_seconds: float = 600.0  # ACESTEP_MAX_AUDIO_SECONDS
+    audio_fetch_timeout_s: float = 120.0  # ACESTEP_AUDIO_FETCH_TIMEOUT: one download, at most
+    allow_private_urls: bool = False  # ACESTEP_ALLOW_PRIVATE_URLS=1: loopback/private hosts and http://
+    input_dir: Path = field(default_factory=lambda: Path("inputs"))  # ACESTEP_INPUT_DIR
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -106,7 +113,21 @@ class Settings:
                             "auto, " + ", ".join(DTYPES)),
             output_dir=Path(env.get("ACESTEP_OUTPUT_DIR") or "outputs"),
             compile_planner=env_value(env, "ACESTEP_LM_COMPILE", False, flag, "1/true/yes/on or 0/false/no/off"),
+            max_audio_bytes=int(env_value(env, "ACESTEP_MAX_AUDIO_MB", 128.0, in_range(float, 0.001, 1e6),
+                                          "a size in MB above 0") * 1024 * 1024),
+            max_audio_seconds=env_value(env, "ACESTEP_MAX_AUDIO_SECONDS", 600.0, in_range(float, 0.1, 86_400),
+                                        "seconds from 0.1 to 86400"),
+            audio_fetch_timeout_s=env_value(env, "ACESTEP_AUDIO_FETCH_TIMEOUT", 120.0, in_range(float, 0.1, 86_400),
+                                            "seconds from 0.1 to 86400"),
+            allow_private_urls=env_value(env, "ACESTEP_ALLOW_PRIVATE_URLS", False, flag,
+                                         "1/true/yes/on or 0/false/no/off"),
+            input_dir=Path(env.get("ACESTEP_INPUT_DIR") or "inputs"),
         )
+
+    def audio_limits(self):
+        from .audio_in import AudioLimits
+
+        return AudioLimits(self.max_audio_bytes, self.max_audio_seconds)
 
     def torch_device(self) -> torch.device:
         if self.device == "auto":

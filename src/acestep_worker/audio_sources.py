@@ -1,0 +1,333 @@
+"""Where user audio comes from: the value of `src_audio` / `reference_audio`, turned into bytes.
+
+A value is one of (the first match wins):
+
+| form                                | kind   | where accepted                                 |
+|-------------------------------------|--------|------------------------------------------------|
+| `https://host/path` (`http://` too   | url    | everywhere; streamed with a byte cap and a     |
+|  when private URLs are allowed)     |        | time limit inside the job's deadline           |
+| `data:audio/<type>;base64,...`      | data   | everywhere                                     |
+| `s3://bucket/key`                   | s3     | everywhere a bucket is configured (job         |
+|                                     |        | `s3Config` or the BUCKET_* variables)          |
+| a file name or `/v1/audio?...` URL  | path   | the pod only: inside its input or output folder|
+| anything else                       | base64 | plain base64 (in the pod, only when longer     |
+|                                     |        | than any path could be)                        |
+
+URLs may not reach this machine's own networks: every address a host name resolves to is checked
+(loopback, private, link-local, shared, multicast, reserved and unspecified ranges are refused), the
+connection goes to the address that was checked (no second DNS answer can slip in between), and
+every redirect is checked again. `ACESTEP_ALLOW_PRIVATE_URLS=1` lifts this, and allows `http://`,
+for trusted networks and tests.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs, urljoin, urlsplit
+
+import httpcore
+import httpx
+import numpy as np
+
+from .audio_in import AudioLimits, DecodedAudio, decode, probe
+from .delivery import Bucket, BucketConfig, DeliveryError, ObjectTooLarge
+from .errors import InputError
+
+AUDIO_FIELDS = ("src_audio", "reference_audio")
+MAX_REDIRECTS = 5
+PATH_MAX_CHARS = 4_096  # longer than any path: in the pod such a value can only be base64
+USER_AGENT = "acestep-worker (audio input)"
+
+
+@dataclass(frozen=True)
+class SourcePolicy:
+    """What one adapter accepts and how far it may reach."""
+
+    limits: AudioLimits = AudioLimits()
+    allow_private: bool = False
+    fetch_timeout_s: float = 120.0
+    path_roots: tuple[Path, ...] = ()  # empty: server paths are not a source (serverless)
+    bucket: BucketConfig | None = field(default=None, repr=False)  # credentials for s3:// sources
+
+    @classmethod
+    def from_settings(cls, settings, *, paths: bool = False, bucket: BucketConfig | None = None) -> "SourcePolicy":
+        roots = (settings.input_dir.resolve(), settings.output_dir.resolve()) if paths else ()
+        return cls(settings.audio_limits(), settings.allow_private_urls, settings.audio_fetch_timeout_s, roots, bucket)
+
+
+@dataclass
+class LoadedAudio:
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)  # field -> [samples, 2] float32, 48 kHz
+    reports: dict[str, dict] = field(default_factory=dict)  # field -> DecodedAudio.report()
+
+    def output_fields(self) -> dict:
+        """`source` (src_audio) and `reference` (reference_audio) entries for an adapter's result."""
+        names = {"src_audio": "source", "reference_audio": "reference"}
+        return {names[name]: report for name, report in self.reports.items()}
+
+
+def kind_of(value: str, policy: SourcePolicy) -> str:
+    lowered = value[:16].lower()
+    if lowered.startswith(("https://", "http://")):
+        return "url"
+    if lowered.startswith("data:"):
+        return "data"
+    if lowered.startswith("s3://"):
+        return "s3"
+    if policy.path_roots and len(value) <= PATH_MAX_CHARS:
+        return "path"
+    return "base64"
+
+
+def check(field_name: str, value: str, policy: SourcePolicy) -> str:
+    """The checks that need no network and no decoding: syntax, scheme, folder confinement, and for
+    server files the header. Adapters call it when a request arrives; returns the kind."""
+    kind = kind_of(value, policy)
+    if kind == "url":
+        _checked_url(field_name, value, policy)
+    elif kind == "s3":
+        _s3_location(field_name, value, policy)
+    elif kind == "path":
+        path = _confined_path(field_name, value, policy.path_roots)
+        with path.open("rb") as handle:
+            probe(field_name, handle, policy.limits)
+    return kind
+
+
+def read_bytes(field_name: str, value: str, policy: SourcePolicy, deadline: float | None = None) -> bytes:
+    """The bytes behind `value`, within the byte cap and (for downloads) before `deadline`
+    (a time.monotonic() value; None: the policy's fetch timeout from now)."""
+    kind = kind_of(value, policy)
+    if kind == "url":
+        return _download(field_name, value, policy, deadline)
+    if kind == "data":
+        header, sep, payload = value.partition(",")
+        if not sep or not header.lower().endswith(";base64"):
+            raise InputError(field_name, f"{field_name} is a data URI without base64 audio; send "
+                                         "data:audio/<type>;base64,<data>")
+        return _base64(field_name, payload, policy.limits)
+    if kind == "s3":
+        return _read_object(field_name, value, policy, deadline)
+    if kind == "path":
+        path = _confined_path(field_name, value, policy.path_roots)
+        policy.limits.check_size(field_name, path.stat().st_size)
+        return path.read_bytes()
+    return _base64(field_name, value, policy.limits)
+
+
+def load_audio(request: object, policy: SourcePolicy, deadline: float | None = None) -> LoadedAudio:
+    """Fetch and decode every audio field the request sets; raise InputError naming the first bad one."""
+    loaded = LoadedAudio()
+    for name in AUDIO_FIELDS:
+        value = getattr(request, name, None)
+        if value:
+            audio: DecodedAudio = decode(name, read_bytes(name, value, policy, deadline), policy.limits)
+            loaded.arrays[name] = audio.samples
+            loaded.reports[name] = audio.report()
+    return loaded
+
+
+# -- base64 ---------------------------------------------------------------------------------------
+
+def _base64(field_name: str, text: str, limits: AudioLimits) -> bytes:
+    compact = "".join(text.split())
+    limits.check_size(field_name, len(compact) * 3 // 4)
+    if "-" in compact or "_" in compact:
+        compact = compact.replace("-", "+").replace("_", "/")  # the URL-safe alphabet
+    try:
+        data = base64.b64decode(compact + "=" * (-len(compact) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise InputError(field_name, f"{field_name} is neither a URL, a data URI, an s3:// key nor valid base64 "
+                                     "audio") from None
+    if not data:
+        raise InputError(field_name, f"{field_name} is empty; send audio")
+    return data
+
+
+# -- URLs -----------------------------------------------------------------------------------------
+
+class BlockedAddress(Exception):
+    def __init__(self, host: str, address: str):
+        super().__init__(f"{host} resolves to {address}")
+        self.host, self.address = host, address
+
+
+def address_allowed(address: str) -> bool:
+    """Only globally routable unicast addresses (an IPv4-mapped IPv6 address counts as its IPv4)."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast and not ip.is_reserved
+
+
+class _CheckedAddressBackend(httpcore.NetworkBackend):
+    """Resolves the host itself, refuses it if any address is not allowed, then connects to an
+    address it checked. TLS still verifies the certificate against the host name."""
+
+    def __init__(self, allow_private: bool):
+        self._inner = httpcore.SyncBackend()
+        self._allow_private = allow_private
+
+    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (socket.gaierror, UnicodeError) as exc:
+            raise httpcore.ConnectError(f"cannot resolve {host} ({exc})") from None
+        addresses = list(dict.fromkeys(info[4][0] for info in infos))
+        if not self._allow_private:
+            for address in addresses:
+                if not address_allowed(address):
+                    raise BlockedAddress(host, address)
+        error: Exception = httpcore.ConnectError(f"no address for {host}")
+        for address in addresses:
+            try:
+                return self._inner.connect_tcp(address, port, timeout, local_address, socket_options)
+            except httpcore.ConnectError as exc:
+                error = exc
+        raise error
+
+    def connect_unix_socket(self, *args, **kwargs):
+        raise httpcore.ConnectError("unix sockets are not a source")
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+def _transport(allow_private: bool) -> httpx.HTTPTransport:
+    transport = httpx.HTTPTransport(trust_env=False)
+    # httpx builds its pool without a way to pass a network backend; ours is the one connecting.
+    transport._pool = httpcore.ConnectionPool(ssl_context=httpx.create_ssl_context(trust_env=False),
+                                              network_backend=_CheckedAddressBackend(allow_private))
+    return transport
+
+
+def _checked_url(field_name: str, url: str, policy: SourcePolicy):
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises on a malformed port)
+    except ValueError:
+        raise InputError(field_name, f"{field_name} is not a valid URL") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("https", "http") or not parts.hostname:
+        raise InputError(field_name, f"{field_name} must be an https:// URL with a host name")
+    if scheme == "http" and not policy.allow_private:
+        raise InputError(field_name, f"{field_name} must use https:// (plain http:// is refused unless "
+                                     "ACESTEP_ALLOW_PRIVATE_URLS=1)")
+    if not policy.allow_private:
+        try:
+            literal = ipaddress.ip_address(parts.hostname)
+        except ValueError:
+            literal = None
+        if literal is not None and not address_allowed(str(literal)):
+            raise _blocked(field_name, parts.hostname, str(literal))
+    return parts
+
+
+def _blocked(field_name: str, host: str, address: str) -> InputError:
+    return InputError(field_name, f"{field_name} points at {host} ({address}), a loopback, private or reserved "
+                                  "address; only public hosts are fetched unless ACESTEP_ALLOW_PRIVATE_URLS=1")
+
+
+def _time_left(field_name: str, deadline: float, policy: SourcePolicy) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise InputError(field_name, f"{field_name} could not be downloaded in time (the job's timeout_seconds "
+                                     f"or ACESTEP_AUDIO_FETCH_TIMEOUT={policy.fetch_timeout_s:g} s); use a faster "
+                                     "host or a smaller file")
+    return left
+
+
+def _download(field_name: str, url: str, policy: SourcePolicy, deadline: float | None) -> bytes:
+    own_limit = time.monotonic() + policy.fetch_timeout_s
+    deadline = own_limit if deadline is None else min(deadline, own_limit)
+    with httpx.Client(transport=_transport(policy.allow_private), follow_redirects=False, trust_env=False,
+                      headers={"User-Agent": USER_AGENT, "Accept": "audio/*, application/octet-stream, */*"}) as http:
+        for _ in range(MAX_REDIRECTS + 1):
+            parts = _checked_url(field_name, url, policy)
+            try:
+                with http.stream("GET", url, timeout=_time_left(field_name, deadline, policy)) as response:
+                    if response.is_redirect and "location" in response.headers:
+                        url = urljoin(url, response.headers["location"])
+                        continue
+                    if response.status_code != 200:
+                        raise InputError(field_name, f"{field_name}: {parts.hostname} answered HTTP "
+                                                     f"{response.status_code} instead of the audio file")
+                    return _body(field_name, response, policy, deadline)
+            except BlockedAddress as exc:
+                raise _blocked(field_name, exc.host, exc.address) from None
+            except httpx.TimeoutException:
+                _time_left(field_name, deadline, policy)
+                raise InputError(field_name, f"{field_name}: {parts.hostname} did not answer in time") from None
+            except httpx.HTTPError as exc:
+                raise InputError(field_name, f"{field_name} could not be downloaded from {parts.hostname} "
+                                             f"({type(exc).__name__})") from None
+    raise InputError(field_name, f"{field_name} redirected more than {MAX_REDIRECTS} times; give the final URL")
+
+
+def _body(field_name: str, response: httpx.Response, policy: SourcePolicy, deadline: float) -> bytes:
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit():
+        policy.limits.check_size(field_name, int(declared))
+    data = bytearray()
+    for chunk in response.iter_bytes(1 << 16):
+        data += chunk
+        policy.limits.check_size(field_name, len(data))
+        _time_left(field_name, deadline, policy)
+    return bytes(data)
+
+
+# -- buckets and server files ---------------------------------------------------------------------
+
+def _s3_location(field_name: str, value: str, policy: SourcePolicy) -> tuple[str, str]:
+    bucket, _, key = value[5:].partition("/")
+    if not bucket or not key:
+        raise InputError(field_name, f"{field_name} must be s3://<bucket>/<key>")
+    if policy.bucket is None:
+        raise InputError(field_name, f"{field_name} names an s3:// object but no bucket is configured; send "
+                                     "s3Config with the job or set BUCKET_ENDPOINT_URL and its keys")
+    return bucket, key
+
+
+def _read_object(field_name: str, value: str, policy: SourcePolicy, deadline: float | None) -> bytes:
+    bucket, key = _s3_location(field_name, value, policy)
+    own_limit = time.monotonic() + policy.fetch_timeout_s
+    deadline = own_limit if deadline is None else min(deadline, own_limit)
+    try:
+        return Bucket(policy.bucket, timeout_s=_time_left(field_name, deadline, policy)).read(
+            bucket, key, policy.limits.max_bytes)
+    except ObjectTooLarge as exc:
+        policy.limits.check_size(field_name, exc.size)
+        raise
+    except FileNotFoundError:
+        raise InputError(field_name, f"{field_name}: bucket {bucket!r} has no object {key[:200]!r}") from None
+    except DeliveryError as exc:
+        raise InputError(field_name, f"{field_name} could not be read: {exc}") from None
+
+
+def _confined_path(field_name: str, value: str, roots: tuple[Path, ...]) -> Path:
+    """A file inside one of `roots` after resolving symlinks and `..`; relative names are looked up
+    in each root in turn. Our own `/v1/audio?filename=` (or upstream's `?path=`) links count too."""
+    if value.startswith("/v1/audio?"):
+        query = parse_qs(urlsplit(value).query)
+        value = (query.get("filename") or query.get("path") or [""])[0]
+    if not value or "\x00" in value or len(value) > PATH_MAX_CHARS:
+        raise InputError(field_name, f"{field_name} is not a usable file name")
+    candidates = [Path(value)] if Path(value).is_absolute() else [root / value for root in roots]
+    for candidate in candidates:
+        try:
+            real = candidate.resolve(strict=False)
+        except (OSError, RuntimeError):
+            continue
+        if not any(real == root or root in real.parents for root in roots):
+            raise InputError(field_name, f"{field_name} must name a file inside the server's input folder "
+                                         "(ACESTEP_INPUT_DIR); other paths are refused: upload the file instead")
+        if real.is_file():
+            return real
+    raise InputError(field_name, f"{field_name}: no such file in the server's input folder; upload it "
+                                 "(multipart) or give a URL")
