@@ -7,10 +7,15 @@ Job input (`job["input"]`), every field optional:
   planner: thinking, use_format, sample_query, use_cot_metas/caption/language, lm_temperature, ...,
   timeout_seconds (default 1800), poll_interval (default 3 s between progress updates),
   return_audio_base64 (default false), max_base64_bytes (default 8,000,000).
+  Editing: task_type, src_audio (the song to edit) and reference_audio (a timbre reference), each an
+  https URL, a data:audio/<type>;base64 URI, plain base64, or an s3://bucket/key read with the job's
+  s3Config or the BUCKET_* variables. Downloads share the job's deadline, are capped at
+  ACESTEP_MAX_AUDIO_MB (128) and ACESTEP_MAX_AUDIO_SECONDS (600), and never reach private addresses.
   The full list, with aliases and ranges, is `acestep_worker.request.JobRequest` (and the README).
 Job top level: optional `s3Config` {endpointUrl, accessId, accessSecret, bucketName}.
 
-Output: {task_id, status: "completed", duration, batch_size, model, random_weights, results: [{file,
+Output: {task_id, status: "completed", duration, batch_size, model, random_weights, task_type,
+source? / reference?: {field, duration_s, sha256, bytes, format, sample_rate, channels}, results: [{file,
 filename, seed, format, content_type, bytes, sha256, duration, sample_rate, caption, bpm, key_scale,
 time_signature, vocal_language, url?, audio_base64? | base64_omitted?}], params, timings}.
 Bad input, a timeout or a failed delivery: {"error": "<one sentence>"} (Runpod reports FAILED).

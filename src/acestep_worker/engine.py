@@ -151,9 +151,13 @@ class Engine:
     # -- generation -------------------------------------------------------------------------------
 
     def generate(self, request: GenerationRequest, on_progress: Callable[[Progress], None] | None = None,
-                 should_stop: Callable[[], bool] | None = None) -> GenerationResult:
+                 should_stop: Callable[[], bool] | None = None,
+                 audio: dict[str, np.ndarray] | None = None) -> GenerationResult:
         """Generate `request.batch_size` songs. Raises InputError, PlannerUnavailableError,
-        GenerationCancelled, GenerationFailed."""
+        GenerationCancelled, GenerationFailed.
+
+        `audio` holds the decoded editing inputs by field name ("src_audio", "reference_audio"),
+        each float32 [samples, 2] at 48 kHz (see audio_sources.load_audio)."""
         with self._lock:
             start = time.perf_counter()
             dit = self.dit(request.model)

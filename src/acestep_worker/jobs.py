@@ -12,6 +12,7 @@ import threading
 import time
 from typing import Callable, Mapping
 
+from .audio_sources import SourcePolicy, load_audio
 from .delivery import Bucket, BucketConfig, attach_base64
 from .engine import Engine, Progress
 from .errors import AceStepError, GenerationCancelled
@@ -68,9 +69,13 @@ def run_job(engine: Engine, job_id: str, raw_input: object, *, s3_config: object
     def should_stop() -> bool:
         return time.monotonic() > deadline or (cancelled is not None and cancelled.is_set())
 
+    t0 = time.perf_counter()
+    # Audio inputs are fetched inside the job's deadline, before any GPU time is spent.
+    loaded = load_audio(request, SourcePolicy.from_settings(engine.settings, bucket=bucket_config), deadline)
+    fetched_s = time.perf_counter() - t0
     try:
         result = engine.generate(request, on_progress=ThrottledProgress(send_progress, request.poll_interval),
-                                 should_stop=should_stop)
+                                 should_stop=should_stop, **({"audio": loaded.arrays} if loaded.arrays else {}))
     except GenerationCancelled:
         if cancelled is not None and cancelled.is_set():
             raise
@@ -79,7 +84,7 @@ def run_job(engine: Engine, job_id: str, raw_input: object, *, s3_config: object
 
     saved = save_songs(result, request, job_id, engine.settings.output_dir)
     entries = [_describe(song, result.params) for song in saved]
-    timings = dict(result.timings)
+    timings = dict(result.timings, **({"audio_input": fetched_s} if loaded.arrays else {}))
     if bucket_config is not None:
         t0 = time.perf_counter()
         bucket = Bucket(bucket_config)
@@ -91,6 +96,7 @@ def run_job(engine: Engine, job_id: str, raw_input: object, *, s3_config: object
     output = {
         "task_id": job_id, "status": "completed", "duration": entries[0]["duration"],
         "batch_size": len(entries), "model": result.model, "random_weights": result.random_weights,
+        "task_type": result.params.get("task_type", request.task_type), **loaded.output_fields(),
         "results": entries, "params": _public_params(result.params),
         "timings": {k: round(v, 3) for k, v in timings.items()},
     }
