@@ -18,15 +18,27 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 ENV PATH="/opt/venv/bin:$PATH"
 
+# torch 2.13.0 has no CUDA 12.8 build: PyTorch dropped cu128 wheels from 2.12 on (pytorch/pytorch#178665;
+# for 2.13 download.pytorch.org carries cu126 and cu130 wheels, none for cu128), and PyPI's own 2.13.0
+# Linux wheel is the CUDA 13.0 build (its METADATA requires cuda-toolkit==13.0.3, nvidia-cudnn-cu13),
+# which needs an R580+ driver. The cu126 build runs on every driver of the Hub's allowed CUDA versions
+# (12.8, 12.9, 13.0) and covers the Ampere and Ada GPUs the Hub file lists; it brings its own CUDA
+# libraries, so the base image's CUDA runtime only has to be at least as new. For Blackwell GPUs build
+# with TORCH_CUDA=cu130 and allow only CUDA 13.0 hosts.
 ARG TORCH_VERSION=2.13.0
-RUN pip install --upgrade pip \
-    && pip install "torch==${TORCH_VERSION}" --index-url https://download.pytorch.org/whl/cu128
-
+ARG TORCH_CUDA=cu126
+ARG UV_VERSION=0.13.9
+# requirements-lock.txt pins every other package (and torch's pure-Python dependencies) to the
+# versions the tests ran with (`make lock`), so an image built next month is the same image. The
+# local version label (+cu126) keeps PyPI's CUDA 13 wheel out even though PyPI is searched too.
 WORKDIR /app
-COPY requirements.txt requirements-serve.txt overrides.txt /app/
-RUN pip install uv \
+COPY requirements.txt requirements-serve.txt requirements-lock.txt overrides.txt /app/
+RUN pip install --upgrade pip "uv==${UV_VERSION}" \
+    && uv pip install --python /opt/venv/bin/python --no-cache "torch==${TORCH_VERSION}+${TORCH_CUDA}" \
+       --index-url "https://download.pytorch.org/whl/${TORCH_CUDA}" --extra-index-url https://pypi.org/simple \
+       --index-strategy unsafe-best-match -c requirements-lock.txt \
     && uv pip install --python /opt/venv/bin/python --no-cache --override overrides.txt \
-       -r requirements.txt -r requirements-serve.txt
+       -c requirements-lock.txt -r requirements.txt -r requirements-serve.txt
 
 # Weights: baked before any project code is copied, so code changes never re-download them.
 # The token is a BuildKit secret (never an ARG, never in the image history); public repos need none.

@@ -7,20 +7,34 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TINY ?= tiny-checkpoints
+LOCK_TMP ?= .lock-inputs
 GOLDEN ?= $(or $(ACESTEP_GOLDEN_DIR),tests/golden)
 
-.PHONY: demo test parity bench clean
+.PHONY: demo test parity bench lock clean
 
 # torch comes from pip (the CPU build on this disk); everything else from uv, whose --override
-# settles the one version conflict between runpod and gradio (see overrides.txt).
-$(VENV)/.installed: requirements.txt requirements-serve.txt requirements-dev.txt overrides.txt pyproject.toml
+# settles the one version conflict between runpod and gradio (see overrides.txt). The package's
+# dependencies are declared in pyproject.toml, which reads them from the requirement files.
+$(VENV)/.installed: requirements-torch.txt requirements.txt requirements-serve.txt requirements-dev.txt overrides.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0 uv
-	$(VENV)/bin/uv pip install --quiet --python $(PY) --override overrides.txt \
-		-r requirements.txt -r requirements-serve.txt -r requirements-dev.txt
-	$(VENV)/bin/uv pip install --quiet --python $(PY) --no-deps -e .
+	$(VENV)/bin/uv pip install --quiet --python $(PY) --override overrides.txt -e '.[dev]'
 	touch $@
+
+# requirements-lock.txt: what the Docker image installs, pinned to the versions this venv runs
+# (and therefore was tested with), including torch's own pure-Python dependencies.
+lock: $(VENV)/.installed
+	mkdir -p $(LOCK_TMP)
+	$(VENV)/bin/uv pip freeze --python $(PY) --exclude-editable --exclude torch > $(LOCK_TMP)/tested-versions.txt
+	$(PY) -c "import importlib.metadata as m; print(*(r for r in m.requires('torch') if ';' not in r), sep='\n')" \
+		> $(LOCK_TMP)/torch-python-deps.txt
+	$(VENV)/bin/uv pip compile --quiet requirements.txt requirements-serve.txt $(LOCK_TMP)/torch-python-deps.txt \
+		--override overrides.txt -c $(LOCK_TMP)/tested-versions.txt --python-version 3.11 \
+		--python-platform x86_64-manylinux_2_28 --annotation-style line --custom-compile-command "make lock" \
+		| sed -E 's#-c [^ ,]*tested-versions.txt, ##; s#, -c [^ ,]*tested-versions.txt##; s#-r [^ ,]*torch-python-deps.txt#torch#' \
+		> requirements-lock.txt
+	rm -r $(LOCK_TMP)
 
 $(TINY)/random_weights.json: $(VENV)/.installed
 	$(PY) -m acestep_worker.tiny $(TINY)

@@ -1,5 +1,6 @@
 """Downloads run the real huggingface_hub code against a local hub stand-in, never the internet."""
 
+import json
 import shutil
 
 import pytest
@@ -56,3 +57,36 @@ def test_git_blob_id_matches_git(tmp_path):
     path = tmp_path / "x"
     path.write_bytes(b"hello\n")
     assert download.git_blob_id(path) == "ce013625030ba8dba906f756967f9e9ca394464a"  # `git hash-object`
+
+
+def test_a_pinned_revision_is_what_gets_fetched_and_recorded(fake_repos, tmp_path, monkeypatch):
+    from .hub_standin import COMMIT
+
+    monkeypatch.setitem(download.PINNED_REVISIONS, "base", COMMIT)
+    root = tmp_path / "checkpoints"
+    with HubStandIn(fake_repos) as hub:
+        download.download("base", root, endpoint=hub.url)
+    assert any(f"/revision/{COMMIT}" in r for r in hub.requests)
+    record = json.loads((root / "acestep-v15-base" / download.REVISION_FILE).read_text())
+    assert record == {"repo_id": "ACE-Step/acestep-v15-base", "commit": COMMIT, "requested": COMMIT}
+
+
+def test_a_hub_answering_another_commit_than_the_pin_is_refused(fake_repos, tmp_path, monkeypatch):
+    monkeypatch.setitem(download.PINNED_REVISIONS, "base", "f" * 40)
+    with HubStandIn(fake_repos) as hub:
+        with pytest.raises(download.IntegrityError, match="asked for commit f{40}, the hub answered"):
+            download.download("base", tmp_path / "checkpoints", endpoint=hub.url)
+    assert not (tmp_path / "checkpoints" / "acestep-v15-base").exists()
+
+
+def test_resolve_prints_lines_to_paste_into_the_revision_table(fake_repos, capsys):
+    from .hub_standin import COMMIT
+
+    with HubStandIn(fake_repos) as hub:
+        assert download.main(["--resolve", "--endpoint", hub.url, "main", "base"]) == 0
+    assert capsys.readouterr().out.splitlines() == [f'    "main": "{COMMIT}",', f'    "base": "{COMMIT}",']
+
+
+def test_every_component_has_a_row_in_the_revision_table():
+    assert set(download.PINNED_REVISIONS) == set(download.COMPONENTS)
+    assert all(rev is None or download._is_commit(rev) for rev in download.PINNED_REVISIONS.values())

@@ -21,9 +21,48 @@ def test_base_image_is_cuda_12_8_runtime():
     assert re.match(r"FROM nvidia/cuda:12\.8\.\d+-(cudnn-)?runtime-ubuntu\d+\.\d+$", base), base
 
 
-def test_python_3_11_and_cuda_12_8_torch():
+def test_python_3_11_and_a_torch_build_that_exists():
+    """torch 2.13 ships no cu128 wheels; the cu126 build is pinned by its local version label."""
     assert "python3.11" in DOCKERFILE
-    assert re.search(r"torch==\$\{TORCH_VERSION\}.*download\.pytorch\.org/whl/cu128", DOCKERFILE)
+    args = dict(re.findall(r"^ARG (\w+)=(\S+)$", DOCKERFILE, re.M))
+    assert args["TORCH_VERSION"] == "2.13.0" and args["TORCH_CUDA"] == "cu126"
+    assert '"torch==${TORCH_VERSION}+${TORCH_CUDA}"' in DOCKERFILE
+    assert '--index-url "https://download.pytorch.org/whl/${TORCH_CUDA}"' in DOCKERFILE
+
+
+def _requirements(name: str) -> list:
+    from packaging.requirements import Requirement
+
+    lines = (REPO / name).read_text().splitlines()
+    return [Requirement(line.split("#")[0]) for line in lines if line.split("#")[0].strip()]
+
+
+def test_the_image_installs_the_lock_and_the_lock_pins_every_requirement():
+    from packaging.utils import canonicalize_name
+
+    installs = [i for i in _instructions() if "uv pip install" in i and "--no-deps" not in i]
+    assert installs and all(i.count("-c requirements-lock.txt") == i.count("uv pip install") for i in installs)
+    assert re.search(r'"uv==\$\{UV_VERSION\}"', DOCKERFILE)
+    pins = {canonicalize_name(r.name): r for r in _requirements("requirements-lock.txt")}
+    assert all(len(r.specifier) == 1 and next(iter(r.specifier)).operator == "==" for r in pins.values())
+    for wanted in _requirements("requirements.txt") + _requirements("requirements-serve.txt"):
+        pin = pins.get(canonicalize_name(wanted.name))
+        assert pin is not None, f"{wanted.name} is not in requirements-lock.txt (run make lock)"
+        version = next(iter(pin.specifier)).version
+        assert wanted.specifier.contains(version, prereleases=True), f"lock {pin} breaks {wanted}"
+    assert {"sympy", "networkx", "filelock"} <= set(pins)  # torch's own Python dependencies too
+    assert "torch" not in pins  # it comes from the CUDA index, pinned by version and label
+
+
+def test_pyproject_declares_the_requirement_files_as_dependencies_and_extras():
+    from setuptools.config.pyprojecttoml import apply_configuration
+    from setuptools.dist import Distribution
+
+    dist = apply_configuration(Distribution(), REPO / "pyproject.toml")
+    names = lambda reqs: {str(r).split("<")[0].split(">")[0].split("~")[0].split("=")[0] for r in reqs}
+    assert {"torch", "diffusers", "transformers", "soundfile"} <= names(dist.install_requires)
+    assert {"runpod", "fastapi", "gradio"} <= names(dist.extras_require["serve"])
+    assert {"pytest", "runpod"} <= names(dist.extras_require["dev"])
 
 
 def test_weights_are_baked_with_a_secret_before_the_code_is_copied():

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 from fnmatch import fnmatch
 import shutil
 import sys
@@ -48,6 +49,23 @@ COMPONENTS = {
     "xl-base": Component("ACE-Step/acestep-v15-xl-base", "acestep-v15-xl-base", "XL base DiT"),
     "xl-sft": Component("ACE-Step/acestep-v15-xl-sft", "acestep-v15-xl-sft", "XL SFT DiT"),
 }
+
+
+# The commit each component is downloaded at, so an image built next month bakes the same weights.
+# None: not pinned yet, the hub's current main is fetched and its commit recorded in the folder
+# (REVISION_FILE). This project's build machines cannot reach the hub; on one that can, run
+# `python -m acestep_worker.download --resolve` and paste the commits it prints here.
+PINNED_REVISIONS: dict[str, str | None] = {
+    "main": None,
+    "base": None,
+    "sft": None,
+    "lm-0.6B": None,
+    "lm-4B": None,
+    "xl-turbo": None,
+    "xl-base": None,
+    "xl-sft": None,
+}
+REVISION_FILE = ".hub_revision.json"  # written into every checkpoint folder: where its files came from
 
 
 class IntegrityError(RuntimeError):
@@ -100,8 +118,11 @@ def download(name: str, root: Path, *, revision: str | None = None, endpoint: st
              token: str | None = None) -> list[Path]:
     """Fetch one component into `root`, verified, and return the checkpoint folders it added."""
     component = COMPONENTS[name]
+    revision = revision or PINNED_REVISIONS.get(name)
     api = HfApi(endpoint=endpoint, token=token)
     commit = api.model_info(component.repo_id, revision=revision).sha
+    if revision and _is_commit(revision) and commit != revision:
+        raise IntegrityError(f"{component.repo_id}: asked for commit {revision}, the hub answered {commit}")
     entries = [e for e in api.list_repo_tree(component.repo_id, revision=commit, recursive=True)
                if isinstance(e, RepoFile)]
     root.mkdir(parents=True, exist_ok=True)
@@ -119,30 +140,50 @@ def download(name: str, root: Path, *, revision: str | None = None, endpoint: st
         if target.exists():
             shutil.rmtree(target)
         source.rename(target)
+        (target / REVISION_FILE).write_text(json.dumps(
+            {"repo_id": component.repo_id, "commit": commit, "requested": revision or "main"}) + "\n")
         added.append(target)
     shutil.rmtree(staging, ignore_errors=True)
     return added
 
 
+def _is_commit(revision: str) -> bool:
+    return len(revision) == 40 and all(c in "0123456789abcdef" for c in revision)
+
+
+def resolve(names: list[str], *, endpoint: str | None = None, token: str | None = None) -> dict[str, str]:
+    """The hub's current commit of each component: what to paste into PINNED_REVISIONS."""
+    api = HfApi(endpoint=endpoint, token=token)
+    return {name: api.model_info(COMPONENTS[name].repo_id).sha for name in names}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m acestep_worker.download",
                                      description="Download and verify official ACE-Step 1.5 checkpoints.")
-    parser.add_argument("components", nargs="*", default=["main"], help="what to fetch (default: main)")
+    parser.add_argument("components", nargs="*", help="what to fetch (default: main; --resolve: all)")
     parser.add_argument("--dir", type=Path, default=Path("checkpoints"), help="checkpoint root")
     parser.add_argument("--revision", help="a branch, tag or commit of the repositories")
     parser.add_argument("--endpoint", help="hub endpoint (default: HF_ENDPOINT or huggingface.co)")
     parser.add_argument("--token-file", type=Path, help="file holding a hub token (default: HF_TOKEN)")
     parser.add_argument("--list", action="store_true", help="list the components and exit")
+    parser.add_argument("--resolve", action="store_true",
+                        help="print the hub's current commit of each component (to pin them) and exit")
     args = parser.parse_args(argv)
     if args.list:
         for key, component in COMPONENTS.items():
-            print(f"{key:10} {component.repo_id:34} {component.description}")
+            pin = PINNED_REVISIONS.get(key) or "main (unpinned)"
+            print(f"{key:10} {component.repo_id:34} {pin[:12]:16} {component.description}")
         return 0
     unknown = [c for c in args.components if c not in COMPONENTS]
     if unknown:
         parser.error(f"unknown components {unknown}; choose from {', '.join(COMPONENTS)}")
     token = args.token_file.read_text().strip() if args.token_file else None
-    for name in args.components:
+    if args.resolve:
+        for key, commit in resolve(args.components or list(COMPONENTS), endpoint=args.endpoint,
+                                   token=token).items():
+            print(f'    "{key}": "{commit}",')
+        return 0
+    for name in args.components or ["main"]:
         for folder in download(name, args.dir, revision=args.revision, endpoint=args.endpoint, token=token):
             print(f"verified {folder}", file=sys.stderr)
     return 0
