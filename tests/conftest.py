@@ -24,7 +24,8 @@ def tiny_root(tmp_path_factory) -> Path:
 def tiny_env(tiny_root) -> dict[str, str]:
     """Environment that points every entry point at the tiny tree, as a deployment would."""
     return {"ACESTEP_CONFIG_PATH": str(tiny_root / "acestep-v15-turbo"), "ACESTEP_DEVICE": "cpu",
-            "ACESTEP_LM_MODEL_PATH": "", "ACESTEP_OUTPUT_DIR": str(tiny_root.parent / "outputs")}
+            "ACESTEP_LM_MODEL_PATH": "", "ACESTEP_OUTPUT_DIR": str(tiny_root.parent / "outputs"),
+            "ACESTEP_INPUT_DIR": str(tiny_root.parent / "inputs")}
 
 
 @pytest.fixture(scope="session")

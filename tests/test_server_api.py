@@ -115,7 +115,7 @@ def test_failed_tasks_carry_their_error(api):
     ({"content": b"just text", "headers": {"content-type": "text/plain"}}, 415, "Unsupported Content-Type"),
     ({"json": {"duration": 3}}, 400, "duration must be seconds between 10 and 600"),
     ({"json": {"colour": "red"}}, 400, "unknown field 'colour'"),
-    ({"data": {"x": "1"}, "files": {"src_audio": ("a.wav", b"RIFF")}}, 400, "not supported"),
+    ({"data": {"duration": "10"}, "files": {"src_audio": ("a.wav", b"RIFF")}}, 400, "src_audio is not audio"),
 ])
 def test_malformed_bodies_are_4xx_with_a_reason(api, request_kwargs, status, fragment):
     response = httpx.post(f"{api}/release_task", **request_kwargs)

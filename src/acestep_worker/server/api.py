@@ -30,12 +30,12 @@ from ..errors import AceStepError, InputError, PlannerUnavailableError, echo
 from ..request import GenerationRequest, check_shape, parse
 from .guard import AccessGuard, keys_match
 from .tasks import QueueFull, Task, TaskManager, TaskState
+from .uploads import UPLOAD_PARTS, attach, discard
 
 log = logging.getLogger(__name__)
 
 STATUS_CODES = {TaskState.QUEUED: 0, TaskState.RUNNING: 0, TaskState.SUCCEEDED: 1, TaskState.FAILED: 2}
 NESTED_PARAMETER_OBJECTS = ("param_obj", "metas", "meta", "metadata", "user_metadata", "userMetadata")
-UPLOAD_FIELDS = ("ref_audio", "reference_audio", "ctx_audio", "src_audio")
 # Auth: open to all (upstream leaves these open and clients probe them first), and the endpoints
 # whose small bodies may carry the key as `ai_token` instead of a header.
 OPEN_PATHS = ("/health", "/v1/models")
@@ -58,8 +58,11 @@ def wrap(data: Any, code: int = 200, error: str | None = None) -> dict:
 
 # -- request bodies -------------------------------------------------------------------------------
 
-async def read_body(request: Request) -> dict:
-    """A body as a dict, from JSON, multipart or urlencoded forms, as upstream accepts them."""
+async def read_body(request: Request, uploads: list | None = None) -> dict:
+    """A body as a dict, from JSON, multipart or urlencoded forms, as upstream accepts them.
+
+    Audio file parts under upstream's names go to `uploads` as (request field, UploadFile); where
+    no list is given (endpoints that take no audio) they are ignored."""
     content_type = request.headers.get("content-type", "").lower()
     if "json" in content_type:
         return _json_object(await request.body())
@@ -69,10 +72,10 @@ async def read_body(request: Request) -> dict:
             return _json_object(raw)
     if content_type.startswith("multipart/form-data") or content_type.startswith("application/x-www-form-urlencoded"):
         form = await request.form()
-        uploads = [key for key, value in form.multi_items() if key in UPLOAD_FIELDS and hasattr(value, "filename")]
-        if uploads:
-            raise HTTPException(400, f"audio uploads ({', '.join(uploads)}) are not supported: this server "
-                                     "generates from text (task_type text2music)")
+        for key, value in form.multi_items():
+            if uploads is not None and key in UPLOAD_PARTS and hasattr(value, "filename"):
+                if value.filename or value.size:  # a browser's empty file input is "not given"
+                    uploads.append((UPLOAD_PARTS[key], value))
         return {key: value for key, value in form.items() if isinstance(value, str)}
     raw = await request.body()
     stripped = raw.lstrip()
@@ -210,7 +213,8 @@ def result_items(task: Task, lm_model: str, env: str) -> list[dict]:
         shared = {"status": 1, "prompt": task.params.get("caption", ""), "lyrics": task.params.get("lyrics", ""),
                   "metas": _metas(task), "generation_info": generation_info(task),
                   "seed_value": ",".join(str(s.seed) for s in task.songs), "lm_model": lm_model,
-                  "dit_model": task.model, "progress": 1.0, "stage": "succeeded"}
+                  "dit_model": task.model, "progress": 1.0, "stage": "succeeded",
+                  "task_type": task.params.get("task_type", task.request.task_type), **task.sources}
         return [{"file": song.file_url, **base, **shared, "seed": song.seed, "format": song.format,
                  "bytes": len(song.data), "sha256": song.sha256, "duration": song.duration_s} for song in task.songs]
     if task.state is TaskState.FAILED:
@@ -261,14 +265,23 @@ def create_app(engine: Engine, manager: TaskManager, settings: ApiSettings) -> F
 
     @app.post("/release_task", openapi_extra=_release_task_schema())
     async def release_task(request: Request, cfg: ApiSettings = Depends(settings_dep)) -> JSONResponse:
-        body = await read_body(request)
+        uploads: list = []
+        body = await read_body(request, uploads)
         check_auth(request, cfg, body)
-        generation = parse(generation_fields(body))
+        stored: list[Path] = []
         try:
-            task = manager.submit(generation)
+            fields = await run_in_threadpool(attach, generation_fields(body), uploads, stored, manager.input_dir,
+                                             manager.audio_policy.limits)
+            generation = parse(fields)
+            await run_in_threadpool(manager.check_audio, generation)  # reads file headers: off the loop
+            task = manager.submit(generation, inputs=stored)
         except QueueFull as exc:
+            discard(stored)
             return JSONResponse({"detail": "Server busy: queue is full"}, status_code=429,
                                 headers={"Retry-After": str(exc.retry_after_s)})
+        except BaseException:
+            discard(stored)
+            raise
         return JSONResponse(wrap({"task_id": task.id, "status": "queued",
                                   "queue_position": manager.queue_position(task) or 1}))
 

@@ -8,6 +8,7 @@ after `ttl_s`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
@@ -18,10 +19,12 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
+from ..audio_sources import AUDIO_FIELDS, SourcePolicy, check, load_audio
 from ..engine import Engine, Progress
 from ..errors import AceStepError
 from ..outputs import SavedSong, save_songs
 from ..request import GenerationRequest
+from .uploads import clear_stale, discard
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,8 @@ class Task:
     params: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
     random_weights: bool = False
+    inputs: list[Path] = field(default_factory=list)  # uploaded files, deleted when the task ends
+    sources: dict = field(default_factory=dict)  # `source`/`reference` reports of the decoded audio
     done: threading.Event = field(default_factory=threading.Event, repr=False)
 
     @property
@@ -68,6 +73,10 @@ class TaskManager:
         self.output_dir = Path(output_dir)
         self.maxsize = maxsize
         self.ttl_s = ttl_s
+        self.input_dir = Path(engine.settings.input_dir)
+        # Server files may come from the input folder (uploads) or the output folder (chaining a result).
+        self.audio_policy = dataclasses.replace(SourcePolicy.from_settings(engine.settings),
+                                                path_roots=(self.input_dir.resolve(), self.output_dir.resolve()))
         self._queue: queue.Queue[Task | None] = queue.Queue()
         self._pending: deque[str] = deque()
         self._tasks: dict[str, Task] = {}
@@ -79,6 +88,7 @@ class TaskManager:
     # -- lifecycle --------------------------------------------------------------------------------
 
     def start(self) -> "TaskManager":
+        clear_stale(self.input_dir)
         for target, name in ((self._work, "generation-worker"), (self._expire_loop, "result-expiry")):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
@@ -94,12 +104,20 @@ class TaskManager:
 
     # -- submitting and reading -------------------------------------------------------------------
 
-    def submit(self, request: GenerationRequest) -> Task:
-        """Queue a generation; raise QueueFull (creating nothing) when `maxsize` tasks already wait."""
+    def check_audio(self, request: GenerationRequest) -> None:
+        """What can be checked of the audio fields without downloading (runs at submission)."""
+        for name in AUDIO_FIELDS:
+            value = getattr(request, name, None)
+            if value:
+                check(name, value, self.audio_policy)
+
+    def submit(self, request: GenerationRequest, inputs: list[Path] | None = None) -> Task:
+        """Queue a generation; raise QueueFull (creating nothing) when `maxsize` tasks already wait.
+        `inputs` are uploaded files the task owns from now on (the caller deletes them on QueueFull)."""
         with self._lock:
             if len(self._pending) >= self.maxsize:
                 raise QueueFull(self.retry_after_s())
-            task = Task(uuid.uuid4().hex, request, time.time())
+            task = Task(uuid.uuid4().hex, request, time.time(), inputs=list(inputs or ()))
             self._tasks[task.id] = task
             self._pending.append(task.id)
             self._queue.put(task)
@@ -150,7 +168,11 @@ class TaskManager:
             task.progress, task.stage = round(progress.fraction, 4), progress.stage
 
         try:
-            result = self.engine.generate(task.request, on_progress=on_progress)
+            task.stage = "audio_input"
+            loaded = load_audio(task.request, self.audio_policy)
+            task.sources = loaded.output_fields()
+            result = self.engine.generate(task.request, on_progress=on_progress,
+                                          **({"audio": loaded.arrays} if loaded.arrays else {}))
             task.songs = save_songs(result, task.request, task.id, self.output_dir)
             task.model, task.params, task.timings = result.model, result.params, result.timings
             task.random_weights = result.random_weights
@@ -162,6 +184,7 @@ class TaskManager:
             task.state, task.stage = TaskState.FAILED, "failed"
             task.error = f"internal error ({type(exc).__name__}); see the server log"
         finally:
+            discard(task.inputs)
             task.finished = time.time()
             self._durations.append(task.finished - task.started)
             task.done.set()
