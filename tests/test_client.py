@@ -1,4 +1,5 @@
-"""The CLI client, run as a user runs it: against a live pod API and a local Runpod endpoint."""
+"""The package CLI client (python -m acestep_worker.client), run as a user runs it: against a live pod
+API and a local Runpod endpoint. The one-file root generate_music.py has its own tests."""
 
 import os
 import subprocess
@@ -24,7 +25,7 @@ def pod(engine):
 
 
 def _cli(*args, cwd):
-    return subprocess.run([sys.executable, str(REPO / "generate_music.py"), *args], cwd=cwd, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "acestep_worker.client", *args], cwd=cwd, capture_output=True,
                           text=True, timeout=300, env=dict(os.environ))
 
 
