@@ -1,9 +1,10 @@
 """Command-line client: submit, poll and download, against a pod's API or a Runpod endpoint.
 
-    python generate_music.py --api-url http://<pod>:8000 -c "indie pop" -l "[Verse]..." -d 90 -o song.mp3
+    python -m acestep_worker.client --api-url http://<pod>:8000 -c "indie pop" -l "[Verse]..." -d 90 -o song.mp3
     RUNPOD_API_KEY=... python -m acestep_worker.client --endpoint-id <id> -c "lofi" -d 30 -o lofi.mp3
 
-The flags of the original image's CLI keep their meaning; generation controls are added. Requests
+The one-file root generate_music.py (standard library only) is what users download; this client is
+for machines with the package installed. The flags of the original image's CLI keep their meaning; requests
 are checked against the same schema the servers use before anything is sent.
 """
 
@@ -42,7 +43,8 @@ class ClientError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="generate_music.py", description="Generate music with an ACE-Step 1.5 server.")
+    p = argparse.ArgumentParser(prog="python -m acestep_worker.client",
+                                description="Generate music with an ACE-Step 1.5 server.")
     target = p.add_argument_group("where")
     target.add_argument("--api-url", default=os.environ.get("ACESTEP_API_URL", "http://localhost:8000"),
                         help="pod API base URL (default http://localhost:8000)")
