@@ -36,6 +36,8 @@ CAPTION_HELP = """Caption: describe the music, not the story: genre, mood, instr
 Tempo, key and time signature also have their own flags (--bpm, --key, --time-signature)."""
 RUNPOD_API = "https://api.runpod.ai/v2"
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"}
+AUDIO_MIME = {".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg", ".opus": "audio/opus",
+              ".mp3": "audio/mpeg"}
 
 
 class ClientError(Exception):
@@ -69,6 +71,17 @@ def build_parser() -> argparse.ArgumentParser:
     song.add_argument("--format", help="mp3, flac, wav, wav32, ogg, opus (default: from --output)")
     song.add_argument("--model", help="DiT model name")
     song.add_argument("--thinking", action="store_true", help="let the planner LM write audio codes")
+    edit = p.add_argument_group("editing (cover, repaint, extend, stems)")
+    edit.add_argument("--task-type", help="text2music (default), cover, cover-nofsq, repaint, extract, lego, "
+                                          "complete (the last three need a base model)")
+    edit.add_argument("--src-audio", type=Path, metavar="FILE", help="the song to cover, repaint or extend")
+    edit.add_argument("--reference-audio", type=Path, metavar="FILE", help="audio whose timbre steers the song")
+    edit.add_argument("--repainting-start", type=float, metavar="S", help="repaint from this second")
+    edit.add_argument("--repainting-end", type=float, metavar="S",
+                      help="repaint up to this second (-1: the end; past the end: extend the song)")
+    edit.add_argument("--audio-cover-strength", type=float, metavar="X",
+                      help="0-1: how closely a cover follows the source (lower: a freer restyle)")
+    edit.add_argument("--track-name", help="the stem for extract/lego, e.g. vocals, drums, bass")
     run = p.add_argument_group("run")
     run.add_argument("--output", "-o", type=Path, default=Path("output.mp3"), help="output file (default output.mp3)")
     run.add_argument("--poll-interval", type=float, default=5.0, help="seconds between status checks (default 5)")
@@ -86,10 +99,35 @@ def request_fields(args: argparse.Namespace) -> dict:
               "seed": args.seed, "inference_steps": args.steps, "guidance_scale": args.guidance, "shift": args.shift,
               "bpm": args.bpm, "key_scale": args.key, "time_signature": args.time_signature,
               "vocal_language": args.language, "audio_format": fmt, "model": args.model,
-              "thinking": True if args.thinking else None}
+              "thinking": True if args.thinking else None, "task_type": args.task_type,
+              "repainting_start": args.repainting_start, "repainting_end": args.repainting_end,
+              "audio_cover_strength": args.audio_cover_strength, "track_name": args.track_name}
     fields = {k: v for k, v in fields.items() if v is not None}
-    parse(fields, JobRequest)  # the servers' own schema: a bad value fails here, before any upload
+    # The servers' own schema: a bad value fails here, before any upload (files stand in as names).
+    parse(dict(fields, **{name: path.name for name, path in audio_files(args).items()}), JobRequest)
     return fields
+
+
+def audio_files(args: argparse.Namespace) -> dict[str, Path]:
+    """The audio files to send, by request field; a missing file is a ClientError naming its flag."""
+    files = {"src_audio": args.src_audio, "reference_audio": args.reference_audio}
+    for name, path in files.items():
+        if path is not None and not path.is_file():
+            raise ClientError(f"--{name.replace('_', '-')} {path}: no such file")
+    return {name: path for name, path in files.items() if path is not None}
+
+
+def _mime(path: Path) -> str:
+    return AUDIO_MIME.get(path.suffix.lower(), "application/octet-stream")
+
+
+def data_uri(path: Path) -> str:
+    """How a Runpod job carries a local file: inline, as upstream-style base64 in a data URI."""
+    return f"data:{_mime(path)};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def _form_value(value: object) -> str:
+    return json.dumps(value) if isinstance(value, bool) else str(value)
 
 
 def output_paths(output: Path, count: int) -> list[Path]:
@@ -131,7 +169,14 @@ def run_api(args: argparse.Namespace, fields: dict, http: httpx.Client) -> list[
             raise ClientError(f"the API at {base} is not healthy: {health.text[:200]}")
     except (httpx.HTTPError, ValueError) as exc:
         raise ClientError(f"the API at {base} is not responding ({exc})") from None
-    submitted = _checked(http.post(f"{base}/release_task", json=fields, headers=headers, timeout=60))
+    files = audio_files(args)
+    if files:  # multipart, as upstream's API takes uploads: form fields plus one part per file
+        parts = {name: (path.name, path.read_bytes(), _mime(path)) for name, path in files.items()}
+        response = http.post(f"{base}/release_task", data={k: _form_value(v) for k, v in fields.items()},
+                             files=parts, headers=headers, timeout=300)
+    else:
+        response = http.post(f"{base}/release_task", json=fields, headers=headers, timeout=60)
+    submitted = _checked(response)
     task_id = submitted["data"]["task_id"]
     _say(args, f"task {task_id} queued (position {submitted['data'].get('queue_position')})")
     progress, deadline = Progress(args.quiet), time.monotonic() + args.timeout
@@ -185,7 +230,8 @@ def run_runpod(args: argparse.Namespace, fields: dict, http: httpx.Client) -> li
     if not key and not args.runpod_url:
         raise ClientError("set RUNPOD_API_KEY to call a Runpod endpoint")
     headers = {"Authorization": f"Bearer {key}"} if key else {}
-    job_input = dict(fields, return_audio_base64=True, timeout_seconds=args.timeout)
+    job_input = dict(fields, return_audio_base64=True, timeout_seconds=args.timeout,
+                     **{name: data_uri(path) for name, path in audio_files(args).items()})
     try:
         job = http.post(f"{base}/run", json={"input": job_input}, headers=headers, timeout=60)
     except httpx.HTTPError as exc:
