@@ -14,6 +14,7 @@ from ..audio_io import FORMATS
 from ..engine import Engine
 from ..errors import AceStepError
 from ..request import LANGUAGES, MAX_BATCH, parse
+from .editing_ui import EditingControls, editing_controls
 from .tasks import QueueFull, TaskManager, TaskState
 
 MAX_PLAYERS = MAX_BATCH
@@ -36,9 +37,9 @@ def build_ui(engine: Engine, manager: TaskManager) -> gr.Blocks:
               if engine.random_weights else "")
 
     def generate(*values):
+        base, edit = values[:len(inputs)], values[len(inputs):]
         try:
-            request = parse(_fields(*values))
-            task = manager.submit(request)
+            task = editing.submit(manager, _fields(*base), edit)
         except (AceStepError, QueueFull) as exc:
             raise gr.Error(str(exc)) from None
         hidden = [gr.update(visible=False, value=None) for _ in range(MAX_PLAYERS)]
@@ -84,6 +85,7 @@ def build_ui(engine: Engine, manager: TaskManager) -> gr.Blocks:
                 key = gr.Textbox(label="Key (e.g. C major)")
                 time_signature = gr.Dropdown(["", "2", "3", "4", "6"], value="", label="Time signature")
                 language = gr.Dropdown(["auto", *LANGUAGES], value="auto", label="Vocal language")
+        editing: EditingControls = editing_controls()
         button = gr.Button("Generate", variant="primary", elem_id="generate")
         status = gr.Markdown(elem_id="status")
         players = [gr.Audio(visible=False, type="filepath", interactive=False, elem_id=f"song-{i}")
@@ -92,6 +94,7 @@ def build_ui(engine: Engine, manager: TaskManager) -> gr.Blocks:
         metadata = gr.JSON(label="Settings used and the planner's metadata")
         inputs = [caption, lyrics, duration, model, batch_size, seed, audio_format, steps, guidance, shift, bpm, key,
                   time_signature, language, thinking]
-        button.click(generate, inputs, [status, *players, downloads, metadata], concurrency_limit=None)
+        button.click(generate, inputs + editing.components, [status, *players, downloads, metadata],
+                     concurrency_limit=None)
     return page
 
