@@ -53,3 +53,9 @@ def test_a_source_file_goes_to_runpod_inline(local_api, tmp_path):  # noqa: F811
 def test_a_missing_file_fails_before_anything_is_sent(tmp_path):
     result = _cli("--api-url", "http://127.0.0.1:9", "-d", "10", "--src-audio", "nope.wav", cwd=tmp_path)
     assert result.returncode == 1 and "--src-audio nope.wav: no such file" in result.stderr
+
+
+def test_a_url_is_passed_on_for_the_server_to_fetch_and_judge(pod, tmp_path):
+    url, _ = pod
+    result = _cli("--api-url", url, "-d", "10", "--src-audio", "https://127.0.0.1/song.wav", cwd=tmp_path)
+    assert result.returncode == 1 and "src_audio points at 127.0.0.1" in result.stderr

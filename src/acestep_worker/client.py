@@ -36,6 +36,7 @@ CAPTION_HELP = """Caption: describe the music, not the story: genre, mood, instr
 Tempo, key and time signature also have their own flags (--bpm, --key, --time-signature)."""
 RUNPOD_API = "https://api.runpod.ai/v2"
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"}
+REMOTE_SOURCES = ("https://", "http://", "s3://", "data:")
 AUDIO_MIME = {".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg", ".opus": "audio/opus",
               ".mp3": "audio/mpeg"}
 
@@ -74,10 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     edit = p.add_argument_group("editing (cover, repaint, extend, stems)")
     edit.add_argument("--task-type", help="text2music (default), cover, cover-nofsq, repaint, extract, lego, "
                                           "complete (the last three need a base model)")
-    edit.add_argument("--src-audio", type=Path, metavar="FILE", help="the song to cover, repaint or extend")
-    edit.add_argument("--reference-audio", type=Path, metavar="FILE", help="audio whose timbre steers the song")
-    edit.add_argument("--repainting-start", type=float, metavar="S", help="repaint from this second")
-    edit.add_argument("--repainting-end", type=float, metavar="S",
+    edit.add_argument("--src-audio", metavar="FILE|URL", help="the song to cover, repaint or extend: a local file "
+                                                               "(uploaded), or an https:// / s3:// URL the server fetches")
+    edit.add_argument("--reference-audio", metavar="FILE|URL", help="audio whose timbre steers the song")
+    edit.add_argument("--repainting-start", "--repaint-start", type=float, metavar="S", help="repaint from this second")
+    edit.add_argument("--repainting-end", "--repaint-end", type=float, metavar="S",
                       help="repaint up to this second (-1: the end; past the end: extend the song)")
     edit.add_argument("--audio-cover-strength", type=float, metavar="X",
                       help="0-1: how closely a cover follows the source (lower: a freer restyle)")
@@ -102,6 +104,10 @@ def request_fields(args: argparse.Namespace) -> dict:
               "thinking": True if args.thinking else None, "task_type": args.task_type,
               "repainting_start": args.repainting_start, "repainting_end": args.repainting_end,
               "audio_cover_strength": args.audio_cover_strength, "track_name": args.track_name}
+    for name in ("src_audio", "reference_audio"):  # a URL is passed on as it is; files are sent separately
+        value = getattr(args, name)
+        if value and value.lower().startswith(REMOTE_SOURCES):
+            fields[name] = value
     fields = {k: v for k, v in fields.items() if v is not None}
     # The servers' own schema: a bad value fails here, before any upload (files stand in as names).
     parse(dict(fields, **{name: path.name for name, path in audio_files(args).items()}), JobRequest)
@@ -110,11 +116,14 @@ def request_fields(args: argparse.Namespace) -> dict:
 
 def audio_files(args: argparse.Namespace) -> dict[str, Path]:
     """The audio files to send, by request field; a missing file is a ClientError naming its flag."""
-    files = {"src_audio": args.src_audio, "reference_audio": args.reference_audio}
-    for name, path in files.items():
-        if path is not None and not path.is_file():
-            raise ClientError(f"--{name.replace('_', '-')} {path}: no such file")
-    return {name: path for name, path in files.items() if path is not None}
+    files = {}
+    for name in ("src_audio", "reference_audio"):
+        value = getattr(args, name)
+        if value and not value.lower().startswith(REMOTE_SOURCES):
+            if not Path(value).is_file():
+                raise ClientError(f"--{name.replace('_', '-')} {value}: no such file")
+            files[name] = Path(value)
+    return files
 
 
 def _mime(path: Path) -> str:
