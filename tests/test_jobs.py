@@ -46,14 +46,15 @@ def test_base64_alone_decodes_to_a_playable_file(engine):
 
 
 def test_base64_budget_is_respected_in_order(engine):
-    first = _run(engine, seed=1, return_audio_base64=True)
+    """FLAC's size is predicted low (music compresses; the tiny model's noise does not), so this
+    batch passes the up-front check and the budget is applied song by song after encoding."""
+    first = _run(engine, seed=1, return_audio_base64=True, audio_format="flac")
     one_song = len(first["results"][0]["audio_base64"])
-    out = _run(engine, seed=1, batch_size=2, return_audio_base64=True, max_base64_bytes=one_song + 100)
+    out = _run(engine, seed=1, batch_size=2, return_audio_base64=True, audio_format="flac",
+               max_base64_bytes=int(one_song * 1.5))
     a, b = out["results"]
     assert "audio_base64" in a and "base64_omitted" in b and "audio_base64" not in b
     assert "max_base64_bytes" in b["base64_omitted"]
-    none = _run(engine, return_audio_base64=True, max_base64_bytes=0)
-    assert "base64_omitted" in none["results"][0]
 
 
 def test_response_never_exceeds_runpods_limit():

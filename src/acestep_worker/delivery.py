@@ -129,18 +129,18 @@ def base64_size(raw_bytes: int) -> int:
     return 4 * ((raw_bytes + 2) // 3)
 
 
-def attach_base64(results: list[dict], payloads: list[bytes], max_bytes: int) -> None:
+def attach_base64(results: list[dict], payloads: list[bytes], max_bytes: int, elsewhere: str) -> None:
     """Add `audio_base64` to each result, in order, while the total base64 text fits `max_bytes`.
 
-    A song that does not fit gets `base64_omitted` with the reason instead; later, smaller songs
-    may still fit.
+    A song that does not fit gets `base64_omitted` with the reason and `elsewhere` (where else the
+    caller can get it) instead; later, smaller songs may still fit.
     """
     used = 0
     for result, data in zip(results, payloads):
         size = base64_size(len(data))
         if used + size > max_bytes:
             result["base64_omitted"] = (f"{size} bytes of base64 would exceed max_base64_bytes={max_bytes} "
-                                        f"({used} already used); fetch it from `file` or `url`")
+                                        f"({used} already used); {elsewhere}")
             continue
         result["audio_base64"] = base64.b64encode(data).decode("ascii")
         used += size

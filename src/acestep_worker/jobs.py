@@ -14,14 +14,23 @@ from typing import Callable, Mapping
 
 from .audio_sources import SourcePolicy, load_audio
 from .delivery import Bucket, BucketConfig, attach_base64
+from .delivery_plan import check_deliverable, known_duration
 from .engine import Engine, Progress
 from .errors import AceStepError, GenerationCancelled
 from .outputs import SavedSong, save_songs
+from .planning import DEFAULT_DURATION_S
 from .request import JobRequest, parse
 
 RESPONSE_LIMIT_BYTES = 19_500_000  # Runpod refuses /runsync results over 20 MB; keep a margin
+RESPONSE_MARGIN_BYTES = 200_000  # the rest of the response beside the base64 text
 # Stages that report progress; none after sampling (see ThrottledProgress).
 PROGRESS_STAGES = {"planning", "audio_codes", "text_encoding", "conditioning", "diffusion"}
+
+
+# Outside the worker `file` is reachable only through a shared volume or a pod, so a serverless
+# caller is never told to fetch it.
+NO_BUCKET_HINT = ("set a bucket (s3Config) to receive songs as URLs, or ask for audio_format opus or mp3, "
+                  "a shorter duration or a smaller batch_size")
 
 
 class JobTimedOut(AceStepError):
@@ -69,6 +78,10 @@ def run_job(engine: Engine, job_id: str, raw_input: object, *, s3_config: object
     def should_stop() -> bool:
         return time.monotonic() > deadline or (cancelled is not None and cancelled.is_set())
 
+    duration_s = known_duration(request, planner_loaded=engine.planner is not None, default_s=DEFAULT_DURATION_S)
+    check_deliverable(request, has_bucket=bucket_config is not None, duration_s=duration_s,
+                      response_limit=RESPONSE_LIMIT_BYTES - RESPONSE_MARGIN_BYTES)
+
     t0 = time.perf_counter()
     # Audio inputs are fetched inside the job's deadline, before any GPU time is spent.
     loaded = load_audio(request, SourcePolicy.from_settings(engine.settings, bucket=bucket_config), deadline)
@@ -92,7 +105,8 @@ def run_job(engine: Engine, job_id: str, raw_input: object, *, s3_config: object
             entry["url"] = bucket.upload(song.path, f"{job_id}/{song.path.name}", song.content_type)
         timings["upload"] = time.perf_counter() - t0
     if request.return_audio_base64:
-        attach_base64(entries, [song.data for song in saved], request.max_base64_bytes)
+        attach_base64(entries, [song.data for song in saved], request.max_base64_bytes,
+                      elsewhere="it is in the bucket: `url`" if bucket_config is not None else NO_BUCKET_HINT)
     output = {
         "task_id": job_id, "status": "completed", "duration": entries[0]["duration"],
         "batch_size": len(entries), "model": result.model, "random_weights": result.random_weights,
@@ -124,4 +138,5 @@ def _fit_response(output: dict) -> None:
         if len(json.dumps(output)) <= RESPONSE_LIMIT_BYTES:
             return
         if entry.pop("audio_base64", None) is not None:
-            entry["base64_omitted"] = f"the response would exceed Runpod's {RESPONSE_LIMIT_BYTES} byte limit"
+            entry["base64_omitted"] = (f"the response would exceed Runpod's {RESPONSE_LIMIT_BYTES} byte limit; "
+                                       + ("it is in the bucket: `url`" if "url" in entry else NO_BUCKET_HINT))
