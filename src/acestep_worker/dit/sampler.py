@@ -14,6 +14,7 @@ from typing import Callable, Literal
 
 import torch
 
+from .condition_cache import reusing_condition_projections
 from .conditioning import Conditions
 from .dcw import DCW
 from .editing import Edit
@@ -93,6 +94,7 @@ class _Condition:
             self.context = torch.cat([self.context, self.context])
 
 
+@reusing_condition_projections  # the conditions are fixed per call: project them once, not per step
 @torch.no_grad()
 def sample(dit: DiTModel, conditions: Conditions, noise: torch.Tensor, plan: SamplingPlan,
            hooks: SamplerHooks | None = None, edit: Edit | None = None) -> torch.Tensor:
