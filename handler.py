@@ -3,7 +3,7 @@
 Job input (`job["input"]`), every field optional:
   caption (alias prompt), lyrics ("" or "[inst]" = instrumental), duration (10-600 s), batch_size (1-8),
   seed (int, -1, or "a,b,c"), inference_steps, guidance_scale, shift, bpm, key_scale, time_signature,
-  vocal_language, audio_format (mp3|flac|wav|wav32|ogg|opus), mp3_bitrate, model (a DiT folder name),
+  vocal_language, audio_format (mp3|flac|wav|wav32|ogg|opus|aac), mp3_bitrate, model (a DiT folder name),
   planner: thinking, use_format, sample_query, use_cot_metas/caption/language, lm_temperature, ...,
   timeout_seconds (default 1800), poll_interval (default 3 s between progress updates),
   return_audio_base64 (default false), max_base64_bytes (default 8,000,000).

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from acestep_worker.audio_io import FORMATS, decode, encode, write_atomically
+from acestep_worker.audio_io import FORMAT_OF_SUFFIX, FORMATS, decode, encode, encode_all, write_atomically
 
 
 def _tone(seconds=2.0, rate=48000):
@@ -71,3 +71,34 @@ def test_clipping_input_is_limited():
 def test_awkward_tags_never_fail_an_encode(title):
     decoded, _ = decode(encode(_tone(0.5), 48000, "mp3", tags={"title": title, "comment": "c"}))
     assert decoded.shape[1] == 2
+
+
+def test_aac_is_an_m4a_file_with_tags_and_its_own_content_type():
+    import io
+
+    import av
+
+    data = encode(_tone(), 48000, "aac", tags={"title": "a song", "comment": "random weights"})
+    with av.open(io.BytesIO(data)) as container:
+        assert container.format.name.split(",")[0] in {"mov", "mp4", "m4a"}
+        assert container.streams.audio[0].codec_context.name == "aac"
+        assert container.metadata.get("title") == "a song"
+    assert FORMATS["aac"].extension == "m4a" and FORMATS["aac"].content_type == "audio/mp4"
+    assert FORMAT_OF_SUFFIX["m4a"] == "aac"
+
+
+def test_aac_keeps_the_timing_of_the_input():
+    """The encoder's priming samples are trimmed on decoding: the waveform is not shifted."""
+    rng = np.random.default_rng(0)
+    audio = np.clip(0.2 * rng.standard_normal((48000, 2)), -1, 1).astype(np.float32)
+    decoded, _ = decode(encode(audio, 48000, "aac"))
+    errors = {lag: np.abs(decoded[100 + lag:40000 + lag] - audio[100:40000]).mean() for lag in range(-64, 65)}
+    assert min(errors, key=errors.get) == 0
+
+
+@pytest.mark.parametrize("fmt", ["mp3", "opus", "aac"])
+def test_a_batch_encoded_in_parallel_equals_songs_encoded_one_by_one(fmt):
+    songs = [(_tone(seconds=1.0 + i), 48000) for i in range(3)]
+    together = [decode(data)[0] for data in encode_all(songs, fmt)]
+    alone = [decode(encode(audio, rate, fmt))[0] for audio, rate in songs]  # Ogg serials are random
+    assert len(together) == 3 and all(np.array_equal(a, b) for a, b in zip(together, alone))

@@ -83,7 +83,7 @@ plausible = {
     "inference_steps": st.integers(0, 250), "guidance_scale": st.floats(0, 20), "shift": st.floats(0, 6),
     "bpm": st.integers(0, 400), "key_scale": st.sampled_from(["C major", "F# minor", "Z major", ""]),
     "time_signature": st.sampled_from(["4", "6/8", "5", "3/4"]), "vocal_language": st.sampled_from(["en", "xx", "zh"]),
-    "audio_format": st.sampled_from(["mp3", "flac", "wav", "opus", "aac"]), "model": st.sampled_from(
+    "audio_format": st.sampled_from(["mp3", "flac", "wav", "opus", "aac", "wma"]), "model": st.sampled_from(
         ["acestep-v15-turbo", "acestep-v15-base", "nope"]),
     "return_audio_base64": st.booleans(), "max_base64_bytes": st.integers(-10, 20_000_000),
     "timeout_seconds": st.floats(-1, 100_000), "poll_interval": st.floats(0, 400),
@@ -93,7 +93,7 @@ valid = {
     "batch_size": st.integers(1, 8), "seed": st.one_of(st.integers(0, 2**32 - 1), st.just(-1)),
     "inference_steps": st.integers(1, 8), "shift": st.floats(1, 5), "bpm": st.integers(30, 300),
     "key_scale": st.sampled_from(["C major", "f# minor", "Bb maj"]), "time_signature": st.sampled_from(["2", "3/4", "6/8"]),
-    "vocal_language": st.sampled_from(["en", "ZH", "unknown"]), "audio_format": st.sampled_from(["mp3", "flac", "wav32", "ogg", "opus"]),
+    "vocal_language": st.sampled_from(["en", "ZH", "unknown"]), "audio_format": st.sampled_from(["mp3", "flac", "wav32", "ogg", "opus", "aac"]),
     "return_audio_base64": st.booleans(), "max_base64_bytes": st.integers(0, 15_000_000),
     "guidance_scale": st.floats(1, 15), "timeout_seconds": st.floats(60, 3600), "poll_interval": st.floats(0.5, 300),
 }

@@ -45,6 +45,15 @@ def test_base64_alone_decodes_to_a_playable_file(engine):
     assert rate == 48000 and audio.shape == (480000, 2)
 
 
+def test_aac_job_writes_m4a_files_served_as_audio_mp4(engine):
+    out = _run(engine, seed=2, batch_size=2, audio_format="aac")
+    for result in out["results"]:
+        assert result["filename"].endswith(".m4a")
+        assert (result["format"], result["content_type"]) == ("aac", "audio/mp4")
+        audio, rate = decode((engine.settings.output_dir / result["filename"]).read_bytes())
+        assert rate == 48000 and audio.shape[1] == 2 and abs(audio.shape[0] - 480000) <= 2048
+
+
 def test_base64_budget_is_respected_in_order(engine):
     """FLAC's size is predicted low (music compresses; the tiny model's noise does not), so this
     batch passes the up-front check and the budget is applied song by song after encoding."""

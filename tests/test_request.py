@@ -37,7 +37,7 @@ def test_two_names_for_one_field_is_an_error():
     ({"batch_size": 0}, "batch_size", "from 1 to 8"),
     ({"batch_size": 9}, "batch_size", "from 1 to 8"),
     ({"bpm": 10}, "bpm", "from 30 to 300"),
-    ({"audio_format": "aac"}, "audio_format", "one of mp3, flac"),
+    ({"audio_format": "wma"}, "audio_format", "one of mp3, flac"),
     ({"seed": "abc"}, "seed", "-1 for random"),
     ({"seed": 2**40}, "seed", "4294967295"),
     ({"key_scale": "H major"}, "key_scale", "C major"),

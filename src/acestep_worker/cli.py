@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .audio_io import FORMATS, encode, write_atomically
+from .audio_io import FORMAT_OF_SUFFIX, FORMATS, encode, write_atomically
 from .errors import AceStepError
 from .request import parse
 
@@ -50,7 +50,7 @@ def _generate_parser(sub: argparse._SubParsersAction) -> None:
 
 def _request(args: argparse.Namespace) -> dict:
     lyrics = args.lyrics_file.read_text() if args.lyrics_file else args.lyrics
-    fmt = args.format or args.out.suffix.lstrip(".").lower() or "mp3"
+    fmt = args.format or FORMAT_OF_SUFFIX.get(suffix := args.out.suffix.lstrip(".").lower(), suffix or "mp3")
     data = {"caption": args.caption, "lyrics": lyrics, "duration": args.duration, "batch_size": args.batch_size,
             "seed": args.seed, "inference_steps": args.steps, "guidance_scale": args.guidance,
             "shift": args.shift, "bpm": args.bpm, "key_scale": args.key, "time_signature": args.time_signature,

@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 from tqdm import tqdm
 
+from .audio_io import FORMAT_OF_SUFFIX
 from .errors import InputError
 from .request import JobRequest, parse
 
@@ -69,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     song.add_argument("--key", help='e.g. "C major"')
     song.add_argument("--time-signature", help="2, 3, 4 or 6")
     song.add_argument("--language", help="vocal language code, e.g. en")
-    song.add_argument("--format", help="mp3, flac, wav, wav32, ogg, opus (default: from --output)")
+    song.add_argument("--format", help="mp3, flac, wav, wav32, ogg, opus, aac (default: from --output)")
     song.add_argument("--model", help="DiT model name")
     song.add_argument("--thinking", action="store_true", help="let the planner LM write audio codes")
     edit = p.add_argument_group("editing (cover, repaint, extend, stems)")
@@ -96,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def request_fields(args: argparse.Namespace) -> dict:
     lyrics = args.lyrics_file.read_text() if args.lyrics_file else args.lyrics.replace("\\n", "\n")
-    fmt = args.format or (args.output.suffix.lstrip(".").lower() or "mp3")
+    fmt = args.format or FORMAT_OF_SUFFIX.get(suffix := args.output.suffix.lstrip(".").lower(), suffix or "mp3")
     fields = {"caption": args.caption, "lyrics": lyrics, "duration": args.duration, "batch_size": args.batch_size,
               "seed": args.seed, "inference_steps": args.steps, "guidance_scale": args.guidance, "shift": args.shift,
               "bpm": args.bpm, "key_scale": args.key, "time_signature": args.time_signature,

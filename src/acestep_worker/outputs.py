@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from .audio_io import FORMATS, encode, write_atomically
+from .audio_io import FORMATS, encode_all, write_atomically
 from .engine import GenerationResult
 from .request import GenerationRequest
 
@@ -51,8 +51,9 @@ def save_songs(result: GenerationResult, request: GenerationRequest, stem: str, 
     tags = {"comment": comment, "title": str(result.params.get("caption") or request.caption)[:120]}
     saved = []
     start = time.perf_counter()
-    for index, song in enumerate(result.songs, 1):
-        data = encode(song.audio, song.sample_rate, fmt.name, bitrate_kbps=request.mp3_bitrate, tags=tags)
+    encoded = encode_all([(song.audio, song.sample_rate) for song in result.songs], fmt.name,
+                         bitrate_kbps=request.mp3_bitrate, tags=tags)
+    for index, (song, data) in enumerate(zip(result.songs, encoded), 1):
         path = output_dir / f"{safe_name(stem)}-{index}.{fmt.extension}"
         write_atomically(path, data)
         saved.append(SavedSong(path, data, song.seed, fmt.name, fmt.content_type, song.duration_s, song.sample_rate))

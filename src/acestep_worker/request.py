@@ -85,7 +85,7 @@ class GenerationRequest(BaseModel):
                                         allowed="2, 3, 4 or 6 (beats per bar; 4/4 and 6/8 are accepted)")
     vocal_language: str | None = _field(None, "vocal_language", "vocalLanguage", "language",
                                         allowed="an ISO 639 code such as en, zh, ja, or unknown")
-    audio_format: Literal["mp3", "flac", "wav", "wav32", "ogg", "opus"] = _field(
+    audio_format: Literal[tuple(FORMATS)] = _field(  # the format table is the one list
         "mp3", "audio_format", "audioFormat", allowed="one of " + ", ".join(FORMATS))
     mp3_bitrate: int = _field(192, "mp3_bitrate", "mp3Bitrate",
                               allowed="an MP3 bitrate in kbps: " + ", ".join(map(str, MP3_BITRATES_KBPS)))
