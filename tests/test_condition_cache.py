@@ -1,7 +1,5 @@
 """Condition projections are computed once per generation, with bitwise-identical results."""
 
-import json
-
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -93,17 +91,16 @@ GOLDEN_VARIANTS = sorted(p for p in GOLDEN.glob("*") if (p / "manifest.json").is
 
 
 @pytest.mark.parametrize("golden", GOLDEN_VARIANTS, ids=lambda p: p.name)
-def test_golden_generations_are_bitwise_identical_with_the_cache(golden, tmp_path, monkeypatch):
-    """Upstream's recorded sampler inputs: our loop gives the same bits with and without the cache."""
-    manifest = json.loads((golden / "manifest.json").read_text())
-    dit = load_dit(parity._checkpoint_copy(golden, manifest, tmp_path))
-    names = [n for n in manifest["files"] if n.startswith("generate_") and "_dcw_" not in n]
+def test_golden_samplings_are_bitwise_identical_with_the_cache(golden, tmp_path, monkeypatch):
+    """Upstream's recorded sampler inputs (generation, repaint, cover switch): same bits either way."""
+    _, entries = parity._manifest_entries(golden)
+    dit = load_dit(parity._checkpoint_copy(golden, entries, tmp_path))
+    names = [n for n in entries if n.startswith(("generate_", "edit_")) and (golden / n).is_file()]
     assert names
     for name in names:
-        tensors = load_file(str(golden / name))
-        kind, args = parity._sampler_kind(manifest, name), manifest["files"][name].get("scalar_args", {})
-        cached = parity.run_generate(dit, tensors, kind, args)
+        tensors, (manifest, entry) = load_file(str(golden / name)), entries[name]
+        cached, _ = parity._run_file(dit, name.removesuffix(".safetensors"), tensors, manifest, entry)
         monkeypatch.setattr(parity, "sample", sample.__wrapped__)
-        plain = parity.run_generate(dit, tensors, kind, args)
+        plain, _ = parity._run_file(dit, name.removesuffix(".safetensors"), tensors, manifest, entry)
         monkeypatch.undo()
         assert all(torch.equal(cached[k], plain[k]) for k in plain), name
