@@ -169,7 +169,8 @@ class Engine:
             resolved = planning.resolve(request, self.planner, seeds, on_stage=tracker.stage,
                                         on_code_step=tracker.code_step, should_stop=tracker.check)
             songs = self._song_specs(dit, resolved, seeds)
-            output = self.synthesizer(dit, songs, plan, on_stage=tracker.stage, on_step=tracker.step)
+            output = self.synthesizer(dit, songs, plan, on_stage=tracker.stage, on_step=tracker.step,
+                                      check=tracker.check)
             duration = output.frames * SAMPLES_PER_FRAME / SAMPLE_RATE
             audio = output.audio.numpy()
             result = GenerationResult(

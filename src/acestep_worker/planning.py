@@ -102,13 +102,13 @@ def resolve(request: GenerationRequest, planner: Planner | None, seeds: list[int
         start = stage("planning")
         hint_language, instrumental = query_hints(request.sample_query)
         result = planner.create_sample(request.sample_query, instrumental, user.language or hint_language,
-                                       params, seed)
+                                       params, seed, should_stop)
         caption, lyrics, written = result.metadata.caption or caption, result.lyrics or lyrics, result.metadata
         run_cot = False  # the sample already carries its metadata
         timings["planner_sample"] = time.perf_counter() - start
     if planner is not None and request.use_format:
         start = stage("planning")
-        result = planner.format_input(caption, lyrics, user, params, seed)
+        result = planner.format_input(caption, lyrics, user, params, seed, should_stop)
         caption, lyrics = result.metadata.caption or caption, result.lyrics or lyrics
         written = result.metadata.merged_over(written)
         run_cot = run_cot and result.metadata.duration is None

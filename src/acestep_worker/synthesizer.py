@@ -55,7 +55,9 @@ class Synthesizer:
         self.vae = vae
 
     def __call__(self, dit: DiTModel, songs: list[SongSpec], plan: SamplingPlan,
-                 on_stage: StageCallback | None = None, on_step: StepCallback | None = None) -> SynthesisOutput:
+                 on_stage: StageCallback | None = None, on_step: StepCallback | None = None,
+                 check: Callable[[], object] | None = None) -> SynthesisOutput:
+        """`check` runs between decoded songs and may raise to stop; `on_step` may raise between steps."""
         timings: dict[str, float] = {}
         frames = max(song.frames for song in songs)
 
@@ -67,7 +69,7 @@ class Synthesizer:
         with _stage("diffusion", timings, on_stage):
             latents = sample(dit, conditions, noise, plan, SamplerHooks(on_step=on_step))
         with _stage("vae_decode", timings, on_stage):
-            audio = decode(self.vae, latents)
+            audio = decode(self.vae, latents, check)
         return SynthesisOutput(audio, frames, timings)
 
     def encode_prompts(self, songs: list[SongSpec]) -> tuple[EncodedText, EncodedText]:

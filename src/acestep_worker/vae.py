@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import torch
 from diffusers import AutoencoderOobleck
@@ -43,16 +44,19 @@ def check_latents(latents: torch.Tensor) -> None:
 
 
 @torch.no_grad()
-def decode(vae: AutoencoderOobleck, latents: torch.Tensor) -> torch.Tensor:
+def decode(vae: AutoencoderOobleck, latents: torch.Tensor, check: Callable[[], object] | None = None) -> torch.Tensor:
     """Latents [B, T, C] -> float32 waveforms [B, 2, T * hop] on the CPU, peak-limited to 1.
 
     Each item is decoded on its own: tiling bounds memory per item, and a batch of long songs at
     once would multiply it. Items whose peak exceeds 1 are scaled down to peak 1; quieter ones are
-    left untouched (no loudness normalisation, as upstream).
+    left untouched (no loudness normalisation, as upstream). `check` runs before each item and may
+    raise to stop (a deadline or a cancel).
     """
     check_latents(latents)
     songs = []
     for item in latents:
+        if check is not None:
+            check()
         z = item.transpose(0, 1).unsqueeze(0).to(device=vae.device, dtype=vae.dtype)
         songs.append(vae.decode(z).sample.float().cpu())
     audio = torch.cat(songs)

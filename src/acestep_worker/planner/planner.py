@@ -114,25 +114,25 @@ class Planner:
     # -- format and sample modes ------------------------------------------------------------------
 
     def format_input(self, caption: str, lyrics: str, user: Metadata, params: SamplingParams,
-                     seed: int) -> TextResult:
+                     seed: int, should_stop: Callable[[], bool] | None = None) -> TextResult:
         """The LM rewrites caption and lyrics; the user's bpm/duration/key/time signature/language are
         kept (injected) and the rest is filled in."""
         prompt = self._encode_prompt(format_prompt(self.lm, caption, lyrics), "lyrics", 700 + MAX_LYRICS_TOKENS)
         constraint = CotConstraint(self.vocab, list(FIELD_ORDER), Metadata(**{
             k: v for k, v in user.as_dict().items() if k != "caption"}), close_think=True, free_text_after=True)
         result = self._generate_text([prompt], None, constraint, _without_cfg(params), seed,
-                                     700 + MAX_LYRICS_TOKENS)
+                                     700 + MAX_LYRICS_TOKENS, should_stop)
         result.lyrics = result.lyrics or lyrics
         return result
 
     def create_sample(self, query: str, instrumental: bool, language: str | None, params: SamplingParams,
-                      seed: int) -> TextResult:
+                      seed: int, should_stop: Callable[[], bool] | None = None) -> TextResult:
         prompt = self._encode_prompt(sample_prompt(self.lm, query, instrumental), "sample_query",
                                      700 + MAX_LYRICS_TOKENS)
         user = Metadata(language=language) if language and language != "unknown" else Metadata()
         constraint = CotConstraint(self.vocab, list(FIELD_ORDER), user, close_think=True, free_text_after=True)
         result = self._generate_text([prompt], None, constraint, _without_cfg(params), seed,
-                                     700 + MAX_LYRICS_TOKENS)
+                                     700 + MAX_LYRICS_TOKENS, should_stop)
         if not result.lyrics and instrumental:
             result.lyrics = "[Instrumental]"
         return result
