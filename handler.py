@@ -46,6 +46,7 @@ import torch
 from acestep_worker.engine import Engine
 from acestep_worker.errors import AceStepError
 from acestep_worker.jobs import run_job
+from acestep_worker.outputs import tidy_output_dir
 from acestep_worker.settings import Settings
 
 log = logging.getLogger("handler")
@@ -61,10 +62,15 @@ def load_engine() -> Engine | None:
     global _engine, _load_error
     if _engine is None and _load_error is None:
         try:
-            _engine = Engine(Settings.from_env())
+            settings = Settings.from_env()
+            _engine = Engine(settings)
+            tidy_output_dir(settings)  # what a killed worker left, and the budget, before the first job
         except AceStepError as exc:
             _load_error = str(exc)
             log.error("cannot load the models: %s", exc)
+        except Exception as exc:  # a fault no loader foresaw: fail the worker once, not every job
+            log.exception("cannot load the models")
+            _load_error = f"unexpected {type(exc).__name__} while loading the models (see the worker log)"
     return _engine
 
 

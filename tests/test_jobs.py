@@ -127,7 +127,8 @@ def test_invalid_input_is_one_sentence(engine):
 def test_job_ids_become_safe_file_names(engine):
     out = _run(engine, job_id="../../etc/passwd x")
     name = out["results"][0]["filename"]
-    assert name == "etc_passwd_x-1.mp3" and (engine.settings.output_dir / name).is_file()
+    assert name.startswith("etc_passwd_x-") and name.endswith("-1.mp3") and "/" not in name
+    assert (engine.settings.output_dir / name).is_file()
 
 
 def test_planner_stages_report_progress_too():

@@ -21,11 +21,16 @@ class JobTimedOut(GenerationCancelled):
 
 class Deadline:
     def __init__(self, seconds: float | None = None, cancelled: threading.Event | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] | None = None):
         self.seconds = seconds
         self.cancelled = cancelled if cancelled is not None else threading.Event()
-        self.clock = clock
-        self.started = clock()
+        self.clock = clock or (lambda: time.monotonic())  # looked up per call: tests may replace it
+        self.started = self.clock()
+
+    @property
+    def at(self) -> float | None:
+        """The deadline as a `clock()` reading (None without a limit)."""
+        return None if self.seconds is None else self.started + self.seconds
 
     def remaining(self) -> float:
         """Seconds left (infinite without a limit; never negative)."""

@@ -13,10 +13,15 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
+from urllib.parse import urlsplit
 
-from .errors import AceStepError
+from .errors import AceStepError, echo
 
 PRESIGN_SECONDS = 7 * 24 * 3600  # the longest a SigV4 presigned URL may live
+MAX_SETTING_CHARS = 2048
+_BUCKET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,62}$")
+ATTEMPTS = 3  # per request, retries included, all within the time the caller gives
+CONNECT_TIMEOUT_S, READ_TIMEOUT_S = 10.0, 60.0  # a bucket that never answers must not hold a job
 
 
 class DeliveryError(AceStepError):
@@ -45,17 +50,41 @@ class BucketConfig:
         bucket = env.get("BUCKET_NAME", "").strip()
         if not bucket:
             raise DeliveryError("BUCKET_ENDPOINT_URL and its keys are set but BUCKET_NAME is not; set the bucket name")
-        return cls(trio[0], bucket, trio[1], trio[2], env.get("BUCKET_REGION") or _region_of(trio[0]))
+        endpoint = _endpoint(trio[0], "BUCKET_ENDPOINT_URL")
+        return cls(endpoint, _bucket_name(bucket, "BUCKET_NAME"), trio[1], trio[2],
+                   env.get("BUCKET_REGION") or _region_of(endpoint))
 
     @classmethod
     def from_job(cls, s3_config: object) -> "BucketConfig | None":
+        """A job's `s3Config`, checked before any GPU time is spent on the job."""
         if s3_config is None:
             return None
         needed = ("endpointUrl", "accessId", "accessSecret", "bucketName")
-        if not isinstance(s3_config, dict) or any(not str(s3_config.get(k) or "").strip() for k in needed):
-            raise DeliveryError("s3Config must be an object with endpointUrl, accessId, accessSecret and bucketName")
-        return cls(str(s3_config["endpointUrl"]), str(s3_config["bucketName"]), str(s3_config["accessId"]),
-                   str(s3_config["accessSecret"]), _region_of(str(s3_config["endpointUrl"])))
+        if not isinstance(s3_config, dict) or any(not isinstance(s3_config.get(k), str) or not s3_config[k].strip()
+                                                  or len(s3_config[k]) > MAX_SETTING_CHARS for k in needed):
+            raise DeliveryError("s3Config must be an object with endpointUrl, accessId, accessSecret and bucketName, "
+                                f"each a non-empty string of at most {MAX_SETTING_CHARS} characters")
+        endpoint = _endpoint(s3_config["endpointUrl"].strip(), "s3Config.endpointUrl")
+        return cls(endpoint, _bucket_name(s3_config["bucketName"].strip(), "s3Config.bucketName"),
+                   s3_config["accessId"].strip(), s3_config["accessSecret"].strip(), _region_of(endpoint))
+
+
+def _endpoint(url: str, name: str) -> str:
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # e.g. a port that is not a number
+        valid = False
+    if not valid:
+        raise DeliveryError(f"{name} must be an http(s) URL such as https://s3.example.com; got {echo(url)}")
+    return url
+
+
+def _bucket_name(bucket: str, name: str) -> str:
+    if not _BUCKET_NAME.match(bucket):
+        raise DeliveryError(f"{name} must be a bucket name (3-63 letters, digits, dots, hyphens or "
+                            f"underscores); got {echo(bucket)}")
+    return bucket
 
 
 def _region_of(endpoint: str) -> str | None:
@@ -71,11 +100,13 @@ class Bucket:
         from botocore.config import Config
 
         self.config = config
-        limits = {} if timeout_s is None else {"connect_timeout": max(1.0, timeout_s), "read_timeout": max(1.0, timeout_s)}
+        # Every attempt gets its share of the time left, so retries end inside the job's deadline.
+        share = READ_TIMEOUT_S if timeout_s is None else max(1.0, timeout_s / ATTEMPTS)
         self._client = boto3.client(
             "s3", endpoint_url=config.endpoint_url, aws_access_key_id=config.access_key_id,
             aws_secret_access_key=config.secret_access_key, region_name=config.region or "us-east-1",
-            config=Config(signature_version="s3v4", retries={"max_attempts": 3, "mode": "standard"}, **limits))
+            config=Config(signature_version="s3v4", retries={"total_max_attempts": ATTEMPTS, "mode": "standard"},
+                          connect_timeout=min(CONNECT_TIMEOUT_S, share), read_timeout=min(READ_TIMEOUT_S, share)))
 
     def read(self, bucket: str, key: str, max_bytes: int) -> bytes:
         """An object's bytes; raise DeliveryError past `max_bytes` without reading the rest, and

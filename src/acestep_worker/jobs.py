@@ -16,8 +16,9 @@ from .audio_sources import SourcePolicy, load_audio
 from .delivery import Bucket, BucketConfig, attach_base64
 from .delivery_plan import check_deliverable, known_duration
 from .engine import Engine, Progress
-from .errors import AceStepError, GenerationCancelled
-from .outputs import SavedSong, save_songs
+from .deadline import Deadline, JobTimedOut  # noqa: F401  (JobTimedOut: part of this module's contract)
+from .errors import GenerationCancelled
+from .outputs import SavedSong, prune_outputs, remove_stale_parts, save_songs
 from .planning import DEFAULT_DURATION_S
 from .request import JobRequest, parse
 
@@ -31,10 +32,6 @@ PROGRESS_STAGES = {"planning", "audio_codes", "text_encoding", "conditioning", "
 # caller is never told to fetch it.
 NO_BUCKET_HINT = ("set a bucket (s3Config) to receive songs as URLs, or ask for audio_format opus or mp3, "
                   "a shorter duration or a smaller batch_size")
-
-
-class JobTimedOut(AceStepError):
-    pass
 
 
 class ThrottledProgress:
@@ -68,44 +65,51 @@ class ThrottledProgress:
 def run_job(engine: Engine, job_id: str, raw_input: object, *, s3_config: object = None,
             send_progress: Callable[[dict], None] | None = None, cancelled: threading.Event | None = None,
             env: Mapping[str, str] | None = None) -> dict:
-    """Run one job; return the output dict or raise an AceStepError whose message is for the caller."""
+    """Run one job; return the output dict or raise an AceStepError whose message is for the caller.
+
+    `timeout_seconds` covers the whole job: audio inputs, the planner, text encoding, diffusion,
+    decoding, encoding and delivery. Past it, or after a cancel, the job stops within one step and
+    leaves no file behind.
+    """
     env = os.environ if env is None else env
     request = parse(raw_input, JobRequest)
-    bucket_config = BucketConfig.from_job(s3_config) or BucketConfig.from_env(env)
-    started = time.monotonic()
-    deadline = started + request.timeout_seconds
-
-    def should_stop() -> bool:
-        return time.monotonic() > deadline or (cancelled is not None and cancelled.is_set())
+    bucket_config = BucketConfig.from_job(s3_config) or BucketConfig.from_env(env)  # checked before any work
+    deadline = Deadline(request.timeout_seconds, cancelled)
+    settings = engine.settings
 
     duration_s = known_duration(request, planner_loaded=engine.planner is not None, default_s=DEFAULT_DURATION_S)
     check_deliverable(request, has_bucket=bucket_config is not None, duration_s=duration_s,
                       response_limit=RESPONSE_LIMIT_BYTES - RESPONSE_MARGIN_BYTES)
 
-    t0 = time.perf_counter()
-    # Audio inputs are fetched inside the job's deadline, before any GPU time is spent.
-    loaded = load_audio(request, SourcePolicy.from_settings(engine.settings, bucket=bucket_config), deadline)
-    fetched_s = time.perf_counter() - t0
+    saved: list[SavedSong] = []
     try:
-        result = engine.generate(request, on_progress=ThrottledProgress(send_progress, request.poll_interval),
-                                 should_stop=should_stop, **({"audio": loaded.arrays} if loaded.arrays else {}))
-    except GenerationCancelled:
-        if cancelled is not None and cancelled.is_set():
-            raise
-        raise JobTimedOut(f"the job timed out after {request.timeout_seconds:g} s (timeout_seconds) and was "
-                          "stopped; raise timeout_seconds or ask for a shorter duration") from None
-
-    saved = save_songs(result, request, job_id, engine.settings.output_dir)
-    entries = [_describe(song, result.params) for song in saved]
-    timings = dict(result.timings, **({"audio_input": fetched_s} if loaded.arrays else {}))
-    if bucket_config is not None:
         t0 = time.perf_counter()
-        bucket = Bucket(bucket_config)
-        for entry, song in zip(entries, saved):
-            entry["url"] = bucket.upload(song.path, f"{job_id}/{song.path.name}", song.content_type)
-        timings["upload"] = time.perf_counter() - t0
+        # Audio inputs are fetched inside the job's deadline, before any GPU time is spent.
+        loaded = load_audio(request, SourcePolicy.from_settings(settings, bucket=bucket_config), deadline.at)
+        fetched_s = time.perf_counter() - t0
+        result = engine.generate(request, on_progress=ThrottledProgress(send_progress, request.poll_interval),
+                                 should_stop=deadline, **({"audio": loaded.arrays} if loaded.arrays else {}))
+        saved = save_songs(result, request, job_id, settings.output_dir, check=deadline.check)
+        entries = [_describe(song, result.params) for song in saved]
+        timings = dict(result.timings, **({"audio_input": fetched_s} if loaded.arrays else {}))
+        if bucket_config is not None:
+            t0 = time.perf_counter()
+            for entry, song in zip(entries, saved):
+                deadline.check()
+                bucket = Bucket(bucket_config, timeout_s=deadline.remaining())
+                entry["url"] = bucket.upload(song.path, f"{job_id}/{song.path.name}", song.content_type)
+            timings["upload"] = time.perf_counter() - t0
+        deadline.check()
+    except GenerationCancelled as stopped:
+        for song in saved:  # a stopped job leaves nothing behind
+            song.path.unlink(missing_ok=True)
+        raise deadline.reason(stopped) from None
+    finally:
+        remove_stale_parts(settings.output_dir)
+        prune_outputs(settings.output_dir, settings.output_max_files, settings.output_max_bytes,
+                      keep=frozenset(song.path for song in saved))
     if request.return_audio_base64:
-        attach_base64(entries, [song.data for song in saved], request.max_base64_bytes,
+        attach_base64(entries, [song.read() for song in saved], request.max_base64_bytes,
                       elsewhere="it is in the bucket: `url`" if bucket_config is not None else NO_BUCKET_HINT)
     output = {
         "task_id": job_id, "status": "completed", "duration": entries[0]["duration"],
@@ -114,14 +118,14 @@ def run_job(engine: Engine, job_id: str, raw_input: object, *, s3_config: object
         "results": entries, "params": _public_params(result.params),
         "timings": {k: round(v, 3) for k, v in timings.items()},
     }
-    output["timings"]["job_total"] = round(time.monotonic() - started, 3)
+    output["timings"]["job_total"] = round(time.monotonic() - deadline.started, 3)
     _fit_response(output)
     return output
 
 
 def _describe(song: SavedSong, params: dict) -> dict:
     return {"file": song.file_url, "filename": song.path.name, "seed": song.seed, "format": song.format,
-            "content_type": song.content_type, "bytes": len(song.data), "sha256": song.sha256,
+            "content_type": song.content_type, "bytes": song.size, "sha256": song.sha256,
             "duration": song.duration_s, "sample_rate": song.sample_rate, "caption": params["caption"],
             "bpm": params["bpm"], "key_scale": params["key_scale"], "time_signature": params["time_signature"],
             "vocal_language": params["vocal_language"]}

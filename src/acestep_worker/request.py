@@ -333,11 +333,19 @@ def parse(data: Any, model: type[GenerationRequest] = GenerationRequest) -> Gene
 MAX_INLINE_BASE64_BYTES = 15_000_000  # leaves room for the JSON envelope under /runsync's 20 MB
 
 
-class JobRequest(GenerationRequest):
+DEFAULT_TIMEOUT_S = 1800.0
+
+
+class TimedRequest(GenerationRequest):
+    """A generation with a deadline: a pod task (`/release_task`) or, extended below, a serverless job."""
+
+    timeout_seconds: float = _field(DEFAULT_TIMEOUT_S, "timeout_seconds", "timeoutSeconds",
+                                    allowed="seconds from 1 to 86400", ge=1.0, le=86_400.0)
+
+
+class JobRequest(TimedRequest):
     """A serverless job: the generation fields plus how the job is run and delivered."""
 
-    timeout_seconds: float = _field(1800.0, "timeout_seconds", "timeoutSeconds",
-                                    allowed="seconds from 1 to 86400", ge=1.0, le=86_400.0)
     poll_interval: float = _field(3.0, "poll_interval", "pollInterval",
                                   allowed="seconds between progress updates, from 0.5 to 300", ge=0.5, le=300.0)
     return_audio_base64: bool = _field(False, "return_audio_base64", "returnAudioBase64", allowed="true or false")

@@ -94,6 +94,9 @@ class Settings:
     audio_fetch_timeout_s: float = 120.0  # ACESTEP_AUDIO_FETCH_TIMEOUT: one download, at most
     allow_private_urls: bool = False  # ACESTEP_ALLOW_PRIVATE_URLS=1: loopback/private hosts and http://
     input_dir: Path = field(default_factory=lambda: Path("inputs"))  # ACESTEP_INPUT_DIR
+    # The serverless output folder's budget (oldest files go first); None: unbounded, for volumes.
+    output_max_files: int | None = 200  # ACESTEP_OUTPUT_MAX_FILES (0: no limit)
+    output_max_bytes: int | None = 2_000_000_000  # ACESTEP_OUTPUT_MAX_MB (0: no limit)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -122,6 +125,10 @@ class Settings:
             allow_private_urls=env_value(env, "ACESTEP_ALLOW_PRIVATE_URLS", False, flag,
                                          "1/true/yes/on or 0/false/no/off"),
             input_dir=Path(env.get("ACESTEP_INPUT_DIR") or "inputs"),
+            output_max_files=env_value(env, "ACESTEP_OUTPUT_MAX_FILES", 200, in_range(int, 0, 10**9),
+                                       "a whole number of files, or 0 for no limit") or None,
+            output_max_bytes=int(1_000_000 * env_value(env, "ACESTEP_OUTPUT_MAX_MB", 2000.0, in_range(float, 0, 1e9),
+                                                        "megabytes, or 0 for no limit")) or None,
         )
 
     def audio_limits(self):

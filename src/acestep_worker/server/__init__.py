@@ -30,6 +30,8 @@ class PodSettings:
     result_ttl_s: float = 86_400.0
     api_key: str | None = None
     max_body_bytes: int = 64_000_000
+    result_max_tasks: int | None = 500  # finished tasks kept (0/None: no cap); oldest go first
+    result_max_bytes: int | None = 5_000_000_000  # their audio on disk
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "PodSettings":
@@ -48,7 +50,12 @@ class PodSettings:
                                           "seconds from 1 to 31536000"),
                    api_key=key.strip() if key and key.strip() else None,
                    max_body_bytes=int(1_000_000 * env_value(env, "ACESTEP_MAX_BODY_MB", 64.0,
-                                                            in_range(float, 0.01, 4096), "megabytes from 0.01 to 4096")))
+                                                            in_range(float, 0.01, 4096), "megabytes from 0.01 to 4096")),
+                   result_max_tasks=env_value(env, "ACESTEP_RESULT_MAX_TASKS", 500, in_range(int, 0, 10**9),
+                                              "a whole number of tasks, or 0 for no limit") or None,
+                   result_max_bytes=int(1_000_000 * env_value(env, "ACESTEP_RESULT_MAX_MB", 5000.0,
+                                                              in_range(float, 0, 1e9), "megabytes, or 0 for no limit"))
+                   or None)
 
 
 def build(engine, pod: PodSettings):
@@ -56,7 +63,8 @@ def build(engine, pod: PodSettings):
     from .api import ApiSettings, create_app
     from .tasks import TaskManager
 
-    manager = TaskManager(engine, engine.settings.output_dir, pod.queue_maxsize, pod.result_ttl_s).start()
+    manager = TaskManager(engine, engine.settings.output_dir, pod.queue_maxsize, pod.result_ttl_s,
+                          pod.result_max_tasks, pod.result_max_bytes).start()
     api = create_app(engine, manager, ApiSettings(api_key=pod.api_key, max_body_bytes=pod.max_body_bytes))
     page = page_app(engine, manager, pod.api_key, pod.max_body_bytes) if pod.gradio_port else None
     return api, page, manager
@@ -102,6 +110,9 @@ def serve(env: Mapping[str, str] | None = None) -> None:
     except AceStepError as exc:  # a bad variable is a sentence and exit status 2, not a traceback
         raise SystemExit(f"cannot start: {exc}") from None
     settings.output_dir.mkdir(parents=True, exist_ok=True)
+    from ..outputs import tidy_output_dir
+
+    tidy_output_dir(settings)  # partial files of a killed process, and the folder's budget
     if pod.api_key is None:
         log.warning("ACESTEP_API_KEY is not set: the API accepts requests without authentication")
     engine = Engine(settings)  # models load before any port opens: reaching /health means ready

@@ -27,7 +27,7 @@ from .. import __version__
 from ..audio_io import CONTENT_TYPES
 from ..engine import Engine
 from ..errors import AceStepError, InputError, PlannerUnavailableError, echo
-from ..request import GenerationRequest, check_shape, parse
+from ..request import GenerationRequest, TimedRequest, parse
 from .guard import AccessGuard, keys_match
 from .tasks import QueueFull, Task, TaskManager, TaskState
 from .uploads import UPLOAD_PARTS, attach, discard
@@ -39,7 +39,7 @@ NESTED_PARAMETER_OBJECTS = ("param_obj", "metas", "meta", "metadata", "user_meta
 # Auth: open to all (upstream leaves these open and clients probe them first), and the endpoints
 # whose small bodies may carry the key as `ai_token` instead of a header.
 OPEN_PATHS = ("/health", "/v1/models")
-BODY_TOKEN_PATHS = ("/release_task", "/query_result", "/format_input")
+BODY_TOKEN_PATHS = ("/release_task", "/query_result", "/format_input", "/cancel_task")
 DEFAULT_MAX_BODY_BYTES = 64_000_000
 MAX_NAME_BYTES, MAX_PATH_BYTES = 255, 4096  # the file system's own limits (NAME_MAX, PATH_MAX)
 MAX_QUERY_IDS = 100  # upstream clients poll one task, or a handful; the answer grows with each id  # room for the reference/source audio that editing tasks upload
@@ -216,7 +216,7 @@ def result_items(task: Task, lm_model: str, env: str) -> list[dict]:
                   "dit_model": task.model, "progress": 1.0, "stage": "succeeded",
                   "task_type": task.params.get("task_type", task.request.task_type), **task.sources}
         return [{"file": song.file_url, **base, **shared, "seed": song.seed, "format": song.format,
-                 "bytes": len(song.data), "sha256": song.sha256, "duration": song.duration_s} for song in task.songs]
+                 "bytes": song.size, "sha256": song.sha256, "duration": song.duration_s} for song in task.songs]
     if task.state is TaskState.FAILED:
         return [{"file": "", **base, "status": 2, "progress": task.progress, "stage": "failed", "error": task.error}]
     return [{"file": "", **base, "status": 0, "progress": task.progress, "stage": task.stage}]
@@ -272,7 +272,7 @@ def create_app(engine: Engine, manager: TaskManager, settings: ApiSettings) -> F
         try:
             fields = await run_in_threadpool(attach, generation_fields(body), uploads, stored, manager.input_dir,
                                              manager.audio_policy.limits)
-            generation = parse(fields)
+            generation = parse(fields, TimedRequest)
             await run_in_threadpool(manager.check_audio, generation)  # reads file headers: off the loop
             task = manager.submit(generation, inputs=stored)
         except QueueFull as exc:
@@ -310,6 +310,23 @@ def create_app(engine: Engine, manager: TaskManager, settings: ApiSettings) -> F
                 entry["error"] = task.error
             data.append(entry)
         return wrap(data)
+
+    @app.post("/cancel_task", openapi_extra={"requestBody": {"content": {"application/json": {"schema": {
+        "type": "object", "properties": {"task_id": {"type": "string"}, "ai_token": {"type": "string"}}}}}}})
+    async def cancel_task(request: Request, cfg: ApiSettings = Depends(settings_dep)) -> dict:
+        """Not in upstream (which has no cancel): a queued task leaves the queue, a running one
+        stops at its next step and keeps no file; either is then failed with "cancelled"."""
+        body = await read_body(request)
+        check_auth(request, cfg, body)
+        task_id = body.get("task_id")
+        if not isinstance(task_id, str) or not task_id.strip():
+            raise InputError("task_id", "task_id must be the id that /release_task returned")
+        task = manager.cancel(task_id)
+        if task is None:
+            raise HTTPException(404, f"task {echo(task_id)} not found (unknown, or expired)")
+        stopping = task.state is TaskState.RUNNING
+        return wrap({"task_id": task.id, "status": STATUS_CODES[task.state],
+                     "stage": "cancelling" if stopping else task.stage, "error": task.error})
 
     @app.post("/format_input", openapi_extra={"requestBody": {"content": {"application/json": {"schema": {
         "type": "object", "properties": {"prompt": {"type": "string"}, "lyrics": {"type": "string"},

@@ -2,8 +2,11 @@
 
 The HTTP API and the Gradio page both submit here, so they share one engine and one order of
 work. A full queue refuses a task before any record of it exists (no ghost jobs); unknown ids are
-simply unknown; failed tasks keep their error message; finished tasks and their files are deleted
-after `ttl_s`.
+simply unknown; failed tasks keep their error message. Each task runs under its own deadline
+(`timeout_seconds`, counted from when it starts) and can be cancelled: a queued task is removed, a
+running one stops at its next step and leaves no file. Finished tasks keep their songs on disk
+only, and are deleted with their files after `ttl_s`, or sooner, oldest first, when more than
+`max_tasks` of them or more than `max_bytes` of their audio are kept.
 """
 
 from __future__ import annotations
@@ -20,10 +23,11 @@ from enum import Enum
 from pathlib import Path
 
 from ..audio_sources import AUDIO_FIELDS, SourcePolicy, check, load_audio
+from ..deadline import Deadline
 from ..engine import Engine, Progress
-from ..errors import AceStepError
+from ..errors import AceStepError, GenerationCancelled
 from ..outputs import SavedSong, save_songs
-from ..request import GenerationRequest
+from ..request import DEFAULT_TIMEOUT_S, GenerationRequest
 from .uploads import clear_stale, discard
 
 log = logging.getLogger(__name__)
@@ -61,6 +65,15 @@ class Task:
     inputs: list[Path] = field(default_factory=list)  # uploaded files, deleted when the task ends
     sources: dict = field(default_factory=dict)  # `source`/`reference` reports of the decoded audio
     done: threading.Event = field(default_factory=threading.Event, repr=False)
+    cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    @property
+    def timeout_s(self) -> float:
+        return getattr(self.request, "timeout_seconds", DEFAULT_TIMEOUT_S)  # the page's requests have none
+
+    @property
+    def bytes(self) -> int:
+        return sum(song.size for song in self.songs)
 
     @property
     def finished_ok(self) -> bool:
@@ -68,11 +81,13 @@ class Task:
 
 
 class TaskManager:
-    def __init__(self, engine: Engine, output_dir: Path, maxsize: int = 200, ttl_s: float = 86_400.0):
+    def __init__(self, engine: Engine, output_dir: Path, maxsize: int = 200, ttl_s: float = 86_400.0,
+                 max_tasks: int | None = 500, max_bytes: int | None = 5_000_000_000):
         self.engine = engine
         self.output_dir = Path(output_dir)
         self.maxsize = maxsize
         self.ttl_s = ttl_s
+        self.max_tasks, self.max_bytes = max_tasks, max_bytes
         self.input_dir = Path(engine.settings.input_dir)
         # Server files may come from the input folder (uploads) or the output folder (chaining a result).
         self.audio_policy = dataclasses.replace(SourcePolicy.from_settings(engine.settings),
@@ -126,6 +141,19 @@ class TaskManager:
     def get(self, task_id: str) -> Task | None:
         return self._tasks.get(task_id)
 
+    def cancel(self, task_id: str) -> Task | None:
+        """Cancel a task: a queued one leaves the queue now, a running one stops at its next step
+        (and writes nothing); a finished one is left as it is. None for an unknown id."""
+        with self._lock:
+            task = self._tasks.get(task_id)
+            if task is None or task.finished is not None:
+                return task
+            task.cancelled.set()
+            if task.state is TaskState.QUEUED:
+                self._pending.remove(task.id)
+                self._finish(task, "the task was cancelled before it started")
+        return task
+
     def queue_position(self, task: Task) -> int:
         """1 for the next task to run, 0 when not waiting."""
         with self._lock:
@@ -157,26 +185,37 @@ class TaskManager:
             if task is None or self._stopping.is_set():
                 return
             with self._lock:
+                if task.state is not TaskState.QUEUED:  # cancelled while it waited
+                    continue
                 if task.id in self._pending:
                     self._pending.remove(task.id)
+                task.state, task.started, task.stage = TaskState.RUNNING, time.time(), "running"
             self._run(task)
+            self._enforce_retention()
+
+    def _finish(self, task: Task, error: str) -> None:
+        discard(task.inputs)
+        task.state, task.stage, task.error, task.finished = TaskState.FAILED, "failed", error, time.time()
+        task.done.set()
 
     def _run(self, task: Task) -> None:
-        task.state, task.started, task.stage = TaskState.RUNNING, time.time(), "running"
+        deadline = Deadline(task.timeout_s, task.cancelled)
 
         def on_progress(progress: Progress) -> None:
             task.progress, task.stage = round(progress.fraction, 4), progress.stage
 
         try:
             task.stage = "audio_input"
-            loaded = load_audio(task.request, self.audio_policy)
+            loaded = load_audio(task.request, self.audio_policy, deadline.at)
             task.sources = loaded.output_fields()
-            result = self.engine.generate(task.request, on_progress=on_progress,
+            result = self.engine.generate(task.request, on_progress=on_progress, should_stop=deadline,
                                           **({"audio": loaded.arrays} if loaded.arrays else {}))
-            task.songs = save_songs(result, task.request, task.id, self.output_dir)
+            task.songs = save_songs(result, task.request, task.id, self.output_dir, check=deadline.check)
             task.model, task.params, task.timings = result.model, result.params, result.timings
             task.random_weights = result.random_weights
             task.state, task.progress, task.stage = TaskState.SUCCEEDED, 1.0, "succeeded"
+        except GenerationCancelled as exc:
+            task.state, task.stage, task.error = TaskState.FAILED, "failed", str(deadline.reason(exc))
         except AceStepError as exc:
             task.state, task.stage, task.error = TaskState.FAILED, "failed", str(exc)
         except Exception as exc:  # a fault of the machine or a bug: report it, keep serving
@@ -196,12 +235,29 @@ class TaskManager:
         now = time.time() if now is None else now
         with self._lock:
             old = [t for t in self._tasks.values() if t.finished is not None and now - t.finished > self.ttl_s]
-            for task in old:
-                del self._tasks[task.id]
-        for task in old:
+        return self._forget(old)
+
+    def _enforce_retention(self) -> int:
+        """Forget the oldest finished tasks (and their files) beyond `max_tasks` or `max_bytes`."""
+        with self._lock:
+            finished = sorted((t for t in self._tasks.values() if t.finished is not None), key=lambda t: t.finished)
+        count, total = len(finished), sum(t.bytes for t in finished)
+        drop = []
+        for task in finished:
+            if (self.max_tasks is None or count <= self.max_tasks) and (self.max_bytes is None or total <= self.max_bytes):
+                break
+            drop.append(task)
+            count, total = count - 1, total - task.bytes
+        return self._forget(drop)
+
+    def _forget(self, tasks: list[Task]) -> int:
+        with self._lock:
+            for task in tasks:
+                self._tasks.pop(task.id, None)
+        for task in tasks:
             for song in task.songs:
                 song.path.unlink(missing_ok=True)
-        return len(old)
+        return len(tasks)
 
     def _expire_loop(self) -> None:
         while not self._stopping.wait(min(60.0, max(1.0, self.ttl_s / 4))):
