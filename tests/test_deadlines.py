@@ -38,6 +38,7 @@ class Wrapped:
     def __init__(self, engine, after=None, settings=None):
         self.engine, self.after, self.generated = engine, after, 0
         self.settings = settings or engine.settings
+        self.planner = engine.planner
 
     def generate(self, request, **kwargs):
         result = self.engine.generate(request, **kwargs)

@@ -20,6 +20,7 @@ class InFolder:
 
     def __init__(self, engine, **settings):
         self.engine, self.settings = engine, replace(engine.settings, **settings)
+        self.planner = engine.planner
 
     def generate(self, request, **kwargs):
         return self.engine.generate(request, **kwargs)
