@@ -98,3 +98,21 @@ def test_a_streaming_wav_without_a_length_is_not_called_truncated():
     data = bytearray(_wav(rate=48_000))
     data[40:44] = b"\xff\xff\xff\xff"  # the data chunk size a streaming writer leaves unknown
     assert decode("src_audio", bytes(data)).duration_s > 0.9
+
+
+def test_resampling_keeps_the_exact_length():
+    assert decode("src_audio", encode(tone(1.0, 44_100), 44_100)).samples.shape == (48_000, 2)
+
+
+def test_a_small_file_of_long_high_rate_audio_decodes_in_bounded_memory():
+    import tracemalloc
+
+    silence = encode(np.zeros((30 * 384_000, 2), np.float32), 384_000, "FLAC")  # tiny file, 92 MB as PCM
+    tracemalloc.start()
+    try:
+        audio = decode("src_audio", silence)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert audio.samples.shape == (30 * 48_000, 2) and len(silence) < 2_000_000
+    assert peak < 40_000_000  # the 48 kHz result (11.5 MB) and a few blocks, not the 384 kHz PCM

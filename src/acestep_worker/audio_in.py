@@ -107,14 +107,9 @@ def decode(field: str, data: bytes, limits: AudioLimits = AudioLimits()) -> Deco
     _check_riff_length(field, data, info)
     max_frames = int(limits.max_seconds * info.sample_rate) + 1
     try:
-        with sf.SoundFile(io.BytesIO(data)) as handle:
-            pcm = handle.read(frames=max_frames, dtype="float32", always_2d=True)
+        samples, got = _decode_blocks(field, data, info.sample_rate, max_frames)
     except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
         raise InputError(field, f"{field} is truncated or corrupt ({_reason(exc)}); re-export the file") from None
-    got = pcm.shape[0]
-    if got >= max_frames:
-        raise InputError(field, f"{field} is longer than {limits.max_seconds:g} s (ACESTEP_MAX_AUDIO_SECONDS); "
-                                "trim it first")
     allowance = _ESTIMATED_LENGTH.get(info.format, 0.0) * info.frames
     if info.frames > 0 and got < info.frames - allowance:
         raise InputError(field, f"{field} is truncated: its header promises {info.duration_s:.2f} s but only "
@@ -122,21 +117,33 @@ def decode(field: str, data: bytes, limits: AudioLimits = AudioLimits()) -> Deco
     if got * SAMPLE_RATE < MIN_SAMPLES * info.sample_rate:
         raise InputError(field, f"{field} holds {got / info.sample_rate:.3f} s of audio; send at least "
                                 f"{MIN_SAMPLES / SAMPLE_RATE:.2f} s")
-    if not np.isfinite(pcm).all():
-        raise InputError(field, f"{field} contains NaN or infinite samples; re-export it as ordinary PCM audio")
-    return DecodedAudio(field, to_stereo_48k(pcm, info.sample_rate), info, hashlib.sha256(data).hexdigest(),
-                        len(data))
+    return DecodedAudio(field, samples, info, hashlib.sha256(data).hexdigest(), len(data))
 
 
-def to_stereo_48k(pcm: np.ndarray, sample_rate: int) -> np.ndarray:
-    """[samples, 1 or 2] at any rate -> [samples', 2] float32 at 48 kHz, clipped to [-1, 1]."""
-    if pcm.shape[1] == 1:
-        pcm = np.repeat(pcm, 2, axis=1)
-    if sample_rate != SAMPLE_RATE:
-        import soxr
+def _decode_blocks(field: str, data: bytes, rate: int, max_frames: int) -> tuple[np.ndarray, int]:
+    """Decode and resample in 1 s blocks, so memory holds the 48 kHz result and one block, never the
+    whole file at its own rate (a small FLAC of 600 s at 384 kHz would otherwise be 1.8 GB of PCM).
+    Returns ([samples, 2] float32 at 48 kHz, frames read at the source rate)."""
+    import soxr
 
-        pcm = soxr.resample(pcm, sample_rate, SAMPLE_RATE, quality="HQ")
-    return np.ascontiguousarray(np.clip(pcm, -1.0, 1.0), dtype=np.float32)
+    stream = None if rate == SAMPLE_RATE else soxr.ResampleStream(rate, SAMPLE_RATE, 2, dtype="float32",
+                                                                   quality="HQ")
+    pieces, got = [], 0
+    with sf.SoundFile(io.BytesIO(data)) as handle:
+        for block in handle.blocks(blocksize=rate, dtype="float32", always_2d=True):
+            got += block.shape[0]
+            if got >= max_frames:
+                raise InputError(field, f"{field} is longer than {(max_frames - 1) / rate:g} s "
+                                        "(ACESTEP_MAX_AUDIO_SECONDS); trim it first")
+            if not np.isfinite(block).all():
+                raise InputError(field, f"{field} contains NaN or infinite samples; re-export it as ordinary "
+                                        "PCM audio")
+            block = np.repeat(block, 2, axis=1) if block.shape[1] == 1 else block
+            pieces.append(block if stream is None else stream.resample_chunk(block))
+    if stream is not None:
+        pieces.append(stream.resample_chunk(np.zeros((0, 2), np.float32), last=True))
+    samples = np.concatenate(pieces) if pieces else np.zeros((0, 2), np.float32)
+    return np.ascontiguousarray(np.clip(samples, -1.0, 1.0, out=samples), dtype=np.float32), got
 
 
 def _check_header(field: str, info: AudioProbe, limits: AudioLimits) -> None:
