@@ -130,7 +130,8 @@ def _decode_blocks(field: str, data: bytes, rate: int, max_frames: int) -> tuple
                                                                    quality="HQ")
     pieces, got = [], 0
     with sf.SoundFile(io.BytesIO(data)) as handle:
-        for block in handle.blocks(blocksize=rate, dtype="float32", always_2d=True):
+        # Not SoundFile.blocks(): it trusts the header's length and pads a truncated file with stale data.
+        while (block := handle.read(rate, dtype="float32", always_2d=True)).shape[0]:
             got += block.shape[0]
             if got >= max_frames:
                 raise InputError(field, f"{field} is longer than {(max_frames - 1) / rate:g} s "
