@@ -32,3 +32,41 @@ def test_bad_input_is_one_line_and_exit_code_2(tiny_root, tmp_path):
     assert result.returncode == 2
     assert "duration must be seconds between 10 and 600" in result.stderr
     assert not any(tmp_path.iterdir())
+
+
+def test_a_missing_model_folder_names_it_and_the_download_command(tiny_root, tmp_path):
+    import shutil
+
+    root = tmp_path / "checkpoints"
+    shutil.copytree(tiny_root / "acestep-v15-turbo", root / "acestep-v15-turbo")
+    shutil.copytree(tiny_root / "vae", root / "vae")  # the text encoder and the base DiT are missing
+    env = dict(os.environ, ACESTEP_CONFIG_PATH=str(root / "acestep-v15-base"), ACESTEP_DEVICE="cpu",
+               ACESTEP_LM_MODEL_PATH="")
+    result = subprocess.run([sys.executable, "-m", "acestep_worker", "generate", "--caption", "x", "--out",
+                             str(tmp_path / "x.mp3")], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert (f"the DiT model folder {root / 'acestep-v15-base'} (ACESTEP_CONFIG_PATH), the text encoder folder "
+            f"{root / 'Qwen3-Embedding-0.6B'} (ACESTEP_TEXT_ENCODER_PATH)") in result.stderr
+    assert f"download them with: python -m acestep_worker download --dir {root} base main" in result.stderr
+
+
+def test_the_download_command_it_names_exists():
+    result = subprocess.run([sys.executable, "-m", "acestep_worker", "download", "--list"], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0 and "ACE-Step/Ace-Step1.5" in result.stdout and "acestep-v15-base" in result.stdout
+
+
+def test_serve_flags_override_the_variables(monkeypatch):
+    from acestep_worker import cli, server
+
+    seen = {}
+    monkeypatch.setattr(server, "serve", lambda env=None: seen.update(env))
+    monkeypatch.setenv("ACESTEP_API_PORT", "8000")
+    assert cli.main(["serve", "--host", "127.0.0.1", "--port", "9000", "--gradio-port", "0"]) == 0
+    assert (seen["ACESTEP_API_HOST"], seen["ACESTEP_API_PORT"], seen["ACESTEP_GRADIO_PORT"]) == ("127.0.0.1", "9000", "0")
+
+
+def test_a_bad_serve_port_is_one_sentence():
+    result = subprocess.run([sys.executable, "-m", "acestep_worker", "serve", "--port", "99999"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "--port: must be a port number from 1 to 65535, not '99999'" in result.stderr

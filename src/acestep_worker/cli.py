@@ -112,18 +112,46 @@ def run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_serve(_: argparse.Namespace) -> int:
+def run_serve(args: argparse.Namespace) -> int:
     from .server import serve
 
-    serve()
+    flags = {"ACESTEP_API_HOST": args.host, "ACESTEP_API_PORT": args.port, "ACESTEP_GRADIO_PORT": args.gradio_port}
+    serve({**os.environ, **{k: str(v) for k, v in flags.items() if v is not None}})  # flags win over variables
     return 0
+
+
+def _port(lowest: int):
+    def parse_port(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = -1
+        if not lowest <= value <= 65535:
+            raise argparse.ArgumentTypeError(f"must be a port number from {lowest} to 65535, not {text!r}")
+        return value
+    return parse_port
+
+
+def _serve_parser(sub) -> None:
+    p = sub.add_parser("serve", help="pod mode: the HTTP API and the Gradio page, one copy of the models")
+    p.add_argument("--host", help="address to listen on (default: ACESTEP_API_HOST or 0.0.0.0, all interfaces)")
+    p.add_argument("--port", type=_port(1), help="the API's port (default: ACESTEP_API_PORT or 8000)")
+    p.add_argument("--gradio-port", type=_port(0), help="the page's port, 0 for no page (default: "
+                                                         "ACESTEP_GRADIO_PORT or 7860)")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m acestep_worker", description="ACE-Step 1.5 music generation")
     sub = parser.add_subparsers(dest="command", required=True)
     _generate_parser(sub)
-    sub.add_parser("serve", help="pod mode: the HTTP API (ACESTEP_API_PORT) and the Gradio page (7860)")
+    _serve_parser(sub)
+    sub.add_parser("download", help="download and verify the official checkpoints (download --help)",
+                   add_help=False)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["download"]:  # its own parser, shared with `python -m acestep_worker.download`
+        from .download import main as download_main
+
+        return download_main(argv[1:])
     args = parser.parse_args(argv)
     default_level = "INFO" if args.command == "serve" else "WARNING"
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", default_level).upper(),

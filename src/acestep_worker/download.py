@@ -1,7 +1,7 @@
 """Download the official ACE-Step 1.5 checkpoints into a checkpoint root, and verify them.
 
-    python -m acestep_worker.download --dir /app/checkpoints main base
-    python -m acestep_worker.download --dir ./checkpoints --list
+    python -m acestep_worker download --dir /app/checkpoints main base
+    python -m acestep_worker download --list          (also: python -m acestep_worker.download ...)
 
 `main` is the `ACE-Step/Ace-Step1.5` repository (turbo DiT, VAE, Qwen3-Embedding text encoder and
 the 1.7B planner); the others are the optional sub-model repositories, each placed in a folder of
@@ -49,6 +49,17 @@ COMPONENTS = {
     "xl-base": Component("ACE-Step/acestep-v15-xl-base", "acestep-v15-xl-base", "XL base DiT"),
     "xl-sft": Component("ACE-Step/acestep-v15-xl-sft", "acestep-v15-xl-sft", "XL SFT DiT"),
 }
+
+
+# The folders the `main` repository holds (the others each fill the folder named in COMPONENTS).
+MAIN_FOLDERS = ("acestep-v15-turbo", "vae", "Qwen3-Embedding-0.6B", "acestep-5Hz-lm-1.7B")
+
+
+def component_for_folder(folder_name: str) -> str | None:
+    """The component whose download creates a checkpoint folder of this name, if any."""
+    if folder_name in MAIN_FOLDERS:
+        return "main"
+    return next((key for key, c in COMPONENTS.items() if c.folder == folder_name), None)
 
 
 # The commit each component is downloaded at, so an image built next month bakes the same weights.
@@ -158,7 +169,7 @@ def resolve(names: list[str], *, endpoint: str | None = None, token: str | None 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m acestep_worker.download",
+    parser = argparse.ArgumentParser(prog="python -m acestep_worker download",
                                      description="Download and verify official ACE-Step 1.5 checkpoints.")
     parser.add_argument("components", nargs="*", help="what to fetch (default: main; --resolve: all)")
     parser.add_argument("--dir", type=Path, default=Path("checkpoints"), help="checkpoint root")
@@ -171,8 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.list:
         for key, component in COMPONENTS.items():
-            pin = PINNED_REVISIONS.get(key) or "main (unpinned)"
-            print(f"{key:10} {component.repo_id:34} {pin[:12]:16} {component.description}")
+            pin = (PINNED_REVISIONS.get(key) or "")[:12] or "unpinned"
+            print(f"{key:10} {component.repo_id:34} {pin:13} {component.description}")
         return 0
     unknown = [c for c in args.components if c not in COMPONENTS]
     if unknown:

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from . import planning
+from .checkpoint_check import require_model_folders
 from .dit.conditioning import SAMPLE_RATE, SAMPLES_PER_FRAME, codes_to_quantized, detokenize, frames_for_duration
 from .dit.loading import is_diffusers_layout, load_dit, read_config
 from .dit.model import DiTModel
@@ -91,6 +92,8 @@ class Engine:
         start = time.perf_counter()
         primary = self.settings.dit_path
         vae_path, text_path, tokenizer_path = self._component_paths(primary)
+        require_model_folders({"dit": primary, "vae": vae_path, "text_encoder": text_path,
+                               "lm": self.settings.lm_path})
         self.synthesizer = Synthesizer(TextEncoder.load(text_path, self.device, self.dtype, tokenizer_path),
                                        load_vae(vae_path, self.device, self.dtype))
         self._dit_paths = self._discover_dits(primary)
