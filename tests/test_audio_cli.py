@@ -25,8 +25,9 @@ def pod(engine):
     manager.stop()
 
 
-def _cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "acestep_worker.client", *args, "-q", "--poll-interval", "0.2"],
+def _cli(*args, cwd, quiet=True):
+    return subprocess.run([sys.executable, "-m", "acestep_worker.client", *args, *(["-q"] if quiet else []),
+                           "--poll-interval", "0.2"],
                           cwd=cwd, capture_output=True, text=True, timeout=300, env=dict(os.environ))
 
 
@@ -35,8 +36,9 @@ def test_source_and_reference_files_go_to_the_pod_as_uploads(pod, tmp_path):
     (tmp_path / "source.wav").write_bytes(WAV)
     (tmp_path / "ref.wav").write_bytes(WAV)
     result = _cli("--api-url", url, "-d", "10", "--src-audio", "source.wav", "--reference-audio", "ref.wav",
-                  "-o", "edited.mp3", cwd=tmp_path)
+                  "-o", "edited.mp3", cwd=tmp_path, quiet=False)
     assert result.returncode == 0, result.stderr
+    assert f"src_audio received, 1.0 s, sha256 {WAV_SHA[:16]}" in result.stderr
     assert (tmp_path / "edited.mp3").stat().st_size > 0
     task = max(manager._tasks.values(), key=lambda t: t.created)
     assert task.sources["source"]["sha256"] == WAV_SHA and task.sources["reference"]["sha256"] == WAV_SHA

@@ -33,8 +33,8 @@ def test_an_uploaded_source_reaches_the_task_and_leaves_with_it(page, tmp_path):
     source = tmp_path / "source.wav"
     source.write_bytes(WAV)
     client = Client(url, verbose=False)
-    status, *_ = client.predict(*_inputs(handle_file(str(source))), api_name="/generate")
-    assert status.startswith("Done: 1 song(s)")
+    status, *_, summary = client.predict(*_inputs(handle_file(str(source))), api_name="/generate")
+    assert status.startswith("Done: 1 song(s)") and summary["source"]["field"] == "src_audio"
     task = max(manager._tasks.values(), key=lambda t: t.created)
     assert task.sources["source"]["sha256"] == hashlib.sha256(WAV).hexdigest()
     assert not list(manager.input_dir.glob("upload-*"))

@@ -168,6 +168,15 @@ def _say(args, message: str) -> None:
         print(message, file=sys.stderr)
 
 
+def _say_sources(args, result: dict) -> None:
+    """Which task ran and what the server received, so a user can tell the right file arrived."""
+    for key in ("source", "reference"):
+        info = result.get(key)
+        if isinstance(info, dict):
+            _say(args, f"{result.get('task_type', 'task')}: {info.get('field')} received, "
+                       f"{info.get('duration_s')} s, sha256 {str(info.get('sha256'))[:16]}...")
+
+
 # -- pod API --------------------------------------------------------------------------------------
 
 def run_api(args: argparse.Namespace, fields: dict, http: httpx.Client) -> list[Path]:
@@ -209,6 +218,8 @@ def run_api(args: argparse.Namespace, fields: dict, http: httpx.Client) -> list[
         for line in items[0]["generation_info"].splitlines():
             if any(key in line for key in ("BPM:", "Key Scale:", "Total Time:")):
                 print(line.replace("**", "").replace("- ", "").strip(), file=sys.stderr)
+    if items:
+        _say_sources(args, items[0])
     paths = output_paths(args.output, len(items))
     for item, path in zip(items, paths):
         response = http.get(base + item["file"], headers=headers, timeout=120)
@@ -267,6 +278,7 @@ def run_runpod(args: argparse.Namespace, fields: dict, http: httpx.Client) -> li
     if status["status"] != "COMPLETED":
         raise ClientError(f"job {status['status'].lower()}: {status.get('error') or 'no reason given'}")
     results = status["output"]["results"]
+    _say_sources(args, status["output"])
     paths = output_paths(args.output, len(results))
     for result, path in zip(results, paths):
         if result.get("audio_base64"):

@@ -57,6 +57,7 @@ def build_ui(engine: Engine, manager: TaskManager) -> gr.Blocks:
                                                    "vocal_language", "inference_steps", "shift", "seeds")}
         summary["model"], summary["total_seconds"] = task.model, round(task.timings.get("total", 0.0), 2)
         summary["lm_metadata"] = task.params.get("lm_metadata", {})
+        summary.update(task_type=task.params.get("task_type", task.request.task_type), **task.sources)
         done = f"Done: {len(task.songs)} song(s) in {summary['total_seconds']} s"
         yield [done, *players, [str(s.path) for s in task.songs], json.loads(json.dumps(summary, default=str))]
 
