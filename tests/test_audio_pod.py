@@ -13,6 +13,7 @@ from acestep_worker.server.tasks import TaskManager
 
 from .live_server import LiveServer
 from .test_audio_sources import WAV
+from .test_delivery import SECRET, s3_server  # noqa: F401  (the moto S3 server fixture)
 
 WAV_SHA = hashlib.sha256(WAV).hexdigest()
 
@@ -97,3 +98,17 @@ def test_data_uris_in_json_and_refused_private_urls(api):
     assert item["reference"]["sha256"] == WAV_SHA
     refused = httpx.post(f"{api}/release_task", json={"src_audio": f"{api}/health"})
     assert refused.status_code == 400 and refused.json()["field"] == "src_audio"
+
+
+def test_the_pod_reads_bucket_keys_with_the_bucket_variables(engine, s3_server, monkeypatch):  # noqa: F811
+    import boto3
+
+    from acestep_worker.audio_sources import SourcePolicy, read_bytes
+
+    boto3.client("s3", endpoint_url=s3_server, aws_access_key_id="AK", aws_secret_access_key=SECRET,
+                 region_name="us-east-1").put_object(Bucket="songs", Key="pod/src.wav", Body=WAV)
+    env = {"BUCKET_ENDPOINT_URL": s3_server, "BUCKET_ACCESS_KEY_ID": "AK", "BUCKET_SECRET_ACCESS_KEY": SECRET,
+           "BUCKET_NAME": "songs"}
+    policy = SourcePolicy.for_pod(engine.settings, engine.settings.output_dir, env)
+    assert read_bytes("src_audio", "s3://songs/pod/src.wav", policy) == WAV
+    assert SourcePolicy.for_pod(engine.settings, engine.settings.output_dir, {}).bucket is None

@@ -24,11 +24,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import ipaddress
+import os
 import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpcore
@@ -59,6 +62,18 @@ class SourcePolicy:
     def from_settings(cls, settings, *, paths: bool = False, bucket: BucketConfig | None = None) -> "SourcePolicy":
         roots = (settings.input_dir.resolve(), settings.output_dir.resolve()) if paths else ()
         return cls(settings.audio_limits(), settings.allow_private_urls, settings.audio_fetch_timeout_s, roots, bucket)
+
+
+    @classmethod
+    def for_pod(cls, settings, output_dir: Path, env: Mapping[str, str] | None = None) -> "SourcePolicy":
+        """The pod reads server files from its input folder (uploads, `*_path`) and its output folder
+        (a result fed back in), and bucket keys with the BUCKET_* variables when they are set."""
+        try:
+            bucket = BucketConfig.from_env(os.environ if env is None else env)
+        except DeliveryError:  # an incomplete bucket setup: s3:// sources are refused as unconfigured
+            bucket = None
+        roots = (Path(settings.input_dir).resolve(), Path(output_dir).resolve())
+        return dataclasses.replace(cls.from_settings(settings, bucket=bucket), path_roots=roots)
 
 
 @dataclass

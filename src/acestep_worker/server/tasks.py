@@ -11,7 +11,6 @@ only, and are deleted with their files after `ttl_s`, or sooner, oldest first, w
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import queue
 import threading
@@ -89,9 +88,7 @@ class TaskManager:
         self.ttl_s = ttl_s
         self.max_tasks, self.max_bytes = max_tasks, max_bytes
         self.input_dir = Path(engine.settings.input_dir)
-        # Server files may come from the input folder (uploads) or the output folder (chaining a result).
-        self.audio_policy = dataclasses.replace(SourcePolicy.from_settings(engine.settings),
-                                                path_roots=(self.input_dir.resolve(), self.output_dir.resolve()))
+        self.audio_policy = SourcePolicy.for_pod(engine.settings, self.output_dir)
         self._queue: queue.Queue[Task | None] = queue.Queue()
         self._pending: deque[str] = deque()
         self._tasks: dict[str, Task] = {}
