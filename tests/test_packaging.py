@@ -165,3 +165,36 @@ def test_test_input_is_valid(path):
     from acestep_worker.request import JobRequest, parse
 
     parse(json.loads((REPO / path).read_text())["input"], JobRequest)
+
+
+def _hub() -> dict:
+    return json.loads((REPO / ".runpod" / "hub.json").read_text())
+
+
+def test_hub_presets_state_each_models_real_default_steps():
+    from acestep_worker.variants import detect_variant
+
+    for preset in _hub()["config"]["presets"]:
+        claimed = re.search(r"(\d+) steps", preset["name"])
+        folder = preset["defaults"]["ACESTEP_CONFIG_PATH"].rsplit("/", 1)[1]
+        config = json.loads((REPO / "tests" / "golden" / "real_configs" / f"{folder}.config.json").read_text())
+        if claimed:
+            assert int(claimed.group(1)) == detect_variant(folder, config).rules.default_steps, preset["name"]
+
+
+def test_hub_can_turn_the_planner_off():
+    from acestep_worker.settings import Settings
+
+    planner = next(e for e in _hub()["config"]["env"] if e["key"] == "ACESTEP_LM_MODEL_PATH")
+    values = {o["label"]: o["value"] for o in planner["input"]["options"]}
+    assert Settings.from_env({"ACESTEP_LM_MODEL_PATH": values["off"]}).lm_path is None
+    assert planner["input"]["default"] == values["on (1.7B planner)"] == "/app/checkpoints/acestep-5Hz-lm-1.7B"
+
+
+def test_hub_icon_is_the_shipped_svg_not_a_placeholder():
+    import base64
+
+    icon = _hub()["iconUrl"]
+    assert icon.startswith("data:image/svg+xml;base64,") and "dummyimage" not in icon
+    svg = base64.b64decode(icon.split(",", 1)[1])
+    assert svg == (REPO / ".runpod" / "icon.svg").read_bytes() and svg.startswith(b"<svg")
