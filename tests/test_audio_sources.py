@@ -174,3 +174,11 @@ def test_load_audio_decodes_each_field_and_reports_what_arrived():
     assert set(loaded.arrays) == {"src_audio"} and loaded.arrays["src_audio"].shape == (48_000, 2)
     source = loaded.output_fields()["source"]
     assert source["field"] == "src_audio" and source["bytes"] == len(WAV) and source["duration_s"] == 1.0
+
+
+def test_a_cancel_ends_a_download_between_chunks(web):
+    from acestep_worker.errors import GenerationCancelled
+
+    base, _ = web
+    with pytest.raises(GenerationCancelled):
+        read_bytes("src_audio", f"{base}/song.wav", OPEN, should_stop=lambda: True)

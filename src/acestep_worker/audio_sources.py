@@ -31,7 +31,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpcore
@@ -40,7 +40,7 @@ import numpy as np
 
 from .audio_in import AudioLimits, DecodedAudio, decode, probe
 from .delivery import Bucket, BucketConfig, DeliveryError, ObjectTooLarge
-from .errors import InputError
+from .errors import GenerationCancelled, InputError
 
 AUDIO_FIELDS = ("src_audio", "reference_audio")
 MAX_REDIRECTS = 5
@@ -115,12 +115,14 @@ def check(field_name: str, value: str, policy: SourcePolicy) -> str:
     return kind
 
 
-def read_bytes(field_name: str, value: str, policy: SourcePolicy, deadline: float | None = None) -> bytes:
+def read_bytes(field_name: str, value: str, policy: SourcePolicy, deadline: float | None = None,
+               should_stop: Callable[[], bool] | None = None) -> bytes:
     """The bytes behind `value`, within the byte cap and (for downloads) before `deadline`
-    (a time.monotonic() value; None: the policy's fetch timeout from now)."""
+    (a time.monotonic() value; None: the policy's fetch timeout from now). A download also ends,
+    with GenerationCancelled, as soon as `should_stop()` says so (a cancelled job)."""
     kind = kind_of(value, policy)
     if kind == "url":
-        return _download(field_name, value, policy, deadline)
+        return _download(field_name, value, policy, deadline, should_stop or (lambda: False))
     if kind == "data":
         header, sep, payload = value.partition(",")
         if not sep or not header.lower().endswith(";base64"):
@@ -136,13 +138,15 @@ def read_bytes(field_name: str, value: str, policy: SourcePolicy, deadline: floa
     return _base64(field_name, value, policy.limits)
 
 
-def load_audio(request: object, policy: SourcePolicy, deadline: float | None = None) -> LoadedAudio:
+def load_audio(request: object, policy: SourcePolicy, deadline: float | None = None,
+               should_stop: Callable[[], bool] | None = None) -> LoadedAudio:
     """Fetch and decode every audio field the request sets; raise InputError naming the first bad one."""
     loaded = LoadedAudio()
     for name in AUDIO_FIELDS:
         value = getattr(request, name, None)
         if value:
-            audio: DecodedAudio = decode(name, read_bytes(name, value, policy, deadline), policy.limits)
+            data = read_bytes(name, value, policy, deadline, should_stop)
+            audio: DecodedAudio = decode(name, data, policy.limits)
             loaded.arrays[name] = audio.samples
             loaded.reports[name] = audio.report()
     return loaded
@@ -258,7 +262,8 @@ def _time_left(field_name: str, deadline: float, policy: SourcePolicy) -> float:
     return left
 
 
-def _download(field_name: str, url: str, policy: SourcePolicy, deadline: float | None) -> bytes:
+def _download(field_name: str, url: str, policy: SourcePolicy, deadline: float | None,
+              should_stop: Callable[[], bool]) -> bytes:
     own_limit = time.monotonic() + policy.fetch_timeout_s
     deadline = own_limit if deadline is None else min(deadline, own_limit)
     with httpx.Client(transport=_transport(policy.allow_private), follow_redirects=False, trust_env=False,
@@ -273,7 +278,7 @@ def _download(field_name: str, url: str, policy: SourcePolicy, deadline: float |
                     if response.status_code != 200:
                         raise InputError(field_name, f"{field_name}: {parts.hostname} answered HTTP "
                                                      f"{response.status_code} instead of the audio file")
-                    return _body(field_name, response, policy, deadline)
+                    return _body(field_name, response, policy, deadline, should_stop)
             except BlockedAddress as exc:
                 raise _blocked(field_name, exc.host, exc.address) from None
             except httpx.TimeoutException:
@@ -285,7 +290,8 @@ def _download(field_name: str, url: str, policy: SourcePolicy, deadline: float |
     raise InputError(field_name, f"{field_name} redirected more than {MAX_REDIRECTS} times; give the final URL")
 
 
-def _body(field_name: str, response: httpx.Response, policy: SourcePolicy, deadline: float) -> bytes:
+def _body(field_name: str, response: httpx.Response, policy: SourcePolicy, deadline: float,
+          should_stop: Callable[[], bool]) -> bytes:
     declared = response.headers.get("content-length", "")
     if declared.isdigit():
         policy.limits.check_size(field_name, int(declared))
@@ -294,6 +300,8 @@ def _body(field_name: str, response: httpx.Response, policy: SourcePolicy, deadl
         data += chunk
         policy.limits.check_size(field_name, len(data))
         _time_left(field_name, deadline, policy)
+        if should_stop():
+            raise GenerationCancelled("the job was cancelled")
     return bytes(data)
 
 

@@ -85,7 +85,8 @@ def run_job(engine: Engine, job_id: str, raw_input: object, *, s3_config: object
     try:
         t0 = time.perf_counter()
         # Audio inputs are fetched inside the job's deadline, before any GPU time is spent.
-        loaded = load_audio(request, SourcePolicy.from_settings(settings, bucket=bucket_config), deadline.at)
+        loaded = load_audio(request, SourcePolicy.from_settings(settings, bucket=bucket_config), deadline.at,
+                            should_stop=deadline.cancelled.is_set)
         fetched_s = time.perf_counter() - t0
         result = engine.generate(request, on_progress=ThrottledProgress(send_progress, request.poll_interval),
                                  should_stop=deadline, **({"audio": loaded.arrays} if loaded.arrays else {}))

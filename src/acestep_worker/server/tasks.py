@@ -203,7 +203,7 @@ class TaskManager:
 
         try:
             task.stage = "audio_input"
-            loaded = load_audio(task.request, self.audio_policy, deadline.at)
+            loaded = load_audio(task.request, self.audio_policy, deadline.at, should_stop=deadline.cancelled.is_set)
             task.sources = loaded.output_fields()
             result = self.engine.generate(task.request, on_progress=on_progress, should_stop=deadline,
                                           **({"audio": loaded.arrays} if loaded.arrays else {}))
