@@ -40,12 +40,15 @@ from .settings import Settings
 from .synthesizer import SongSpec, Synthesizer
 from .text_encoder import TextEncoder
 from .tiny import RANDOM_WEIGHTS_MARKER
-from .variants import detect_variant
+from .variants import Variant, detect_variant
 from .vae import load_vae
 
 log = logging.getLogger(__name__)
 
 # Share of the whole job each stage takes, for progress fractions.
+LM_FOLDER_PREFIX = "acestep-5Hz-lm-"
+TURBO_TASK_TYPES = ("text2music", "repaint", "cover")  # upstream: the other tasks need a base/sft model
+
 STAGE_WEIGHTS = {"text_encoding": 0.03, "conditioning": 0.02, "diffusion": 0.80, "vae_decode": 0.15}
 
 
@@ -145,6 +148,23 @@ class Engine:
             infos.append(ModelInfo(name, path, family, name == self.default_model, loaded is not None))
         return infos
 
+    def variant(self, name: str | None = None) -> Variant:
+        """The variant of an installed DiT, read from its config without loading its weights."""
+        name = name or self.default_model
+        if name not in self._dit_paths:
+            raise InputError("model", f"model {name!r} is not installed; available: {', '.join(self._dit_paths)}")
+        if name in self._dits:
+            return self._dits[name].variant
+        path = self._dit_paths[name]
+        return detect_variant(name, {} if is_diffusers_layout(path) else read_config(path))
+
+    def check(self, request: GenerationRequest) -> None:
+        """Refuse, before any queueing, what the chosen model cannot do (InputError naming the field)."""
+        check_sampling(request, self.variant(request.model))
+        validate = getattr(self, "validate", None)  # the task table's own rules, where the engine has them
+        if validate is not None:
+            validate(request)
+
     def dit(self, name: str | None = None) -> DiTModel:
         name = name or self.default_model
         if name not in self._dit_paths:
@@ -219,6 +239,76 @@ class Engine:
                 "vocal_language": final.language or "unknown"}
 
 
+    def create_sample(self, query: str, *, language: str | None = None, instrumental: bool = False,
+                      temperature: float = 0.85, seed: int | None = None) -> dict:
+        """The planner's sample mode: caption, lyrics and metadata invented from a description."""
+        if self.planner is None:
+            raise PlannerUnavailableError("sample mode needs the 5 Hz planner LM, which this server does not have "
+                                          "(set ACESTEP_LM_MODEL_PATH)")
+        with self._lock:
+            result = self.planner.create_sample(query, instrumental, language, SamplingParams(temperature=temperature),
+                                                seed if seed is not None else random.randint(0, MAX_SEED))
+        meta = result.metadata
+        return {"caption": meta.caption or query, "lyrics": result.lyrics or "", "bpm": meta.bpm,
+                "duration": meta.duration, "keyscale": meta.keyscale, "language": meta.language or language,
+                "timesignature": meta.timesignature}
+
+    # -- switching models -------------------------------------------------------------------------
+
+    def lm_models(self) -> list[str]:
+        """Planner LM folders installed beside the DiTs (upstream's `acestep-5Hz-lm-*`), plus the loaded one."""
+        names = set()
+        root = self.settings.dit_path.parent
+        if root.is_dir():
+            names.update(p.name for p in root.iterdir() if p.is_dir() and p.name.startswith(LM_FOLDER_PREFIX))
+        if self.settings.lm_path is not None:
+            names.add(self.settings.lm_path.name)
+        if self.planner is not None:
+            names.add(self.planner.name)
+        return sorted(names)
+
+    def supported_task_types(self, name: str | None = None) -> list[str]:
+        """Task types the named DiT runs here: what the request schema offers, less what its family cannot."""
+        offered = list(GenerationRequest.model_fields["task_type"].annotation.__args__)
+        if self.variant(name).is_turbo:
+            return [t for t in offered if t in TURBO_TASK_TYPES]
+        return offered
+
+    def init_models(self, model: str | None = None, *, init_llm: bool = False,
+                    lm_model: str | None = None) -> dict:
+        """Make `model` the DiT held in memory (and the default), optionally (re)loading the planner LM.
+
+        Other DiTs are released first, so switching never needs two models' memory. Waits for a
+        running generation to finish (the caller refuses the switch while tasks are queued).
+        """
+        name = model or self.default_model
+        self.variant(name)  # InputError naming `model` when it is not installed
+        lm_path = self._lm_path(lm_model) if init_llm else None
+        with self._lock:
+            for other in [n for n in self._dits if n != name]:
+                del self._dits[other]
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            self._load_dit(name)
+            self.default_model = name
+            if lm_path is not None and (self.planner is None or self.planner.name != lm_path.name):
+                self.planner = None
+                self.planner = Planner(PlannerLM.load(lm_path, self.device, self.dtype, self.settings.compile_planner))
+        return {"loaded_model": self.default_model, "loaded_lm_model": self.planner.name if self.planner else None}
+
+    def _lm_path(self, lm_model: str | None) -> Path:
+        if not lm_model:
+            if self.settings.lm_path is None:
+                raise InputError("lm_model_path", "no planner LM is configured; name one in lm_model_path "
+                                 f"(installed: {', '.join(self.lm_models()) or 'none'})")
+            return self.settings.lm_path
+        path = self.settings.dit_path.parent / lm_model
+        if "/" in lm_model or "\\" in lm_model or not path.is_dir():
+            raise InputError("lm_model_path", f"lm_model_path must name an installed planner LM folder "
+                             f"({', '.join(self.lm_models()) or 'none installed'}); got {lm_model!r}")
+        return path
+
+
 def codes_to_hints(dit: DiTModel, codes: list[int]) -> torch.Tensor:
     """Audio codes (5 Hz) -> 25 Hz latent hints [5 * len(codes), channels] through the detokenizer."""
     with torch.no_grad():
@@ -234,10 +324,7 @@ def sampling_plan(request: GenerationRequest, dit: DiTModel) -> tuple[SamplingPl
     clients that always send upstream's defaults keep working.
     """
     rules = dit.variant.rules
-    steps = request.inference_steps or rules.default_steps
-    if not 1 <= steps <= rules.max_steps:
-        raise InputError("inference_steps", f"inference_steps must be between 1 and {rules.max_steps} for "
-                         f"{rules.kind} model {dit.variant.name!r}; got {steps}")
+    steps = check_sampling(request, dit.variant)
     shift = request.shift if request.shift is not None else rules.default_shift
     if rules.kind == "turbo":
         shift = snap_turbo_shift(shift)
@@ -246,9 +333,6 @@ def sampling_plan(request: GenerationRequest, dit: DiTModel) -> tuple[SamplingPl
         guidance = None
     else:
         guidance = request.guidance_scale if request.guidance_scale is not None else rules.default_guidance
-        if request.timesteps is not None:
-            raise InputError("timesteps", "custom timesteps apply to turbo models only; use "
-                             "inference_steps and shift with base/sft models")
         plan = SamplingPlan(base_timesteps(steps, shift), guidance_scale=guidance, kind="base",
                             cfg_interval=(request.cfg_interval_start, request.cfg_interval_end),
                             guidance="adg" if request.use_adg else "apg")
@@ -256,6 +340,19 @@ def sampling_plan(request: GenerationRequest, dit: DiTModel) -> tuple[SamplingPl
             "timesteps": [round(t, 6) for t in plan.timesteps.tolist()],
             "guidance": plan.guidance if plan.uses_cfg else None}
     return plan, used
+
+
+def check_sampling(request: GenerationRequest, variant: Variant) -> int:
+    """The step count `request` asks of `variant`; raise InputError for what that model cannot do."""
+    rules = variant.rules
+    steps = request.inference_steps or rules.default_steps
+    if not 1 <= steps <= rules.max_steps:
+        raise InputError("inference_steps", f"inference_steps must be between 1 and {rules.max_steps} for "
+                         f"{rules.kind} model {variant.name!r}; got {steps}")
+    if rules.kind != "turbo" and request.timesteps is not None:
+        raise InputError("timesteps", "custom timesteps apply to turbo models only; use "
+                         "inference_steps and shift with base/sft models")
+    return steps
 
 
 def resolve_seeds(request: GenerationRequest) -> list[int]:

@@ -20,7 +20,7 @@ from .deadline import Deadline, JobTimedOut  # noqa: F401  (JobTimedOut: part of
 from .errors import GenerationCancelled
 from .outputs import SavedSong, prune_outputs, remove_stale_parts, save_songs
 from .planning import DEFAULT_DURATION_S
-from .request import JobRequest, parse
+from .request import JobRequest, parse, unused_fields
 
 RESPONSE_LIMIT_BYTES = 19_500_000  # Runpod refuses /runsync results over 20 MB; keep a margin
 RESPONSE_MARGIN_BYTES = 200_000  # the rest of the response beside the base64 text
@@ -116,7 +116,7 @@ def run_job(engine: Engine, job_id: str, raw_input: object, *, s3_config: object
         "task_id": job_id, "status": "completed", "duration": entries[0]["duration"],
         "batch_size": len(entries), "model": result.model, "random_weights": result.random_weights,
         "task_type": result.params.get("task_type", request.task_type), **loaded.output_fields(),
-        "results": entries, "params": _public_params(result.params),
+        "results": entries, "params": {**_public_params(result.params), **_unused(request)},
         "timings": {k: round(v, 3) for k, v in timings.items()},
     }
     output["timings"]["job_total"] = round(time.monotonic() - deadline.started, 3)
@@ -135,6 +135,11 @@ def _describe(song: SavedSong, params: dict) -> dict:
 def _public_params(params: dict) -> dict:
     hidden = {"caption", "lyrics", "seeds"}  # already per song, or echoed input
     return {k: v for k, v in params.items() if k not in hidden}
+
+
+def _unused(request: JobRequest) -> dict:
+    unused = unused_fields(request)
+    return {"unused": unused} if unused else {}
 
 
 def _fit_response(output: dict) -> None:

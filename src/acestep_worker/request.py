@@ -32,17 +32,24 @@ LANGUAGES = ("ar", "az", "bg", "bn", "ca", "cs", "da", "de", "el", "en", "es", "
              "pt", "ro", "ru", "sa", "sk", "sr", "sv", "sw", "ta", "te", "th", "tl", "tr", "uk", "ur", "vi",
              "yue", "zh", "unknown")
 TIME_SIGNATURES = ("2", "3", "4", "6")
-_KEY = re.compile(r"^\s*([A-Ga-g])\s*([#b♯♭]?)\s*(major|minor|maj|min)\s*$", re.IGNORECASE)
+# A key as users write it: "C major", "Am", "C#m", "Bbm", "Ebmaj", "F# Major", "A minor", "G".
+_KEY = re.compile(r"^\s*([A-Ga-g])\s*(#|♯|b|♭|-?sharp|-?flat)?\s*(major|minor|maj|min|m|M)?\s*$")
+_ACCIDENTALS = {"": "", "#": "#", "♯": "#", "sharp": "#", "b": "b", "♭": "b", "flat": "b"}
 AUDIO_SOURCE_FORMS = ("an https URL, a data:audio/<type>;base64 URI, base64 audio, an s3://bucket/key object, "
                       "or (pod) an uploaded file or a file in the input folder")
 _TIME_SIGNATURE = re.compile(r"^\s*(\d+)\s*(?:/\s*(\d+))?\s*$")
 
 
-def _field(default: Any, *aliases: str, allowed: str, **constraints: Any) -> Any:
-    """A field with its upstream aliases and a human description of its allowed values."""
+def _field(default: Any, *aliases: str, allowed: str, unused: str | None = None, **constraints: Any) -> Any:
+    """A field with its upstream aliases and a human description of its allowed values.
+
+    `unused` marks a field upstream documents but this server does not act on, with the reason; a
+    request that sends it is accepted and the reason is reported back (see `unused_fields`).
+    """
     names = aliases
+    extra = {"allowed": allowed} if unused is None else {"allowed": allowed, "unused": unused}
     return Field(default, validation_alias=AliasChoices(*names) if names else None,
-                 json_schema_extra={"allowed": allowed}, **constraints)
+                 json_schema_extra=extra, **constraints)
 
 
 class GenerationRequest(BaseModel):
@@ -127,17 +134,67 @@ class GenerationRequest(BaseModel):
     lm_negative_prompt: str = _field("NO USER INPUT", "lm_negative_prompt", "lmNegativePrompt",
                                      allowed="text of at most 2000 characters", max_length=2000)
 
+    # Upstream documents these; this server accepts them and says, with the reason, that it does not
+    # act on them (clients written for upstream send them routinely).
+    lm_repetition_penalty: float = _field(
+        1.0, "lm_repetition_penalty", "lmRepetitionPenalty", allowed="a number from 0.1 to 5", ge=0.1, le=5.0,
+        unused="the planner samples without a repetition penalty; its constrained decoding keeps output in shape")
+    lm_model_path: str = _field(
+        "", "lm_model_path", "lmModelPath", allowed="a 5 Hz LM folder name", max_length=500,
+        unused="the planner LM is chosen when the server starts (ACESTEP_LM_MODEL_PATH) or with POST /v1/init, "
+        "not per request")
+    lm_backend: Literal["vllm", "pt", "mlx"] = _field(
+        "vllm", "lm_backend", "lmBackend", allowed="vllm, pt or mlx",
+        unused="this server has one LM backend (PyTorch transformers with a static KV cache)")
+    constrained_decoding: bool = _field(
+        True, "constrained_decoding", "constrainedDecoding", "constrained", allowed="true or false",
+        unused="the planner always decodes under its metadata constraints")
+    constrained_decoding_debug: bool = _field(
+        False, "constrained_decoding_debug", "constrainedDecodingDebug", allowed="true or false",
+        unused="there is no constrained-decoding debug log")
+    allow_lm_batch: bool = _field(
+        True, "allow_lm_batch", "allowLmBatch", "parallel_thinking", allowed="true or false",
+        unused="the planner always writes a batch's audio codes in one batched pass")
+    is_format_caption: bool = _field(
+        False, "is_format_caption", "isFormatCaption", allowed="true or false",
+        unused="captions are used as given unless use_format asks the planner to rewrite them")
+    use_tiled_decode: bool = _field(
+        True, "use_tiled_decode", "useTiledDecode", allowed="true or false",
+        unused="the VAE decoder chooses its own memory strategy")
+    analysis_only: bool = _field(
+        False, "analysis_only", "analysisOnly", allowed="true or false",
+        unused="analysis-only runs are not offered: every request makes audio (use /format_input for the "
+        "planner's metadata alone)")
+    full_analysis_only: bool = _field(
+        False, "full_analysis_only", "fullAnalysisOnly", allowed="true or false",
+        unused="audio understanding (source audio to metadata and lyrics) is not offered; the request makes audio")
+    extract_codes_only: bool = _field(
+        False, "extract_codes_only", "extractCodesOnly", allowed="true or false",
+        unused="audio-code extraction alone is not offered; the request makes audio")
+    global_caption: str = _field(
+        "", "global_caption", "globalCaption", allowed="text of at most 4000 characters", max_length=4000,
+        unused="only upstream's SFT-stems lego models read a separate song-level caption")
+    guidance_variant: str = _field(
+        "apg_classic", "guidance_variant", "guidanceVariant", allowed="a guidance variant name", max_length=100,
+        unused="base models are guided with upstream's classic APG (or ADG when use_adg is true)")
+    guidance_params: dict | str = _field(
+        "", "guidance_params", "guidanceParams", allowed="an object (or its JSON text)",
+        unused="the guidance has no tunable parameters beyond guidance_scale and the CFG interval")
+
     @model_validator(mode="before")
     @classmethod
     def _one_name_per_field(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             raise InputError("request", "the request must be a JSON object")
+        known = set()
         for name, field in cls.model_fields.items():
             choices = getattr(field.validation_alias, "choices", None) or [name]
-            present = [alias for alias in choices if alias in data]
+            known.update(choices)
+            present = [alias for alias in choices if alias in data and data[alias] is not None]
             if len(present) > 1:
                 raise InputError(name, f"{' and '.join(present)} name the same field; send only one")
-        return data
+        # `null` means "the default" for every field, in one place; unknown names stay to be refused.
+        return {key: value for key, value in data.items() if value is not None or key not in known}
 
     @field_validator("duration", mode="after")
     @classmethod
@@ -202,12 +259,14 @@ class GenerationRequest(BaseModel):
     def _key_scale(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
             return None
-        match = _KEY.match(value)
+        match = _KEY.match(value) or _KEY.match(value.strip().lower())
         if not match:
             raise ValueError("not a key")
         note, accidental, mode = match.groups()
-        accidental = {"♯": "#", "♭": "b"}.get(accidental, accidental)
-        return f"{note.upper()}{accidental} {'major' if mode.lower().startswith('maj') else 'minor'}"
+        accidental = _ACCIDENTALS[(accidental or "").lower().lstrip("-")]
+        # A bare "m" is minor and a bare "M" major (chord-symbol convention); no mode means major.
+        minor = mode is not None and (mode == "m" or mode.lower() in ("min", "minor"))
+        return f"{note.upper()}{accidental} {'minor' if minor else 'major'}"
 
     @field_validator("time_signature", mode="after")
     @classmethod
@@ -257,6 +316,16 @@ class GenerationRequest(BaseModel):
 
 def field_names(model: type[BaseModel]) -> list[str]:
     return list(model.model_fields)
+
+
+def unused_fields(request: BaseModel) -> dict[str, str]:
+    """The fields this request sent that the server accepts but does not act on, with the reasons."""
+    reasons = {}
+    for name in sorted(request.model_fields_set):
+        reason = (type(request).model_fields[name].json_schema_extra or {}).get("unused")
+        if reason:
+            reasons[name] = reason
+    return reasons
 
 
 def _describe(model: type[BaseModel], error: dict) -> InputError:

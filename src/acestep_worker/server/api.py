@@ -27,7 +27,8 @@ from .. import __version__
 from ..audio_io import CONTENT_TYPES
 from ..engine import Engine
 from ..errors import AceStepError, InputError, PlannerUnavailableError, echo
-from ..request import GenerationRequest, TimedRequest, parse
+from ..request import GenerationRequest, TimedRequest, parse, unused_fields
+from . import model_routes
 from .guard import AccessGuard, keys_match
 from .tasks import QueueFull, Task, TaskManager, TaskState
 from .uploads import UPLOAD_PARTS, attach, discard
@@ -39,7 +40,7 @@ NESTED_PARAMETER_OBJECTS = ("param_obj", "metas", "meta", "metadata", "user_meta
 # Auth: open to all (upstream leaves these open and clients probe them first), and the endpoints
 # whose small bodies may carry the key as `ai_token` instead of a header.
 OPEN_PATHS = ("/health", "/v1/models")
-BODY_TOKEN_PATHS = ("/release_task", "/query_result", "/format_input", "/cancel_task")
+BODY_TOKEN_PATHS = ("/release_task", "/query_result", "/format_input", "/cancel_task", "/create_random_sample")
 DEFAULT_MAX_BODY_BYTES = 64_000_000
 MAX_NAME_BYTES, MAX_PATH_BYTES = 255, 4096  # the file system's own limits (NAME_MAX, PATH_MAX)
 MAX_QUERY_IDS = 100  # upstream clients poll one task, or a handful; the answer grows with each id  # room for the reference/source audio that editing tasks upload
@@ -52,8 +53,8 @@ class ApiSettings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
 
-def wrap(data: Any, code: int = 200, error: str | None = None) -> dict:
-    return {"data": data, "code": code, "error": error, "timestamp": int(time.time() * 1000), "extra": None}
+def wrap(data: Any, code: int = 200, error: str | None = None, extra: Any = None) -> dict:
+    return {"data": data, "code": code, "error": error, "timestamp": int(time.time() * 1000), "extra": extra}
 
 
 # -- request bodies -------------------------------------------------------------------------------
@@ -235,7 +236,9 @@ def create_app(engine: Engine, manager: TaskManager, settings: ApiSettings) -> F
                   description="Upstream-compatible ACE-Step 1.5 music generation API.")
     app.add_middleware(AccessGuard, api_key=settings.api_key, max_body_bytes=settings.max_body_bytes,
                        open_paths=OPEN_PATHS, body_token_paths=BODY_TOKEN_PATHS)
-    lm_model = engine.planner.name if engine.planner is not None else ""
+
+    def lm_model() -> str:  # read each time: /v1/init may swap the planner
+        return engine.planner.name if engine.planner is not None else ""
     output_dir = manager.output_dir.resolve()
 
     def settings_dep() -> ApiSettings:
@@ -249,19 +252,16 @@ def create_app(engine: Engine, manager: TaskManager, settings: ApiSettings) -> F
     async def health() -> dict:
         return wrap({"status": "ok", "service": "ACE-Step API", "version": __version__,
                      "models_initialized": True, "llm_initialized": engine.planner is not None,
-                     "loaded_model": engine.default_model, "loaded_lm_model": lm_model or None,
+                     "loaded_model": engine.default_model, "loaded_lm_model": lm_model() or None,
                      "random_weights": engine.random_weights})
 
-    @app.get("/v1/models")
-    async def models() -> dict:
-        created = int(time.time()) - 30 * 86_400
-        return {"object": "list", "data": [
-            {"id": f"acestep/{m.name}", "name": f"ACE-Step {m.name}", "created": created,
-             "input_modalities": ["text", "audio"], "output_modalities": ["audio", "text"],
-             "context_length": 4096, "max_output_length": 600,
-             "pricing": {"prompt": "0", "completion": "0", "request": "0", "image": "0"},
-             "description": f"AI music generation model ({m.family})", "architecture": None,
-             "is_default": m.is_default} for m in engine.models()]}
+    def header_auth(request: Request) -> None:
+        check_auth(request, settings)
+
+    def body_auth(request: Request, body: dict) -> None:
+        check_auth(request, settings, body)
+
+    model_routes.register(app, engine, manager, header_auth, body_auth, read_body, wrap)
 
     @app.post("/release_task", openapi_extra=_release_task_schema())
     async def release_task(request: Request, cfg: ApiSettings = Depends(settings_dep)) -> JSONResponse:
@@ -273,6 +273,7 @@ def create_app(engine: Engine, manager: TaskManager, settings: ApiSettings) -> F
             fields = await run_in_threadpool(attach, generation_fields(body), uploads, stored, manager.input_dir,
                                              manager.audio_policy.limits)
             generation = parse(fields, TimedRequest)
+            engine.check(generation)  # what the chosen model cannot do is a 400 now, not a failure in the queue
             await run_in_threadpool(manager.check_audio, generation)  # reads file headers: off the loop
             task = manager.submit(generation, inputs=stored)
         except QueueFull as exc:
@@ -282,8 +283,10 @@ def create_app(engine: Engine, manager: TaskManager, settings: ApiSettings) -> F
         except BaseException:
             discard(stored)
             raise
+        unused = unused_fields(generation)
         return JSONResponse(wrap({"task_id": task.id, "status": "queued",
-                                  "queue_position": manager.queue_position(task) or 1}))
+                                  "queue_position": manager.queue_position(task) or 1},
+                                 extra={"unused": unused} if unused else None))
 
     @app.post("/query_result", openapi_extra={"requestBody": {"content": {"application/json": {"schema": {
         "type": "object", "properties": {"task_id_list": {"type": "array", "items": {"type": "string"}},
@@ -299,7 +302,7 @@ def create_app(engine: Engine, manager: TaskManager, settings: ApiSettings) -> F
                 data.append({"task_id": task_id, "status": 2, "error": error, "progress_text": error,
                              "result": json.dumps([{"file": "", "status": 2, "stage": "not_found", "error": error}])})
                 continue
-            items = result_items(task, lm_model, cfg.env)
+            items = result_items(task, lm_model(), cfg.env)
             entry = {"task_id": task.id, "status": STATUS_CODES[task.state],
                      "result": json.dumps(items, ensure_ascii=False),
                      "progress_text": task.error or f"{task.stage} ({round(100 * task.progress)}%)",

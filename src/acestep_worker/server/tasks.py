@@ -135,6 +135,11 @@ class TaskManager:
             self._queue.put(task)
         return task
 
+    def busy(self) -> bool:
+        """True while any task waits or runs (switching models then would pull them out from under it)."""
+        with self._lock:
+            return bool(self._pending) or any(t.state is TaskState.RUNNING for t in self._tasks.values())
+
     def get(self, task_id: str) -> Task | None:
         return self._tasks.get(task_id)
 
