@@ -169,3 +169,58 @@ def test_xl_layout_wider_decoder_than_encoders(tmp_path):
     assert dit.transformer.condition_embedder.weight.shape == (96, 64)
     assert dit.condition_encoder.null_condition_emb.shape[-1] == 64
     assert torch.isfinite(_velocity(dit)).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_vae_loads_without_random_init_to_the_same_weights_as_diffusers(tiny_root, dtype):
+    import warnings
+
+    from diffusers import AutoencoderOobleck
+
+    from acestep_worker.vae import load_vae
+
+    ours = load_vae(tiny_root / tiny.VAE_FOLDER, "cpu", dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        reference = AutoencoderOobleck.from_pretrained(tiny_root / tiny.VAE_FOLDER, torch_dtype=dtype,
+                                                       low_cpu_mem_usage=False)
+    theirs = reference.state_dict()
+    assert ours.state_dict().keys() == theirs.keys()
+    assert all(t.dtype == dtype and torch.equal(t, theirs[k]) for k, t in ours.state_dict().items())
+    z = torch.randn(1, 64, 20, generator=torch.Generator().manual_seed(0)).to(dtype)
+    with torch.no_grad():
+        assert torch.equal(ours.decode(z).sample, reference.eval().decode(z).sample)
+
+
+def test_vae_with_a_missing_tensor_is_named(tiny_root, tmp_path):
+    from acestep_worker.vae import load_vae
+
+    folder = tmp_path / "vae"
+    shutil.copytree(tiny_root / tiny.VAE_FOLDER, folder)
+    weights = load_file(str(folder / "diffusion_pytorch_model.safetensors"))
+    dropped = sorted(weights)[0]
+    del weights[dropped]
+    save_file(weights, str(folder / "diffusion_pytorch_model.safetensors"))
+    with pytest.raises(CheckpointError, match=dropped.replace(".", r"\.")):
+        load_vae(folder, "cpu", torch.float32)
+
+
+def test_mapped_tensors_equal_safetensors_own_reader(tmp_path):
+    from acestep_worker.weights import iter_tensors
+
+    tensors = {"a": torch.randn(3, 4).to(torch.bfloat16), "b": torch.arange(7, dtype=torch.int64),
+               "c": torch.zeros(0, 5), "d": torch.randn(2, 2, 2, dtype=torch.float16), "e": torch.tensor(1.5)}
+    save_file(tensors, str(tmp_path / "m.safetensors"), metadata={"format": "pt"})
+    loaded = dict(iter_tensors([tmp_path / "m.safetensors"]))
+    assert loaded.keys() == tensors.keys()
+    assert all(loaded[k].dtype == t.dtype and torch.equal(loaded[k], t) for k, t in tensors.items())
+
+
+def test_truncated_safetensors_file_is_named(tmp_path):
+    from acestep_worker.weights import iter_tensors
+
+    save_file({"w": torch.randn(64, 64)}, str(tmp_path / "m.safetensors"))
+    data = (tmp_path / "m.safetensors").read_bytes()
+    (tmp_path / "m.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="corrupt or unreadable.*'w'"):
+        list(iter_tensors([tmp_path / "m.safetensors"]))

@@ -10,6 +10,7 @@ import torch
 from diffusers import AutoencoderOobleck
 
 from .errors import CheckpointError, GenerationFailed
+from .weights import empty_modules, iter_tensors, load_into
 
 # Upstream's tiled decode: 512-frame windows, 64 frames of context on each side, 384-frame cores.
 DECODE_CHUNK_FRAMES = 512
@@ -20,19 +21,23 @@ def load_vae(folder: str | Path, device: torch.device | str, dtype: torch.dtype)
     folder = Path(folder)
     if not (folder / "config.json").is_file():
         raise CheckpointError(folder, "VAE folder lacks config.json")
-    if not (folder / "diffusion_pytorch_model.safetensors").is_file():
+    weights = folder / "diffusion_pytorch_model.safetensors"
+    if not weights.is_file():
         raise CheckpointError(folder, "VAE weights (diffusion_pytorch_model.safetensors) are missing")
     try:
-        with warnings.catch_warnings():  # diffusers' Oobleck still uses the deprecated weight_norm
-            warnings.simplefilter("ignore", FutureWarning)
-            vae = AutoencoderOobleck.from_pretrained(folder, use_safetensors=True, torch_dtype=dtype,
-                                                     low_cpu_mem_usage=False)
-    except (OSError, ValueError, RuntimeError) as exc:
+        config = AutoencoderOobleck.load_config(folder)
+        # Built straight on the device in the target dtype without random init; every tensor of
+        # the file is then copied once into its parameter (no second, float32 copy of the VAE).
+        with warnings.catch_warnings(), empty_modules(device, dtype):
+            warnings.simplefilter("ignore", FutureWarning)  # diffusers' Oobleck uses the old weight_norm
+            vae = AutoencoderOobleck.from_config(config)
+    except (OSError, ValueError, TypeError) as exc:
         raise CheckpointError(folder, f"cannot load the VAE: {exc}") from exc
+    load_into(dict(vae.state_dict(keep_vars=True)), iter_tensors([weights]), str, folder)
     vae.enable_tiling()
     vae.tile_latent_min_length = DECODE_CHUNK_FRAMES
     vae.tile_latent_overlap = DECODE_OVERLAP_FRAMES
-    return vae.to(device).eval().requires_grad_(False)
+    return vae.eval().requires_grad_(False)
 
 
 def check_latents(latents: torch.Tensor) -> None:

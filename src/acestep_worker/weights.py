@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import math
+import mmap
+import os
+import struct
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
 import torch
-from safetensors import SafetensorError, safe_open
 
 from .errors import CheckpointError
 
@@ -58,15 +62,54 @@ def safetensors_files(folder: Path, stem: str = "model") -> list[Path]:
     raise CheckpointError(folder, f"no {stem}.safetensors or {stem}.safetensors.index.json")
 
 
+_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+           "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+           "BOOL": torch.bool}
+_MAX_HEADER_BYTES = 100_000_000
+
+
 def iter_tensors(files: list[Path]) -> Iterator[tuple[str, torch.Tensor]]:
-    """Yield (key, tensor) from safetensors files one tensor at a time."""
+    """Yield (key, tensor) from safetensors files one tensor at a time, in file order.
+
+    Each tensor is a read-only view of the memory-mapped file, not a copy: `load_into` then reads
+    the bytes once, converting to the target dtype (and device) as it copies. Reading through
+    `safetensors.safe_open` would first materialise every tensor in the file's dtype.
+    """
     for path in files:
         try:
-            with safe_open(str(path), framework="pt", device="cpu") as handle:
-                for key in handle.keys():
-                    yield key, handle.get_tensor(key)
-        except (SafetensorError, OSError) as exc:
+            yield from _mapped_tensors(path)
+        except (ValueError, KeyError, TypeError, OSError, struct.error) as exc:
             raise CheckpointError(path, f"corrupt or unreadable safetensors file: {exc}") from exc
+
+
+def _mapped_tensors(path: Path) -> Iterator[tuple[str, torch.Tensor]]:
+    """The safetensors layout: u64 little-endian header size, a JSON header, then the raw data."""
+    with open(path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        (header_bytes,) = struct.unpack("<Q", handle.read(8))
+        if not 0 < header_bytes <= min(size - 8, _MAX_HEADER_BYTES):
+            raise ValueError(f"header size {header_bytes} does not fit a {size}-byte file")
+        header = json.loads(handle.read(header_bytes))
+        # The map outlives this block: tensors yielded from it may still be referenced by the
+        # caller, and the mapping closes when the last one is gone.
+        mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+    data_start = 8 + header_bytes
+    entries = sorted(((k, v) for k, v in header.items() if k != "__metadata__"),
+                     key=lambda item: item[1]["data_offsets"][0])
+    for key, entry in entries:
+        dtype, shape = _DTYPES[entry["dtype"]], [int(n) for n in entry["shape"]]
+        start, end = (int(n) for n in entry["data_offsets"])
+        count = math.prod(shape)
+        if end - start != count * dtype.itemsize or start < 0 or data_start + end > size:
+            raise ValueError(f"tensor {key!r} has offsets {start}..{end} that do not fit its shape "
+                             f"{shape} or the file")
+        if count == 0:
+            yield key, torch.empty(shape, dtype=dtype)
+            continue
+        with warnings.catch_warnings():  # read-only on purpose: the view is only ever copied from
+            warnings.simplefilter("ignore", UserWarning)
+            flat = torch.frombuffer(mapped, dtype=dtype, count=count, offset=data_start + start)
+        yield key, flat.view(shape)
 
 
 def load_into(targets: dict[str, torch.Tensor], tensors: Iterator[tuple[str, torch.Tensor]],
