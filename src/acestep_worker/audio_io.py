@@ -34,7 +34,7 @@ FORMATS = {
     "wav": AudioFormat("wav", "wav", "WAV", "PCM_16", "audio/wav"),
     "wav32": AudioFormat("wav32", "wav", "WAV", "FLOAT", "audio/wav"),
     "ogg": AudioFormat("ogg", "ogg", "OGG", "VORBIS", "audio/ogg"),
-    # Same ~120 kbps VBR target as libsndfile's default, 3.5x faster through FFmpeg's libopus.
+    # Same ~120 kbps as libsndfile's default, ~3x faster through FFmpeg's libopus (bench/encode.py).
     "opus": AudioFormat("opus", "opus", "ogg", "libopus", "audio/ogg", "av", 120),
     "aac": AudioFormat("aac", "m4a", "ipod", "aac", "audio/mp4", "av", 192),
 }

@@ -1,0 +1,325 @@
+#!/usr/bin/env python3
+"""The GPU benchmark, one command: everything issue 12 asks to know about a GPU, in under 8 minutes.
+
+    python bench/gpu.py                      # on the GPU machine: real-size random weights, bf16
+    python bench/gpu.py --smoke --out /tmp/x.json   # end to end on a CPU at tiny sizes (CI runs this)
+
+It writes real-size random weights to the machine's own disk (bench/.cache/real, ~6.5 GB, once),
+then measures: cold start (process start to ready); text encoding; one DiT step and the full
+8-step turbo loop at 30, 120 and 240 s; base with 32 steps and CFG at 30 s; VAE decode and MP3
+encoding of a 240 s song; the 1.7B planner's codes/s with and without guidance at 300 codes; peak
+VRAM for 240 s x 4; and the largest duration x batch that fits. Every figure is the median of
+`--runs` runs after one warm-up. Results go to bench/results/<gpu name>.json; `--readme` rewrites
+the GPU table in bench/README.md from every results file. A failing phase is recorded as an error
+and the others still run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "bench"))
+RESULTS = REPO / "bench" / "results"
+README = REPO / "bench" / "README.md"
+TABLE_START, TABLE_END = "<!-- gpu-table:start -->", "<!-- gpu-table:end -->"
+
+# (name, real, smoke): the sizes measured on a GPU, and the stand-ins that keep --smoke quick.
+PLAN = {
+    "turbo_durations_s": ([30, 120, 240], [10]),
+    "base_steps": (32, 2),
+    "base_duration_s": (30, 10),
+    "long_duration_s": (240, 10),
+    "vram_batch": (4, 2),
+    "planner_codes": (300, 8),
+    "fit_durations_s": ([600, 240], [10]),
+    "fit_batches": ([1, 2, 4, 8, 16, 32], [1]),
+}
+
+
+def pick(key: str, smoke: bool):
+    return PLAN[key][1 if smoke else 0]
+
+
+def build_tree(smoke: bool) -> Path:
+    """The checkpoint tree: tiny for --smoke, else real-size random weights, turbo and base."""
+    from acestep_worker import tiny
+
+    if smoke:
+        root = REPO / "bench" / ".cache" / "tiny"
+        if not (root / tiny.LM_FOLDER / "config.json").is_file():
+            tiny.build(root)
+        return root
+    import synth
+
+    root = synth.build_real_tree(REPO / "bench" / ".cache" / "real")
+    base = root / "acestep-v15-base"
+    if not base.is_dir():  # base shares the turbo architecture: same weights, its own config
+        base.mkdir()
+        for item in (root / "acestep-v15-turbo").iterdir():
+            if item.name != "config.json":
+                (base / item.name).symlink_to(item)
+        (base / "config.json").write_text(json.dumps(tiny.real_dit_config("base")))
+    return root
+
+
+def engine_env(root: Path, device: str) -> dict[str, str]:
+    return {"ACESTEP_CONFIG_PATH": str(root / "acestep-v15-turbo"),
+            "ACESTEP_CONFIG_PATH2": str(root / "acestep-v15-base"), "ACESTEP_DEVICE": device,
+            "ACESTEP_LM_MODEL_PATH": "", "ACESTEP_OUTPUT_DIR": str(REPO / "bench" / ".cache" / "outputs")}
+
+
+def median_of(runs: int, fn, warm_up: bool = True) -> tuple[float, list[float]]:
+    if warm_up:  # allocator, kernel selection, lazy init
+        fn()
+    times = [fn() for _ in range(runs)]
+    return statistics.median(times), times
+
+
+def sync() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def timed(fn) -> float:
+    sync()
+    start = time.perf_counter()
+    fn()
+    sync()
+    return time.perf_counter() - start
+
+
+def cold_start(env: dict[str, str], runs: int, warm_up: bool) -> dict:
+    """Process start to an engine ready to generate, in fresh interpreters (page cache warm)."""
+    code = ("import time; t0 = time.perf_counter(); from acestep_worker.engine import Engine; "
+            "from acestep_worker.settings import Settings; Engine(Settings.from_env()); "
+            "print(time.perf_counter() - t0)")
+    full_env = {**os.environ, **env, "PYTHONPATH": str(REPO / "src")}
+
+    def once() -> float:
+        start = time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", code], env=full_env, capture_output=True, text=True)
+        if out.returncode != 0:
+            raise RuntimeError(out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed")
+        return time.perf_counter() - start
+
+    median, times = median_of(runs, once, warm_up)
+    return {"cold_start_s": round(median, 2), "cold_start_runs_s": [round(t, 2) for t in times]}
+
+
+def generation(engine, runs: int, smoke: bool) -> dict:
+    from acestep_worker.request import parse
+
+    out = {}
+    for duration in pick("turbo_durations_s", smoke):
+        request = parse({"caption": "benchmark: driving synthwave, analog bass", "lyrics": "[Verse]\n" + "la " * 40,
+                         "duration": duration, "seed": 1})
+        rows = []
+        median_of(runs, lambda: rows.append(engine.generate(request).timings) or 0.0)
+        rows = rows[1:]  # drop the warm-up
+        pick_median = lambda key: statistics.median(r[key] for r in rows)  # noqa: E731
+        out[f"turbo_{duration}s"] = {
+            "text_encoding_s": round(pick_median("text_encoding"), 4),
+            "dit_step_s": round(pick_median("diffusion") / 8, 4),
+            "turbo_loop_s": round(pick_median("diffusion"), 4),
+            "vae_decode_s": round(pick_median("vae_decode"), 4),
+            "total_s": round(pick_median("total"), 4),
+        }
+    duration, steps = pick("base_duration_s", smoke), pick("base_steps", smoke)
+    request = parse({"caption": "benchmark", "duration": duration, "seed": 1, "model": "acestep-v15-base",
+                     "inference_steps": steps, "guidance_scale": 7.0})
+    rows = []
+    median_of(runs, lambda: rows.append(engine.generate(request).timings) or 0.0)
+    out[f"base_{steps}steps_cfg_{duration}s"] = {
+        "loop_s": round(statistics.median(r["diffusion"] for r in rows[1:]), 4),
+        "total_s": round(statistics.median(r["total"] for r in rows[1:]), 4)}
+    return out
+
+
+def encoding(engine, runs: int, smoke: bool) -> dict:
+    from acestep_worker.audio_io import encode, encode_all
+    from acestep_worker.request import parse
+
+    duration = pick("long_duration_s", smoke)
+    song = engine.generate(parse({"caption": "benchmark", "duration": duration, "seed": 1})).songs[0]
+    mp3, _ = median_of(runs, lambda: timed(lambda: encode(song.audio, song.sample_rate, "mp3")))
+    batch = [(song.audio, song.sample_rate)] * 4
+    pooled, _ = median_of(1, lambda: timed(lambda: encode_all(batch, "mp3")))
+    return {f"mp3_encode_{duration}s_s": round(mp3, 3), f"mp3_encode_4x{duration}s_thread_pool_s": round(pooled, 3)}
+
+
+def planner_speed(device, runs: int, smoke: bool) -> dict:
+    import torch
+
+    import planner as planner_bench
+    from acestep_worker.planner.decoding import SamplingParams
+    from acestep_worker.planner.metadata import Metadata
+
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    codes = pick("planner_codes", smoke)
+    out = {}
+    for compiled in ((False, True) if device.type == "cuda" else (False,)):
+        planner = planner_bench.planner_for("tiny" if smoke else "real", device, dtype, compiled)
+        meta = Metadata(bpm=120, caption="driving synthwave", duration=60, keyscale="A minor", language="en",
+                        timesignature="4")
+        for label, cfg in (("cfg", 2.0), ("no_cfg", 1.0)):
+            params = SamplingParams(cfg_scale=cfg)
+            seconds, _ = median_of(runs, lambda: timed(lambda: planner.write_codes(
+                "driving synthwave", "", meta, codes / 5, [1], params)))
+            out[f"planner_{label}{'_compiled' if compiled else ''}_codes_per_s"] = round(codes / seconds, 1)
+        del planner
+    return out
+
+
+def memory(engine, smoke: bool, deadline: float) -> dict:
+    import torch
+
+    from acestep_worker.request import parse
+
+    def peak_for(duration: float, batch: int) -> float:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+        engine.generate(parse({"caption": "benchmark", "duration": duration, "batch_size": batch, "seed": 1}))
+        if torch.cuda.is_available():
+            return torch.cuda.max_memory_allocated() / 2**30
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # CPU: peak RSS so far
+
+    duration, batch = pick("long_duration_s", smoke), pick("vram_batch", smoke)
+    out = {f"peak_memory_{duration}s_x{batch}_gib": round(peak_for(duration, batch), 2)}
+    largest = None
+    for duration in pick("fit_durations_s", smoke):
+        for batch in pick("fit_batches", smoke):
+            if time.monotonic() > deadline:
+                out["largest_fit_note"] = "search stopped at the time budget"
+                break
+            try:
+                peak = peak_for(duration, batch)
+            except torch.cuda.OutOfMemoryError:
+                break
+            except Exception as exc:  # the engine may wrap an out-of-memory error in its own type
+                if "out of memory" not in str(exc).lower():
+                    raise
+                break
+            if largest is None or duration * batch > largest[0] * largest[1]:
+                largest = (duration, batch, round(peak, 2))
+        if largest is not None:
+            break  # the longest duration that fits at all is the answer; shorter ones fit more
+    if largest:
+        out["largest_fit"] = {"duration_s": largest[0], "batch": largest[1], "peak_gib": largest[2]}
+    return out
+
+
+def device_name(device) -> str:
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu-{os.cpu_count()}-cores"
+
+
+def run(args: argparse.Namespace) -> dict:
+    import torch
+
+    from acestep_worker.engine import Engine
+    from acestep_worker.settings import Settings
+
+    started = time.monotonic()
+    device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
+    runs = args.runs or (1 if args.smoke else 3)
+    result = {"device": device_name(device), "smoke": args.smoke, "runs_per_figure": runs,
+              "torch": torch.__version__, "python": platform.python_version(),
+              "date": time.strftime("%Y-%m-%d"), "figures": {}, "errors": {}}
+    root = build_tree(args.smoke)
+    env = engine_env(root, device.type)
+    result["tree_build_s"] = round(time.monotonic() - started, 1)
+
+    def phase(name: str, fn) -> None:
+        start = time.monotonic()
+        try:
+            result["figures"].update(fn())
+        except Exception as exc:  # record and go on: one broken phase must not hide the others
+            result["errors"][name] = f"{type(exc).__name__}: {exc}"[:500]
+        result.setdefault("phase_s", {})[name] = round(time.monotonic() - start, 1)
+        print(f"# {name}: {result['phase_s'][name]} s", file=sys.stderr, flush=True)
+
+    phase("cold_start", lambda: cold_start(env, runs, warm_up=not args.smoke))
+    os.environ.update(env)
+    engine = Engine(Settings.from_env())
+    phase("generation", lambda: generation(engine, runs, args.smoke))
+    phase("encoding", lambda: encoding(engine, runs, args.smoke))
+    phase("memory", lambda: memory(engine, args.smoke, started + args.budget_s))
+    del engine
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    phase("planner", lambda: planner_speed(device, runs, args.smoke))
+    result["wall_s"] = round(time.monotonic() - started, 1)
+    return result
+
+
+def readme_table(results: list[dict]) -> str:
+    """One row per results file: the figures the goals are stated in."""
+    head = ("| device | cold start | DiT step 30 s | turbo loop 240 s | VAE 240 s | total 240 s | base 32 steps "
+            "CFG 30 s | MP3 240 s | planner codes/s cfg / no cfg | peak 240 s x 4 | largest fit |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|")
+    rows = [head]
+    for r in results:
+        f = r["figures"]
+        t30, t240 = f.get("turbo_30s", {}), f.get("turbo_240s", {})
+        fit = f.get("largest_fit", {})
+        cfg = max((v for k, v in f.items() if k.startswith("planner_cfg")), default="-")
+        nocfg = max((v for k, v in f.items() if k.startswith("planner_no_cfg")), default="-")
+        rows.append(f"| {r['device']} ({r['date']}) | {f.get('cold_start_s', '-')} s | {t30.get('dit_step_s', '-')} s | "
+                    f"{t240.get('turbo_loop_s', '-')} s | {t240.get('vae_decode_s', '-')} s | {t240.get('total_s', '-')} s | "
+                    f"{f.get('base_32steps_cfg_30s', {}).get('loop_s', '-')} s | {f.get('mp3_encode_240s_s', '-')} s | "
+                    f"{cfg} / {nocfg} | {f.get('peak_memory_240s_x4_gib', '-')} GiB | "
+                    f"{fit.get('duration_s', '-')} s x {fit.get('batch', '-')} |")
+    return "\n".join(rows)
+
+
+def update_readme() -> None:
+    results = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
+    results = [r for r in results if not r.get("smoke")]
+    text = README.read_text()
+    table = readme_table(results) if results else "No GPU results yet: run `python bench/gpu.py --readme` on one."
+    if TABLE_START in text:
+        text = re.sub(re.escape(TABLE_START) + ".*?" + re.escape(TABLE_END),
+                      lambda _: f"{TABLE_START}\n{table}\n{TABLE_END}", text, flags=re.S)
+    else:
+        text += f"\n{TABLE_START}\n{table}\n{TABLE_END}\n"
+    README.write_text(text)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU, end to end")
+    parser.add_argument("--runs", type=int, default=0, help="timed runs per figure (default 3; 1 with --smoke)")
+    parser.add_argument("--out", type=Path, help="results file (default bench/results/<device>.json)")
+    parser.add_argument("--budget-s", type=float, default=420.0, help="stop the largest-fit search after this")
+    parser.add_argument("--readme", action="store_true", help="rewrite bench/README.md's GPU table afterwards")
+    args = parser.parse_args()
+    result = run(args)
+    out = args.out or RESULTS / (re.sub(r"[^A-Za-z0-9._-]+", "-", result["device"]).strip("-") + ".json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    if args.readme:
+        update_readme()
+    return 1 if result["errors"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
