@@ -18,6 +18,7 @@ from transformers import Qwen3Config, Qwen3Model
 from transformers.utils import logging as transformers_logging
 
 from .errors import CheckpointError
+from .weights import pretrained
 
 DEFAULT_PAD_TOKEN = "<|endoftext|>"
 
@@ -48,9 +49,10 @@ class TextEncoder:
         transformers_logging.disable_progress_bar()
         try:
             config = Qwen3Config.from_pretrained(folder)
-            model = Qwen3Model.from_pretrained(folder, config=config, dtype=dtype, use_safetensors=True)
         except (OSError, ValueError) as exc:
             raise CheckpointError(folder, f"cannot load the text encoder: {exc}") from exc
+        model = pretrained(folder, "text encoder", Qwen3Model.from_pretrained, config=config, dtype=dtype,
+                           use_safetensors=True)
         return cls(model.to(device), tokenizer, pad_id)
 
     @property

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import torch
+from safetensors import SafetensorError, safe_open
 
 from .errors import CheckpointError
 
@@ -110,6 +111,38 @@ def _mapped_tensors(path: Path) -> Iterator[tuple[str, torch.Tensor]]:
             warnings.simplefilter("ignore", UserWarning)
             flat = torch.frombuffer(mapped, dtype=dtype, count=count, offset=data_start + start)
         yield key, flat.view(shape)
+
+
+def verify_safetensors(folder: Path, stem: str = "model") -> list[Path]:
+    """Open every weight file's header before a library loads it, so that a truncated, garbled or
+    missing file is refused naming that file (libraries raise errors that name none)."""
+    files = safetensors_files(folder, stem)
+    for path in files:
+        try:
+            with safe_open(str(path), framework="pt", device="cpu") as handle:
+                handle.keys()
+        except (SafetensorError, OSError) as exc:
+            raise CheckpointError(path, f"corrupt or unreadable safetensors file: {exc}") from exc
+    return files
+
+
+def pretrained(folder: Path, what: str, load: Callable[..., object], **kwargs) -> object:
+    """`load(folder, **kwargs)` for a transformers model, refusing missing or mis-shaped weights:
+    transformers would fill those with random values and the model would run and make noise."""
+    files = verify_safetensors(folder)
+    try:
+        model, info = load(folder, output_loading_info=True, **kwargs)
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
+        raise CheckpointError(folder, f"cannot load the {what}: {exc}") from exc
+    problems = []
+    if info.get("missing_keys"):
+        problems.append(f"missing keys {_shorten(sorted(info['missing_keys']))}")
+    if info.get("mismatched_keys"):
+        problems.append(f"shape mismatches {_shorten([str(k) for k in info['mismatched_keys']])}")
+    if problems:
+        raise CheckpointError(files[0] if len(files) == 1 else folder,
+                              f"the {what}'s weights do not match its config: " + "; ".join(problems))
+    return model
 
 
 def load_into(targets: dict[str, torch.Tensor], tensors: Iterator[tuple[str, torch.Tensor]],

@@ -16,6 +16,7 @@ from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM,
 from transformers.utils import logging as transformers_logging
 
 from ..errors import CheckpointError
+from ..weights import pretrained
 
 AUDIO_CODE_TOKEN = "<|audio_code_{}|>"
 NUM_CODE_TOKENS = 65_535
@@ -109,10 +110,8 @@ class PlannerLM:
                                   f"tokenizer's ({len(tokenizer)}): they do not belong together")
         if ids.first_code + NUM_CODE_TOKENS > config.vocab_size:
             raise CheckpointError(folder, "the audio-code tokens lie outside the model's vocabulary")
-        try:
-            model = Qwen3ForCausalLM.from_pretrained(folder, config=config, dtype=dtype, use_safetensors=True)
-        except (OSError, ValueError, RuntimeError) as exc:
-            raise CheckpointError(folder, f"cannot load the planner LM: {exc}") from exc
+        model = pretrained(folder, "planner LM", Qwen3ForCausalLM.from_pretrained, config=config, dtype=dtype,
+                           use_safetensors=True)
         return cls(model.to(device), tokenizer, ids, folder.name, compile_decode)
 
     def encode(self, text: str) -> list[int]:

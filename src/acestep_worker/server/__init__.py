@@ -84,7 +84,10 @@ def page_app(engine, manager, api_key: str | None, max_body_bytes: int):
         def login(_user: str, password: str) -> bool:
             return keys_match(password, api_key)
 
-    app = gr.mount_gradio_app(FastAPI(), build_ui(engine, manager), path="/", auth=login,
+    page = build_ui(engine, manager)
+    # Gradio copies every song it shows into its cache; those copies expire with the tasks.
+    page.delete_cache = (int(min(3600, manager.ttl_s)), int(manager.ttl_s))
+    app = gr.mount_gradio_app(FastAPI(), page, path="/", auth=login,
                               auth_message="This page is protected by the server's ACESTEP_API_KEY: enter any "
                                            "user name and the key as the password." if api_key else None,
                               allowed_paths=[str(engine.settings.output_dir.resolve())])
