@@ -166,3 +166,53 @@ def test_good_variables_still_parse():
     assert (pod.port, pod.max_body_bytes, pod.gradio_port) == (9000, 8_000_000, 0)
     settings = Settings.from_env({"ACESTEP_DTYPE": "Float16", "ACESTEP_DEVICE": "cuda:1", "ACESTEP_LM_COMPILE": "on"})
     assert (settings.dtype, settings.device, settings.compile_planner) == ("float16", "cuda:1", True)
+
+
+def test_a_saturated_page_does_not_stall_the_api(engine, manager):
+    """60 page requests hold every worker thread of the page's event loop; the API, served by the
+    same run_servers() as `serve`, still streams a file (which needs a worker thread)."""
+    import threading
+
+    from fastapi import FastAPI
+
+    from acestep_worker.server import run_servers
+
+    from .live_server import free_port
+
+    release = threading.Event()
+    page = FastAPI()
+
+    @page.get("/slow")
+    def slow() -> dict:  # a sync handler: runs in the loop's worker threads, as Gradio's do
+        release.wait(60)
+        return {}
+
+    song = engine.settings.output_dir / "saturation-1.mp3"
+    song.parent.mkdir(parents=True, exist_ok=True)
+    song.write_bytes(b"ID3 audio")
+    api_port, page_port = free_port(), free_port()
+    servers = []
+    runner = threading.Thread(target=run_servers, daemon=True, kwargs={
+        "apps": [(create_app(engine, manager, ApiSettings()), "127.0.0.1", api_port), (page, "127.0.0.1", page_port)],
+        "on_start": servers.extend})
+    runner.start()
+    try:
+        for port in (api_port, page_port):
+            for _ in range(300):
+                try:
+                    httpx.get(f"http://127.0.0.1:{port}/nothing", timeout=1)
+                    break
+                except httpx.TransportError:
+                    threading.Event().wait(0.1)
+        blockers = [threading.Thread(target=httpx.get, args=(f"http://127.0.0.1:{page_port}/slow",),
+                                     kwargs={"timeout": 90}, daemon=True) for _ in range(60)]
+        for blocker in blockers:
+            blocker.start()
+        threading.Event().wait(2)  # let them occupy the page's 40 worker threads
+        served = httpx.get(f"http://127.0.0.1:{api_port}/v1/audio", params={"filename": song.name}, timeout=30)
+        assert served.status_code == 200 and served.content == b"ID3 audio"
+    finally:
+        release.set()
+        servers[0].should_exit = True
+        runner.join(30)
+        song.unlink(missing_ok=True)

@@ -10,11 +10,11 @@ ACESTEP_RESULT_TTL seconds (86400). ACESTEP_API_KEY enables authentication.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
+import threading
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Callable, Mapping
 
 from ..settings import env_value, in_range
 
@@ -94,12 +94,30 @@ def page_app(engine, manager, api_key: str | None, max_body_bytes: int):
     return AccessGuard(app, api_key=None, max_body_bytes=max_body_bytes)
 
 
-async def _serve(apps: list[tuple[object, str, int]]) -> None:
+def run_servers(apps: list[tuple[object, str, int]], on_start: Callable[[list], None] | None = None) -> None:
+    """Serve each app on its own thread and event loop until the first one stops.
+
+    Gradio runs page handlers in its event loop's worker threads (anyio's pool of 40); sharing a
+    loop, 40 waiting page users would stall the API's file downloads and thread-pool work. Apart,
+    each has its own pool. The first app runs on the calling thread (and gets Ctrl-C).
+    """
     import uvicorn
 
     servers = [uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info", workers=1))
                for app, host, port in apps]
-    await asyncio.gather(*(server.serve() for server in servers))
+    threads = [threading.Thread(target=server.run, name=f"http-{port}", daemon=True)
+               for server, (_, _, port) in zip(servers[1:], apps[1:])]
+    for thread in threads:
+        thread.start()
+    if on_start is not None:
+        on_start(servers)
+    try:
+        servers[0].run()
+    finally:
+        for server in servers[1:]:
+            server.should_exit = True
+        for thread in threads:
+            thread.join(30)
 
 
 def serve(env: Mapping[str, str] | None = None) -> None:
@@ -121,4 +139,4 @@ def serve(env: Mapping[str, str] | None = None) -> None:
     engine = Engine(settings)  # models load before any port opens: reaching /health means ready
     api, page, _ = build(engine, pod)
     apps = [(api, pod.host, pod.port)] + ([(page, pod.host, pod.gradio_port)] if page is not None else [])
-    asyncio.run(_serve(apps))
+    run_servers(apps)
