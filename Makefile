@@ -23,7 +23,8 @@ $(VENV)/.installed: requirements-torch.txt requirements.txt requirements-serve.t
 	touch $@
 
 # requirements-lock.txt: what the Docker image installs, pinned to the versions this venv runs
-# (and therefore was tested with), including torch's own pure-Python dependencies.
+# (and therefore was tested with), including torch's own pure-Python dependencies. torch itself and its
+# CUDA wheels are left out (peft and accelerate name torch): the image installs torch from its own index.
 lock: $(VENV)/.installed
 	mkdir -p $(LOCK_TMP)
 	$(VENV)/bin/uv pip freeze --python $(PY) --exclude-editable --exclude torch > $(LOCK_TMP)/tested-versions.txt
@@ -33,6 +34,7 @@ lock: $(VENV)/.installed
 		--override overrides.txt -c $(LOCK_TMP)/tested-versions.txt --python-version 3.11 \
 		--python-platform x86_64-manylinux_2_28 --annotation-style line --custom-compile-command "make lock" \
 		| sed -E 's#-c [^ ,]*tested-versions.txt, ##; s#, -c [^ ,]*tested-versions.txt##; s#-r [^ ,]*torch-python-deps.txt#torch#' \
+		| grep -vE '^(torch|triton|nvidia-[a-z0-9-]+|cuda-[a-z-]+)==' \
 		> requirements-lock.txt
 	rm -r $(LOCK_TMP)
 

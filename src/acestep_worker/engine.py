@@ -30,6 +30,7 @@ from .dit.model import DiTModel
 from .dit.sampler import SamplingPlan
 from .dit.schedules import base_timesteps, snap_turbo_shift, turbo_timesteps
 from .errors import CheckpointError, GenerationCancelled, InputError, PlannerUnavailableError, echo
+from .lora.adapters import Adapters
 from .planner.decoding import SamplingParams
 from .planner.lm import PlannerLM
 from .planner.metadata import Metadata
@@ -92,6 +93,7 @@ class Engine:
         self.device = self.settings.torch_device()
         self.dtype = self.settings.torch_dtype()
         self._lock = threading.Lock()
+        self.adapters = Adapters(self.settings, self._lock)
         start = time.perf_counter()
         primary = self.settings.dit_path
         vae_path, text_path, tokenizer_path = self._component_paths(primary)
@@ -181,9 +183,10 @@ class Engine:
 
         `audio` holds the decoded editing inputs by field name ("src_audio", "reference_audio"),
         each float32 [samples, 2] at 48 kHz (see audio_sources.load_audio)."""
-        with self._lock:
+        with self._lock, self.adapters.session() as lora:  # no adapter stays active after the job
             start = time.perf_counter()
             dit = self.dit(request.model)
+            loras = lora.apply(dit, request.loras)  # before sampling: a misfit adapter fails the job here
             plan, sampling = sampling_plan(request, dit)
             seeds = resolve_seeds(request)
             tracker = _ProgressTracker(on_progress, should_stop, plan.steps, uses_planner=self.planner is not None
@@ -201,6 +204,8 @@ class Engine:
                 model=dit.variant.name, random_weights=self.random_weights,
                 params=dict(sampling, **_song_params(request, resolved, songs, self.planner)),
                 timings={**resolved.timings, **output.timings})
+            if loras:
+                result.params["loras"] = loras
             result.timings["total"] = time.perf_counter() - start
             tracker.finish()
             return result

@@ -18,6 +18,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from .audio_io import FORMATS, MP3_BITRATES_KBPS
 from .errors import InputError, echo
+from .lora.ref import LoraRef, parse_loras
 from .prompts import is_instrumental
 
 MIN_DURATION_S, MAX_DURATION_S = 10.0, 600.0
@@ -134,6 +135,10 @@ class GenerationRequest(BaseModel):
     lm_negative_prompt: str = _field("NO USER INPUT", "lm_negative_prompt", "lmNegativePrompt",
                                      allowed="text of at most 2000 characters", max_length=2000)
 
+    loras: tuple[LoraRef, ...] | None = _field(
+        None, "loras", allowed='a list of adapters such as [{"name": "my-style", "scale": 0.8}] (one of name, path, '
+        'url or repo each, scale 0 to 2)')
+
     # Upstream documents these; this server accepts them and says, with the reason, that it does not
     # act on them (clients written for upstream send them routinely).
     lm_repetition_penalty: float = _field(
@@ -195,6 +200,11 @@ class GenerationRequest(BaseModel):
                 raise InputError(name, f"{' and '.join(present)} name the same field; send only one")
         # `null` means "the default" for every field, in one place; unknown names stay to be refused.
         return {key: value for key, value in data.items() if value is not None or key not in known}
+
+    @field_validator("loras", mode="before")
+    @classmethod
+    def _loras(cls, value: Any) -> Any:
+        return parse_loras(value)
 
     @field_validator("duration", mode="after")
     @classmethod

@@ -97,6 +97,13 @@ class Settings:
     # The serverless output folder's budget (oldest files go first); None: unbounded, for volumes.
     output_max_files: int | None = 200  # ACESTEP_OUTPUT_MAX_FILES (0: no limit)
     output_max_bytes: int | None = 2_000_000_000  # ACESTEP_OUTPUT_MAX_MB (0: no limit)
+    # LoRA adapters: the folder names and paths resolve in, where downloads are kept (by content
+    # hash), the download cap, and how many adapters stay loaded in the DiT (least recently used go).
+    lora_dir: Path | None = None  # ACESTEP_LORA_DIR (on Runpod e.g. /runpod-volume/loras)
+    lora_cache_dir: Path = field(default_factory=lambda: Path(".cache/acestep/loras"))  # ACESTEP_LORA_CACHE_DIR
+    max_lora_bytes: int = 2 * 1024**3  # ACESTEP_MAX_LORA_MB
+    loaded_loras: int = 4  # ACESTEP_LORA_SLOTS
+    hub_endpoint: str | None = None  # HF_ENDPOINT: where hub repo ids resolve (the hub, a mirror, a stand-in)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -129,6 +136,12 @@ class Settings:
                                        "a whole number of files, or 0 for no limit") or None,
             output_max_bytes=int(1_000_000 * env_value(env, "ACESTEP_OUTPUT_MAX_MB", 2000.0, in_range(float, 0, 1e9),
                                                         "megabytes, or 0 for no limit")) or None,
+            lora_dir=Path(env["ACESTEP_LORA_DIR"]) if env.get("ACESTEP_LORA_DIR") else None,
+            lora_cache_dir=Path(env.get("ACESTEP_LORA_CACHE_DIR") or ".cache/acestep/loras"),
+            max_lora_bytes=int(env_value(env, "ACESTEP_MAX_LORA_MB", 2048.0, in_range(float, 0.001, 1e6),
+                                         "a size in MB above 0") * 1024 * 1024),
+            loaded_loras=env_value(env, "ACESTEP_LORA_SLOTS", 4, in_range(int, 1, 64), "an integer from 1 to 64"),
+            hub_endpoint=env.get("HF_ENDPOINT") or None,
         )
 
     def audio_limits(self):

@@ -263,6 +263,56 @@ def build_planner_lm(folder: Path, seed: int = 0) -> None:
     _mark(folder, "planner-lm")
 
 
+LORA_FOLDER = "loras"
+_LORA_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+
+def _lora_pair(generator: torch.Generator, rank: int, fan_in: int, fan_out: int) -> tuple[torch.Tensor, torch.Tensor]:
+    down = torch.randn(rank, fan_in, generator=generator) / fan_in**0.5
+    return down, torch.randn(fan_out, rank, generator=generator) * 0.5
+
+
+def build_loras(folder: Path, config: dict, seed: int = 7) -> None:
+    """Tiny random LoRAs for the DiT of `config`, one per supported layout, plus two it must refuse:
+
+    `peft-style/` (upstream trainer: PEFT folder, self-attention, r 4, alpha 8), `comfy-style.safetensors`
+    (kohya names with `.alpha` under `diffusion_model.decoder.`, cross-attention, r 2), `xl-style.safetensors`
+    (PEFT names for a wider model) and `lokr-style.safetensors` (LyCORIS LoKr keys).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    hidden, heads, kv, head_dim = (config["hidden_size"], config["num_attention_heads"], config["num_key_value_heads"],
+                                   config["head_dim"])
+    shapes = {"q_proj": (hidden, heads * head_dim), "k_proj": (hidden, kv * head_dim),
+              "v_proj": (hidden, kv * head_dim), "o_proj": (heads * head_dim, hidden)}
+    layers = range(config["num_hidden_layers"])
+    peft, comfy, wide = {}, {}, {}
+    for layer in layers:
+        for proj in _LORA_PROJECTIONS:
+            fan_in, fan_out = shapes[proj]
+            down, up = _lora_pair(generator, 4, fan_in, fan_out)
+            peft[f"base_model.model.layers.{layer}.self_attn.{proj}.lora_A.weight"] = down
+            peft[f"base_model.model.layers.{layer}.self_attn.{proj}.lora_B.weight"] = up
+            down, up = _lora_pair(generator, 2, fan_in, fan_out)
+            if proj in ("q_proj", "o_proj"):
+                key = f"diffusion_model.decoder.layers.{layer}.cross_attn.{proj}"
+                comfy[f"{key}.lora_down.weight"], comfy[f"{key}.lora_up.weight"] = down, up
+                comfy[f"{key}.alpha"] = torch.tensor(1.0)
+            down, up = _lora_pair(generator, 2, fan_in + 32, fan_out + 32)
+            wide[f"layers.{layer}.self_attn.{proj}.lora_A.weight"] = down
+            wide[f"layers.{layer}.self_attn.{proj}.lora_B.weight"] = up
+    (folder / "peft-style").mkdir(parents=True)
+    save_file(peft, str(folder / "peft-style" / "adapter_model.safetensors"))
+    (folder / "peft-style" / "adapter_config.json").write_text(json.dumps({
+        "peft_type": "LORA", "r": 4, "lora_alpha": 8, "target_modules": list(_LORA_PROJECTIONS),
+        "lora_dropout": 0.0, "bias": "none", "use_rslora": False, "use_dora": False}, indent=2) + "\n")
+    save_file(comfy, str(folder / "comfy-style.safetensors"))
+    save_file(wide, str(folder / "xl-style.safetensors"))
+    save_file({"layers.0.self_attn.q_proj.lokr_w1": torch.randn(4, 4, generator=generator),
+               "layers.0.self_attn.q_proj.lokr_w2": torch.randn(16, 16, generator=generator)},
+              str(folder / "lokr-style.safetensors"))
+    _mark(folder, "loras")
+
+
 def build_official(root: Path) -> None:
     for offset, (name, variant) in enumerate(DIT_FOLDERS.items()):
         config = tiny_dit_config(variant)
@@ -271,6 +321,7 @@ def build_official(root: Path) -> None:
     build_vae(root / VAE_FOLDER)
     build_text_encoder(root / TEXT_ENCODER_FOLDER)
     build_planner_lm(root / LM_FOLDER)
+    build_loras(root / LORA_FOLDER, tiny_dit_config("turbo"))
 
 
 def build_diffusers(root: Path, variant: str = "turbo") -> None:

@@ -28,7 +28,7 @@ from ..audio_io import CONTENT_TYPES
 from ..engine import Engine
 from ..errors import AceStepError, InputError, PlannerUnavailableError, echo
 from ..request import GenerationRequest, TimedRequest, parse, unused_fields
-from . import model_routes
+from . import lora_routes, model_routes
 from .guard import AccessGuard, keys_match
 from .tasks import QueueFull, Task, TaskManager, TaskState
 from .uploads import UPLOAD_PARTS, attach, discard
@@ -262,6 +262,7 @@ def create_app(engine: Engine, manager: TaskManager, settings: ApiSettings) -> F
         check_auth(request, settings, body)
 
     model_routes.register(app, engine, manager, header_auth, body_auth, read_body, wrap)
+    lora_routes.register(app, engine, read_body, wrap)
 
     @app.post("/release_task", openapi_extra=_release_task_schema())
     async def release_task(request: Request, cfg: ApiSettings = Depends(settings_dep)) -> JSONResponse:

@@ -15,6 +15,7 @@ from ..engine import Engine
 from ..errors import AceStepError
 from ..request import LANGUAGES, MAX_BATCH, parse
 from .editing_ui import EditingControls, editing_controls
+from .lora_ui import LoraControls, lora_controls
 from .tasks import QueueFull, TaskManager, TaskState
 
 MAX_PLAYERS = MAX_BATCH
@@ -37,9 +38,10 @@ def build_ui(engine: Engine, manager: TaskManager) -> gr.Blocks:
               if engine.random_weights else "")
 
     def generate(*values):
-        base, edit = values[:len(inputs)], values[len(inputs):]
+        base, edit = values[:len(inputs)], values[len(inputs):len(inputs) + len(editing.components)]
+        adapter = values[len(inputs) + len(editing.components):]
         try:
-            task = editing.submit(manager, _fields(*base), edit)
+            task = editing.submit(manager, {**_fields(*base), **adapters.fields(adapter)}, edit)
         except (AceStepError, QueueFull) as exc:
             raise gr.Error(str(exc)) from None
         hidden = [gr.update(visible=False, value=None) for _ in range(MAX_PLAYERS)]
@@ -87,6 +89,7 @@ def build_ui(engine: Engine, manager: TaskManager) -> gr.Blocks:
                 time_signature = gr.Dropdown(["", "2", "3", "4", "6"], value="", label="Time signature")
                 language = gr.Dropdown(["auto", *LANGUAGES], value="auto", label="Vocal language")
         editing: EditingControls = editing_controls()
+        adapters: LoraControls = lora_controls(engine)
         button = gr.Button("Generate", variant="primary", elem_id="generate")
         status = gr.Markdown(elem_id="status")
         players = [gr.Audio(visible=False, type="filepath", interactive=False, elem_id=f"song-{i}")
@@ -95,7 +98,7 @@ def build_ui(engine: Engine, manager: TaskManager) -> gr.Blocks:
         metadata = gr.JSON(label="Settings used and the planner's metadata")
         inputs = [caption, lyrics, duration, model, batch_size, seed, audio_format, steps, guidance, shift, bpm, key,
                   time_signature, language, thinking]
-        button.click(generate, inputs + editing.components, [status, *players, downloads, metadata],
+        button.click(generate, inputs + editing.components + adapters.components, [status, *players, downloads, metadata],
                      concurrency_limit=None)
     return page
 

@@ -1,0 +1,151 @@
+"""Where an adapter comes from, turned into a local file or folder and its content hash.
+
+* `name` / `path`: a file or folder inside `ACESTEP_LORA_DIR` (a name may omit `.safetensors`);
+  nothing outside that folder is reachable, symlinks included.
+* `url`: an https URL, downloaded once with a byte cap (ACESTEP_MAX_LORA_MB) through the same
+  private-network checks as audio inputs, and kept in ACESTEP_LORA_CACHE_DIR under its SHA-256.
+* `repo`: a hub repository id (`owner/name`, optionally `owner/name:file.safetensors`), fetched with
+  huggingface_hub (safetensors and JSON only) into the same cache.
+
+The content hash of a folder is the hash of its weights file: two copies of one adapter are one
+adapter, whatever their names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from ..audio_sources import MAX_REDIRECTS, BlockedAddress, SourcePolicy, _blocked, _checked_url, _transport
+from ..errors import InputError
+from ..settings import Settings
+from .formats import PEFT_WEIGHTS
+from .ref import LoraRef
+
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,96}(:[\w./-]{1,200}\.safetensors)?$")
+
+
+@dataclass(frozen=True)
+class LocalAdapter:
+    path: Path  # a .safetensors file or a PEFT folder
+    sha256: str
+
+
+def locate(field: str, ref: LoraRef, settings: Settings) -> LocalAdapter:
+    if ref.kind in ("name", "path"):
+        return _in_lora_dir(field, ref.value, settings)
+    if ref.kind == "url":
+        return _download(field, ref.value, settings)
+    return _from_hub(field, ref.value, settings)
+
+
+def sha256_of(path: Path) -> str:
+    target = path / PEFT_WEIGHTS if path.is_dir() and (path / PEFT_WEIGHTS).is_file() else path
+    if target.is_dir():
+        files = sorted(target.glob("*.safetensors"))
+        target = files[0] if files else target
+    digest = hashlib.sha256()
+    if target.is_file():
+        with target.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def _in_lora_dir(field: str, value: str, settings: Settings) -> LocalAdapter:
+    if settings.lora_dir is None:
+        raise InputError(field, f"{field}: this server has no adapter folder (set ACESTEP_LORA_DIR), so adapters "
+                                "can only come from a url or a hub repo")
+    root = settings.lora_dir.resolve()
+    if "\x00" in value or not value.strip():
+        raise InputError(field, f"{field} must name an adapter file or folder inside the adapter folder")
+    for candidate in (root / value, root / f"{value}.safetensors"):
+        real = candidate.resolve()
+        if real != root and root not in real.parents:
+            raise InputError(field, f"{field}: {value!r} lies outside the adapter folder (ACESTEP_LORA_DIR)")
+        if real.exists():
+            return LocalAdapter(real, sha256_of(real))
+    available = sorted(p.name for p in root.iterdir())[:20] if root.is_dir() else []
+    raise InputError(field, f"{field}: no adapter {value!r} in the adapter folder (available: "
+                            f"{', '.join(available) or 'none'})")
+
+
+def _download(field: str, url: str, settings: Settings) -> LocalAdapter:
+    if not url.lower().startswith("https://") and not (settings.allow_private_urls and url.startswith("http://")):
+        raise InputError(field, f"{field}: url must be an https URL; got {url[:80]!r}")
+    cache = settings.lora_cache_dir
+    index = cache / "urls" / hashlib.sha256(url.encode()).hexdigest()
+    if index.is_file():
+        cached = cache / index.read_text().strip()
+        if cached.is_file():
+            return LocalAdapter(cached, cached.stem)
+    policy = SourcePolicy(allow_private=settings.allow_private_urls)
+    data = _fetch(field, url, policy, settings.max_lora_bytes)
+    sha = hashlib.sha256(data).hexdigest()
+    target = cache / f"{sha}.safetensors"
+    cache.mkdir(parents=True, exist_ok=True)
+    (cache / "urls").mkdir(exist_ok=True)
+    if not target.is_file():
+        partial = target.with_suffix(".partial")
+        partial.write_bytes(data)
+        partial.replace(target)
+    index.write_text(target.name)
+    return LocalAdapter(target, sha)
+
+
+def _fetch(field: str, url: str, policy: SourcePolicy, max_bytes: int) -> bytes:
+    too_big = InputError(field, f"{field}: the adapter at that url is larger than {max_bytes / 2**20:g} MB "
+                                "(ACESTEP_MAX_LORA_MB)")
+    with httpx.Client(transport=_transport(policy.allow_private), follow_redirects=False, trust_env=False,
+                      timeout=policy.fetch_timeout_s) as http:
+        for _ in range(MAX_REDIRECTS + 1):
+            parts = _checked_url(field, url, policy)
+            try:
+                with http.stream("GET", url) as response:
+                    if response.is_redirect and "location" in response.headers:
+                        url = str(response.url.join(response.headers["location"]))
+                        continue
+                    if response.status_code != 200:
+                        raise InputError(field, f"{field}: {parts.hostname} answered HTTP {response.status_code} "
+                                                "instead of the adapter file")
+                    declared = response.headers.get("content-length", "")
+                    if declared.isdigit() and int(declared) > max_bytes:
+                        raise too_big
+                    data = bytearray()
+                    for chunk in response.iter_bytes(1 << 16):
+                        data += chunk
+                        if len(data) > max_bytes:
+                            raise too_big
+                    return bytes(data)
+            except BlockedAddress as exc:
+                raise _blocked(field, exc.host, exc.address) from None
+            except httpx.HTTPError as exc:
+                raise InputError(field, f"{field}: the adapter could not be downloaded from {parts.hostname} "
+                                        f"({type(exc).__name__})") from None
+    raise InputError(field, f"{field}: the url redirected more than {MAX_REDIRECTS} times")
+
+
+def _from_hub(field: str, value: str, settings: Settings) -> LocalAdapter:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+
+    if not _REPO_ID.match(value):
+        raise InputError(field, f"{field}: repo must be a hub repository id such as owner/name (optionally "
+                                f"owner/name:file.safetensors); got {value[:80]!r}")
+    repo, _, filename = value.partition(":")
+    patterns = [filename] if filename else ["*.safetensors", "*.json"]
+    try:
+        folder = Path(snapshot_download(repo, allow_patterns=patterns, cache_dir=settings.lora_cache_dir / "hub",
+                                        endpoint=settings.hub_endpoint))
+    except RepositoryNotFoundError:
+        raise InputError(field, f"{field}: the hub has no repository {repo!r}") from None
+    except (HfHubHTTPError, OSError, ValueError) as exc:
+        raise InputError(field, f"{field}: repository {repo!r} could not be fetched ({type(exc).__name__})") from None
+    path = folder / filename if filename else folder
+    if not path.exists() or (path.is_dir() and not any(path.glob("*.safetensors"))):
+        raise InputError(field, f"{field}: repository {repo!r} holds no .safetensors adapter")
+    return LocalAdapter(path, sha256_of(path))

@@ -1,0 +1,257 @@
+"""LoRA adapters on the tiny DiT: formats, sources, per-job application, the pod's routes."""
+
+import dataclasses
+import functools
+import hashlib
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from acestep_worker import tiny
+from acestep_worker.errors import GenerationCancelled, InputError
+from acestep_worker.jobs import run_job
+from acestep_worker.lora.adapters import Adapters
+from acestep_worker.request import parse
+from acestep_worker.server.api import ApiSettings, create_app
+from acestep_worker.server.tasks import TaskManager
+
+from .hub_standin import HubStandIn
+from .live_server import LiveServer
+
+BASE = {"duration": 10, "seed": 11, "inference_steps": 2, "caption": "lora test"}
+RENAMES = {"q_proj": "to_q", "k_proj": "to_k", "v_proj": "to_v", "o_proj": "to_out.0"}
+
+
+@pytest.fixture(scope="module")
+def lora_dir(tiny_root):
+    return tiny_root / tiny.LORA_FOLDER
+
+
+@pytest.fixture(scope="module")
+def lora_engine(tiny_env, lora_dir, tmp_path_factory):
+    from acestep_worker.engine import Engine
+    from acestep_worker.settings import Settings
+
+    return Engine(Settings.from_env({**tiny_env, "ACESTEP_LORA_DIR": str(lora_dir), "ACESTEP_ALLOW_PRIVATE_URLS": "1",
+                                     "ACESTEP_LORA_CACHE_DIR": str(tmp_path_factory.mktemp("lora-cache"))}))
+
+
+def _audio(engine, **fields):
+    return engine.generate(parse({**BASE, **fields}))
+
+
+def _hand_merged(engine, parts):
+    """Add each adapter's low-rank product to the DiT's weights by hand; returns an undo function."""
+    transformer = engine.dit().transformer
+    saved = {}
+    for deltas, scale in parts:
+        for module, delta in deltas.items():
+            linear = transformer.get_submodule(module)
+            linear = getattr(linear, "base_layer", linear)
+            saved.setdefault(module, linear.weight.detach().clone())
+            linear.weight.data += scale * delta
+    return lambda: [getattr(transformer.get_submodule(m), "base_layer", transformer.get_submodule(m)).weight.data
+                    .copy_(w) for m, w in saved.items()]
+
+
+def _peft_deltas(lora_dir):
+    """upstream trainer layout: B @ A * (lora_alpha / r), read straight from the files."""
+    tensors = load_file(str(lora_dir / "peft-style" / "adapter_model.safetensors"))
+    deltas = {}
+    for key, down in tensors.items():
+        if ".lora_A." in key:
+            _, layer, block, proj = key.removeprefix("base_model.model.").split(".lora_A.")[0].split(".")
+            up = tensors[key.replace("lora_A", "lora_B")]
+            deltas[f"layers.{layer}.{block}.{RENAMES[proj]}"] = up @ down * (8 / 4)
+    return deltas
+
+
+def _comfy_deltas(lora_dir):
+    """kohya/ComfyUI layout: lora_up @ lora_down * (alpha / rank)."""
+    tensors = load_file(str(lora_dir / "comfy-style.safetensors"))
+    deltas = {}
+    for key, down in tensors.items():
+        if key.endswith("lora_down.weight"):
+            stem = key.removesuffix(".lora_down.weight")
+            _, _, _, layer, block, proj = stem.split(".")
+            scale = float(tensors[f"{stem}.alpha"]) / down.shape[0]
+            deltas[f"layers.{layer}.{block}.{RENAMES[proj]}"] = tensors[f"{stem}.lora_up.weight"] @ down * scale
+    return deltas
+
+
+def test_the_tiny_tree_has_an_adapter_in_each_layout(lora_dir):
+    assert (lora_dir / "peft-style" / "adapter_config.json").is_file()
+    assert {p.name for p in lora_dir.glob("*.safetensors")} == {"comfy-style.safetensors", "xl-style.safetensors",
+                                                                "lokr-style.safetensors"}
+
+
+def test_scale_zero_gives_the_same_audio_bytes_as_no_adapter(lora_engine):
+    plain = run_job(lora_engine, "plain", {**BASE, "audio_format": "wav"}, env={})
+    zero = run_job(lora_engine, "zero", {**BASE, "audio_format": "wav", "loras": [{"name": "peft-style", "scale": 0}]},
+                   env={})
+    assert zero["results"][0]["sha256"] == plain["results"][0]["sha256"]
+
+
+def test_scale_one_equals_the_weights_merged_by_hand(lora_engine, lora_dir):
+    with_adapter = _audio(lora_engine, loras=[{"name": "peft-style", "scale": 1.0}]).songs[0].audio
+    undo = _hand_merged(lora_engine, [(_peft_deltas(lora_dir), 1.0)])
+    try:
+        merged = _audio(lora_engine).songs[0].audio
+    finally:
+        undo()
+    assert np.abs(with_adapter - _audio(lora_engine).songs[0].audio).max() > 1e-4  # the adapter does something
+    np.testing.assert_allclose(with_adapter, merged, atol=2e-5, rtol=0)
+
+
+def test_two_adapters_compose(lora_engine, lora_dir):
+    both = _audio(lora_engine, loras=[{"name": "peft-style", "scale": 0.7},
+                                      {"path": "comfy-style.safetensors", "scale": 1.5}])
+    undo = _hand_merged(lora_engine, [(_peft_deltas(lora_dir), 0.7), (_comfy_deltas(lora_dir), 1.5)])
+    try:
+        merged = _audio(lora_engine).songs[0].audio
+    finally:
+        undo()
+    np.testing.assert_allclose(both.songs[0].audio, merged, atol=2e-5, rtol=0)
+    assert [entry["format"] for entry in both.params["loras"]] == ["peft", "kohya"]
+
+
+def test_a_wrong_shape_adapter_is_refused_before_generating(lora_engine):
+    stages = []
+    with pytest.raises(InputError) as err:
+        lora_engine.generate(parse({**BASE, "loras": [{"name": "peft-style"}, {"name": "xl-style"}]}),
+                             on_progress=lambda p: stages.append(p.stage))
+    assert err.value.field == "loras[1]"
+    assert "xl-style" in str(err.value) and "has 64 inputs, the adapter expects 96" in str(err.value)
+    assert stages == []  # nothing ran
+
+
+@pytest.mark.parametrize("entry,fragment", [
+    ({"name": "missing"}, "no adapter 'missing' in the adapter folder"),
+    ({"path": "../outside.safetensors"}, "outside the adapter folder"),
+    ({"url": "ftp://example.com/a.safetensors"}, "must be an https URL"),
+    ({"url": "https://nonexistent.invalid/a.safetensors"}, "could not be downloaded"),
+    ({"name": "lokr-style"}, "LyCORIS adapter (LoKr/LoHa/OFT); only LoRA adapters are supported"),
+    ({"name": "random_weights.json"}, "not a readable safetensors file"),
+    ({"repo": "not a repo id"}, "hub repository id"),
+])
+def test_bad_adapters_are_one_sentence_naming_the_entry(lora_engine, entry, fragment):
+    with pytest.raises(InputError) as err:
+        _audio(lora_engine, loras=[{"name": "peft-style", "scale": 0.5}, entry])
+    assert err.value.field == "loras[1]" and fragment in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_an_unknown_key_layout_is_refused(lora_engine, lora_dir, tmp_path):
+    save_file({"weird.block.weight": torch.zeros(2, 2)}, str(lora_dir / "not-a-lora.safetensors"))
+    try:
+        with pytest.raises(InputError, match=r"loras\[0\] is not a LoRA adapter this server understands"):
+            _audio(lora_engine, loras=[{"name": "not-a-lora"}])
+    finally:
+        (lora_dir / "not-a-lora.safetensors").unlink()
+
+
+@pytest.fixture(scope="module")
+def file_server(lora_dir):
+    hits = []
+
+    class Handler(SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            hits.append(self.path)
+            super().do_GET()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(lora_dir)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", hits
+    server.shutdown()
+
+
+def test_a_url_is_downloaded_once_and_cached_by_content_hash(lora_engine, lora_dir, file_server):
+    url, hits = file_server
+    first = _audio(lora_engine, loras=[{"url": f"{url}/comfy-style.safetensors"}]).params["loras"][0]
+    again = _audio(lora_engine, loras=[{"url": f"{url}/comfy-style.safetensors"}]).params["loras"][0]
+    expected = hashlib.sha256((lora_dir / "comfy-style.safetensors").read_bytes()).hexdigest()
+    assert first["sha256"] == again["sha256"] == expected
+    assert hits.count("/comfy-style.safetensors") == 1
+
+
+def test_an_oversize_download_is_refused(lora_engine, file_server, tmp_path):
+    url, _ = file_server
+    small = dataclasses.replace(lora_engine.settings, max_lora_bytes=100, lora_cache_dir=tmp_path)
+    adapters = Adapters(small)
+    with pytest.raises(InputError, match=r"loras\[0\]: the adapter at that url is larger than"):
+        adapters.activate(lora_engine.dit(), parse({"loras": [{"url": f"{url}/comfy-style.safetensors"}]}).loras)
+
+
+def test_a_hub_repo_id_is_fetched_through_huggingface_hub(lora_engine, lora_dir):
+    with HubStandIn({"someone/tiny-ace-lora": lora_dir / "peft-style"}) as hub:
+        settings = dataclasses.replace(lora_engine.settings, hub_endpoint=hub.url)
+        used = Adapters(settings).activate(lora_engine.dit(), parse({"loras": [{"repo": "someone/tiny-ace-lora"}]}).loras)
+    lora_engine.adapters.deactivate(lora_engine.dit())
+    assert used[0]["format"] == "peft" and used[0]["sha256"] == hashlib.sha256(
+        (lora_dir / "peft-style" / "adapter_model.safetensors").read_bytes()).hexdigest()
+
+
+def test_a_failing_job_leaves_no_adapter_active(lora_engine):
+    plain = _audio(lora_engine).songs[0].audio
+    with pytest.raises(GenerationCancelled):
+        lora_engine.generate(parse({**BASE, "loras": [{"name": "peft-style"}]}), should_stop=lambda: True)
+    assert np.array_equal(_audio(lora_engine).songs[0].audio, plain)
+
+
+def test_recently_used_adapters_stay_loaded_up_to_the_slots(tiny_env, lora_dir):
+    from acestep_worker.engine import Engine
+    from acestep_worker.settings import Settings
+
+    engine = Engine(Settings.from_env({**tiny_env, "ACESTEP_LORA_DIR": str(lora_dir), "ACESTEP_LORA_SLOTS": "1"}))
+    dit = engine.dit()
+    engine.adapters.activate(dit, parse({"loras": [{"name": "peft-style"}]}).loras)
+    engine.adapters.activate(dit, parse({"loras": [{"name": "comfy-style"}]}).loras)
+    assert len(dit.transformer.peft_config) == 1
+    with pytest.raises(InputError, match="exceed the 1 this server keeps loaded"):
+        engine.adapters.activate(dit, parse({"loras": ["peft-style", "comfy-style"]}).loras)
+
+
+def test_serverless_output_echoes_the_adapters_with_their_hashes(lora_engine, lora_dir):
+    output = run_job(lora_engine, "lora-job", {**BASE, "loras": [{"name": "peft-style", "scale": 0.5}]}, env={})
+    echoed = output["params"]["loras"]
+    assert echoed == [{"source": "name 'peft-style'", "scale": 0.5, "format": "peft", "rank": 4, "sha256":
+                       hashlib.sha256((lora_dir / "peft-style" / "adapter_model.safetensors").read_bytes()).hexdigest()}]
+
+
+def test_pod_lora_routes(lora_engine, tmp_path):
+    manager = TaskManager(lora_engine, tmp_path).start()
+    key = {"Authorization": "Bearer k"}
+    try:
+        with LiveServer(create_app(lora_engine, manager, ApiSettings(api_key="k"))) as server:
+            url = server.url
+            assert httpx.get(f"{url}/v1/lora/status").status_code == 401
+            status = httpx.get(f"{url}/v1/lora/status", headers=key).json()["data"]
+            assert status["loaded"] is False and "peft-style" in status["available"]
+            outside = httpx.post(f"{url}/v1/lora/load", headers=key, json={"lora_path": "/etc/passwd"}).json()
+            assert outside["code"] == 400 and "outside the adapter folder" in outside["error"]
+            loaded = httpx.post(f"{url}/v1/lora/load", headers=key,
+                                json={"lora_path": "peft-style", "adapter_name": "main"}).json()
+            assert loaded["code"] == 200 and loaded["data"]["adapter_name"] == "main"
+            assert httpx.post(f"{url}/v1/lora/scale", headers=key, json={"scale": 0.5}).json()["code"] == 200
+            status = httpx.get(f"{url}/v1/lora/status", headers=key).json()["data"]
+            assert status == {**status, "loaded": True, "active": True, "scales": {"main": 0.5}}
+            task = httpx.post(f"{url}/release_task", headers=key, json=BASE).json()["data"]["task_id"]
+            assert manager.get(task).done.wait(120) and manager.get(task).params["loras"][0]["scale"] == 0.5
+            off = httpx.post(f"{url}/v1/lora/toggle", headers=key, json={"use_lora": False}).json()
+            assert off["data"]["use_lora"] is False
+            assert httpx.get(f"{url}/v1/lora/status", headers=key).json()["data"]["active"] is False
+            bad = httpx.post(f"{url}/v1/lora/scale", headers=key, json={"scale": 3}).json()
+            assert bad["code"] == 400 and "from 0 to 2" in bad["error"]
+            assert httpx.post(f"{url}/v1/lora/unload", headers=key, json={}).json()["code"] == 200
+            assert httpx.get(f"{url}/v1/lora/status", headers=key).json()["data"]["adapters"] == []
+    finally:
+        manager.stop()
+        lora_engine.adapters.state.use_lora = True
