@@ -47,3 +47,15 @@ def test_an_uploaded_source_reaches_the_task_and_leaves_with_it(page, tmp_path):
 
 def test_the_task_choices_come_from_the_schema():
     assert "text2music" in _choices("task_type") and _choices("no_such_field") == []
+
+
+def test_what_the_model_cannot_do_is_refused_before_queueing(page, tmp_path):
+    from gradio_client import Client
+
+    url, manager = page
+    before = len(manager._tasks)
+    inputs = _inputs(None)
+    inputs[7] = 500  # steps beyond the turbo model's range
+    with pytest.raises(Exception, match="inference_steps"):
+        Client(url, verbose=False).predict(*inputs, api_name="/generate")
+    assert len(manager._tasks) == before

@@ -57,6 +57,7 @@ class EditingControls:
                     stored.append(store(name, handle, path, manager.input_dir, manager.audio_policy.limits))
                 fields[name] = str(stored[-1])
             request = parse({**base, **fields})
+            manager.engine.check(request)  # what the chosen model cannot do, as the API refuses it
             manager.check_audio(request)
             return manager.submit(request, inputs=stored)
         except BaseException:
