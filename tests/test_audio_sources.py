@@ -11,9 +11,10 @@ import boto3
 import pytest
 
 from acestep_worker.audio_in import AudioLimits
-from acestep_worker.audio_sources import SourcePolicy, address_allowed, check, kind_of, load_audio, read_bytes
+from acestep_worker.audio_sources import SourcePolicy, check, kind_of, load_audio, read_bytes
 from acestep_worker.delivery import BucketConfig
 from acestep_worker.errors import InputError
+from acestep_worker.safe_http import address_allowed
 
 from .test_audio_in import _wav
 from .test_delivery import SECRET, s3_server  # noqa: F401  (the moto S3 server fixture)

@@ -13,11 +13,9 @@ A value is one of (the first match wins):
 | anything else                       | base64 | plain base64 (in the pod, only when longer     |
 |                                     |        | than any path could be)                        |
 
-URLs may not reach this machine's own networks: every address a host name resolves to is checked
-(loopback, private, link-local, shared, multicast, reserved and unspecified ranges are refused), the
-connection goes to the address that was checked (no second DNS answer can slip in between), and
-every redirect is checked again. `ACESTEP_ALLOW_PRIVATE_URLS=1` lifts this, and allows `http://`,
-for trusted networks and tests.
+URLs may not reach this machine's own networks (the rules are in safe_http.py), and every redirect
+is checked again. `ACESTEP_ALLOW_PRIVATE_URLS=1` lifts this, and allows `http://`, for trusted
+networks and tests.
 """
 
 from __future__ import annotations
@@ -25,25 +23,22 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-import ipaddress
 import os
-import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 from urllib.parse import parse_qs, urljoin, urlsplit
 
-import httpcore
 import httpx
 import numpy as np
 
 from .audio_in import AudioLimits, DecodedAudio, decode, probe
 from .delivery import Bucket, BucketConfig, DeliveryError, ObjectTooLarge
 from .errors import GenerationCancelled, InputError
+from .safe_http import MAX_REDIRECTS, BlockedAddress, blocked_error, checked_url, guarded_transport
 
 AUDIO_FIELDS = ("src_audio", "reference_audio")
-MAX_REDIRECTS = 5
 PATH_MAX_CHARS = 4_096  # longer than any path: in the pod such a value can only be base64
 USER_AGENT = "acestep-worker (audio input)"
 
@@ -105,7 +100,7 @@ def check(field_name: str, value: str, policy: SourcePolicy) -> str:
     server files the header. Adapters call it when a request arrives; returns the kind."""
     kind = kind_of(value, policy)
     if kind == "url":
-        _checked_url(field_name, value, policy)
+        checked_url(field_name, value, policy.allow_private)
     elif kind == "s3":
         _s3_location(field_name, value, policy)
     elif kind == "path":
@@ -171,88 +166,6 @@ def _base64(field_name: str, text: str, limits: AudioLimits) -> bytes:
 
 # -- URLs -----------------------------------------------------------------------------------------
 
-class BlockedAddress(Exception):
-    def __init__(self, host: str, address: str):
-        super().__init__(f"{host} resolves to {address}")
-        self.host, self.address = host, address
-
-
-def address_allowed(address: str) -> bool:
-    """Only globally routable unicast addresses (an IPv4-mapped IPv6 address counts as its IPv4)."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast and not ip.is_reserved
-
-
-class _CheckedAddressBackend(httpcore.NetworkBackend):
-    """Resolves the host itself, refuses it if any address is not allowed, then connects to an
-    address it checked. TLS still verifies the certificate against the host name."""
-
-    def __init__(self, allow_private: bool):
-        self._inner = httpcore.SyncBackend()
-        self._allow_private = allow_private
-
-    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
-        try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except (socket.gaierror, UnicodeError) as exc:
-            raise httpcore.ConnectError(f"cannot resolve {host} ({exc})") from None
-        addresses = list(dict.fromkeys(info[4][0] for info in infos))
-        if not self._allow_private:
-            for address in addresses:
-                if not address_allowed(address):
-                    raise BlockedAddress(host, address)
-        error: Exception = httpcore.ConnectError(f"no address for {host}")
-        for address in addresses:
-            try:
-                return self._inner.connect_tcp(address, port, timeout, local_address, socket_options)
-            except httpcore.ConnectError as exc:
-                error = exc
-        raise error
-
-    def connect_unix_socket(self, *args, **kwargs):
-        raise httpcore.ConnectError("unix sockets are not a source")
-
-    def sleep(self, seconds: float) -> None:
-        time.sleep(seconds)
-
-
-def _transport(allow_private: bool) -> httpx.HTTPTransport:
-    transport = httpx.HTTPTransport(trust_env=False)
-    # httpx builds its pool without a way to pass a network backend; ours is the one connecting.
-    transport._pool = httpcore.ConnectionPool(ssl_context=httpx.create_ssl_context(trust_env=False),
-                                              network_backend=_CheckedAddressBackend(allow_private))
-    return transport
-
-
-def _checked_url(field_name: str, url: str, policy: SourcePolicy):
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018  (raises on a malformed port)
-    except ValueError:
-        raise InputError(field_name, f"{field_name} is not a valid URL") from None
-    scheme = parts.scheme.lower()
-    if scheme not in ("https", "http") or not parts.hostname:
-        raise InputError(field_name, f"{field_name} must be an https:// URL with a host name")
-    if scheme == "http" and not policy.allow_private:
-        raise InputError(field_name, f"{field_name} must use https:// (plain http:// is refused unless "
-                                     "ACESTEP_ALLOW_PRIVATE_URLS=1)")
-    if not policy.allow_private:
-        try:
-            literal = ipaddress.ip_address(parts.hostname)
-        except ValueError:
-            literal = None
-        if literal is not None and not address_allowed(str(literal)):
-            raise _blocked(field_name, parts.hostname, str(literal))
-    return parts
-
-
-def _blocked(field_name: str, host: str, address: str) -> InputError:
-    return InputError(field_name, f"{field_name} points at {host} ({address}), a loopback, private or reserved "
-                                  "address; only public hosts are fetched unless ACESTEP_ALLOW_PRIVATE_URLS=1")
-
-
 def _time_left(field_name: str, deadline: float, policy: SourcePolicy) -> float:
     left = deadline - time.monotonic()
     if left <= 0:
@@ -266,10 +179,10 @@ def _download(field_name: str, url: str, policy: SourcePolicy, deadline: float |
               should_stop: Callable[[], bool]) -> bytes:
     own_limit = time.monotonic() + policy.fetch_timeout_s
     deadline = own_limit if deadline is None else min(deadline, own_limit)
-    with httpx.Client(transport=_transport(policy.allow_private), follow_redirects=False, trust_env=False,
+    with httpx.Client(transport=guarded_transport(policy.allow_private), follow_redirects=False, trust_env=False,
                       headers={"User-Agent": USER_AGENT, "Accept": "audio/*, application/octet-stream, */*"}) as http:
         for _ in range(MAX_REDIRECTS + 1):
-            parts = _checked_url(field_name, url, policy)
+            parts = checked_url(field_name, url, policy.allow_private)
             try:
                 with http.stream("GET", url, timeout=_time_left(field_name, deadline, policy)) as response:
                     if response.is_redirect and "location" in response.headers:
@@ -280,7 +193,7 @@ def _download(field_name: str, url: str, policy: SourcePolicy, deadline: float |
                                                      f"{response.status_code} instead of the audio file")
                     return _body(field_name, response, policy, deadline, should_stop)
             except BlockedAddress as exc:
-                raise _blocked(field_name, exc.host, exc.address) from None
+                raise blocked_error(field_name, exc.host, exc.address) from None
             except httpx.TimeoutException:
                 _time_left(field_name, deadline, policy)
                 raise InputError(field_name, f"{field_name}: {parts.hostname} did not answer in time") from None

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import httpx
 
-from ..audio_sources import MAX_REDIRECTS, BlockedAddress, SourcePolicy, _blocked, _checked_url, _transport
+from ..audio_sources import SourcePolicy
+from ..safe_http import MAX_REDIRECTS, BlockedAddress, blocked_error, checked_url, guarded_transport
 from ..errors import InputError
 from ..settings import Settings
 from .formats import PEFT_WEIGHTS
@@ -100,10 +101,10 @@ def _download(field: str, url: str, settings: Settings) -> LocalAdapter:
 def _fetch(field: str, url: str, policy: SourcePolicy, max_bytes: int) -> bytes:
     too_big = InputError(field, f"{field}: the adapter at that url is larger than {max_bytes / 2**20:g} MB "
                                 "(ACESTEP_MAX_LORA_MB)")
-    with httpx.Client(transport=_transport(policy.allow_private), follow_redirects=False, trust_env=False,
+    with httpx.Client(transport=guarded_transport(policy.allow_private), follow_redirects=False, trust_env=False,
                       timeout=policy.fetch_timeout_s) as http:
         for _ in range(MAX_REDIRECTS + 1):
-            parts = _checked_url(field, url, policy)
+            parts = checked_url(field, url, policy.allow_private)
             try:
                 with http.stream("GET", url) as response:
                     if response.is_redirect and "location" in response.headers:
@@ -122,7 +123,7 @@ def _fetch(field: str, url: str, policy: SourcePolicy, max_bytes: int) -> bytes:
                             raise too_big
                     return bytes(data)
             except BlockedAddress as exc:
-                raise _blocked(field, exc.host, exc.address) from None
+                raise blocked_error(field, exc.host, exc.address) from None
             except httpx.HTTPError as exc:
                 raise InputError(field, f"{field}: the adapter could not be downloaded from {parts.hostname} "
                                         f"({type(exc).__name__})") from None
