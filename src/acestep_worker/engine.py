@@ -26,7 +26,7 @@ from . import planning
 from .checkpoint_check import require_model_folders
 from .dit.conditioning import SAMPLE_RATE, SAMPLES_PER_FRAME, codes_to_quantized, detokenize, frames_for_duration
 from .dit.loading import is_diffusers_layout, load_dit, read_config
-from .dit.model import DiTModel
+from .dit.model import DiTModel, compile_blocks
 from .dit.sampler import SamplingPlan
 from .dit.schedules import base_timesteps, snap_turbo_shift, turbo_timesteps
 from .errors import CheckpointError, GenerationCancelled, InputError, PlannerUnavailableError, echo
@@ -100,7 +100,7 @@ class Engine:
         require_model_folders({"dit": primary, "vae": vae_path, "text_encoder": text_path,
                                "lm": self.settings.lm_path})
         self.synthesizer = Synthesizer(TextEncoder.load(text_path, self.device, self.dtype, tokenizer_path),
-                                       load_vae(vae_path, self.device, self.dtype))
+                                       load_vae(vae_path, self.device, self.dtype, self.settings.vae_tile_frames))
         self._dit_paths = self._discover_dits(primary)
         self._dits: dict[str, DiTModel] = {}
         self.default_model = primary.name
@@ -139,6 +139,8 @@ class Engine:
         if name not in self._dits:
             start = time.perf_counter()
             self._dits[name] = load_dit(self._dit_paths[name], self.device, self.dtype)
+            if self.settings.compile_dit:
+                compile_blocks(self._dits[name].transformer)
             log.info("loaded DiT %s in %.1f s", name, time.perf_counter() - start)
         return self._dits[name]
 

@@ -17,7 +17,9 @@ DECODE_CHUNK_FRAMES = 512
 DECODE_OVERLAP_FRAMES = 64
 
 
-def load_vae(folder: str | Path, device: torch.device | str, dtype: torch.dtype) -> AutoencoderOobleck:
+def load_vae(folder: str | Path, device: torch.device | str, dtype: torch.dtype,
+             tile_frames: int | None = None) -> AutoencoderOobleck:
+    """The VAE, ready to decode; `tile_frames` fixes the decode tile (None: see `decode_plan`)."""
     folder = Path(folder)
     if not (folder / "config.json").is_file():
         raise CheckpointError(folder, "VAE folder lacks config.json")
@@ -37,6 +39,7 @@ def load_vae(folder: str | Path, device: torch.device | str, dtype: torch.dtype)
     vae.enable_tiling()
     vae.tile_latent_min_length = DECODE_CHUNK_FRAMES
     vae.tile_latent_overlap = DECODE_OVERLAP_FRAMES
+    vae.decode_tile_frames = tile_frames
     return vae.eval().requires_grad_(False)
 
 
@@ -48,21 +51,51 @@ def check_latents(latents: torch.Tensor) -> None:
         raise GenerationFailed("the diffusion model produced all-zero latents")
 
 
+# Rough peak bytes of decoder activations per latent frame and per byte of dtype: 1920 samples x
+# 128 channels at full rate, about four tensors of that size live at once. Used only to size GPU
+# tiles and batches against free memory, with half of it kept in reserve.
+_DECODE_BYTES_PER_FRAME_PER_DTYPE_BYTE = 1920 * 128 * 4
+
+
+def decode_plan(vae: AutoencoderOobleck, batch: int, frames: int, tile_frames: int | None = None) -> tuple[int, int]:
+    """(tile frames, items decoded together) for a [batch, frames] decode.
+
+    CPUs use upstream's 512-frame tiles one item at a time (memory, not speed, bounds them). On a
+    GPU the tile is as large as half the free memory allows, so most songs decode in one piece,
+    and as many items as fit decode together. An explicit `tile_frames` (ACESTEP_VAE_TILE_FRAMES)
+    wins. Where a song fits in one tile the output equals the untiled decode; with several tiles
+    each seam sees `DECODE_OVERLAP_FRAMES` of context per side, as upstream's tiling.
+    """
+    if vae.device.type != "cuda":
+        return tile_frames or DECODE_CHUNK_FRAMES, 1
+    free, _ = torch.cuda.mem_get_info(vae.device)
+    per_frame = _DECODE_BYTES_PER_FRAME_PER_DTYPE_BYTE * torch.finfo(vae.dtype).bits // 8
+    fitting_frames = max(DECODE_CHUNK_FRAMES, int(free * 0.5) // per_frame)
+    tile = tile_frames or max(DECODE_CHUNK_FRAMES, fitting_frames // 64 * 64)
+    together = max(1, min(batch, fitting_frames // max(1, min(frames, tile))))
+    return tile, together
+
+
 @torch.no_grad()
-def decode(vae: AutoencoderOobleck, latents: torch.Tensor, check: Callable[[], object] | None = None) -> torch.Tensor:
+def decode(vae: AutoencoderOobleck, latents: torch.Tensor, check: Callable[[], object] | None = None,
+           tile_frames: int | None = None, together: int | None = None) -> torch.Tensor:
     """Latents [B, T, C] -> float32 waveforms [B, 2, T * hop] on the CPU, peak-limited to 1.
 
-    Each item is decoded on its own: tiling bounds memory per item, and a batch of long songs at
-    once would multiply it. Items whose peak exceeds 1 are scaled down to peak 1; quieter ones are
-    left untouched (no loudness normalisation, as upstream). `check` runs before each item and may
+    Items are decoded in groups sized by `decode_plan` (one at a time on CPUs; `together`
+    overrides it). Items whose peak exceeds 1 are scaled down to peak 1; quieter ones are left
+    untouched (no loudness normalisation, as upstream). `check` runs before each group and may
     raise to stop (a deadline or a cancel).
     """
     check_latents(latents)
+    tile, planned = decode_plan(vae, latents.shape[0], latents.shape[1],
+                                tile_frames or getattr(vae, "decode_tile_frames", None))
+    group = together or planned
+    vae.tile_latent_min_length = max(tile, 2 * DECODE_OVERLAP_FRAMES + 1)
     songs = []
-    for item in latents:
+    for start in range(0, latents.shape[0], group):
         if check is not None:
             check()
-        z = item.transpose(0, 1).unsqueeze(0).to(device=vae.device, dtype=vae.dtype)
+        z = latents[start:start + group].transpose(1, 2).to(device=vae.device, dtype=vae.dtype)
         songs.append(vae.decode(z).sample.float().cpu())
     audio = torch.cat(songs)
     peak = audio.abs().amax(dim=(1, 2), keepdim=True)

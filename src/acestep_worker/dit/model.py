@@ -172,3 +172,14 @@ def apply_upstream_encoder_rules(encoder: AceStepConditionEncoder, layer_types: 
         sub._layer_types = list(layer_types[:keep])
         for layer, kind in zip(sub.layers, sub._layer_types):
             layer.self_attn.sliding_window = sub.sliding_window if kind == SLIDING else None
+
+
+def compile_blocks(transformer: AceStepTransformer1DModel, backend: str = "inductor") -> None:
+    """torch.compile each transformer block on its own (regional compilation, ACESTEP_DIT_COMPILE).
+
+    All 24 blocks share one code object, so one compiled graph serves every block and compile time
+    stays that of a single block; `dynamic=True` keeps one graph for every song length instead of
+    recompiling per duration. The condition-projection cache stays outside the graphs.
+    """
+    for layer in transformer.layers:
+        layer.compile(dynamic=True, backend=backend)
