@@ -10,7 +10,8 @@ import pytest
 from fastapi import FastAPI
 
 from acestep_worker.audio_io import decode
-from acestep_worker.server.tasks import TaskManager
+from acestep_worker.request import parse
+from acestep_worker.server.tasks import TaskManager, TaskState
 from acestep_worker.server.ui import build_ui
 
 from .conftest import REPO
@@ -26,14 +27,44 @@ if CHROMIUM is None and os.environ.get("CI"):
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium package is not installed")
 
 
-@pytest.fixture(scope="module")
-def page_url(engine):
+def _serve(engine):
     manager = TaskManager(engine, engine.settings.output_dir).start()
     app = gr.mount_gradio_app(FastAPI(), build_ui(engine, manager), path="/",
                               allowed_paths=[str(Path(engine.settings.output_dir).resolve())])
-    with LiveServer(app) as server:
-        yield server.url
+    return manager, LiveServer(app)
+
+
+@pytest.fixture(scope="module")
+def served(engine):
+    manager, server = _serve(engine)
+    with server:
+        yield server.url, manager
     manager.stop()
+
+
+@pytest.fixture(scope="module")
+def page_url(served):
+    return served[0]
+
+
+@pytest.fixture()
+def browser_page():
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            yield browser.new_page(viewport={"width": 1280, "height": 1400})
+        finally:
+            browser.close()
+
+
+def _open(page, url):
+    """Load the page until its form is there. Not "networkidle": Gradio keeps a heartbeat stream open
+    for pages with session state (the Stop button's task id)."""
+    page.goto(url, wait_until="load")
+    page.wait_for_selector("#generate", timeout=60_000)
 
 
 def test_page_generates_a_song_in_a_real_browser(page_url):
@@ -44,7 +75,7 @@ def test_page_generates_a_song_in_a_real_browser(page_url):
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1400})
-            page.goto(page_url, wait_until="networkidle")
+            _open(page, page_url)
             assert "random-weight test checkpoints" in page.content()
             page.locator("#caption textarea").fill("browser test: bright synth pop")
             page.locator("#seed textarea, #seed input").first.fill("11")
@@ -61,3 +92,78 @@ def test_page_generates_a_song_in_a_real_browser(page_url):
     audio, rate = decode(data)  # the page's download link serves the generated song
     assert rate == 48000 and audio.shape == (30 * 48000, 2)
     assert (ARTIFACTS / "gradio-page.png").stat().st_size > 10_000
+
+
+def test_advanced_fields_are_empty_and_show_the_models_defaults(page_url, browser_page):
+    page = browser_page
+    _open(page, page_url)
+    page.locator("#advanced").click()
+    steps = page.locator("#steps textarea, #steps input").first
+    assert steps.input_value() == "" and steps.get_attribute("placeholder") == "8 (the model's)"  # turbo
+    guidance = page.locator("#guidance textarea, #guidance input").first
+    assert guidance.input_value() == "" and "unused by turbo" in guidance.get_attribute("placeholder")
+    page.locator("#model input").first.click()
+    page.get_by_role("option", name="acestep-v15-base").click()
+    page.wait_for_function("document.querySelector('#steps textarea, #steps input').placeholder.startsWith('32')")
+    assert guidance.get_attribute("placeholder") == "7 (the model's)"
+    assert "[Chorus]" in page.content() and "not the story" in page.content()  # the structure hints
+    page.screenshot(path=str(ARTIFACTS / "gradio-page-advanced.png"), full_page=True)
+
+
+def test_simple_mode_says_it_needs_the_planner_when_there_is_none(page_url, browser_page):
+    page = browser_page
+    _open(page, page_url)
+    page.get_by_role("tab", name="Simple: describe the song").click()
+    page.wait_for_selector("#no-planner", timeout=30_000)
+    assert page.locator("#description textarea").is_disabled()
+    assert page.locator("#format").is_disabled()
+    page.screenshot(path=str(ARTIFACTS / "gradio-page-simple-no-planner.png"), full_page=True)
+
+
+def test_stop_cancels_a_queued_task(served, engine, browser_page):
+    url, manager = served
+    blocker = manager.submit(parse({"caption": "keeps the worker busy", "duration": 600, "batch_size": 2}))
+    try:
+        page = browser_page
+        _open(page, url)
+        page.locator("#caption textarea").fill("waits in the queue")
+        page.locator("#generate").click()
+        page.wait_for_selector("text=In the queue", timeout=60_000)
+        page.screenshot(path=str(ARTIFACTS / "gradio-page-queued.png"), full_page=True)
+        page.locator("#stop").click()
+        page.wait_for_selector("text=Stopped: the task was cancelled", timeout=60_000)
+        mine = [t for t in manager._tasks.values() if t.request.caption == "waits in the queue"]
+        assert len(mine) == 1 and mine[0].state is TaskState.FAILED and "cancelled" in mine[0].error
+    finally:
+        manager.cancel(blocker.id)
+        blocker.done.wait(300)
+
+
+@pytest.fixture(scope="module")
+def planner_page(planner_engine):
+    manager, server = _serve(planner_engine)
+    with server:
+        yield server.url
+    manager.stop()
+
+
+def test_simple_mode_turns_a_description_into_a_song(planner_page, browser_page):
+    page = browser_page
+    _open(page, planner_page)
+    page.get_by_role("tab", name="Simple: describe the song").click()
+    page.locator("#description textarea").fill("a calm piano instrumental about the sea")
+    page.locator("#seed textarea, #seed input").first.fill("5")
+    page.locator("#generate").click()
+    page.wait_for_selector("text=Done: 1 song(s)", timeout=240_000)
+    page.screenshot(path=str(ARTIFACTS / "gradio-page-simple.png"), full_page=True)
+    assert page.locator("#song-0 audio").count() >= 1
+    assert "lm_metadata" in page.content()
+
+
+def test_format_my_lyrics_rewrites_them_with_the_planner(planner_page, browser_page):
+    page = browser_page
+    _open(page, planner_page)
+    page.locator("#caption textarea").fill("rock")
+    page.locator("#lyrics textarea").fill("hello world")
+    page.locator("#format").click()
+    page.wait_for_function("document.querySelector('#caption textarea').value !== 'rock'", timeout=120_000)
