@@ -15,6 +15,7 @@ import logging
 import random
 import threading
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -27,6 +28,7 @@ from .checkpoint_check import require_model_folders
 from .dit.conditioning import SAMPLE_RATE, SAMPLES_PER_FRAME, codes_to_quantized, detokenize, frames_for_duration
 from .dit.loading import is_diffusers_layout, load_dit, read_config
 from .dit.model import DiTModel, compile_blocks
+from .dit.windowed_attention import windowed_sliding_attention
 from .dit.sampler import SamplingPlan
 from .dit.schedules import base_timesteps, snap_turbo_shift, turbo_timesteps
 from .errors import CheckpointError, GenerationCancelled, InputError, PlannerUnavailableError, echo
@@ -135,6 +137,13 @@ class Engine:
                     found[sibling.name] = sibling
         return found
 
+    def _sliding_attention(self):
+        """Banded sliding-window attention where the settings (or the device's default) ask for it."""
+        wanted = self.settings.windowed_attention
+        if wanted if wanted is not None else self.device.type == "cpu":
+            return windowed_sliding_attention()
+        return nullcontext()
+
     def _load_dit(self, name: str) -> DiTModel:
         if name not in self._dits:
             start = time.perf_counter()
@@ -185,7 +194,7 @@ class Engine:
 
         `audio` holds the decoded editing inputs by field name ("src_audio", "reference_audio"),
         each float32 [samples, 2] at 48 kHz (see audio_sources.load_audio)."""
-        with self._lock, self.adapters.session() as lora:  # no adapter stays active after the job
+        with self._lock, self.adapters.session() as lora, self._sliding_attention():  # no adapter outlives the job
             start = time.perf_counter()
             dit = self.dit(request.model)
             loras = lora.apply(dit, request.loras)  # before sampling: a misfit adapter fails the job here
