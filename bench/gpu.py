@@ -223,6 +223,35 @@ def memory(engine, smoke: bool, deadline: float) -> dict:
     return out
 
 
+def switches(engine, runs: int, smoke: bool) -> dict:
+    """The GPU path's switches, each against its plain path on the same engine: the DiT loop with
+    banded vs dense sliding-window attention, then with every block compiled (irreversible: last)."""
+    import dataclasses
+
+    from acestep_worker.dit.model import compile_blocks
+    from acestep_worker.request import parse
+
+    duration = pick("long_duration_s", smoke)
+    request = parse({"caption": "benchmark", "duration": duration, "seed": 1})
+
+    def loop_s() -> float:
+        rows = []
+        median_of(runs, lambda: rows.append(engine.generate(request).timings["diffusion"]) or 0.0)
+        return round(statistics.median(rows[1:]), 4)
+
+    out, saved = {}, engine.settings
+    for banded in (False, True):
+        engine.settings = dataclasses.replace(saved, windowed_attention=banded)
+        out[f"turbo_loop_{duration}s_{'banded' if banded else 'dense'}_attention_s"] = loop_s()
+    engine.settings = saved
+    if not smoke:  # compiling on a CPU takes minutes; tests/test_gpu_switches.py checks its result
+        start = time.monotonic()
+        compile_blocks(engine.dit(None).transformer)
+        out[f"turbo_loop_{duration}s_compiled_blocks_s"] = loop_s()
+        out["compile_and_measure_s"] = round(time.monotonic() - start, 1)
+    return out
+
+
 def device_name(device) -> str:
     import torch
 
@@ -261,6 +290,7 @@ def run(args: argparse.Namespace) -> dict:
     engine = Engine(Settings.from_env())
     phase("generation", lambda: generation(engine, runs, args.smoke))
     phase("encoding", lambda: encoding(engine, runs, args.smoke))
+    phase("switches", lambda: switches(engine, runs, args.smoke))
     phase("memory", lambda: memory(engine, args.smoke, started + args.budget_s))
     del engine
     if device.type == "cuda":

@@ -22,6 +22,7 @@ def test_gpu_benchmark_smoke_run_measures_every_figure(tmp_path):
     assert figures["base_2steps_cfg_10s"]["loop_s"] > 0
     assert figures["mp3_encode_10s_s"] > 0 and figures["mp3_encode_4x10s_thread_pool_s"] > 0
     assert figures["planner_cfg_codes_per_s"] > 0 and figures["planner_no_cfg_codes_per_s"] > 0
+    assert figures["turbo_loop_10s_banded_attention_s"] > 0 and figures["turbo_loop_10s_dense_attention_s"] > 0
     assert figures["peak_memory_10s_x2_gib"] > 0 and figures["largest_fit"]["batch"] >= 1
 
 
