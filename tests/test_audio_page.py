@@ -22,8 +22,11 @@ def page(engine):
 
 
 def _inputs(src, task_type="text2music"):
-    base = ["page edit", "", 10, None, 1, "5", "mp3", None, None, None, None, "", "", "auto", False]
-    return base + [src, None, task_type, None, None, None, ""]
+    # The page's inputs in order (its mode is session state, which the client does not send): description,
+    # caption, lyrics, duration, model, songs, seed, format, the advanced text fields (empty: the model's),
+    # time signature, language, thinking; then the editing controls.
+    base = ["", "page edit", "", 10, None, 1, "5", "mp3", "", "", "", "", "", "", "auto", False]
+    return base + [src, None, task_type, "", "", "", ""]
 
 
 def test_an_uploaded_source_reaches_the_task_and_leaves_with_it(page, tmp_path):
@@ -55,7 +58,7 @@ def test_what_the_model_cannot_do_is_refused_before_queueing(page, tmp_path):
     url, manager = page
     before = len(manager._tasks)
     inputs = _inputs(None)
-    inputs[7] = 500  # steps beyond the turbo model's range
+    inputs[8] = "500"  # steps beyond the turbo model's range
     with pytest.raises(Exception, match="inference_steps"):
         Client(url, verbose=False).predict(*inputs, api_name="/generate")
     assert len(manager._tasks) == before

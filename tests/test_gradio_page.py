@@ -107,6 +107,10 @@ def test_advanced_fields_are_empty_and_show_the_models_defaults(page_url, browse
     page.wait_for_function("document.querySelector('#steps textarea, #steps input').placeholder.startsWith('32')")
     assert guidance.get_attribute("placeholder") == "7 (the model's)"
     assert "[Chorus]" in page.content() and "not the story" in page.content()  # the structure hints
+    page.locator("#editing").click()
+    for field in ("repainting-start", "repainting-end", "audio-cover-strength"):
+        box = page.locator(f"#{field} textarea, #{field} input").first
+        assert box.input_value() == "" and box.get_attribute("placeholder").startswith("empty"), field
     page.screenshot(path=str(ARTIFACTS / "gradio-page-advanced.png"), full_page=True)
 
 

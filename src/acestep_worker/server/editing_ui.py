@@ -35,6 +35,13 @@ def _choices(name: str) -> list[str]:
     return found
 
 
+def _typed(text) -> str | float | None:
+    """A number field as typed: empty is None (the schema's default); the schema parses the rest."""
+    if isinstance(text, str):
+        return text.strip() or None
+    return text
+
+
 @dataclass
 class EditingControls:
     components: list  # in the order `values` arrive in submit()
@@ -42,8 +49,8 @@ class EditingControls:
     def fields(self, values: tuple) -> tuple[dict, dict[str, str]]:
         """(request fields that were set, audio file paths by field)."""
         src, ref, task_type, start, end, strength, track = values
-        fields = {"task_type": task_type or None, "repainting_start": start, "repainting_end": end,
-                  "audio_cover_strength": strength, "track_name": track or None}
+        fields = {"task_type": task_type or None, "repainting_start": _typed(start), "repainting_end": _typed(end),
+                  "audio_cover_strength": _typed(strength), "track_name": track or None}
         files = {name: path for name, path in zip(AUDIO_FIELDS, (src, ref)) if path}
         return {k: v for k, v in fields.items() if v is not None and k in GenerationRequest.model_fields}, files
 
@@ -78,10 +85,11 @@ def editing_controls() -> EditingControls:
                            elem_id="reference-audio")
         with gr.Row():
             task_type = gr.Dropdown(tasks, value=tasks[0], label="Task", elem_id="task-type")
-            start = gr.Number(label="Repaint from (s)", elem_id="repainting-start")
-            end = gr.Number(label="Repaint to (s; -1: the end)", elem_id="repainting-end")
-            strength = gr.Number(label="Cover strength (0-1; empty: 1)", minimum=0, maximum=1,
-                                 elem_id="audio-cover-strength")
+            # Text, not gr.Number: a Number field shows 0 when empty, and empty means "the default" here.
+            start = gr.Textbox(label="Repaint from (s)", placeholder="empty: the start", elem_id="repainting-start")
+            end = gr.Textbox(label="Repaint to (s)", placeholder="empty or -1: the end", elem_id="repainting-end")
+            strength = gr.Textbox(label="Cover strength (0-1)", placeholder="empty: 1",
+                                  elem_id="audio-cover-strength")
             track = gr.Dropdown(["", *tracks], value="", label="Track (extract, lego)", allow_custom_value=True,
                                 elem_id="track-name")
     return EditingControls([src, ref, task_type, start, end, strength, track])
