@@ -3,13 +3,20 @@
 Thousands of inputs run through the real handler, schema, delivery and output shaping. So that they
 finish in seconds, generation is replayed: `ReplayEngine` validates each request against the real
 loaded models (model names, variant step ranges) and returns songs cut from one real generation of
-the tiny model. A smaller run then uses the real engine throughout.
+the tiny model. A smaller run then uses the real engine throughout. Generated API bodies go through
+the real HTTP app. The inputs include deep nesting, megabyte strings, NaN and infinities, huge
+integers, odd types, conflicting aliases and garbage `s3Config`s.
+
+CI runs a few hundred of each; the full run (figures in the README's reliability section) is
+    ACESTEP_FUZZ_JOBS=5000 ACESTEP_FUZZ_BODIES=2000 pytest tests/test_fuzz.py
 """
 
 import base64
 import hashlib
+import itertools
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -18,6 +25,13 @@ from hypothesis import strategies as st
 
 from acestep_worker.engine import GenerationResult, Song, resolve_seeds, sampling_plan
 from acestep_worker.request import JobRequest
+from acestep_worker.server.api import ApiSettings, create_app
+from acestep_worker.server.tasks import TaskManager
+
+from .live_server import LiveServer
+
+FUZZ_JOBS = int(os.environ.get("ACESTEP_FUZZ_JOBS", "300"))
+FUZZ_BODIES = int(os.environ.get("ACESTEP_FUZZ_BODIES", "200"))
 
 FIELDS = list(JobRequest.model_fields)
 ALIASES = [a for f in JobRequest.model_fields.values() for a in (getattr(f.validation_alias, "choices", None) or [])]
@@ -27,6 +41,7 @@ class ReplayEngine:
     def __init__(self, engine):
         self.engine = engine
         self.settings = engine.settings
+        self.planner = engine.planner
         # One real second of tiny-model audio: encoding it keeps thousands of examples fast.
         self.recorded = engine.generate(JobRequest(duration=10, seed=0)).songs[0].audio[:48000]
 
@@ -70,7 +85,24 @@ def handler_module_factory(engine, tiny_env):
     return make
 
 
+def deep(levels: int, leaf=0):
+    value = leaf
+    for _ in range(levels):
+        value = [value] if levels % 2 else {"k": value}
+    return value
+
+
+shallow_hostile = st.one_of(
+    st.just("x" * 1_000_000), st.just("\ud800 lone surrogate"), st.integers(min_value=10**300, max_value=10**301),
+    st.just(float("nan")), st.just(float("-inf")), st.lists(st.integers(), min_size=20_000, max_size=20_000),
+)
+nested = st.recursive(st.one_of(st.none(), st.integers(), st.text(max_size=10)),
+                      lambda children: st.lists(children, max_size=3) | st.dictionaries(
+                          st.text(max_size=5), children, max_size=3), max_leaves=20)
 junk = st.one_of(
+    shallow_hostile, st.integers(17, 5_000).map(deep), st.just(b"bytes"), st.just({1, 2}), st.recursive(st.one_of(st.none(), st.integers(), st.text(max_size=10)),
+                          lambda children: st.lists(children, max_size=3) | st.dictionaries(
+                              st.text(max_size=5), children, max_size=3), max_leaves=20),
     st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
     st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=50),
     st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=3000, max_size=6000),
@@ -97,7 +129,12 @@ valid = {
     "return_audio_base64": st.booleans(), "max_base64_bytes": st.integers(0, 15_000_000),
     "guidance_scale": st.floats(1, 15), "timeout_seconds": st.floats(60, 3600), "poll_interval": st.floats(0.5, 300),
 }
+ALIAS_GROUPS = [[a for a in (getattr(f.validation_alias, "choices", None) or [])]
+                for f in JobRequest.model_fields.values()]
+conflicting = st.sampled_from([g for g in ALIAS_GROUPS if len(g) > 1]).flatmap(
+    lambda group: st.fixed_dictionaries({name: plausible.get(group[0], st.just(1)) for name in group[:2]}))
 job_inputs = st.one_of(
+    conflicting,
     st.fixed_dictionaries({}, optional=valid),
     st.fixed_dictionaries({}, optional=valid).flatmap(
         lambda d: st.fixed_dictionaries({k: st.just(v) for k, v in d.items()}, optional={"bogus": junk})),
@@ -105,6 +142,15 @@ job_inputs = st.one_of(
     st.dictionaries(st.sampled_from(FIELDS + ALIASES + ["bogus", "ünïcode", ""]), junk, max_size=6),
     junk,
 )
+
+
+s3_configs = st.one_of(
+    st.none(), junk,
+    st.fixed_dictionaries({}, optional={"endpointUrl": st.one_of(junk, st.sampled_from(
+        ["127.0.0.1:9000", "ftp://x", "http://h:port", "http://", "https://s3.example.com"])),
+        "accessId": junk, "accessSecret": junk, "bucketName": st.one_of(junk, st.just("a/b"))}),
+)
+job_ids = itertools.count()
 
 
 def check_output(job_input, out):
@@ -128,11 +174,16 @@ def check_output(job_input, out):
     assert used <= budget
 
 
-@settings(max_examples=2000, deadline=None, suppress_health_check=list(HealthCheck))
-@given(job_input=job_inputs)
-def test_thousands_of_inputs_never_crash_the_handler(handle, job_input):
-    out = handle({"id": "fuzz", "input": job_input})
+@settings(max_examples=FUZZ_JOBS, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@given(job_input=job_inputs, s3_config=st.one_of(st.none(), st.none(), s3_configs))
+def test_thousands_of_inputs_never_crash_the_handler(handle, engine, job_input, s3_config):
+    job_id = f"fuzz-{next(job_ids)}"
+    job = {"id": job_id, "input": job_input, **({"s3Config": s3_config} if s3_config is not None else {})}
+    out = handle(job)
     check_output(job_input if isinstance(job_input, dict) else {}, out)
+    if "error" in out:  # a failed job leaves no file behind
+        assert not list(engine.settings.output_dir.glob(f"{job_id}-*")), out["error"]
+        assert len(out["error"]) < 2_100
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
@@ -149,3 +200,51 @@ def test_real_engine_on_generated_inputs(engine, handler_module_factory, job_inp
 def test_replay_engine_really_replays_tiny_audio(engine):
     replay = ReplayEngine(engine)
     assert replay.recorded.shape == (48000, 2) and np.isfinite(replay.recorded).all()
+
+
+def _body_text(fields: dict, deep_text: str | None) -> str:
+    text = json.dumps(fields, default=repr)  # NaN and infinities go out as JSON's NaN/Infinity tokens
+    if deep_text is not None and text.endswith("}"):
+        text = text[:-1] + (", " if fields else "") + f'"param_obj": {deep_text}' + "}"
+    return text
+
+
+body_fields = st.dictionaries(st.sampled_from(FIELDS + ALIASES + ["param_obj", "metas", "task_id_list", "task_id",
+                                                                 "ai_token", "bogus"]),
+                              st.one_of(shallow_hostile, nested, st.floats(allow_nan=True, allow_infinity=True),
+                                        st.sampled_from(["10", "{", "[1]", "", "null", '{"duration": 5}'])),
+                              max_size=6)
+
+
+@pytest.fixture(scope="module")
+def fuzz_api(engine, tmp_path_factory):
+    manager = TaskManager(engine, tmp_path_factory.mktemp("fuzz-api"), maxsize=10**6)  # never started: no GPU work
+    with LiveServer(create_app(engine, manager, ApiSettings())) as server:
+        yield server.url
+
+
+@settings(max_examples=FUZZ_BODIES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@given(path=st.sampled_from(["/release_task", "/query_result", "/cancel_task", "/format_input"]), fields=body_fields,
+       deep_levels=st.one_of(st.none(), st.integers(1, 120_000)),
+       content_type=st.sampled_from(["application/json", "application/x-www-form-urlencoded", "text/plain", None]))
+def test_generated_api_bodies_never_make_a_server_error(fuzz_api, path, fields, deep_levels, content_type):
+    import httpx
+
+    deep_text = None if deep_levels is None else "[" * deep_levels + "]" * deep_levels
+    headers = {"content-type": content_type} if content_type else {}
+    response = httpx.post(fuzz_api + path, content=_body_text(fields, deep_text).encode("utf-8", "surrogatepass"),
+                          headers=headers, timeout=60)
+    no_planner = path == "/format_input" and response.status_code == 503  # this server has none, on purpose
+    assert response.status_code < 500 or no_planner, (path, response.status_code, response.text[:300])
+    assert len(response.content) < 200_000
+
+
+@settings(max_examples=max(20, FUZZ_BODIES // 10), deadline=None, suppress_health_check=list(HealthCheck),
+          database=None)
+@given(name=st.one_of(st.text(max_size=300), st.just("a" * 5000), st.just("../" * 2000), st.just("\x00")),
+       query=st.sampled_from(["filename", "path"]))
+def test_generated_audio_names_never_make_a_server_error(fuzz_api, name, query):
+    import httpx
+
+    response = httpx.get(f"{fuzz_api}/v1/audio", params={query: name}, timeout=30)
+    assert response.status_code < 500, (name[:80], response.status_code)

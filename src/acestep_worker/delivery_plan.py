@@ -28,6 +28,7 @@ BYTES_PER_SECOND = {
     "flac": SAMPLE_RATE * CHANNELS * 2 // 2,
     "ogg": 13_000,
     "opus": 13_000,
+    "aac": 20_000,  # 192 kbps AAC is 24 kB/s; predicted low like the other variable-rate formats
 }
 SMALL_FORMATS = ("opus", "mp3")  # what to suggest instead, smallest first
 MIN_DURATION_S = 10

@@ -33,6 +33,7 @@ from .dit.sampler import SamplingPlan
 from .dit.schedules import base_timesteps, snap_turbo_shift, turbo_timesteps
 from .errors import CheckpointError, GenerationCancelled, InputError, PlannerUnavailableError, echo
 from .lora.adapters import Adapters
+from .memory_budget import check_fits
 from .planner.decoding import SamplingParams
 from .planner.lm import PlannerLM
 from .planner.metadata import Metadata
@@ -200,12 +201,15 @@ class Engine:
             loras = lora.apply(dit, request.loras)  # before sampling: a misfit adapter fails the job here
             plan, sampling = sampling_plan(request, dit)
             seeds = resolve_seeds(request)
+            if request.duration:  # known before the planner runs: refuse early
+                self._check_memory(dit, frames_for_duration(request.duration), len(seeds), plan)
             tracker = _ProgressTracker(on_progress, should_stop, plan.steps, uses_planner=self.planner is not None
                                        and (request.needs_planner or request.use_cot_metas),
                                        writes_codes=request.thinking)
             resolved = planning.resolve(request, self.planner, seeds, on_stage=tracker.stage,
                                         on_code_step=tracker.code_step, should_stop=tracker.check)
             songs = self._song_specs(dit, resolved, seeds)
+            self._check_memory(dit, max(song.frames for song in songs), len(songs), plan)
             output = self.synthesizer(dit, songs, plan, on_stage=tracker.stage, on_step=tracker.step,
                                       check=tracker.check)
             duration = output.frames * SAMPLES_PER_FRAME / SAMPLE_RATE
@@ -220,6 +224,10 @@ class Engine:
             result.timings["total"] = time.perf_counter() - start
             tracker.finish()
             return result
+
+    def _check_memory(self, dit: DiTModel, frames: int, batch: int, plan: SamplingPlan) -> None:
+        check_fits(dit.transformer.config, frames, batch, plan.uses_cfg, torch.finfo(dit.dtype).bits // 8,
+                   dit.device, self.settings.memory_budget_mb)
 
     def _song_specs(self, dit: DiTModel, resolved: planning.Resolved, seeds: list[int]) -> list[SongSpec]:
         metas = Metas(bpm=resolved.bpm, time_signature=resolved.time_signature, key_scale=resolved.key_scale,

@@ -102,6 +102,7 @@ class Settings:
     input_dir: Path = field(default_factory=lambda: Path("inputs"))  # ACESTEP_INPUT_DIR
     # The serverless output folder's budget (oldest files go first); None: unbounded, for volumes.
     output_max_files: int | None = 200  # ACESTEP_OUTPUT_MAX_FILES (0: no limit)
+    memory_budget_mb: float | None = None  # ACESTEP_MEMORY_BUDGET_MB: instead of asking the device
     output_max_bytes: int | None = 2_000_000_000  # ACESTEP_OUTPUT_MAX_MB (0: no limit)
     # LoRA adapters: the folder names and paths resolve in, where downloads are kept (by content
     # hash), the download cap, and how many adapters stay loaded in the DiT (least recently used go).
@@ -143,6 +144,8 @@ class Settings:
             allow_private_urls=env_value(env, "ACESTEP_ALLOW_PRIVATE_URLS", False, flag,
                                          "1/true/yes/on or 0/false/no/off"),
             input_dir=Path(env.get("ACESTEP_INPUT_DIR") or "inputs"),
+            memory_budget_mb=env_value(env, "ACESTEP_MEMORY_BUDGET_MB", None, in_range(float, 1, 1e9),
+                                       "megabytes from 1"),
             output_max_files=env_value(env, "ACESTEP_OUTPUT_MAX_FILES", 200, in_range(int, 0, 10**9),
                                        "a whole number of files, or 0 for no limit") or None,
             output_max_bytes=int(1_000_000 * env_value(env, "ACESTEP_OUTPUT_MAX_MB", 2000.0, in_range(float, 0, 1e9),

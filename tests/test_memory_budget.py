@@ -1,0 +1,45 @@
+"""The memory check: duration x batch (x2 with CFG) against what the device has, refused with the
+largest batch that fits, tested on the CPU with small budgets."""
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from acestep_worker.dit.conditioning import frames_for_duration
+from acestep_worker.errors import InputError
+from acestep_worker.memory_budget import check_fits, generation_need
+from acestep_worker.request import parse
+
+
+def test_the_need_grows_with_batch_duration_and_cfg(engine):
+    config = engine.dit().transformer.config
+    small = generation_need(config, frames_for_duration(30), 1, False, 4)
+    assert generation_need(config, frames_for_duration(600), 1, False, 4).device_bytes > small.device_bytes
+    assert generation_need(config, frames_for_duration(30), 8, False, 4).host_bytes == 8 * small.host_bytes
+    assert generation_need(config, frames_for_duration(30), 1, True, 4).device_bytes > small.device_bytes
+
+
+def test_a_request_that_does_not_fit_names_the_largest_batch_that_does(engine):
+    config, frames = engine.dit().transformer.config, frames_for_duration(600)
+    need = [generation_need(config, frames, size, False, 4) for size in (1, 2, 3, 4)]
+    budget_mb = (need[2].device_bytes + need[2].host_bytes + 1) / 1_000_000  # room for exactly 3
+    with pytest.raises(InputError, match="the largest batch that fits is 3") as err:
+        check_fits(config, frames, 8, False, 4, torch.device("cpu"), budget_mb)
+    assert err.value.field == "batch_size"
+    check_fits(config, frames, 3, False, 4, torch.device("cpu"), budget_mb)
+    with pytest.raises(InputError, match="even alone") as err:
+        check_fits(config, frames, 1, False, 4, torch.device("cpu"), 1)
+    assert err.value.field == "duration"
+
+
+def test_the_engine_refuses_before_any_work(engine, monkeypatch):
+    two = generation_need(engine.dit().transformer.config, frames_for_duration(600), 2, False, 4)
+    budget_mb = (two.device_bytes + two.host_bytes + 1) / 1_000_000
+    monkeypatch.setattr(engine, "settings", replace(engine.settings, memory_budget_mb=budget_mb))
+    stages = []
+    with pytest.raises(InputError, match="largest batch that fits is 2"):
+        engine.generate(parse({"duration": 600, "batch_size": 8}), on_progress=lambda p: stages.append(p.stage))
+    assert stages == []  # nothing ran
+    monkeypatch.undo()
+    assert len(engine.generate(parse({"duration": 10, "batch_size": 2})).songs) == 2
