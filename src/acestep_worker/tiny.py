@@ -293,10 +293,9 @@ def build_loras(folder: Path, config: dict, seed: int = 7) -> None:
             peft[f"base_model.model.layers.{layer}.self_attn.{proj}.lora_A.weight"] = down
             peft[f"base_model.model.layers.{layer}.self_attn.{proj}.lora_B.weight"] = up
             down, up = _lora_pair(generator, 2, fan_in, fan_out)
-            if proj in ("q_proj", "o_proj"):
-                key = f"diffusion_model.decoder.layers.{layer}.cross_attn.{proj}"
-                comfy[f"{key}.lora_down.weight"], comfy[f"{key}.lora_up.weight"] = down, up
-                comfy[f"{key}.alpha"] = torch.tensor(1.0)
+            key = f"diffusion_model.decoder.layers.{layer}.cross_attn.{proj}"  # k/v: under the condition cache
+            comfy[f"{key}.lora_down.weight"], comfy[f"{key}.lora_up.weight"] = down, up
+            comfy[f"{key}.alpha"] = torch.tensor(1.0)
             down, up = _lora_pair(generator, 2, fan_in + 32, fan_out + 32)
             wide[f"layers.{layer}.self_attn.{proj}.lora_A.weight"] = down
             wide[f"layers.{layer}.self_attn.{proj}.lora_B.weight"] = up

@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""LoRA benchmark: adapter load time, and the per-step DiT cost with no adapter, unfused, and fused.
+
+    python bench/lora.py --size tiny
+    python bench/lora.py --size real --frames 250 --rank 64 --device cuda --dtype bfloat16
+
+The transformer is built in memory with random weights (bench/dit_forward.py's builder); the
+adapter is a random rank-r LoRA on every attention projection of every layer, written as a PEFT
+folder the way upstream's trainer writes one, then loaded through the server's own path
+(`Adapters.load`: read, normalise, shape check, inject). "unfused" is how jobs run (switching
+adapters between jobs is free); "fused" merges the weights into the DiT (`fuse_lora`), which
+costs a merge and an unmerge per switch. Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "bench"))
+CONDITION_TOKENS = 385
+
+
+def write_peft_adapter(folder: Path, transformer, rank: int) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    renames = {"to_q": "q_proj", "to_k": "k_proj", "to_v": "v_proj", "to_out.0": "o_proj"}
+    tensors = {}
+    g = torch.Generator().manual_seed(1)
+    for name, module in transformer.named_modules():
+        suffix = next((s for s in renames if name.endswith("attn." + s)), None)
+        if suffix is None:
+            continue
+        official = name[: -len(suffix)] + renames[suffix]
+        tensors[f"base_model.model.{official}.lora_A.weight"] = torch.randn(rank, module.in_features, generator=g) * 0.01
+        tensors[f"base_model.model.{official}.lora_B.weight"] = torch.randn(module.out_features, rank, generator=g) * 0.01
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(folder / "adapter_model.safetensors"))
+    (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": rank, "lora_alpha": rank}))
+
+
+def one_step(transformer, inputs, sync) -> float:
+    import torch
+
+    with torch.no_grad():
+        start = time.perf_counter()
+        transformer(*inputs, return_dict=False)
+        sync()
+        return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", choices=("tiny", "real"), default="tiny")
+    parser.add_argument("--frames", type=int, default=250, help="latent frames (25 per second of audio)")
+    parser.add_argument("--rank", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    args = parser.parse_args()
+
+    import torch
+
+    from acestep_worker.dit.model import DiTModel
+    from acestep_worker.lora.adapters import Adapters
+    from acestep_worker.lora.ref import LoraRef
+    from acestep_worker.settings import Settings
+    from acestep_worker.variants import detect_variant
+    from dit_forward import build_transformer
+
+    dtype = getattr(torch, args.dtype)
+    transformer = build_transformer(args.size, torch.float32).to(device=args.device, dtype=dtype)
+    sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
+    g = torch.Generator().manual_seed(0)
+    hidden = transformer.config.encoder_hidden_size or transformer.config.hidden_size
+    x = torch.randn(1, args.frames, 64, generator=g)
+    context = torch.randn(1, args.frames, 128, generator=g)
+    conditions = torch.randn(1, CONDITION_TOKENS, hidden, generator=g)
+    t = torch.tensor([0.5])
+    inputs = [v.to(device=args.device, dtype=dtype) for v in (x, t, t, conditions, context)]
+    dit = DiTModel(detect_variant("bench", {"is_turbo": True}), transformer, None, None, None)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        lora_dir = Path(tmp) / "loras"
+        write_peft_adapter(lora_dir / "bench", transformer, args.rank)
+        size_mb = (lora_dir / "bench" / "adapter_model.safetensors").stat().st_size / 2**20
+        settings = Settings(dit_path=Path(tmp), vae_path=Path(tmp), text_encoder_path=Path(tmp), lora_dir=lora_dir)
+        adapters = Adapters(settings)
+        ref = LoraRef("name", "bench", 1.0)
+        start = time.perf_counter()
+        adapters.activate(dit, (ref,))
+        cold = time.perf_counter() - start
+        adapters.deactivate(dit)
+        start = time.perf_counter()
+        adapters.activate(dit, (ref,))
+        warm = time.perf_counter() - start
+
+        # The three modes alternate step by step, so machine load hits each alike; medians are reported.
+        times = {"plain": [], "unfused": [], "fused": []}
+        fuse_times = []
+        one_step(transformer, inputs, sync)  # warm-up
+        for _ in range(args.steps):
+            transformer.disable_lora()
+            times["plain"].append(one_step(transformer, inputs, sync))
+            transformer.enable_lora()
+            times["unfused"].append(one_step(transformer, inputs, sync))
+            start = time.perf_counter()
+            transformer.fuse_lora(lora_scale=1.0)
+            sync()
+            fuse_times.append(time.perf_counter() - start)
+            times["fused"].append(one_step(transformer, inputs, sync))
+            transformer.unfuse_lora()
+        adapters.deactivate(dit)
+        plain, unfused, fused = (statistics.median(times[k]) for k in ("plain", "unfused", "fused"))
+        fuse_s = statistics.median(fuse_times)
+
+    print(json.dumps({
+        "size": args.size, "device": args.device, "dtype": args.dtype, "frames": args.frames, "rank": args.rank,
+        "adapter_mb": round(size_mb, 2), "load_cold_s": round(cold, 4), "load_warm_lru_s": round(warm, 4),
+        "fuse_s": round(fuse_s, 4), "step_no_adapter_s": round(plain, 4), "step_unfused_s": round(unfused, 4),
+        "step_fused_s": round(fused, 4), "unfused_overhead_pct": round(100 * (unfused / plain - 1), 1),
+        "fused_overhead_pct": round(100 * (fused / plain - 1), 1),
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
