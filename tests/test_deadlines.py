@@ -7,6 +7,7 @@ import threading
 import time
 
 import httpx
+import torch
 import pytest
 
 from acestep_worker.deadline import Deadline, JobTimedOut
@@ -235,3 +236,23 @@ def test_retention_caps_the_bytes_kept(engine, tmp_path):
     finally:
         manager.stop()
     assert manager.get(task.id) is None and list(tmp_path.iterdir()) == []
+
+
+def test_vae_decode_stops_between_tiles(engine):
+    from acestep_worker.vae import decode
+
+    vae = engine.synthesizer.vae
+    calls = []
+    hook = vae.decoder.register_forward_pre_hook(lambda *_: calls.append(1))
+    latents = torch.randn(1, 3000, 64)  # 120 s: several 512-frame tiles
+
+    def stop_after_two():
+        if len(calls) >= 2:
+            raise GenerationCancelled("stopped")
+
+    try:
+        with pytest.raises(GenerationCancelled):
+            decode(vae, latents, check=stop_after_two)
+    finally:
+        hook.remove()
+    assert len(calls) == 2, f"{len(calls)} tiles were decoded"

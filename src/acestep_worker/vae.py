@@ -92,11 +92,18 @@ def decode(vae: AutoencoderOobleck, latents: torch.Tensor, check: Callable[[], o
     group = together or planned
     vae.tile_latent_min_length = max(tile, 2 * DECODE_OVERLAP_FRAMES + 1)
     songs = []
-    for start in range(0, latents.shape[0], group):
-        if check is not None:
-            check()
-        z = latents[start:start + group].transpose(1, 2).to(device=vae.device, dtype=vae.dtype)
-        songs.append(vae.decode(z).sample.float().cpu())
+    # diffusers decodes tile by tile through `vae.decoder`: checking before each call stops a long
+    # song within one tile of a deadline or a cancel.
+    hook = vae.decoder.register_forward_pre_hook(lambda *_: check()) if check is not None else None
+    try:
+        for start in range(0, latents.shape[0], group):
+            if check is not None:
+                check()
+            z = latents[start:start + group].transpose(1, 2).to(device=vae.device, dtype=vae.dtype)
+            songs.append(vae.decode(z).sample.float().cpu())
+    finally:
+        if hook is not None:
+            hook.remove()
     audio = torch.cat(songs)
     peak = audio.abs().amax(dim=(1, 2), keepdim=True)
     return audio / peak.clamp_min(1.0)
