@@ -53,6 +53,12 @@ def test_key_spellings_users_send(spelling, expected):
     assert parse({"key_scale": spelling}).key_scale == expected
 
 
+def test_sampling_switches_take_upstreams_off_values():
+    assert parse({"lm_top_k": -1}).lm_top_k == 0 and parse({"lm_top_p": 1.5}).lm_top_p == 1.0
+    with pytest.raises(InputError, match="lm_top_p must be a number above 0"):
+        parse({"lm_top_p": 0})
+
+
 def test_every_unused_field_says_why():
     unused = {name: (f.json_schema_extra or {}).get("unused") for name, f in GenerationRequest.model_fields.items()}
     assert {"lm_backend", "lm_repetition_penalty", "constrained_decoding", "lm_model_path",

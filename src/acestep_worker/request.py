@@ -129,9 +129,8 @@ class GenerationRequest(BaseModel):
     lm_temperature: float = _field(0.85, "lm_temperature", "lmTemperature", allowed="a number from 0 to 2",
                                    ge=0.0, le=2.0)
     lm_cfg_scale: float = _field(2.0, "lm_cfg_scale", "lmCfgScale", allowed="a number from 1 to 5", ge=1.0, le=5.0)
-    lm_top_k: int = _field(0, "lm_top_k", "lmTopK", allowed="an integer from 0 (off) to 1000", ge=0, le=1000)
-    lm_top_p: float = _field(0.9, "lm_top_p", "lmTopP", allowed="a number above 0 and at most 1 (1: off)",
-                             gt=0.0, le=1.0)
+    lm_top_k: int = _field(0, "lm_top_k", "lmTopK", allowed="an integer up to 1000 (0 or negative: off)", le=1000)
+    lm_top_p: float = _field(0.9, "lm_top_p", "lmTopP", allowed="a number above 0 (1 or more: off)", gt=0.0)
     lm_negative_prompt: str = _field("NO USER INPUT", "lm_negative_prompt", "lmNegativePrompt",
                                      allowed="text of at most 2000 characters", max_length=2000)
 
@@ -200,6 +199,16 @@ class GenerationRequest(BaseModel):
                 raise InputError(name, f"{' and '.join(present)} name the same field; send only one")
         # `null` means "the default" for every field, in one place; unknown names stay to be refused.
         return {key: value for key, value in data.items() if value is not None or key not in known}
+
+    @field_validator("lm_top_k", mode="after")
+    @classmethod
+    def _top_k(cls, value: int) -> int:
+        return max(0, value)  # upstream: zero or negative switches top-k off
+
+    @field_validator("lm_top_p", mode="after")
+    @classmethod
+    def _top_p(cls, value: float) -> float:
+        return min(1.0, value)  # upstream: 1 or more switches top-p off
 
     @field_validator("loras", mode="before")
     @classmethod
