@@ -37,6 +37,14 @@ def test_a_deep_unknown_field_is_a_sentence():
     assert len(str(err.value)) < MAX_MESSAGE_CHARS and len(err.value.field) <= 60
 
 
+@pytest.mark.parametrize("data,field", [({"caption": "a\ud800b"}, "caption"), ({"src_audio": "/x/\udfff.wav"}, "src_audio"),
+                                        ({"seed": ["\ud800"]}, "seed")])
+def test_lone_surrogates_are_a_sentence(data, field):
+    with pytest.raises(InputError, match="not valid Unicode") as err:
+        parse(data, JobRequest)
+    assert err.value.field == field
+
+
 def test_huge_collections_are_refused_quickly():
     with pytest.raises(InputError, match="more than 10000 values"):
         parse({"seed": list(range(200_000))})

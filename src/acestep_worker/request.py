@@ -378,14 +378,22 @@ MAX_VALUES = 10_000  # every field's values together; a seed list holds 8
 
 
 def check_shape(data: Any) -> None:
-    """Refuse requests nested past MAX_NESTING or holding more than MAX_VALUES values, walking them
-    without recursion (a body nested 100,000 deep must be a sentence, not a RecursionError)."""
+    """Refuse requests nested past MAX_NESTING, holding more than MAX_VALUES values or text that is
+    not valid Unicode, walking them without recursion (a body nested 100,000 deep must be a
+    sentence, not a RecursionError)."""
     if not isinstance(data, dict):
         return
     stack = [(value, 1, key) for key, value in data.items()]
     seen = len(stack)
     while stack:
         value, depth, field = stack.pop()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:  # JSON's "\ud800" escapes: no file name, tag or tokenizer takes them
+                raise InputError(str(field), f"{echo(field)} holds text that is not valid Unicode (a lone "
+                                 "surrogate code point)") from None
+            continue
         if isinstance(value, dict):
             children = list(value.values())
         elif isinstance(value, (list, tuple)):
