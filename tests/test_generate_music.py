@@ -231,3 +231,10 @@ def test_a_missing_audio_file_fails_before_anything_is_sent(bare_python, tmp_pat
         result = _run(bare_python, "--runpod-url", fake.url, "--src-audio", "nope.mp3", "-q", cwd=tmp_path)
     assert result.returncode == 1 and "--src-audio: nope.mp3 is not a file" in result.stderr
     assert fake.calls == []
+
+
+def test_timeout_cancels_the_task_on_the_real_pod(bare_python, pod, tmp_path):  # noqa: F811
+    result = _run(bare_python, "--api-url", pod, "-c", "too long", "-d", "600", "-b", "2", "--timeout", "1.5",
+                  "--poll-interval", "0.2", "-q", cwd=tmp_path)
+    assert result.returncode == 1 and "gave up after 1.5 s (--timeout); task " in result.stderr
+    assert ": cancelled it" in result.stderr  # the pod's /cancel_task answered
