@@ -94,7 +94,10 @@ def decode(vae: AutoencoderOobleck, latents: torch.Tensor, check: Callable[[], o
     songs = []
     # diffusers decodes tile by tile through `vae.decoder`: checking before each call stops a long
     # song within one tile of a deadline or a cancel.
-    hook = vae.decoder.register_forward_pre_hook(lambda *_: check()) if check is not None else None
+    def before_tile(*_) -> None:  # a pre-hook's non-None return value would replace the tile's input
+        check()
+
+    hook = vae.decoder.register_forward_pre_hook(before_tile) if check is not None else None
     try:
         for start in range(0, latents.shape[0], group):
             if check is not None:
