@@ -7,6 +7,7 @@ import pytest
 
 from acestep_worker.server import page_app
 from acestep_worker.server.editing_ui import _choices
+from acestep_worker.server.lora_ui import NONE
 from acestep_worker.server.tasks import TaskManager
 
 from .live_server import LiveServer
@@ -21,12 +22,11 @@ def page(engine):
     manager.stop()
 
 
-def _inputs(src, task_type="text2music"):
-    # The page's inputs in order (its mode is session state, which the client does not send): description,
-    # caption, lyrics, duration, model, songs, seed, format, the advanced text fields (empty: the model's),
-    # time signature, language, thinking; then the editing controls.
-    base = ["", "page edit", "", 10, None, 1, "5", "mp3", "", "", "", "", "", "", "auto", False]
-    return base + [src, None, task_type, "", "", "", ""]
+def _inputs(src, task_type="text2music", start=None, end=None, steps=""):
+    """The page's inputs in order (its mode is session state, not sent): its form, the editing accordion, the
+    adapter picker."""
+    base = ["", "page edit", "", 10, None, 1, "5", "mp3", steps, "", "", "", "", "", "auto", False]
+    return base + [src, None, task_type, start, end, None, ""] + [NONE, 1.0]
 
 
 def test_an_uploaded_source_reaches_the_task_and_leaves_with_it(page, tmp_path):
@@ -57,8 +57,7 @@ def test_what_the_model_cannot_do_is_refused_before_queueing(page, tmp_path):
 
     url, manager = page
     before = len(manager._tasks)
-    inputs = _inputs(None)
-    inputs[8] = "500"  # steps beyond the turbo model's range
+    inputs = _inputs(None, steps="500")  # beyond the turbo model's range
     with pytest.raises(Exception, match="inference_steps"):
         Client(url, verbose=False).predict(*inputs, api_name="/generate")
     assert len(manager._tasks) == before
