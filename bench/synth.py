@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Synthesizer benchmark: load time, text encoding, per-step DiT time, VAE decode, encode, peak RSS.
+"""Synthesizer benchmark: load time, text encoding, per-step DiT time, VAE decode and encode, encode, peak RSS.
 
     python bench/synth.py --sizes tiny real --duration 10 --steps 2
     python bench/synth.py --sizes real --device cuda --dtype bfloat16 --duration 60
@@ -98,6 +98,7 @@ def measure(size: str, args: argparse.Namespace) -> dict:
     from acestep_worker.engine import Engine
     from acestep_worker.request import parse
     from acestep_worker.settings import Settings
+    from acestep_worker.vae import encode as vae_encode
 
     torch.set_num_threads(os.cpu_count() or 1)
     start = time.perf_counter()
@@ -112,6 +113,13 @@ def measure(size: str, args: argparse.Namespace) -> dict:
         t0 = time.perf_counter()
         encode(result.songs[0].audio, 48000, "mp3")
         result.timings["mp3_encode"] = time.perf_counter() - t0
+        # The editing tasks' VAE encode, on a song as long as the one just decoded.
+        waveform = torch.from_numpy(result.songs[0].audio.T.copy()).unsqueeze(0)
+        t0 = time.perf_counter()
+        vae_encode(engine.synthesizer.vae, waveform, torch.Generator("cpu").manual_seed(0))
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        result.timings["vae_encode"] = time.perf_counter() - t0
         runs.append(result.timings)
     median = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     peak_gpu = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
@@ -122,6 +130,7 @@ def measure(size: str, args: argparse.Namespace) -> dict:
         "text_encoding_s": round(median["text_encoding"], 4),
         "dit_step_s": round(median["diffusion"] / args.steps, 4),
         "vae_decode_s": round(median["vae_decode"], 3),
+        "vae_encode_s": round(median["vae_encode"], 3),
         "mp3_encode_s": round(median["mp3_encode"], 3),
         "total_s": round(median["total"], 3),
         "seconds_per_audio_minute": round(median["total"] * 60 / args.duration, 2),

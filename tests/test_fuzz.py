@@ -45,7 +45,10 @@ class ReplayEngine:
         # One real second of tiny-model audio: encoding it keeps thousands of examples fast.
         self.recorded = engine.generate(JobRequest(duration=10, seed=0)).songs[0].audio[:48000]
 
-    def generate(self, request, on_progress=None, should_stop=None):
+    def validate(self, request, audio=None):
+        self.engine.validate(request, audio)
+
+    def generate(self, request, on_progress=None, should_stop=None, audio=None):
         dit = self.engine.dit(request.model)
         plan, params = sampling_plan(request, dit)
         songs = [Song(self.recorded, 48000, seed, 1.0) for seed in resolve_seeds(request)]

@@ -45,7 +45,7 @@ def test_two_names_for_one_field_is_an_error():
     ({"vocal_language": "klingon"}, "vocal_language", "ISO 639"),
     ({"mp3_bitrate": 100}, "mp3_bitrate", "kbps"),
     ({"caption": "x" * 4001}, "caption", "at most 4000"),
-    ({"task_type": "repaint"}, "task_type", "text2music"),
+    ({"task_type": "remix"}, "task_type", "cover-nofsq"),
     ({"timesteps": "0.5,0.8"}, "timesteps", "descending"),
     ({"shift": 9}, "shift", "from 1 to 5"),
 ])

@@ -23,25 +23,27 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import planning
+from . import planning, sources
 from .checkpoint_check import require_model_folders
-from .dit.conditioning import SAMPLE_RATE, SAMPLES_PER_FRAME, codes_to_quantized, detokenize, frames_for_duration
+from .dit.conditioning import MIN_FRAMES, SAMPLE_RATE, frames_for_duration
 from .dit.loading import is_diffusers_layout, load_dit, read_config
 from .dit.model import DiTModel, compile_blocks
-from .dit.windowed_attention import windowed_sliding_attention
 from .dit.sampler import SamplingPlan
-from .dit.schedules import base_timesteps, snap_turbo_shift, turbo_timesteps
-from .errors import CheckpointError, GenerationCancelled, InputError, PlannerUnavailableError, echo
+from .dit.windowed_attention import windowed_sliding_attention
+from .errors import CheckpointError, InputError, PlannerUnavailableError, echo
 from .lora.adapters import Adapters
 from .memory_budget import check_fits
 from .planner.decoding import SamplingParams
 from .planner.lm import PlannerLM
 from .planner.metadata import Metadata
 from .planner.planner import Planner
+from .progress import Progress, ProgressTracker
 from .prompts import COVER_INSTRUCTION, Metas, is_instrumental
 from .request import MAX_SEED, GenerationRequest
+from .sampling import check_sampling, codes_to_hints, resolve_seeds, sampling_plan
 from .settings import Settings
 from .synthesizer import SongSpec, Synthesizer
+from .tasks import FRAMES_PER_SECOND, TASKS, check_supported, instruction_for, parse_audio_codes, supported_task_types
 from .text_encoder import TextEncoder
 from .tiny import RANDOM_WEIGHTS_MARKER
 from .variants import Variant, detect_variant
@@ -49,19 +51,10 @@ from .vae import load_vae
 
 log = logging.getLogger(__name__)
 
-# Share of the whole job each stage takes, for progress fractions.
 LM_FOLDER_PREFIX = "acestep-5Hz-lm-"
-TURBO_TASK_TYPES = ("text2music", "repaint", "cover")  # upstream: the other tasks need a base/sft model
 
-STAGE_WEIGHTS = {"text_encoding": 0.03, "conditioning": 0.02, "diffusion": 0.80, "vae_decode": 0.15}
-
-
-@dataclass(frozen=True)
-class Progress:
-    stage: str
-    step: int  # steps done within the stage (diffusion steps; 0/1 for the others)
-    total_steps: int
-    fraction: float  # of the whole job, 0..1
+__all__ = ["Engine", "GenerationResult", "ModelInfo", "Progress", "Song", "check_sampling", "resolve_seeds",
+           "sampling_plan"]
 
 
 @dataclass
@@ -172,12 +165,20 @@ class Engine:
         path = self._dit_paths[name]
         return detect_variant(name, {} if is_diffusers_layout(path) else read_config(path))
 
-    def check(self, request: GenerationRequest) -> None:
-        """Refuse, before any queueing, what the chosen model cannot do (InputError naming the field)."""
-        check_sampling(request, self.variant(request.model))
-        validate = getattr(self, "validate", None)  # the task table's own rules, where the engine has them
-        if validate is not None:
-            validate(request)
+    def check(self, request: GenerationRequest, audio: dict | None = None) -> None:
+        """Refuse, before any queueing, what the chosen model cannot do (InputError naming the field):
+        a step count or timesteps outside its rules, a task its family does not run, or a task's
+        missing source. Reads configs only; no model is loaded for it."""
+        variant = self.variant(request.model)
+        check_sampling(request, variant)
+        installed = {info.name: info.family for info in self.models()}
+        check_supported(request.task_type, variant.name, variant.family, installed)
+        if TASKS[request.task_type].needs_source:
+            given = getattr(request, "src_audio", None) if audio is None else audio.get("src_audio")
+            if given is None or (audio is not None and len(given) == 0):
+                raise InputError("src_audio", f"task_type {request.task_type!r} needs a source song in src_audio")
+
+    validate = check  # the name the editing contract uses
 
     def dit(self, name: str | None = None) -> DiTModel:
         name = name or self.default_model
@@ -197,28 +198,35 @@ class Engine:
         each float32 [samples, 2] at 48 kHz (see audio_sources.load_audio)."""
         with self._lock, self.adapters.session() as lora, self._sliding_attention():  # no adapter outlives the job
             start = time.perf_counter()
+            audio = audio or {}
+            self.check(request, audio)
             dit = self.dit(request.model)
             loras = lora.apply(dit, request.loras)  # before sampling: a misfit adapter fails the job here
             plan, sampling = sampling_plan(request, dit)
             seeds = resolve_seeds(request)
-            if request.duration:  # known before the planner runs: refuse early
+            if request.duration and not TASKS[request.task_type].needs_source:  # known before the planner runs
                 self._check_memory(dit, frames_for_duration(request.duration), len(seeds), plan)
-            tracker = _ProgressTracker(on_progress, should_stop, plan.steps, uses_planner=self.planner is not None
-                                       and (request.needs_planner or request.use_cot_metas),
-                                       writes_codes=request.thinking)
-            resolved = planning.resolve(request, self.planner, seeds, on_stage=tracker.stage,
-                                        on_code_step=tracker.code_step, should_stop=tracker.check)
-            songs = self._song_specs(dit, resolved, seeds)
+            rule = TASKS[request.task_type]
+            planned = _planner_view(request, rule)
+            tracker = ProgressTracker(on_progress, should_stop, plan.steps, uses_planner=self.planner is not None
+                                      and (planned.needs_planner or planned.use_cot_metas),
+                                      writes_codes=planned.thinking, encodes_audio=bool(audio))
+            resolved = planning.resolve(planned, self.planner if rule.runs_planner else None, seeds,
+                                        on_stage=tracker.stage, on_code_step=tracker.code_step,
+                                        should_stop=tracker.check)
+            edit = sources.resolve_edit(self.synthesizer.vae, rule, request, audio, seeds[0], tracker.stage,
+                                        reference_seconds=dit.timbre_frames / FRAMES_PER_SECOND)
+            songs = self._song_specs(dit, request, resolved, seeds, edit)
             self._check_memory(dit, max(song.frames for song in songs), len(songs), plan)
             output = self.synthesizer(dit, songs, plan, on_stage=tracker.stage, on_step=tracker.step,
-                                      check=tracker.check)
-            duration = output.frames * SAMPLES_PER_FRAME / SAMPLE_RATE
-            audio = output.audio.numpy()
+                                      check=tracker.check, edit=edit)
+            audio_out = output.audio.numpy()
+            duration = audio_out.shape[-1] / SAMPLE_RATE
             result = GenerationResult(
-                songs=[Song(np.ascontiguousarray(a.T), SAMPLE_RATE, s.seed, duration) for a, s in zip(audio, songs)],
+                songs=[Song(np.ascontiguousarray(a.T), SAMPLE_RATE, s.seed, duration) for a, s in zip(audio_out, songs)],
                 model=dit.variant.name, random_weights=self.random_weights,
-                params=dict(sampling, **_song_params(request, resolved, songs, self.planner)),
-                timings={**resolved.timings, **output.timings})
+                params=dict(sampling, **_song_params(request, resolved, songs, self.planner), **edit.report()),
+                timings={**resolved.timings, **edit.timings, **output.timings})
             if loras:
                 result.params["loras"] = loras
             result.timings["total"] = time.perf_counter() - start
@@ -229,18 +237,30 @@ class Engine:
         check_fits(dit.transformer.config, frames, batch, plan.uses_cfg, torch.finfo(dit.dtype).bits // 8,
                    dit.device, self.settings.memory_budget_mb)
 
-    def _song_specs(self, dit: DiTModel, resolved: planning.Resolved, seeds: list[int]) -> list[SongSpec]:
+    def _song_specs(self, dit: DiTModel, request: GenerationRequest, resolved: planning.Resolved, seeds: list[int],
+                    edit: sources.EditInputs) -> list[SongSpec]:
+        """One spec per song. Codes (the planner's, or `audio_code_string`) make a text2music song a
+        cover of them; a source task takes the source's length."""
         metas = Metas(bpm=resolved.bpm, time_signature=resolved.time_signature, key_scale=resolved.key_scale,
-                      duration_s=resolved.duration_s)
+                      duration_s=edit.source.duration_s if edit.source else resolved.duration_s)
+        given_codes = parse_audio_codes(request.audio_code_string) if request.audio_code_string.strip() else None
+        instruction = instruction_for(request.task_type, request.track_name, request.track_classes,
+                                      request.instruction)
         specs = []
         for index, seed in enumerate(seeds):
+            frames = frames_for_duration(resolved.duration_s)
+            if edit.source is not None:
+                frames = max(MIN_FRAMES, edit.source.latents.shape[0])
             spec = SongSpec(caption=resolved.caption, lyrics=resolved.lyrics, language=resolved.language,
-                            metas=metas, seed=seed, frames=frames_for_duration(resolved.duration_s))
-            if resolved.codes is not None:
-                # Planner codes: 5 latent frames per code, the DiT follows them as a cover does.
-                spec.code_hints = codes_to_hints(dit, resolved.codes[index])
-                spec.frames = spec.code_hints.shape[0]
-                spec.instruction = COVER_INSTRUCTION
+                            metas=metas, seed=seed, frames=frames, instruction=instruction)
+            codes = given_codes or (resolved.codes[index] if resolved.codes is not None else None)
+            if codes:
+                # 5 latent frames per code; the DiT follows them as a cover does.
+                spec.code_hints = codes_to_hints(dit, codes)
+                if edit.source is None:
+                    spec.frames = spec.code_hints.shape[0]
+                if request.task_type == "text2music" and not request.instruction:
+                    spec.instruction = COVER_INSTRUCTION
             specs.append(spec)
         return specs
 
@@ -292,11 +312,8 @@ class Engine:
         return sorted(names)
 
     def supported_task_types(self, name: str | None = None) -> list[str]:
-        """Task types the named DiT runs here: what the request schema offers, less what its family cannot."""
-        offered = list(GenerationRequest.model_fields["task_type"].annotation.__args__)
-        if self.variant(name).is_turbo:
-            return [t for t in offered if t in TURBO_TASK_TYPES]
-        return offered
+        """Task types the named DiT runs here (the task table's rule for its family)."""
+        return supported_task_types(self.variant(name).family)
 
     def init_models(self, model: str | None = None, *, init_llm: bool = False,
                     lm_model: str | None = None) -> dict:
@@ -333,62 +350,12 @@ class Engine:
         return path
 
 
-def codes_to_hints(dit: DiTModel, codes: list[int]) -> torch.Tensor:
-    """Audio codes (5 Hz) -> 25 Hz latent hints [5 * len(codes), channels] through the detokenizer."""
-    with torch.no_grad():
-        indices = torch.tensor(codes, dtype=torch.long, device=dit.device).clamp(0, 63_999).view(1, -1, 1)
-        return detokenize(dit, codes_to_quantized(dit, indices))[0]
-
-
-def sampling_plan(request: GenerationRequest, dit: DiTModel) -> tuple[SamplingPlan, dict]:
-    """The sampling plan for `request` under the rules of `dit`'s variant, and what it resolved to.
-
-    Omitted values take the variant's defaults. Turbo models are guidance-distilled: guidance, the
-    CFG interval and ADG do not apply to them and are reported as unused rather than rejected, so
-    clients that always send upstream's defaults keep working.
-    """
-    rules = dit.variant.rules
-    steps = check_sampling(request, dit.variant)
-    shift = request.shift if request.shift is not None else rules.default_shift
-    if rules.kind == "turbo":
-        shift = snap_turbo_shift(shift)
-        timesteps = turbo_timesteps(shift, steps, request.timesteps)
-        plan = SamplingPlan(timesteps)
-        guidance = None
-    else:
-        guidance = request.guidance_scale if request.guidance_scale is not None else rules.default_guidance
-        plan = SamplingPlan(base_timesteps(steps, shift), guidance_scale=guidance, kind="base",
-                            cfg_interval=(request.cfg_interval_start, request.cfg_interval_end),
-                            guidance="adg" if request.use_adg else "apg")
-    used = {"inference_steps": plan.steps, "shift": shift, "guidance_scale": guidance,
-            "timesteps": [round(t, 6) for t in plan.timesteps.tolist()],
-            "guidance": plan.guidance if plan.uses_cfg else None}
-    return plan, used
-
-
-def check_sampling(request: GenerationRequest, variant: Variant) -> int:
-    """The step count `request` asks of `variant`; raise InputError for what that model cannot do."""
-    rules = variant.rules
-    steps = request.inference_steps or rules.default_steps
-    if not 1 <= steps <= rules.max_steps:
-        raise InputError("inference_steps", f"inference_steps must be between 1 and {rules.max_steps} for "
-                         f"{rules.kind} model {variant.name!r}; got {steps}")
-    if rules.kind != "turbo" and request.timesteps is not None:
-        raise InputError("timesteps", "custom timesteps apply to turbo models only; use "
-                         "inference_steps and shift with base/sft models")
-    return steps
-
-
-def resolve_seeds(request: GenerationRequest) -> list[int]:
-    """One seed per song. A single seed s seeds the batch as s, s+1, ...; -1 entries are random."""
-    count = request.batch_size
-    given = None if request.use_random_seed else request.seed
-    if given is None:
-        return [random.randint(0, MAX_SEED) for _ in range(count)]
-    if len(given) == 1:
-        base = given[0]
-        return [(base + i) % (MAX_SEED + 1) for i in range(count)]
-    return [random.randint(0, MAX_SEED) if s == -1 else s for s in given]
+def _planner_view(request: GenerationRequest, rule) -> GenerationRequest:
+    """The request as the planner sees it: codes are not written when the DiT already has a source
+    or codes were given (upstream skips the LM's codes there)."""
+    if request.thinking and (rule.needs_source or request.audio_code_string.strip()):
+        return request.model_copy(update={"thinking": False})
+    return request
 
 
 def _song_params(request: GenerationRequest, resolved: planning.Resolved, songs: list[SongSpec],
@@ -402,55 +369,6 @@ def _song_params(request: GenerationRequest, resolved: planning.Resolved, songs:
                              "audio_codes": len(resolved.codes[0]) if resolved.codes else 0}
         params["lm_metadata"] = resolved.lm_metadata
     return params
-
-
-class _ProgressTracker:
-    """Turns stage/step callbacks into Progress reports and honours `should_stop` between steps."""
-
-    def __init__(self, on_progress, should_stop, diffusion_steps: int, uses_planner: bool = False,
-                 writes_codes: bool = False):
-        self.on_progress, self.should_stop, self.steps = on_progress, should_stop, diffusion_steps
-        weights = dict(STAGE_WEIGHTS)
-        if uses_planner:
-            weights["planning"] = 0.10
-        if writes_codes:
-            weights["audio_codes"] = 0.45
-        total = sum(weights.values())
-        self.weights = {k: v / total for k, v in weights.items()}
-        self.done = 0.0
-        self.current: str | None = None
-
-    def check(self) -> bool:
-        if self.should_stop is not None and self.should_stop():
-            raise GenerationCancelled("generation stopped on request")
-        return False
-
-    def _report(self, stage: str, step: int, total: int, within: float) -> None:
-        if self.on_progress is not None:
-            fraction = min(1.0, self.done + self.weights.get(stage, 0.0) * within)
-            self.on_progress(Progress(stage, step, total, fraction))
-
-    def stage(self, name: str) -> None:
-        self.check()
-        if name == self.current:
-            return
-        if self.current is not None:
-            self.done += self.weights.get(self.current, 0.0)
-        self.current = name
-        total = self.steps if name == "diffusion" else 1
-        self._report(name, 0, total, 0.0)
-
-    def step(self, done: int, total: int) -> None:
-        self._report("diffusion", done, total, done / total)
-        self.check()
-
-    def code_step(self, done: int, total: int) -> None:
-        if done == total or done % 25 == 0:  # one report per 5 s of music is plenty
-            self._report("audio_codes", done, total, done / total)
-
-    def finish(self) -> None:
-        if self.on_progress is not None:
-            self.on_progress(Progress("done", 1, 1, 1.0))
 
 
 def _looks_like_dit(folder: Path) -> bool:

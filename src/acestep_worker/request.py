@@ -20,6 +20,7 @@ from .audio_io import FORMATS, MP3_BITRATES_KBPS
 from .errors import InputError, echo
 from .lora.ref import LoraRef, parse_loras
 from .prompts import is_instrumental
+from .tasks import REPAINT_MODES, TASK_TYPES, TRACK_NAMES
 
 MIN_DURATION_S, MAX_DURATION_S = 10.0, 600.0
 MAX_BATCH = 8
@@ -109,7 +110,61 @@ class GenerationRequest(BaseModel):
         None, "reference_audio", "referenceAudio", "reference_audio_path", "referenceAudioPath",
         "reference_audio_url", "ref_audio", "refAudio", "ref_audio_path", "refAudioPath", "ref_audio_url",
         allowed=f"audio whose timbre steers the song: {AUDIO_SOURCE_FORMS}")
-    task_type: Literal["text2music"] = _field("text2music", "task_type", "taskType", allowed="text2music")
+    task_type: Literal[TASK_TYPES] = _field("text2music", "task_type", "taskType",  # type: ignore[valid-type]
+                                            allowed="one of " + ", ".join(TASK_TYPES))
+
+    # Editing tasks: how the source and reference above are used.
+    repainting_start: float = _field(0.0, "repainting_start", "repaintingStart", "repaint_start",
+                                     allowed="seconds (negative: pad the source on the left)", ge=-600.0, le=600.0)
+    repainting_end: float | None = _field(None, "repainting_end", "repaintingEnd", "repaint_end",
+                                          allowed="seconds after repainting_start, or -1 / null for the end of "
+                                          "the source (past the end: extend the song)", ge=-1.0, le=1200.0)
+    audio_cover_strength: float = _field(1.0, "audio_cover_strength", "audioCoverStrength", "cover_strength",
+                                         allowed="a number from 0 to 1 (share of steps that follow the source)",
+                                         ge=0.0, le=1.0)
+    cover_noise_strength: float = _field(0.0, "cover_noise_strength", "coverNoiseStrength",
+                                         allowed="a number from 0 to 1 (start from the noised source)",
+                                         ge=0.0, le=1.0)
+    track_name: Literal[TRACK_NAMES] | None = _field(  # type: ignore[valid-type]
+        None, "track_name", "trackName", allowed="one of " + ", ".join(TRACK_NAMES))
+    track_classes: tuple[Literal[TRACK_NAMES], ...] | None = _field(  # type: ignore[valid-type]
+        None, "track_classes", "trackClasses", "complete_track_classes", "completeTrackClasses",
+        allowed="a list (or comma string) of track names: " + ", ".join(TRACK_NAMES))
+    audio_code_string: str = _field("", "audio_code_string", "audioCodeString", "audio_codes", "audioCodes",
+                                    allowed="5 Hz audio codes such as <|audio_code_123|><|audio_code_7|>",
+                                    max_length=200_000)
+    instruction: str | None = _field(None, "instruction", allowed="text of at most 500 characters", max_length=500)
+    chunk_mask_mode: Literal["auto", "explicit"] = _field(
+        "auto", "chunk_mask_mode", "chunkMaskMode",
+        allowed='"auto" (upstream\'s default: the model sees no region mask) or "explicit"')
+    repaint_mode: Literal[REPAINT_MODES] = _field(  # type: ignore[valid-type]
+        "balanced", "repaint_mode", "repaintMode", allowed="one of " + ", ".join(REPAINT_MODES))
+    repaint_strength: float = _field(0.5, "repaint_strength", "repaintStrength",
+                                     allowed="a number from 0 to 1 (balanced mode)", ge=0.0, le=1.0)
+    repaint_latent_crossfade_frames: int | None = _field(
+        None, "repaint_latent_crossfade_frames", "repaintLatentCrossfadeFrames",
+        allowed="latent frames from 0 to 250 (default: set by repaint_mode)", ge=0, le=250)
+    repaint_wav_crossfade_sec: float = _field(0.0, "repaint_wav_crossfade_sec", "repaintWavCrossfadeSec",
+                                              allowed="seconds from 0 (hard cut) to 20", ge=0.0, le=20.0)
+
+    # Sampler options of newer upstream.
+    infer_method: Literal["ode", "sde"] = _field("ode", "infer_method", "inferMethod", allowed='"ode" or "sde"')
+    dcw_enabled: bool | None = _field(None, "dcw_enabled", "dcwEnabled",
+                                      allowed="true or false (default: on for turbo models, off otherwise)")
+    dcw_mode: Literal["low", "high", "double", "pix"] = _field("double", "dcw_mode", "dcwMode",
+                                                                allowed="low, high, double or pix")
+    dcw_scaler: float = _field(0.05, "dcw_scaler", "dcwScaler", allowed="a number from 0 to 1", ge=0.0, le=1.0)
+    dcw_high_scaler: float = _field(0.02, "dcw_high_scaler", "dcwHighScaler", allowed="a number from 0 to 1",
+                                    ge=0.0, le=1.0)
+    dcw_wavelet: Literal["haar"] = _field("haar", "dcw_wavelet", "dcwWavelet",
+                                          allowed='"haar" (the one wavelet this server implements)')
+    sampler_mode: Literal["euler", "heun"] = _field(
+        "euler", "sampler_mode", "samplerMode", allowed='"euler" or "heun"',
+        unused="this server takes Euler steps only; heun is accepted and sampled with Euler")
+    velocity_norm_threshold: float = _field(0.0, "velocity_norm_threshold", "velocityNormThreshold",
+                                            allowed="a number from 0 (off) to 10", ge=0.0, le=10.0)
+    velocity_ema_factor: float = _field(0.0, "velocity_ema_factor", "velocityEmaFactor",
+                                        allowed="a number from 0 (off) to 1", ge=0.0, lt=1.0)
 
     # The 5 Hz planner LM. `thinking`, `use_format` and the sample mode need it; the CoT options
     # only use it when one is configured.
@@ -215,6 +270,21 @@ class GenerationRequest(BaseModel):
     def _loras(cls, value: Any) -> Any:
         return parse_loras(value)
 
+    @field_validator("track_classes", mode="before")
+    @classmethod
+    def _track_classes(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, (list, tuple)):
+            value = [v.strip().lower() if isinstance(v, str) else v for v in value]
+            return tuple(value) or None
+        return value
+
+    @field_validator("track_name", mode="before")
+    @classmethod
+    def _track_name(cls, value: Any) -> Any:
+        return (value.strip().lower() or None) if isinstance(value, str) else value
+
     @field_validator("duration", mode="after")
     @classmethod
     def _duration(cls, value: float | None) -> float | None:
@@ -319,6 +389,10 @@ class GenerationRequest(BaseModel):
         if self.cfg_interval_start > self.cfg_interval_end:
             raise InputError("cfg_interval_start", "cfg_interval_start must not exceed cfg_interval_end "
                              f"(got {self.cfg_interval_start:g} > {self.cfg_interval_end:g})")
+        end = self.repainting_end
+        if end is not None and end >= 0 and end <= self.repainting_start:
+            raise InputError("repainting_end", f"repainting_end ({end:g} s) must come after repainting_start "
+                             f"({self.repainting_start:g} s); use -1 for the end of the source")
         if self.seed is not None and len(self.seed) > 1 and len(self.seed) != self.batch_size:
             raise InputError("seed", f"seed lists {len(self.seed)} seeds but batch_size is {self.batch_size}; "
                              "give one seed, or one per song")

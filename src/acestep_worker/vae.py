@@ -1,4 +1,4 @@
-"""The Oobleck VAE: latents [B, T, 64] at 25 Hz -> stereo waveforms [B, 2, T * 1920] at 48 kHz."""
+"""The Oobleck VAE: stereo 48 kHz waveforms [B, 2, samples] <-> latents [B, T, 64] at 25 Hz."""
 
 from __future__ import annotations
 
@@ -15,6 +15,9 @@ from .weights import empty_modules, iter_tensors, load_into
 # Upstream's tiled decode: 512-frame windows, 64 frames of context on each side, 384-frame cores.
 DECODE_CHUNK_FRAMES = 512
 DECODE_OVERLAP_FRAMES = 64
+# Upstream's tiled encode: 30 s windows with 2 s of context on each side (26 s cores).
+ENCODE_CHUNK_SAMPLES = 48_000 * 30
+ENCODE_OVERLAP_SAMPLES = 48_000 * 2
 
 
 def load_vae(folder: str | Path, device: torch.device | str, dtype: torch.dtype,
@@ -40,6 +43,8 @@ def load_vae(folder: str | Path, device: torch.device | str, dtype: torch.dtype,
     vae.tile_latent_min_length = DECODE_CHUNK_FRAMES
     vae.tile_latent_overlap = DECODE_OVERLAP_FRAMES
     vae.decode_tile_frames = tile_frames
+    vae.tile_sample_min_length = ENCODE_CHUNK_SAMPLES
+    vae.tile_sample_overlap = ENCODE_OVERLAP_SAMPLES
     return vae.eval().requires_grad_(False)
 
 
@@ -110,3 +115,26 @@ def decode(vae: AutoencoderOobleck, latents: torch.Tensor, check: Callable[[], o
     audio = torch.cat(songs)
     peak = audio.abs().amax(dim=(1, 2), keepdim=True)
     return audio / peak.clamp_min(1.0)
+
+
+@torch.no_grad()
+def encode(vae: AutoencoderOobleck, audio: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Waveforms [B, 2, samples] at 48 kHz -> float32 latents [B, ceil(samples / hop), C] on the VAE's device.
+
+    The audio is zero-padded to whole latent frames. Upstream samples the posterior; so do we when
+    given a `generator` (seeded from the job, so a request stays reproducible), else the
+    posterior's mean is returned. Long audio is encoded in overlapping windows (see load_vae).
+    """
+    hop = vae.hop_length
+    pad = (-audio.shape[-1]) % hop
+    x = torch.nn.functional.pad(audio, (0, pad)).to(device=vae.device, dtype=vae.dtype)
+    posterior = vae.encode(x).latent_dist
+    latents = posterior.mean if generator is None else _sample(posterior, generator)
+    return latents.float().transpose(1, 2)
+
+
+def _sample(posterior, generator: torch.Generator) -> torch.Tensor:
+    """Posterior sample with noise drawn on the generator's device (CPU: the same on every device)."""
+    noise = torch.randn(posterior.mean.shape, generator=generator, dtype=torch.float32,
+                        device=generator.device).to(posterior.mean)
+    return posterior.mean + posterior.std * noise
