@@ -61,3 +61,15 @@ def test_what_the_model_cannot_do_is_refused_before_queueing(page, tmp_path):
     with pytest.raises(Exception, match="inference_steps"):
         Client(url, verbose=False).predict(*inputs, api_name="/generate")
     assert len(manager._tasks) == before
+
+
+def test_the_page_runs_an_editing_task(page, tmp_path):
+    from gradio_client import Client, handle_file
+
+    url, _ = page
+    source = tmp_path / "take.wav"
+    source.write_bytes(WAV)
+    status, *_, summary = Client(url, verbose=False).predict(
+        *_inputs(handle_file(str(source)), task_type="repaint", start=0.2, end=0.6), api_name="/generate")
+    assert status.startswith("Done: 1 song(s)") and summary["task_type"] == "repaint"
+    assert "repaint" in _choices("task_type") and "vocals" in _choices("track_name")
