@@ -41,6 +41,9 @@ class Wrapped:
         self.settings = settings or engine.settings
         self.planner = engine.planner
 
+    def validate(self, request, audio=None):
+        self.engine.validate(request, audio)
+
     def generate(self, request, **kwargs):
         result = self.engine.generate(request, **kwargs)
         self.generated += 1
