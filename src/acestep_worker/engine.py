@@ -159,7 +159,7 @@ class Engine:
         """The variant of an installed DiT, read from its config without loading its weights."""
         name = name or self.default_model
         if name not in self._dit_paths:
-            raise InputError("model", f"model {name!r} is not installed; available: {', '.join(self._dit_paths)}")
+            raise InputError("model", f"model {echo(name)} is not installed; available: {', '.join(self._dit_paths)}")
         if name in self._dits:
             return self._dits[name].variant
         path = self._dit_paths[name]
