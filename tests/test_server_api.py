@@ -134,19 +134,24 @@ def test_queue_full_is_429_with_retry_after_and_no_ghost_job(engine, tmp_path):
 
 
 def test_health_and_query_stay_responsive_while_generating(api):
+    """Generation runs off the event loop: polls are answered while the song is being made.
+
+    Counted, not timed: were the engine on the loop, no poll could be answered between the task's
+    first stage and its end, however fast or loaded the machine.
+    """
     body = httpx.post(f"{api}/release_task", json={"duration": 200, "use_cot_caption": False}).json()
     task_id = body["data"]["task_id"]
-    latencies = []
+    answered_mid_generation = []
     while True:
-        start = time.perf_counter()
         entry = httpx.post(f"{api}/query_result", json={"task_id_list": [task_id]}).json()["data"][0]
-        httpx.get(f"{api}/health")
-        latencies.append(time.perf_counter() - start)
+        assert httpx.get(f"{api}/health").status_code == 200
         if entry["status"] != 0:
             break
-        time.sleep(0.1)
-    assert entry["status"] == 1 and len(latencies) > 3
-    assert max(latencies) < 1.0, latencies
+        if entry["stage"] != "queued":
+            answered_mid_generation.append((entry["stage"], entry["progress"]))
+        time.sleep(0.05)
+    assert entry["status"] == 1
+    assert len(answered_mid_generation) >= 3, answered_mid_generation
 
 
 def test_auth_bearer_ai_token_and_constant_time_refusals(locked_api):
