@@ -28,15 +28,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
-from urllib.parse import parse_qs, urljoin, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
-import httpx
 import numpy as np
 
 from .audio_in import AudioLimits, DecodedAudio, decode, probe
 from .delivery import Bucket, BucketConfig, DeliveryError, ObjectTooLarge
 from .errors import GenerationCancelled, InputError
-from .safe_http import MAX_REDIRECTS, BlockedAddress, blocked_error, checked_url, guarded_transport
+from .safe_http import checked_url, fetch
 
 AUDIO_FIELDS = ("src_audio", "reference_audio")
 PATH_MAX_CHARS = 4_096  # longer than any path: in the pod such a value can only be base64
@@ -179,43 +178,16 @@ def _download(field_name: str, url: str, policy: SourcePolicy, deadline: float |
               should_stop: Callable[[], bool]) -> bytes:
     own_limit = time.monotonic() + policy.fetch_timeout_s
     deadline = own_limit if deadline is None else min(deadline, own_limit)
-    with httpx.Client(transport=guarded_transport(policy.allow_private), follow_redirects=False, trust_env=False,
-                      headers={"User-Agent": USER_AGENT, "Accept": "audio/*, application/octet-stream, */*"}) as http:
-        for _ in range(MAX_REDIRECTS + 1):
-            parts = checked_url(field_name, url, policy.allow_private)
-            try:
-                with http.stream("GET", url, timeout=_time_left(field_name, deadline, policy)) as response:
-                    if response.is_redirect and "location" in response.headers:
-                        url = urljoin(url, response.headers["location"])
-                        continue
-                    if response.status_code != 200:
-                        raise InputError(field_name, f"{field_name}: {parts.hostname} answered HTTP "
-                                                     f"{response.status_code} instead of the audio file")
-                    return _body(field_name, response, policy, deadline, should_stop)
-            except BlockedAddress as exc:
-                raise blocked_error(field_name, exc.host, exc.address) from None
-            except httpx.TimeoutException:
-                _time_left(field_name, deadline, policy)
-                raise InputError(field_name, f"{field_name}: {parts.hostname} did not answer in time") from None
-            except httpx.HTTPError as exc:
-                raise InputError(field_name, f"{field_name} could not be downloaded from {parts.hostname} "
-                                             f"({type(exc).__name__})") from None
-    raise InputError(field_name, f"{field_name} redirected more than {MAX_REDIRECTS} times; give the final URL")
 
-
-def _body(field_name: str, response: httpx.Response, policy: SourcePolicy, deadline: float,
-          should_stop: Callable[[], bool]) -> bytes:
-    declared = response.headers.get("content-length", "")
-    if declared.isdigit():
-        policy.limits.check_size(field_name, int(declared))
-    data = bytearray()
-    for chunk in response.iter_bytes(1 << 16):
-        data += chunk
-        policy.limits.check_size(field_name, len(data))
+    def after_chunk() -> None:
         _time_left(field_name, deadline, policy)
         if should_stop():
             raise GenerationCancelled("the job was cancelled")
-    return bytes(data)
+
+    return fetch(field_name, url, allow_private=policy.allow_private, what="the audio file",
+                 time_left=lambda: _time_left(field_name, deadline, policy),
+                 check_size=lambda size: policy.limits.check_size(field_name, size), on_chunk=after_chunk,
+                 headers={"User-Agent": USER_AGENT, "Accept": "audio/*, application/octet-stream, */*"})
 
 
 # -- buckets and server files ---------------------------------------------------------------------

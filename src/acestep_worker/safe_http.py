@@ -6,7 +6,7 @@ unspecified, and the connection then goes to an address that was checked, so a s
 cannot slip in between check and connect. TLS still verifies the certificate against the host
 name. `http://` and private addresses are allowed only where the caller's policy says so
 (`ACESTEP_ALLOW_PRIVATE_URLS=1`: trusted networks and tests). Callers re-check every redirect with
-`checked_url` and follow at most MAX_REDIRECTS.
+`checked_url` and follow at most MAX_REDIRECTS; `fetch` does all of that for a whole download.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from __future__ import annotations
 import ipaddress
 import socket
 import time
-from urllib.parse import SplitResult, urlsplit
+from typing import Callable, Mapping
+from urllib.parse import SplitResult, urljoin, urlsplit
 
 import httpcore
 import httpx
@@ -106,3 +107,45 @@ def checked_url(field_name: str, url: str, allow_private: bool) -> SplitResult:
 def blocked_error(field_name: str, host: str, address: str) -> InputError:
     return InputError(field_name, f"{field_name} points at {host} ({address}), a loopback, private or reserved "
                                   "address; only public hosts are fetched unless ACESTEP_ALLOW_PRIVATE_URLS=1")
+
+
+def fetch(field_name: str, url: str, *, allow_private: bool, what: str, time_left: Callable[[], float],
+          check_size: Callable[[int], None], on_chunk: Callable[[], None] | None = None,
+          headers: Mapping[str, str] | None = None) -> bytes:
+    """GET `url` under the address rules, following at most MAX_REDIRECTS (each re-checked).
+
+    `time_left()` gives each request's timeout and raises once the caller's time is up;
+    `check_size(n)` raises when n bytes (declared or received) exceed the caller's cap; `on_chunk`
+    runs after every chunk (a deadline or a cancel). `what` names the expected file in errors.
+    """
+    with httpx.Client(transport=guarded_transport(allow_private), follow_redirects=False, trust_env=False,
+                      headers=headers) as http:
+        for _ in range(MAX_REDIRECTS + 1):
+            parts = checked_url(field_name, url, allow_private)
+            try:
+                with http.stream("GET", url, timeout=time_left()) as response:
+                    if response.is_redirect and "location" in response.headers:
+                        url = urljoin(url, response.headers["location"])
+                        continue
+                    if response.status_code != 200:
+                        raise InputError(field_name, f"{field_name}: {parts.hostname} answered HTTP "
+                                                     f"{response.status_code} instead of {what}")
+                    declared = response.headers.get("content-length", "")
+                    if declared.isdigit():
+                        check_size(int(declared))
+                    data = bytearray()
+                    for chunk in response.iter_bytes(1 << 16):
+                        data += chunk
+                        check_size(len(data))
+                        if on_chunk is not None:
+                            on_chunk()
+                    return bytes(data)
+            except BlockedAddress as exc:
+                raise blocked_error(field_name, exc.host, exc.address) from None
+            except httpx.TimeoutException:
+                time_left()
+                raise InputError(field_name, f"{field_name}: {parts.hostname} did not answer in time") from None
+            except httpx.HTTPError as exc:
+                raise InputError(field_name, f"{field_name} could not be downloaded from {parts.hostname} "
+                                             f"({type(exc).__name__})") from None
+    raise InputError(field_name, f"{field_name} redirected more than {MAX_REDIRECTS} times; give the final URL")

@@ -18,10 +18,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 
 from ..audio_sources import SourcePolicy
-from ..safe_http import MAX_REDIRECTS, BlockedAddress, blocked_error, checked_url, guarded_transport
+from ..safe_http import fetch
 from ..errors import InputError
 from ..settings import Settings
 from .formats import PEFT_WEIGHTS
@@ -99,35 +98,13 @@ def _download(field: str, url: str, settings: Settings) -> LocalAdapter:
 
 
 def _fetch(field: str, url: str, policy: SourcePolicy, max_bytes: int) -> bytes:
-    too_big = InputError(field, f"{field}: the adapter at that url is larger than {max_bytes / 2**20:g} MB "
-                                "(ACESTEP_MAX_LORA_MB)")
-    with httpx.Client(transport=guarded_transport(policy.allow_private), follow_redirects=False, trust_env=False,
-                      timeout=policy.fetch_timeout_s) as http:
-        for _ in range(MAX_REDIRECTS + 1):
-            parts = checked_url(field, url, policy.allow_private)
-            try:
-                with http.stream("GET", url) as response:
-                    if response.is_redirect and "location" in response.headers:
-                        url = str(response.url.join(response.headers["location"]))
-                        continue
-                    if response.status_code != 200:
-                        raise InputError(field, f"{field}: {parts.hostname} answered HTTP {response.status_code} "
-                                                "instead of the adapter file")
-                    declared = response.headers.get("content-length", "")
-                    if declared.isdigit() and int(declared) > max_bytes:
-                        raise too_big
-                    data = bytearray()
-                    for chunk in response.iter_bytes(1 << 16):
-                        data += chunk
-                        if len(data) > max_bytes:
-                            raise too_big
-                    return bytes(data)
-            except BlockedAddress as exc:
-                raise blocked_error(field, exc.host, exc.address) from None
-            except httpx.HTTPError as exc:
-                raise InputError(field, f"{field}: the adapter could not be downloaded from {parts.hostname} "
-                                        f"({type(exc).__name__})") from None
-    raise InputError(field, f"{field}: the url redirected more than {MAX_REDIRECTS} times")
+    def check_size(size: int) -> None:
+        if size > max_bytes:
+            raise InputError(field, f"{field}: the adapter at that url is larger than {max_bytes / 2**20:g} MB "
+                                    "(ACESTEP_MAX_LORA_MB)")
+
+    return fetch(field, url, allow_private=policy.allow_private, what="the adapter file",
+                 time_left=lambda: policy.fetch_timeout_s, check_size=check_size)
 
 
 def _from_hub(field: str, value: str, settings: Settings) -> LocalAdapter:
