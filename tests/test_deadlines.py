@@ -41,8 +41,8 @@ class Wrapped:
         self.settings = settings or engine.settings
         self.planner = engine.planner
 
-    def validate(self, request, audio=None):
-        self.engine.validate(request, audio)
+    def check(self, request, audio=None):
+        self.engine.check(request, audio)
 
     def generate(self, request, **kwargs):
         result = self.engine.generate(request, **kwargs)

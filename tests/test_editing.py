@@ -87,7 +87,7 @@ def test_seconds_become_frames_by_flooring(start, end, expected):
 
 def test_turbo_refuses_base_only_tasks_before_generating_naming_the_models_that_can(engine):
     with pytest.raises(InputError) as err:
-        engine.validate(parse({"task_type": "extract", "track_name": "vocals"}), {"src_audio": SOURCE})
+        engine.check(parse({"task_type": "extract", "track_name": "vocals"}), {"src_audio": SOURCE})
     assert err.value.field == "task_type" and BASE in str(err.value) and "acestep-v15-turbo" in str(err.value)
 
 

@@ -45,8 +45,8 @@ class ReplayEngine:
         # One real second of tiny-model audio: encoding it keeps thousands of examples fast.
         self.recorded = engine.generate(JobRequest(duration=10, seed=0)).songs[0].audio[:48000]
 
-    def validate(self, request, audio=None):
-        self.engine.validate(request, audio)
+    def check(self, request, audio=None):
+        self.engine.check(request, audio)
 
     def generate(self, request, on_progress=None, should_stop=None, audio=None):
         dit = self.engine.dit(request.model)

@@ -22,8 +22,8 @@ class InFolder:
         self.engine, self.settings = engine, replace(engine.settings, **settings)
         self.planner = engine.planner
 
-    def validate(self, request, audio=None):
-        self.engine.validate(request, audio)
+    def check(self, request, audio=None):
+        self.engine.check(request, audio)
 
     def generate(self, request, **kwargs):
         return self.engine.generate(request, **kwargs)

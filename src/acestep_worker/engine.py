@@ -99,6 +99,7 @@ class Engine:
                                        load_vae(vae_path, self.device, self.dtype, self.settings.vae_tile_frames))
         self._dit_paths = self._discover_dits(primary)
         self._dits: dict[str, DiTModel] = {}
+        self._variants: dict[str, Variant] = {}  # read from each config once, not per request
         self.default_model = primary.name
         self._load_dit(self.default_model)
         lm_path = self.settings.lm_path
@@ -151,7 +152,7 @@ class Engine:
         infos = []
         for name, path in self._dit_paths.items():
             loaded = self._dits.get(name)
-            family = loaded.variant.family if loaded else _family_of(path)
+            family = loaded.variant.family if loaded else self._family(name)
             infos.append(ModelInfo(name, path, family, name == self.default_model, loaded is not None))
         return infos
 
@@ -162,8 +163,17 @@ class Engine:
             raise InputError("model", f"model {echo(name)} is not installed; available: {', '.join(self._dit_paths)}")
         if name in self._dits:
             return self._dits[name].variant
-        path = self._dit_paths[name]
-        return detect_variant(name, {} if is_diffusers_layout(path) else read_config(path))
+        if name not in self._variants:
+            path = self._dit_paths[name]
+            self._variants[name] = detect_variant(name, {} if is_diffusers_layout(path) else read_config(path))
+        return self._variants[name]
+
+    def _family(self, name: str) -> str:
+        """A model's family for listings: a folder whose config cannot be read is named by its folder."""
+        try:
+            return self.variant(name).family
+        except CheckpointError:
+            return detect_variant(name, {}).family
 
     def check(self, request: GenerationRequest, audio: dict | None = None) -> None:
         """Refuse, before any queueing, what the chosen model cannot do (InputError naming the field):
@@ -177,8 +187,6 @@ class Engine:
             given = getattr(request, "src_audio", None) if audio is None else audio.get("src_audio")
             if given is None or (audio is not None and len(given) == 0):
                 raise InputError("src_audio", f"task_type {request.task_type!r} needs a source song in src_audio")
-
-    validate = check  # the name the editing contract uses
 
     def dit(self, name: str | None = None) -> DiTModel:
         name = name or self.default_model
@@ -381,10 +389,3 @@ def _looks_like_dit(folder: Path) -> bool:
     except CheckpointError:
         return False
 
-
-def _family_of(path: Path) -> str:
-    try:
-        config = {} if is_diffusers_layout(path) else read_config(path)
-    except CheckpointError:
-        config = {}
-    return detect_variant(path.name, config).family

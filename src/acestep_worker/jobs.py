@@ -81,7 +81,7 @@ def run_job(engine: Engine, job_id: str, raw_input: object, *, s3_config: object
     check_deliverable(request, has_bucket=bucket_config is not None, duration_s=duration_s,
                       response_limit=RESPONSE_LIMIT_BYTES - RESPONSE_MARGIN_BYTES)
 
-    engine.validate(request)  # an unsupported task or a missing source is refused before any download
+    engine.check(request)  # an unsupported task or a missing source is refused before any download
     saved: list[SavedSong] = []
     try:
         t0 = time.perf_counter()
