@@ -8,27 +8,12 @@ import time
 import httpx
 import pytest
 
-from acestep_worker.server.api import ApiSettings, create_app
-from acestep_worker.server.tasks import TaskManager
 
-from .live_server import LiveServer
 from .test_audio_sources import WAV
 from .test_delivery import SECRET, s3_server  # noqa: F401  (the moto S3 server fixture)
+from .test_server_api import api, manager  # noqa: F401  (the pod on the tiny tree, one per module)
 
 WAV_SHA = hashlib.sha256(WAV).hexdigest()
-
-
-@pytest.fixture(scope="module")
-def manager(engine):
-    manager = TaskManager(engine, engine.settings.output_dir, maxsize=50, ttl_s=3600).start()
-    yield manager
-    manager.stop()
-
-
-@pytest.fixture(scope="module")
-def api(engine, manager):
-    with LiveServer(create_app(engine, manager, ApiSettings())) as server:
-        yield server.url
 
 
 def _uploads(manager):
