@@ -183,3 +183,11 @@ def test_a_cancel_ends_a_download_between_chunks(web):
     base, _ = web
     with pytest.raises(GenerationCancelled):
         read_bytes("src_audio", f"{base}/song.wav", OPEN, should_stop=lambda: True)
+
+
+def test_a_path_with_a_component_over_the_name_limit_is_no_such_file(tmp_path):
+    """Found by the API fuzz: a 300-digit name made pathlib raise ENAMETOOLONG (a 500)."""
+    from acestep_worker.audio_sources import _confined_path
+
+    with pytest.raises(InputError, match="no such file"):
+        _confined_path("src_audio", "4" * 300, (tmp_path,))

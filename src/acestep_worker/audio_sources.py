@@ -235,7 +235,11 @@ def _confined_path(field_name: str, value: str, roots: tuple[Path, ...]) -> Path
         if not any(real == root or root in real.parents for root in roots):
             raise InputError(field_name, f"{field_name} must name a file inside the server's input folder "
                                          "(ACESTEP_INPUT_DIR); other paths are refused: upload the file instead")
-        if real.is_file():
+        try:
+            found = real.is_file()
+        except OSError:  # a component over NAME_MAX: no such file, whatever the OS calls it
+            found = False
+        if found:
             return real
     raise InputError(field_name, f"{field_name}: no such file in the server's input folder; upload it "
                                  "(multipart) or give a URL")
