@@ -107,6 +107,10 @@ def sample(dit: DiTModel, conditions: Conditions, noise: torch.Tensor, plan: Sam
 
     timesteps = plan.timesteps.to(device=device, dtype=torch.float32)
     next_timesteps = torch.cat([timesteps[1:], timesteps.new_zeros(1)])
+    # What the loop decides per step is read from the CPU copy, so no step waits on the device.
+    host_times = plan.timesteps.to(dtype=torch.float32, device="cpu")
+    guided_steps = [plan.uses_cfg and _in_interval(t, plan.cfg_interval) for t in host_times]
+    host_times = host_times.tolist()
     noise = noise.to(device=device, dtype=torch.float32)
     x = noise if edit.start is None else edit.start.to(device=device, dtype=torch.float32)
     previous_v = None
@@ -122,8 +126,7 @@ def sample(dit: DiTModel, conditions: Conditions, noise: torch.Tensor, plan: Sam
                                            condition.encoder_states.float().cpu(), condition.context.float().cpu()))
         if plan.uses_cfg:
             v_cond, v_uncond = velocity.chunk(2)
-            velocity = (guide(v_cond, v_uncond, plan.guidance_scale, x=x, t=t)
-                        if _in_interval(t, plan.cfg_interval) else v_cond)
+            velocity = guide(v_cond, v_uncond, plan.guidance_scale, x=x, t=t) if guided_steps[step] else v_cond
         velocity = _stabilised(velocity, x, previous_v, plan)
         previous_v = velocity
         x0 = x - velocity * t
@@ -135,7 +138,7 @@ def sample(dit: DiTModel, conditions: Conditions, noise: torch.Tensor, plan: Sam
         else:
             x_next = x - velocity * (t - t_next)
         if plan.dcw is not None and plan.dcw.active:
-            x_next = plan.dcw(x_next, x0, float(t))
+            x_next = plan.dcw(x_next, x0, host_times[step])
         x = x_next
         if repaint is not None and step < repaint.injection_steps and not (last and plan.kind == "turbo"):
             x = repaint.inject(x, noise, t_next)
