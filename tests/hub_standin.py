@@ -32,8 +32,11 @@ def _entry(folder: Path, path: Path) -> dict:
 
 
 class HubStandIn:
-    def __init__(self, repos: dict[str, Path], corrupt: set[str] = frozenset()):
+    def __init__(self, repos: dict[str, Path], corrupt: set[str] = frozenset(), answer_commit: str | None = None):
         self.repos = repos
+        # Like the hub, a request for a commit is answered with that commit (the folder is served as
+        # it is at every commit), a branch with COMMIT; `answer_commit` forces another answer.
+        self.answer_commit = answer_commit
         self.corrupt = corrupt  # repo-relative paths served with one flipped byte
         self.requests: list[str] = []
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -46,6 +49,12 @@ class HubStandIn:
     def __exit__(self, *exc) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+    def commit_for(self, revision: str) -> str:
+        if self.answer_commit:
+            return self.answer_commit
+        is_commit = len(revision) == 40 and all(c in "0123456789abcdef" for c in revision)
+        return revision if is_commit else COMMIT
 
     def _handler(self):
         hub = self
@@ -73,7 +82,9 @@ class HubStandIn:
                     if len(parts) >= 6 and parts[4] == "tree":
                         return self._json([_entry(folder, p) for p in _files(folder)])
                     siblings = [{"rfilename": p.relative_to(folder).as_posix()} for p in _files(folder)]
-                    return self._json({"id": repo_id, "modelId": repo_id, "sha": COMMIT, "siblings": siblings,
+                    asked = parts[5] if len(parts) >= 6 and parts[4] == "revision" else "main"
+                    return self._json({"id": repo_id, "modelId": repo_id, "sha": hub.commit_for(asked),
+                                       "siblings": siblings,
                                        "private": False})
                 if len(parts) >= 5 and parts[2] == "resolve":
                     repo_id, rel = "/".join(parts[:2]), "/".join(parts[4:])
@@ -86,7 +97,7 @@ class HubStandIn:
                         data = bytes([data[0] ^ 0xFF]) + data[1:]
                     self.send_response(200)
                     self.send_header("Content-Length", str(len(data)))
-                    self.send_header("X-Repo-Commit", COMMIT)
+                    self.send_header("X-Repo-Commit", hub.commit_for(parts[3]))
                     self.send_header("ETag", f'"{entry["oid"]}"')
                     if "lfs" in entry:
                         self.send_header("X-Linked-Etag", f'"{entry["lfs"]["oid"]}"')

@@ -33,6 +33,12 @@ def test_downloads_main_and_submodel_into_the_official_layout(fake_repos, tmp_pa
     assert not list(root.rglob("*.py"))  # remote code is never fetched
     assert any("/resolve/" in r for r in hub.requests)
     assert load_dit(root / "acestep-v15-base").variant.family == "base"
+    # With no --revision, each repository is fetched at its pinned commit, and the folder says so.
+    for folder in added:
+        record = json.loads((folder / download.REVISION_FILE).read_text())
+        key = "base" if folder.name == "acestep-v15-base" else "main"
+        assert record["commit"] == record["requested"] == download.PINNED_REVISIONS[key]
+    assert any(f"/revision/{download.PINNED_REVISIONS['main']}" in r for r in hub.requests)
 
 
 def test_corrupted_transfer_is_caught_and_nothing_is_installed(fake_repos, tmp_path):
@@ -73,7 +79,7 @@ def test_a_pinned_revision_is_what_gets_fetched_and_recorded(fake_repos, tmp_pat
 
 def test_a_hub_answering_another_commit_than_the_pin_is_refused(fake_repos, tmp_path, monkeypatch):
     monkeypatch.setitem(download.PINNED_REVISIONS, "base", "f" * 40)
-    with HubStandIn(fake_repos) as hub:
+    with HubStandIn(fake_repos, answer_commit="e" * 40) as hub:
         with pytest.raises(download.IntegrityError, match="asked for commit f{40}, the hub answered"):
             download.download("base", tmp_path / "checkpoints", endpoint=hub.url)
     assert not (tmp_path / "checkpoints" / "acestep-v15-base").exists()
@@ -87,6 +93,13 @@ def test_resolve_prints_lines_to_paste_into_the_revision_table(fake_repos, capsy
     assert capsys.readouterr().out.splitlines() == [f'    "main": "{COMMIT}",', f'    "base": "{COMMIT}",']
 
 
-def test_every_component_has_a_row_in_the_revision_table():
+def test_every_component_is_pinned_to_a_commit():
     assert set(download.PINNED_REVISIONS) == set(download.COMPONENTS)
-    assert all(rev is None or download._is_commit(rev) for rev in download.PINNED_REVISIONS.values())
+    assert all(rev is not None and download._is_commit(rev) for rev in download.PINNED_REVISIONS.values())
+
+
+def test_an_explicit_revision_overrides_the_pin(fake_repos, tmp_path):
+    with HubStandIn(fake_repos) as hub:
+        (folder,) = download.download("base", tmp_path / "checkpoints", revision="main", endpoint=hub.url)
+    record = json.loads((folder / download.REVISION_FILE).read_text())
+    assert record["requested"] == "main" and record["commit"] != download.PINNED_REVISIONS["base"]

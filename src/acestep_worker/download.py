@@ -63,18 +63,21 @@ def component_for_folder(folder_name: str) -> str | None:
 
 
 # The commit each component is downloaded at, so an image built next month bakes the same weights.
-# None: not pinned yet, the hub's current main is fetched and its commit recorded in the folder
-# (REVISION_FILE). This project's build machines cannot reach the hub; on one that can, run
-# `python -m acestep_worker.download --resolve` and paste the commits it prints here.
+# These are the commits other projects that pin ACE-Step 1.5 publish for these repositories (the
+# same hash for a repository across several independent projects); this project's build machines
+# cannot reach the hub to check them, so the download verifies instead: the hub must answer the
+# pinned commit, and every file's size and hash must match that commit's listing. To move a pin,
+# run `python -m acestep_worker.download --resolve` where the hub is reachable and paste what it
+# prints; `--revision` fetches another commit or branch once without editing the table.
 PINNED_REVISIONS: dict[str, str | None] = {
-    "main": None,
-    "base": None,
-    "sft": None,
-    "lm-0.6B": None,
-    "lm-4B": None,
-    "xl-turbo": None,
-    "xl-base": None,
-    "xl-sft": None,
+    "main": "19671f406d603126926c1b7e2adc169acbcade22",
+    "base": "e432212fec32b8965a14ffa57ae653438d6abd14",
+    "sft": "c410d249e71ea9385a7b586865e65b1473e1098d",
+    "lm-0.6B": "148d8ea0225bdab342ee1ae3a354275ccd60ca80",
+    "lm-4B": "0a3ec94b557aea7d508da38b31cfe7341f6ff737",
+    "xl-turbo": "d4a0b288b83ebb7e25a8c0b32c573c22e134e8ee",
+    "xl-base": "220c1166efbdd9583eafcb12eb160594bbfcb241",
+    "xl-sft": "d06de46b4622f781cf07f4a013a67d591ca52819",
 }
 REVISION_FILE = ".hub_revision.json"  # written into every checkpoint folder: where its files came from
 
