@@ -14,7 +14,8 @@ from acestep_worker.planner.lm import PlannerLM
 from acestep_worker.planner.metadata import KEYSCALES, Metadata, PlannerOutputError, cot_text, parse_cot
 from acestep_worker.planner.prompts import codes_prompts, cot_prompts, format_prompt, sample_prompt
 from acestep_worker.planning import query_hints
-from acestep_worker.request import LANGUAGES, parse
+from acestep_worker.request import parse
+from acestep_worker.request_values import LANGUAGES
 
 CAPTION = "upbeat synth-pop with bright analog synths"
 LYRICS = "[Verse 1]\nCity lights are calling"

@@ -11,35 +11,24 @@ and what it accepts.
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from . import request_values as values
 from .audio_io import FORMATS, MP3_BITRATES_KBPS
 from .errors import InputError, echo
 from .lora.ref import LoraRef, parse_loras
 from .prompts import is_instrumental
+from .request_values import MAX_SEED, MAX_TIMESTEPS, check_shape
 from .tasks import REPAINT_MODES, TASK_TYPES, TRACK_NAMES
 
 MIN_DURATION_S, MAX_DURATION_S = 10.0, 600.0
 MAX_BATCH = 8
-MAX_SEED = 2**32 - 1
 CAPTION_MAX_CHARS = 4_000
 LYRICS_MAX_CHARS = 20_000
-MAX_TIMESTEPS = 20  # custom turbo steps; the same number as dit.schedules.MAX_CUSTOM_TIMESTEPS
-
-LANGUAGES = ("ar", "az", "bg", "bn", "ca", "cs", "da", "de", "el", "en", "es", "fa", "fi", "fr", "he", "hi",
-             "hr", "ht", "hu", "id", "is", "it", "ja", "ko", "la", "lt", "ms", "ne", "nl", "no", "pa", "pl",
-             "pt", "ro", "ru", "sa", "sk", "sr", "sv", "sw", "ta", "te", "th", "tl", "tr", "uk", "ur", "vi",
-             "yue", "zh", "unknown")
-TIME_SIGNATURES = ("2", "3", "4", "6")
-# A key as users write it: "C major", "Am", "C#m", "Bbm", "Ebmaj", "F# Major", "A minor", "G".
-_KEY = re.compile(r"^\s*([A-Ga-g])\s*(#|♯|b|♭|-?sharp|-?flat)?\s*(major|minor|maj|min|m|M)?\s*$")
-_ACCIDENTALS = {"": "", "#": "#", "♯": "#", "sharp": "#", "b": "b", "♭": "b", "flat": "b"}
 AUDIO_SOURCE_FORMS = ("an https URL, a data:audio/<type>;base64 URI, base64 audio, an s3://bucket/key object, "
                       "or (pod) an uploaded file or a file in the input folder")
-_TIME_SIGNATURE = re.compile(r"^\s*(\d+)\s*(?:/\s*(\d+))?\s*$")
 
 
 def _field(default: Any, *aliases: str, allowed: str, unused: str | None = None, **constraints: Any) -> Any:
@@ -273,12 +262,8 @@ class GenerationRequest(BaseModel):
     @field_validator("track_classes", mode="before")
     @classmethod
     def _track_classes(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = [part.strip() for part in value.split(",") if part.strip()]
-        if isinstance(value, (list, tuple)):
-            value = [v.strip().lower() if isinstance(v, str) else v for v in value]
-            return tuple(value) or None
-        return value
+        return values.track_list(value)
+
 
     @field_validator("track_name", mode="before")
     @classmethod
@@ -297,46 +282,14 @@ class GenerationRequest(BaseModel):
     @field_validator("seed", mode="before")
     @classmethod
     def _seed(cls, value: Any) -> Any:
-        if value is None or value == "":
-            return None
-        if isinstance(value, bool):
-            raise ValueError("not a seed")
-        if isinstance(value, str):
-            value = [part.strip() for part in value.split(",") if part.strip()]
-        items = value if isinstance(value, (list, tuple)) else [value]
-        seeds = []
-        for item in items:
-            if isinstance(item, bool) or (isinstance(item, float) and not item.is_integer()):
-                raise ValueError("not an integer")
-            try:
-                seed = int(item)
-            except (TypeError, ValueError, OverflowError):
-                raise ValueError("not an integer") from None
-            if not (seed == -1 or 0 <= seed <= MAX_SEED):
-                raise ValueError("out of range")
-            seeds.append(seed)
-        return tuple(seeds) if any(s != -1 for s in seeds) else None
+        return values.seeds(value)
+
 
     @field_validator("timesteps", mode="before")
     @classmethod
     def _timesteps(cls, value: Any) -> Any:
-        if value is None or value == "":
-            return None
-        if isinstance(value, str):
-            value = value.split(",")
-        if not isinstance(value, (list, tuple)) or any(isinstance(v, bool) for v in value):
-            raise ValueError("not a list of times")
-        try:
-            values = [float(v) for v in value if not (isinstance(v, str) and not v.strip())]
-        except (TypeError, ValueError, OverflowError):
-            raise ValueError("not a list of times") from None
-        while values and values[-1] == 0:  # upstream's lists end with the implicit final 0; it is no step
-            values.pop()
-        if not 1 <= len(values) <= MAX_TIMESTEPS or any(not (0.0 < v <= 1.0) for v in values):  # NaN fails too
-            raise ValueError("out of range")
-        if any(b >= a for a, b in zip(values, values[1:])):
-            raise ValueError("not descending")
-        return tuple(values)
+        return values.timesteps(value)
+
 
     @field_validator("src_audio", "reference_audio", mode="after")
     @classmethod
@@ -346,36 +299,20 @@ class GenerationRequest(BaseModel):
     @field_validator("key_scale", mode="after")
     @classmethod
     def _key_scale(cls, value: str | None) -> str | None:
-        if value is None or not value.strip():
-            return None
-        match = _KEY.match(value) or _KEY.match(value.strip().lower())
-        if not match:
-            raise ValueError("not a key")
-        note, accidental, mode = match.groups()
-        accidental = _ACCIDENTALS[(accidental or "").lower().lstrip("-")]
-        # A bare "m" is minor and a bare "M" major (chord-symbol convention); no mode means major.
-        minor = mode is not None and (mode == "m" or mode.lower() in ("min", "minor"))
-        return f"{note.upper()}{accidental} {'minor' if minor else 'major'}"
+        return values.key_scale(value)
+
 
     @field_validator("time_signature", mode="after")
     @classmethod
     def _time_signature(cls, value: str | None) -> str | None:
-        if value is None or not value.strip():
-            return None
-        match = _TIME_SIGNATURE.match(value)
-        if not match or match.group(1) not in TIME_SIGNATURES:
-            raise ValueError("not a time signature")
-        return match.group(1)
+        return values.time_signature(value)
+
 
     @field_validator("vocal_language", mode="after")
     @classmethod
     def _language(cls, value: str | None) -> str | None:
-        if value is None or not value.strip():
-            return None
-        code = value.strip().lower()
-        if code not in LANGUAGES:
-            raise ValueError("unknown language")
-        return code
+        return values.language(value)
+
 
     @field_validator("mp3_bitrate", mode="after")
     @classmethod
@@ -445,42 +382,6 @@ def _lookup(model: type[BaseModel], name: str):
         if name in (getattr(field.validation_alias, "choices", None) or ()):
             return field
     return None
-
-
-MAX_NESTING = 16  # no field nests deeper than a list in an object; anything past this is hostile
-MAX_VALUES = 10_000  # every field's values together; a seed list holds 8
-
-
-def check_shape(data: Any) -> None:
-    """Refuse requests nested past MAX_NESTING, holding more than MAX_VALUES values or text that is
-    not valid Unicode, walking them without recursion (a body nested 100,000 deep must be a
-    sentence, not a RecursionError)."""
-    if not isinstance(data, dict):
-        return
-    stack = [(value, 1, key) for key, value in data.items()]
-    seen = len(stack)
-    while stack:
-        value, depth, field = stack.pop()
-        if isinstance(value, str):
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:  # JSON's "\ud800" escapes: no file name, tag or tokenizer takes them
-                raise InputError(str(field), f"{echo(field)} holds text that is not valid Unicode (a lone "
-                                 "surrogate code point)") from None
-            continue
-        if isinstance(value, dict):
-            children = list(value.values())
-        elif isinstance(value, (list, tuple)):
-            children = list(value)
-        else:
-            continue
-        if depth >= MAX_NESTING:
-            raise InputError(str(field), f"{echo(field)} is nested more than {MAX_NESTING} levels deep")
-        seen += len(children)
-        if seen > MAX_VALUES:
-            raise InputError(str(field), f"the request holds more than {MAX_VALUES} values ({echo(field)} "
-                             "among them); no field takes that many")
-        stack.extend((child, depth + 1, field) for child in children)
 
 
 def parse(data: Any, model: type[GenerationRequest] = GenerationRequest) -> GenerationRequest:

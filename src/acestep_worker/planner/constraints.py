@@ -25,7 +25,7 @@ import torch
 
 from .lm import NUM_CODE_TOKENS, PlannerLM
 from .metadata import BPM_RANGE, DURATION_RANGE, KEYSCALES, MAX_CAPTION_TOKENS, Metadata
-from ..request import LANGUAGES, TIME_SIGNATURES
+from ..request_values import LANGUAGES, TIME_SIGNATURES
 
 NEG_INF = float("-inf")
 

@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass
 import yaml
 
 from ..errors import AceStepError
-from ..request import LANGUAGES, MAX_DURATION_S, MIN_DURATION_S, TIME_SIGNATURES
+from ..request import MAX_DURATION_S, MIN_DURATION_S
+from ..request_values import LANGUAGES, TIME_SIGNATURES
 
 FIELD_ORDER = ("bpm", "caption", "duration", "keyscale", "language", "timesignature")
 BPM_RANGE = (30, 300)

@@ -17,7 +17,8 @@ import gradio as gr
 from ..audio_io import FORMATS
 from ..engine import Engine
 from ..errors import AceStepError
-from ..request import LANGUAGES, MAX_BATCH
+from ..request import MAX_BATCH
+from ..request_values import LANGUAGES
 from ..variants import BASE, TURBO
 from .editing_ui import EditingControls, editing_controls
 from .lora_ui import LoraControls, lora_controls
