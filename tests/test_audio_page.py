@@ -1,5 +1,6 @@
 """The Gradio page's editing controls, driven through Gradio's own client over real HTTP: an uploaded
-source song reaches the task, is reported, and is deleted with it; bad audio is refused by name."""
+source song reaches the task, is reported, and is deleted with it; bad audio is refused by name; a
+trimmed upload reaches the engine at the chosen length, and a bad trim is refused by the control's name."""
 
 import hashlib
 
@@ -11,6 +12,7 @@ from acestep_worker.server.lora_ui import NONE
 from acestep_worker.server.tasks import TaskManager
 
 from .live_server import LiveServer
+from .test_audio_in import _wav
 from .test_audio_sources import WAV
 
 
@@ -22,11 +24,12 @@ def page(engine):
     manager.stop()
 
 
-def _inputs(src, task_type="text2music", start=None, end=None, steps=""):
+def _inputs(src, task_type="text2music", start=None, end=None, steps="", src_trim=("", ""), ref=None,
+            ref_trim=("", "")):
     """The page's inputs in order (its mode is session state, not sent): its form, the editing accordion, the
     adapter picker."""
     base = ["", "page edit", "", 10, None, 1, "5", "mp3", steps, "", "", "", "", "", "auto", False]
-    return base + [src, None, task_type, start, end, None, ""] + [NONE, 1.0]
+    return base + [src, *src_trim, ref, *ref_trim, task_type, start, end, None, ""] + [NONE, 1.0]
 
 
 def test_an_uploaded_source_reaches_the_task_and_leaves_with_it(page, tmp_path):
@@ -73,3 +76,50 @@ def test_the_page_runs_an_editing_task(page, tmp_path):
         *_inputs(handle_file(str(source)), task_type="repaint", start=0.2, end=0.6), api_name="/generate")
     assert status.startswith("Done: 1 song(s)") and summary["task_type"] == "repaint"
     assert "repaint" in _choices("task_type") and "vocals" in _choices("track_name")
+
+
+def _latest(manager):
+    return max(manager._tasks.values(), key=lambda t: t.created)
+
+
+def test_trimmed_uploads_reach_the_engine_at_the_chosen_length(page, tmp_path):
+    from gradio_client import Client, handle_file
+
+    url, manager = page
+    source, reference = tmp_path / "long-take.wav", tmp_path / "voice.wav"
+    source.write_bytes(_wav(rate=44_100, seconds=3.0))
+    reference.write_bytes(_wav(rate=48_000, seconds=2.0))
+    status, *_, summary = Client(url, verbose=False).predict(
+        *_inputs(handle_file(str(source)), src_trim=("0.5", "2.25"), ref=handle_file(str(reference)),
+                 ref_trim=("1.5", "")), api_name="/generate")
+    assert status.startswith("Done: 1 song(s)")
+    assert summary["source"]["duration_s"] == pytest.approx(1.75, abs=0.001)  # what the engine decoded
+    assert summary["reference"]["duration_s"] == pytest.approx(0.5, abs=0.001)
+    assert summary["source"]["format"] == "flac" and summary["source"]["sample_rate"] == 44_100
+    assert _latest(manager).request.src_audio.endswith(".flac")
+    assert not list(manager.input_dir.glob("upload-*"))
+
+
+@pytest.mark.parametrize("trim,message", [
+    (("2", "1"), r"Source to \(s\) \(1\) must be after Source from \(s\) \(2\)"),
+    (("5", ""), r"Source from \(s\) \(5\) is past the end of the uploaded song \(3.00 s long\)"),
+    (("ten", ""), r"Source from \(s\) is 'ten'; give seconds as a number from 0"),
+])
+def test_a_bad_trim_is_refused_by_name_and_stores_nothing(page, tmp_path, trim, message):
+    from gradio_client import Client, handle_file
+
+    url, manager = page
+    source = tmp_path / "take.wav"
+    source.write_bytes(_wav(rate=44_100, seconds=3.0))
+    before = len(manager._tasks)
+    with pytest.raises(Exception, match=message):
+        Client(url, verbose=False).predict(*_inputs(handle_file(str(source)), src_trim=trim), api_name="/generate")
+    assert len(manager._tasks) == before and not list(manager.input_dir.glob("upload-*"))
+
+
+def test_a_trim_without_an_upload_is_refused(page):
+    from gradio_client import Client
+
+    url, manager = page
+    with pytest.raises(Exception, match=r"Reference from \(s\) / Reference to \(s\) are set but no reference_audio"):
+        Client(url, verbose=False).predict(*_inputs(None, ref_trim=("", "3")), api_name="/generate")

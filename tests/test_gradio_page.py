@@ -114,6 +114,44 @@ def test_advanced_fields_are_empty_and_show_the_models_defaults(page_url, browse
     page.screenshot(path=str(ARTIFACTS / "gradio-page-advanced.png"), full_page=True)
 
 
+def test_each_upload_shows_its_length_and_both_trims_reach_the_engine(served, browser_page, tmp_path):
+    """The waveform editor's own trim (cut in the browser, uploaded as a 48 kHz WAV), then the from / to
+    fields on what it uploaded: the task's source is the part both kept."""
+    from .test_audio_in import _wav
+
+    url, manager = served
+    source = tmp_path / "take.wav"
+    source.write_bytes(_wav(rate=44_100, seconds=3.0))
+    page = browser_page
+    _open(page, url)
+    page.locator("#editing").click()
+    for elem in ("src-audio", "reference-audio"):
+        for end in ("from", "to"):
+            box = page.locator(f"#{elem}-{end} textarea, #{elem}-{end} input").first
+            assert box.input_value() == "" and box.get_attribute("placeholder").startswith("empty"), (elem, end)
+    page.locator("#src-audio input[type=file]").set_input_files(str(source))
+    page.wait_for_selector("#src-audio-length >> text=3.00 s", timeout=60_000)
+    assert "44100 Hz, stereo, WAV" in page.locator("#src-audio-length").inner_text()
+    page.wait_for_function("document.querySelector('#src-audio-to textarea, #src-audio-to input')"
+                           ".placeholder.includes('3.00 s')")
+    page.get_by_role("button", name="Trim audio to selection").click()
+    page.locator("#src-audio button", has_text="Trim").first.wait_for()
+    page.locator("#editing").scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "gradio-page-trim.png"), full_page=True)
+    page.locator("#src-audio button", has_text="Trim").first.click()  # the editor's default selection
+    page.wait_for_selector("#src-audio-length >> text=48000 Hz", timeout=60_000)
+    edited_s = float(page.locator("#src-audio-length strong").inner_text().split()[0])
+    assert 0.1 < edited_s < 3.0
+    page.locator("#src-audio-from textarea, #src-audio-from input").first.fill("0.1")
+    page.locator("#src-audio-to textarea, #src-audio-to input").first.fill(f"{edited_s - 0.1:.2f}")
+    page.locator("#generate").click()
+    page.wait_for_selector("text=Done: 1 song(s)", timeout=180_000)
+    task = max(manager._tasks.values(), key=lambda t: t.created)
+    kept = task.sources["source"]
+    assert kept["duration_s"] == pytest.approx(round(edited_s - 0.2, 2), abs=0.002)
+    assert kept["sample_rate"] == 48_000 and kept["format"] == "flac"
+
+
 def test_simple_mode_says_it_needs_the_planner_when_there_is_none(page_url, browser_page):
     page = browser_page
     _open(page, page_url)

@@ -4,21 +4,34 @@ cover strength and the stem, in one accordion that the page adds below its own f
 Every control is a request field by name, and its choices come from the schema's own field (so a
 task type or track name the schema learns appears here without a change). Uploaded audio is copied
 into the input folder under a unique name and handed to the task, which deletes it when it ends.
+
+Each upload has a trim, two ways: Gradio's waveform editor (scissors) cuts in the browser and uploads
+the cut as a 16-bit WAV at 48 kHz; the "from (s)" / "to (s)" fields cut on the server, exactly and
+losslessly (FLAC), and also work for API clients of the page. Both can be used: the fields then
+apply to what the editor uploaded.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
 
+from ..audio_in import AudioLimits, probe
+from ..audio_trim import TrimLabels, parse_range
+from ..errors import AceStepError
 from ..request import GenerationRequest, parse
 from .tasks import TaskManager
-from .uploads import discard, store
+from .uploads import discard, store, store_range
 
 AUDIO_FIELDS = ("src_audio", "reference_audio")
+# (request field, what the page calls it): the trim controls' labels and their error sentences use these.
+UPLOADS = (("src_audio", "Source"), ("reference_audio", "Reference"))
+TRIM_LABELS = {field: TrimLabels(field, f"{name} from (s)", f"{name} to (s)") for field, name in UPLOADS}
 
 
 def _choices(name: str) -> list[str]:
@@ -46,22 +59,34 @@ def _typed(text) -> str | float | None:
 class EditingControls:
     components: list  # in the order `values` arrive in submit()
 
-    def fields(self, values: tuple) -> tuple[dict, dict[str, str]]:
-        """(request fields that were set, audio file paths by field)."""
-        src, ref, task_type, start, end, strength, track = values
+    def fields(self, values: tuple) -> tuple[dict, dict[str, str], dict]:
+        """(request fields that were set, audio file paths by field, trim ranges by field)."""
+        src, src_from, src_to, ref, ref_from, ref_to, task_type, start, end, strength, track = values
         fields = {"task_type": task_type or None, "repainting_start": _typed(start), "repainting_end": _typed(end),
                   "audio_cover_strength": _typed(strength), "track_name": track or None}
         files = {name: path for name, path in zip(AUDIO_FIELDS, (src, ref)) if path}
-        return {k: v for k, v in fields.items() if v is not None and k in GenerationRequest.model_fields}, files
+        trims = {name: parse_range(TRIM_LABELS[name], *typed)
+                 for name, typed in zip(AUDIO_FIELDS, ((src_from, src_to), (ref_from, ref_to)))}
+        for name, trim in trims.items():
+            if not trim.whole and name not in files:
+                label = TRIM_LABELS[name]
+                raise AceStepError(f"{label.start} / {label.end} are set but no {name} was uploaded; upload the "
+                                   "song or clear them")
+        fields = {k: v for k, v in fields.items() if v is not None and k in GenerationRequest.model_fields}
+        return fields, files, trims
 
     def submit(self, manager: TaskManager, base: dict, values: tuple):
         """Validate and queue one generation with its audio; the uploads go with the task."""
-        fields, files = self.fields(values)
+        fields, files, trims = self.fields(values)
         stored: list[Path] = []
+        limits = manager.audio_policy.limits
         try:
             for name, path in files.items():
-                with open(path, "rb") as handle:
-                    stored.append(store(name, handle, path, manager.input_dir, manager.audio_policy.limits))
+                if trims[name].whole:
+                    with open(path, "rb") as handle:
+                        stored.append(store(name, handle, path, manager.input_dir, limits))
+                else:
+                    stored.append(store_range(TRIM_LABELS[name], Path(path), trims[name], manager.input_dir, limits))
                 fields[name] = str(stored[-1])
             request = parse({**base, **fields})
             manager.engine.check(request)  # what the chosen model cannot do, as the API refuses it
@@ -72,17 +97,48 @@ class EditingControls:
             raise
 
 
+def describe_upload(field: str, path: str | None):
+    """What the page shows under an upload: its length, rate and channels, and the "to" field's hint."""
+    if not path:
+        return "", gr.update(placeholder="empty: the end")
+    try:
+        info = probe(field, path, AudioLimits(max_seconds=math.inf))  # a long take is what a trim is for
+    except AceStepError as exc:
+        return f"*{exc}*", gr.update(placeholder="empty: the end")
+    channels = {1: "mono", 2: "stereo"}.get(info.channels, f"{info.channels} channels")
+    text = f"Uploaded: **{info.duration_s:.2f} s**, {info.sample_rate} Hz, {channels}, {info.format}"
+    return text, gr.update(placeholder=f"empty: the end ({info.duration_s:.2f} s)")
+
+
+def _upload_with_trim(field: str, title: str, elem: str) -> tuple:
+    """An upload, its length, and its from / to fields; returns (audio, from, to)."""
+    labels = TRIM_LABELS[field]
+    with gr.Column():
+        # The editor's own trim decodes in the browser and uploads a WAV at this rate: the model's, so
+        # the server does not resample it a second time.
+        audio = gr.Audio(label=f"{title} ({field})", type="filepath", sources=["upload"], elem_id=elem,
+                         editable=True, waveform_options=gr.WaveformOptions(sample_rate=48_000))
+        length = gr.Markdown(elem_id=f"{elem}-length")
+        with gr.Row():
+            # Text, not gr.Number: empty means "the whole song", which a Number field cannot show.
+            start = gr.Textbox(label=labels.start, placeholder="empty: the start", elem_id=f"{elem}-from")
+            end = gr.Textbox(label=labels.end, placeholder="empty: the end", elem_id=f"{elem}-to")
+    audio.change(functools.partial(describe_upload, field), audio, [length, end], queue=False,
+                 api_visibility="private")
+    return audio, start, end
+
+
 def editing_controls() -> EditingControls:
     tasks = _choices("task_type") or ["text2music"]
     tracks = _choices("track_name")
     with gr.Accordion("Edit a song: cover, repaint, extend, stems", open=False, elem_id="editing"):
         gr.Markdown("Give a source song to cover it, repaint a range (an end past the song extends it), or "
-                    "extract / add a stem (base models). A reference steers the timbre of any task.")
+                    "extract / add a stem (base models). A reference steers the timbre of any task. To use "
+                    "part of an upload, give its from / to seconds, or cut it with the scissors under the "
+                    "waveform.")
         with gr.Row():
-            src = gr.Audio(label="Source song (src_audio)", type="filepath", sources=["upload"],
-                           elem_id="src-audio")
-            ref = gr.Audio(label="Timbre reference (reference_audio)", type="filepath", sources=["upload"],
-                           elem_id="reference-audio")
+            src, src_from, src_to = _upload_with_trim("src_audio", "Source song", "src-audio")
+            ref, ref_from, ref_to = _upload_with_trim("reference_audio", "Timbre reference", "reference-audio")
         with gr.Row():
             task_type = gr.Dropdown(tasks, value=tasks[0], label="Task", elem_id="task-type")
             # Text, not gr.Number: a Number field shows 0 when empty, and empty means "the default" here.
@@ -92,4 +148,4 @@ def editing_controls() -> EditingControls:
                                   elem_id="audio-cover-strength")
             track = gr.Dropdown(["", *tracks], value="", label="Track (extract, lego)", allow_custom_value=True,
                                 elem_id="track-name")
-    return EditingControls([src, ref, task_type, start, end, strength, track])
+    return EditingControls([src, src_from, src_to, ref, ref_from, ref_to, task_type, start, end, strength, track])

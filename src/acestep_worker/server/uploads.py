@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterable
 
 from ..audio_in import AudioLimits
+from ..audio_trim import TrimLabels, TrimRange, cut
 from ..errors import InputError
 
 # Upstream's multipart part names and the request field each one fills.
@@ -40,6 +41,15 @@ def store(field: str, source: BinaryIO, filename: str | None, input_dir: Path, l
     except BaseException:
         target.unlink(missing_ok=True)
         raise
+    return target
+
+
+def store_range(labels: TrimLabels, source: Path, trim: TrimRange, input_dir: Path, limits: AudioLimits) -> Path:
+    """Store only `trim` of the uploaded file `source`, as FLAC under a unique name (nothing is left
+    behind when the range is refused)."""
+    input_dir.mkdir(parents=True, exist_ok=True)
+    target = input_dir / f"{PREFIX}{labels.field}-{uuid.uuid4().hex}.flac"
+    cut(labels, source, target, trim, limits)
     return target
 
 
