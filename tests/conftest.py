@@ -36,6 +36,22 @@ def engine(tiny_env):
     return Engine(Settings.from_env(tiny_env))
 
 
+@pytest.fixture(scope="module")
+def lora_dir(tiny_root):
+    return tiny_root / tiny.LORA_FOLDER
+
+
+@pytest.fixture(scope="module")
+def lora_engine(tiny_env, lora_dir, tmp_path_factory):
+    """An engine with the tiny tree's adapters as its ACESTEP_LORA_DIR (one per test module: adapters stay
+    loaded in its DiT)."""
+    from acestep_worker.engine import Engine
+    from acestep_worker.settings import Settings
+
+    return Engine(Settings.from_env({**tiny_env, "ACESTEP_LORA_DIR": str(lora_dir), "ACESTEP_ALLOW_PRIVATE_URLS": "1",
+                                     "ACESTEP_LORA_CACHE_DIR": str(tmp_path_factory.mktemp("lora-cache"))}))
+
+
 @pytest.fixture(scope="session")
 def planner_env(tiny_env, tiny_root) -> dict[str, str]:
     return {**tiny_env, "ACESTEP_LM_MODEL_PATH": str(tiny_root / tiny.LM_FOLDER)}

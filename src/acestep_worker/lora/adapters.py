@@ -4,7 +4,8 @@
         used = lora.apply(dit, request.loras)   # resolve, read, check shapes, activate with scales
         ...sample...                            # on exit, whatever happened, no adapter stays active
 
-Adapters are injected unfused (`set_adapters` with per-adapter weights), so switching between jobs
+Every kind (LoRA, DoRA, LoKr, LoHa) arrives here as exact LoRA pairs (`formats`, `lycoris`), so
+one job may mix them. Adapters are injected unfused (`set_adapters` with per-adapter weights), so switching between jobs
 is a weight change, not a re-merge of the DiT. The `ACESTEP_LORA_SLOTS` most recently used stay
 injected; older ones are deleted from the model. A job's `loras` list wins over the pod's global
 state (`/v1/lora/*`); a job without one uses the global adapters when they are switched on.
@@ -24,7 +25,8 @@ import torch
 
 from ..errors import InputError
 from ..settings import Settings
-from .formats import check_fits, read_adapter
+from .formats import LYCORIS_WEIGHTS, check_fits, read_adapter
+from .lycoris import dora_pair
 from .ref import LoraRef
 from .sources import locate
 
@@ -122,11 +124,11 @@ class Adapters:
         start = time.perf_counter()
         weights = read_adapter(field, local.path)
         check_fits(field, ref.label, weights, dit.transformer, dit.variant.name)
+        state = {k: v.to(device=dit.device, dtype=dit.dtype) for k, v in _with_dora(field, ref, weights, dit).items()}
         while len(cache) >= self.settings.loaded_loras:
             _, old = cache.popitem(last=False)
             dit.transformer.delete_adapters([old.peft_name])
         peft_name = f"lora_{local.sha256[:16]}"
-        state = {k: v.to(device=dit.device, dtype=dit.dtype) for k, v in weights.state_dict.items()}
         try:
             dit.transformer.load_lora_adapter(state, prefix="transformer", adapter_name=peft_name)
         except (ValueError, RuntimeError, KeyError) as exc:
@@ -148,7 +150,8 @@ class Adapters:
         root = self.settings.lora_dir
         if root is None or not root.is_dir():
             return []
-        return sorted(p.name for p in root.iterdir() if p.suffix == ".safetensors" or (p / "adapter_config.json").is_file())
+        return sorted(p.name for p in root.iterdir() if p.suffix == ".safetensors"
+                      or (p / "adapter_config.json").is_file() or (p / LYCORIS_WEIGHTS).is_file())
 
     def add_global(self, dit, name: str, ref: LoraRef, replace: bool = False) -> dict:
         with self.model_lock, self._lock:
@@ -179,3 +182,15 @@ class Adapters:
         first = next(iter(scales.values()), 1.0)
         return {"loaded": bool(refs), "active": bool(refs) and self.state.use_lora, "scale": first,
                 "adapters": list(refs), "scales": scales}
+
+
+def _with_dora(field: str, ref: LoraRef, weights, dit) -> dict[str, torch.Tensor]:
+    """The adapter's LoRA pairs, with each DoRA module's pair resolved against this DiT's base weights."""
+    state = dict(weights.state_dict)
+    for module_name, magnitude in weights.magnitudes.items():
+        linear = dit.transformer.get_submodule(module_name)
+        base = linear.get_base_layer() if hasattr(linear, "get_base_layer") else linear
+        down, up = f"transformer.{module_name}.lora_A.weight", f"transformer.{module_name}.lora_B.weight"
+        state[down], state[up] = dora_pair(field, ref.label, module_name, state[down], state[up], magnitude,
+                                           base.weight)
+    return state

@@ -1,20 +1,29 @@
-"""LoRA files as people ship them, read into one form: diffusers module names, scaling folded in.
+"""Adapter files as people ship them, read into one form: diffusers module names, LoRA pairs, scaling folded in.
 
 Accepted (safetensors only; nothing is unpickled):
 
-| layout                   | keys (per adapted Linear)                                  | scaling            |
-|--------------------------|------------------------------------------------------------|--------------------|
-| PEFT folder (upstream's  | `base_model.model.layers.N.self_attn.q_proj.lora_A.weight` | adapter_config.json|
-|  trainer)                |  + `adapter_config.json`                                   | lora_alpha / r     |
-| single file, PEFT names  | `[diffusion_model.|transformer.|decoder.]<module>.lora_A…` | 1 (alpha = rank)   |
-| single file, kohya /     | `<module>.lora_down.weight`, `.lora_up.weight`, `.alpha`;  | alpha / rank       |
-|  ComfyUI                 |  or flat `lora_unet_layers_N_self_attn_q_proj.lora_down…`  |                    |
+| layout                     | keys (per adapted Linear)                                    | scaling             |
+|----------------------------|--------------------------------------------------------------|---------------------|
+| PEFT folder, LoRA          | `base_model.model.layers.N.self_attn.q_proj.lora_A.weight`   | adapter_config.json:|
+|  (upstream's trainer)      |  `.lora_B.weight` + `adapter_config.json`                    |  lora_alpha / r     |
+| PEFT folder, DoRA          |  the same + `.lora_magnitude_vector` (`use_dora: true`)      |  lora_alpha / r     |
+| PEFT folder, LoKr          |  `.lokr_w1` or `.lokr_w1_a`/`_b`, `.lokr_w2` or `_w2_a`/`_b` |  alpha / r          |
+| PEFT folder, LoHa          |  `.hada_w1_a`, `.hada_w1_b`, `.hada_w2_a`, `.hada_w2_b`      |  alpha / r          |
+| file, PEFT names           | `[diffusion_model.|transformer.|decoder.]<module>.lora_A…`   | 1 (alpha = rank)    |
+| file, kohya / ComfyUI      | `<module>.lora_down.weight`, `.lora_up.weight`, `.alpha`;    | alpha / rank        |
+|                            |  or flat `lora_unet_layers_N_self_attn_q_proj.lora_down…`    |                     |
+| file, LyCORIS (ComfyUI,    | flat `lora_unet_…` or `lycoris_…` + `.lokr_w1[_a/_b]`,       | alpha / rank, by    |
+|  kohya-LyCORIS; upstream's |  `.lokr_w2[_a/_b]` or `.hada_w1_a`…; `.alpha`; DoRA:         |  LyCORIS' rules     |
+|  LoKr trainer: a folder    |  `.dora_scale` (also on `lora_down`/`lora_up` pairs)         |  (see `lycoris`)    |
+|  with `lokr_weights…`)     |                                                              |                     |
 
 `<module>` may use upstream's names (`q_proj`, `o_proj`) or diffusers' (`to_q`, `to_out.0`); both
-become diffusers' names on `AceStepTransformer1DModel`. The adapter's scaling (alpha / rank, or
-alpha / sqrt(rank) for rsLoRA) is folded into `lora_B`, so every adapter loads with scale 1 and
-a request's `scale` is the only multiplier left. LoKr/LoHa (LyCORIS), DoRA and adapters for
-modules outside the DiT decoder are refused with a sentence that says so.
+become diffusers' names on `AceStepTransformer1DModel`. Every kind becomes an exact LoRA pair
+(`lycoris` says how for LoKr, LoHa and DoRA) with its scaling (alpha / rank, alpha / sqrt(rank)
+for rsLoRA) folded into `lora_B`, so every adapter loads with scale 1 and a request's `scale` is
+the only multiplier left. DoRA's magnitude is kept aside (`magnitudes`): it needs the DiT's
+weights and is resolved at load. OFT/BOFT and adapters for modules outside the DiT decoder are
+refused with a sentence that says so.
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field as dataclass_field
 from pathlib import Path
 
 import torch
@@ -31,12 +40,20 @@ from safetensors.torch import load_file
 
 from ..dit.loading import official_to_diffusers_key
 from ..errors import InputError
+from . import lycoris
 
 PEFT_CONFIG, PEFT_WEIGHTS = "adapter_config.json", "adapter_model.safetensors"
+LYCORIS_WEIGHTS = "lokr_weights.safetensors"  # upstream's LoKr trainer: a folder holding this one file
 _PREFIXES = ("base_model.model.", "diffusion_model.", "model.", "transformer.", "decoder.")
 _PARTS = (("lora_A.default.weight", "A"), ("lora_B.default.weight", "B"), ("lora_A.weight", "A"),
-          ("lora_B.weight", "B"), ("lora_down.weight", "A"), ("lora_up.weight", "B"), ("alpha", "alpha"))
-_LYCORIS = ("lokr_", "hada_", "oft_", "boft_")
+          ("lora_B.weight", "B"), ("lora_down.weight", "A"), ("lora_up.weight", "B"), ("alpha", "alpha"),
+          ("lora_magnitude_vector.default.weight", "lora_magnitude_vector"),
+          ("lora_magnitude_vector.weight", "lora_magnitude_vector"),
+          *((part, part) for part in (*lycoris.LOKR_PARTS, *lycoris.LOHA_PARTS, *lycoris.TUCKER_PARTS,
+                                      *lycoris.MAGNITUDE_PARTS)))
+_PEFT_TYPES = ("LORA", "LOKR", "LOHA")
+_REFUSED = (".oft_", ".boft_")
+_FLAT_PREFIXES = ("lora_unet_", "lycoris_")
 _FLAT_MODULE = re.compile(r"^(?:decoder_)?layers_(\d+)_(self_attn|cross_attn|mlp)_(\w+)$")
 
 
@@ -45,9 +62,10 @@ class AdapterWeights:
     """One adapter, ready for `load_lora_adapter(prefix="transformer")`."""
 
     state_dict: dict[str, torch.Tensor]  # transformer.<module>.lora_A/B.weight, scaling folded into B
-    format: str  # "peft" | "peft-file" | "kohya"
-    rank: int
+    format: str  # "peft" | "peft-file" | "kohya" | "lycoris", then "-lokr"/"-loha" and "-dora" when so
+    rank: int  # of the widest LoRA pair it became
     modules: int
+    magnitudes: dict[str, torch.Tensor] = dataclass_field(default_factory=dict)  # DoRA: <module> -> [out, 1] or [1, in]
 
 
 def read_adapter(field: str, path: Path) -> AdapterWeights:
@@ -81,37 +99,64 @@ def read_adapter(field: str, path: Path) -> AdapterWeights:
 def normalise(field: str, tensors: dict[str, torch.Tensor], config: dict | None = None) -> AdapterWeights:
     config = config or {}
     kind = str(config.get("peft_type", "LORA")).upper()
-    if kind in ("LOKR", "LOHA", "OFT", "BOFT") or any(marker in key for key in tensors for marker in _LYCORIS):
-        raise InputError(field, f"{field} is a LyCORIS adapter (LoKr/LoHa/OFT); only LoRA adapters are supported "
-                                "here (diffusers' loader for this model takes LoRA only)")
-    if config.get("use_dora") or any("dora_scale" in k or "lora_magnitude_vector" in k for k in tensors):
-        raise InputError(field, f"{field} is a DoRA adapter, which is not supported; use a plain LoRA")
+    refused = next((key for key in tensors if any(marker in key for marker in _REFUSED)), None)
+    if kind not in _PEFT_TYPES or refused:
+        what = f"peft_type {kind}" if kind not in _PEFT_TYPES else f"key {refused[:60]!r} (OFT/BOFT)"
+        raise InputError(field, f"{field} is an adapter type this server does not load ({what}); supported: LoRA, "
+                                "DoRA, LoKr and LoHa, as PEFT folders or safetensors files")
     modules: dict[str, dict[str, torch.Tensor]] = {}
     for key, tensor in tensors.items():
         module, part = _split(key)
         if module is None:
             raise InputError(field, f"{field} is not a LoRA adapter this server understands: key {key[:80]!r} is "
-                                    "not lora_A/lora_B, lora_down/lora_up or alpha")
+                                    "not lora_A/lora_B, lora_down/lora_up, alpha, or a LoKr/LoHa/DoRA part")
         modules.setdefault(module, {})[part] = tensor
     if not modules:
         raise InputError(field, f"{field} holds no LoRA weights")
-    state, ranks = {}, set()
-    fmt = "peft" if config else ("kohya" if any(k.endswith("lora_down.weight") for k in tensors) else "peft-file")
+    state, magnitudes, families = {}, {}, set()
     for module, parts in modules.items():
-        if "A" not in parts or "B" not in parts:
-            raise InputError(field, f"{field}: module {module} has only half of its LoRA pair")
-        down, up = parts["A"].float(), parts["B"].float()
-        if down.dim() != 2 or up.dim() != 2 or up.shape[1] != down.shape[0]:
-            raise InputError(field, f"{field}: module {module} has LoRA weights of shapes {tuple(down.shape)} and "
-                                    f"{tuple(up.shape)}, which do not form a low-rank pair of a Linear layer")
         target = _diffusers_module(field, module)
-        rank = down.shape[0]
-        alpha = float(parts["alpha"]) if "alpha" in parts else _config_alpha(config, module, rank)
-        scaling = alpha / math.sqrt(rank) if config.get("use_rslora") else alpha / rank
+        family = lycoris.family(field, module, parts)
+        scaling = _lycoris_config_scaling(config, module) if config and family != "lora" else None
+        if family == "lokr":
+            down, up = lycoris.compact(*lycoris.lokr_pair(field, module, parts, scaling))
+        elif family == "loha":
+            down, up = lycoris.compact(*lycoris.loha_pair(field, module, parts, scaling))
+        else:
+            down, up = _lora_pair(field, module, parts, config)
+        magnitude = lycoris.magnitude_of(field, module, parts)
+        if magnitude is not None:
+            magnitudes[target] = magnitude
         state[f"transformer.{target}.lora_A.weight"] = down.contiguous()
-        state[f"transformer.{target}.lora_B.weight"] = (up * scaling).contiguous()
-        ranks.add(rank)
-    return AdapterWeights(state, fmt, max(ranks), len(modules))
+        state[f"transformer.{target}.lora_B.weight"] = up.contiguous()
+        families.add(family)
+    return AdapterWeights(state, _format_name(tensors, config, families, bool(magnitudes)),
+                          max(t.shape[0] for k, t in state.items() if k.endswith("lora_A.weight")), len(modules),
+                          magnitudes)
+
+
+def _lora_pair(field: str, module: str, parts: dict[str, torch.Tensor],
+               config: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    if "A" not in parts or "B" not in parts:
+        raise InputError(field, f"{field}: module {module} has only half of its LoRA pair")
+    down, up = parts["A"].float(), parts["B"].float()
+    if down.dim() != 2 or up.dim() != 2 or up.shape[1] != down.shape[0]:
+        raise InputError(field, f"{field}: module {module} has LoRA weights of shapes {tuple(down.shape)} and "
+                                f"{tuple(up.shape)}, which do not form a low-rank pair of a Linear layer")
+    rank = down.shape[0]
+    alpha = float(parts["alpha"]) if "alpha" in parts else float(_pattern(config, "alpha_pattern", module,
+                                                                         config.get("lora_alpha", rank)))
+    return down, up * (alpha / math.sqrt(rank) if config.get("use_rslora") else alpha / rank)
+
+
+def _format_name(tensors: dict, config: dict, families: set[str], dora: bool) -> str:
+    if config:
+        base = "peft"
+    elif families - {"lora"} or any(key.startswith("lycoris_") for key in tensors):
+        base = "lycoris"
+    else:
+        base = "kohya" if any(key.endswith("lora_down.weight") for key in tensors) else "peft-file"
+    return "-".join([base, *sorted(families - {"lora"}), *(["dora"] if dora else [])])
 
 
 def _split(key: str) -> tuple[str | None, str]:
@@ -120,8 +165,9 @@ def _split(key: str) -> tuple[str | None, str]:
             module = key[: -len(suffix) - 1]
             for prefix in _PREFIXES:
                 module = module.removeprefix(prefix)
-            if module.startswith("lora_unet_"):
-                flat = _FLAT_MODULE.match(module.removeprefix("lora_unet_"))
+            flat_prefix = next((p for p in _FLAT_PREFIXES if module.startswith(p)), None)
+            if flat_prefix:
+                flat = _FLAT_MODULE.match(module.removeprefix(flat_prefix))
                 if flat is None:
                     return None, part
                 layer, block, proj = flat.groups()
@@ -137,11 +183,18 @@ def _diffusers_module(field: str, module: str) -> str:
     return official_to_diffusers_key(f"decoder.{module}.weight").removeprefix("transformer.").removesuffix(".weight")
 
 
-def _config_alpha(config: dict, module: str, rank: int) -> float:
-    for pattern, alpha in (config.get("alpha_pattern") or {}).items():
+def _lycoris_config_scaling(config: dict, module: str) -> float:
+    """A PEFT LoKr/LoHa folder's alpha / r for `module`: peft scales by the configured r even where it
+    stored a factor full."""
+    rank = float(_pattern(config, "rank_pattern", module, config.get("r", 8)))
+    return float(_pattern(config, "alpha_pattern", module, config.get("alpha", rank))) / rank
+
+
+def _pattern(config: dict, key: str, module: str, default):
+    for pattern, value in (config.get(key) or {}).items():
         if re.search(rf"(^|\.){re.escape(pattern)}$", module) or re.fullmatch(pattern, module):
-            return float(alpha)
-    return float(config.get("lora_alpha", rank))
+            return value
+    return default
 
 
 def check_fits(field: str, label: str, weights: AdapterWeights, transformer: torch.nn.Module, model: str) -> None:

@@ -1,0 +1,246 @@
+"""LoKr, LoHa (LyCORIS) and DoRA adapters on the tiny DiT, each checked against the DiT's weights
+merged by hand with the update computed here, straight from the file's tensors."""
+
+import hashlib
+import json
+import re
+import shutil
+
+import httpx
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from acestep_worker.errors import InputError
+from acestep_worker.jobs import run_job
+from acestep_worker.lora.formats import normalise, read_adapter
+from acestep_worker.lora.lycoris import dora_pair
+from acestep_worker.request import parse
+from acestep_worker.server.api import ApiSettings, create_app
+from acestep_worker.server.tasks import TaskManager
+
+from .live_server import LiveServer
+from .test_lora import BASE, _audio, _hand_merged, _peft_deltas
+
+NAMES = {"q_proj": "to_q", "k_proj": "to_k", "v_proj": "to_v", "o_proj": "to_out.0", "gate_proj": "gate_proj",
+         "up_proj": "up_proj", "down_proj": "down_proj"}
+
+FLAT = re.compile(r"^layers_(\d+)_(self_attn|cross_attn|mlp)_(\w+)$")
+
+
+def _module(layer, block, proj):
+    return f"layers.{layer}.{block}.{NAMES[proj]}"
+
+
+def _lokr_peft_deltas(lora_dir, engine):
+    """peft LoKr: kron(w1, w2_a @ w2_b) * alpha / r, alpha 4 and r 2 from adapter_config.json."""
+    tensors = load_file(str(lora_dir / "lokr-peft" / "adapter_model.safetensors"))
+    config = json.loads((lora_dir / "lokr-peft" / "adapter_config.json").read_text())
+    deltas = {}
+    for key, w1 in tensors.items():
+        if key.endswith(".lokr_w1"):
+            stem = key.removesuffix(".lokr_w1")
+            w2 = tensors[f"{stem}.lokr_w2_a"] @ tensors[f"{stem}.lokr_w2_b"]
+            _, _, layer, block, proj = stem.removeprefix("base_model.").split(".")
+            deltas[_module(layer, block, proj)] = torch.kron(w1, w2) * (config["alpha"] / config["r"])
+    return deltas
+
+
+def _lokr_lycoris_deltas(lora_dir, engine):
+    """LyCORIS LoKr: kron(w1, w2) * alpha / rank when a factor is factorised (rank = w1_a's), 1 when both are full."""
+    tensors = load_file(str(lora_dir / "lokr-lycoris.safetensors"))
+    deltas = {}
+    for key in tensors:
+        if key.endswith(".alpha"):
+            stem = key.removesuffix(".alpha")
+            layer, block, proj = FLAT.match(stem.removeprefix("lycoris_")).groups()
+            if f"{stem}.lokr_w1" in tensors:
+                delta = torch.kron(tensors[f"{stem}.lokr_w1"], tensors[f"{stem}.lokr_w2"])
+            else:
+                w1 = tensors[f"{stem}.lokr_w1_a"] @ tensors[f"{stem}.lokr_w1_b"]
+                w2 = tensors[f"{stem}.lokr_w2_a"] @ tensors[f"{stem}.lokr_w2_b"]
+                delta = torch.kron(w1, w2) * (float(tensors[key]) / tensors[f"{stem}.lokr_w1_a"].shape[1])
+            deltas[_module(layer, block, proj)] = delta
+    return deltas
+
+
+def _loha_deltas(lora_dir, engine):
+    """LoHa: (w1_a @ w1_b) ⊙ (w2_a @ w2_b) * alpha / rank."""
+    tensors = load_file(str(lora_dir / "loha-lycoris.safetensors"))
+    deltas = {}
+    for key in tensors:
+        if key.endswith(".alpha"):
+            stem = key.removesuffix(".alpha")
+            layer, block, proj = FLAT.match(stem.removeprefix("lora_unet_")).groups()
+            product = ((tensors[f"{stem}.hada_w1_a"] @ tensors[f"{stem}.hada_w1_b"])
+                       * (tensors[f"{stem}.hada_w2_a"] @ tensors[f"{stem}.hada_w2_b"]))
+            deltas[_module(layer, block, proj)] = product * float(tensors[key]) / tensors[f"{stem}.hada_w1_b"].shape[0]
+    return deltas
+
+
+def _dora_deltas(lora_dir, engine):
+    """DoRA (peft): W' = m * (W + B A alpha/r) / ||W + B A alpha/r|| per output row; the update is W' - W."""
+    tensors = load_file(str(lora_dir / "dora-peft" / "adapter_model.safetensors"))
+    transformer = engine.dit().transformer
+    deltas = {}
+    for key, down in tensors.items():
+        if key.endswith(".lora_A.weight"):
+            stem = key.removesuffix(".lora_A.weight")
+            _, _, layer, block, proj = stem.removeprefix("base_model.").split(".")
+            module = _module(layer, block, proj)
+            linear = transformer.get_submodule(module)
+            weight = getattr(linear, "base_layer", linear).weight.detach().float()
+            merged = weight + tensors[f"{stem}.lora_B.weight"] @ down * (8 / 4)
+            updated = tensors[f"{stem}.lora_magnitude_vector"][:, None] * merged / merged.norm(dim=1, keepdim=True)
+            deltas[module] = updated - weight
+    return deltas
+
+
+FORMATS = {"lokr-peft": ("peft-lokr", _lokr_peft_deltas), "lokr-lycoris": ("lycoris-lokr", _lokr_lycoris_deltas),
+           "loha-lycoris": ("lycoris-loha", _loha_deltas), "dora-peft": ("peft-dora", _dora_deltas)}
+
+
+@pytest.fixture(scope="module")
+def plain(lora_engine):
+    job = run_job(lora_engine, "plain", {**BASE, "audio_format": "wav"}, env={})
+    return job["results"][0]["sha256"], _audio(lora_engine).songs[0].audio
+
+
+def test_the_tiny_tree_has_each_lycoris_and_dora_layout(lora_dir):
+    for folder in ("lokr-peft", "dora-peft"):
+        assert (lora_dir / folder / "adapter_config.json").is_file()
+    for file in ("lokr-lycoris", "loha-lycoris", "lokr-xl"):
+        assert (lora_dir / f"{file}.safetensors").is_file()
+
+
+@pytest.mark.parametrize("name", FORMATS)
+def test_scale_zero_gives_the_same_audio_bytes_as_no_adapter(lora_engine, plain, name):
+    zero = run_job(lora_engine, "zero", {**BASE, "audio_format": "wav", "loras": [{"name": name, "scale": 0}]}, env={})
+    assert zero["results"][0]["sha256"] == plain[0]
+    assert zero["params"]["loras"][0]["format"] == FORMATS[name][0]
+
+
+@pytest.mark.parametrize("name", FORMATS)
+def test_scale_one_equals_the_weights_merged_by_hand(lora_engine, lora_dir, plain, name):
+    fmt, deltas = FORMATS[name]
+    with_adapter = _audio(lora_engine, loras=[{"name": name, "scale": 1.0}])
+    undo = _hand_merged(lora_engine, [(deltas(lora_dir, lora_engine), 1.0)])
+    try:
+        merged = _audio(lora_engine).songs[0].audio
+    finally:
+        undo()
+    assert with_adapter.params["loras"][0]["format"] == fmt
+    assert np.abs(with_adapter.songs[0].audio - plain[1]).max() > 1e-4  # the adapter does something
+    np.testing.assert_allclose(with_adapter.songs[0].audio, merged, atol=2e-5, rtol=0)
+
+
+def test_lora_lokr_and_dora_compose_in_one_job(lora_engine, lora_dir):
+    """LoRA and LoKr on the same layers, DoRA elsewhere at half strength: W + s · (W' - W) for DoRA."""
+    mixed = _audio(lora_engine, loras=[{"name": "peft-style", "scale": 0.7}, {"name": "lokr-peft", "scale": 1.3},
+                                       {"name": "dora-peft", "scale": 0.5}])
+    parts = [(_peft_deltas(lora_dir), 0.7), (_lokr_peft_deltas(lora_dir, lora_engine), 1.3),
+             (_dora_deltas(lora_dir, lora_engine), 0.5)]
+    undo = _hand_merged(lora_engine, parts)
+    try:
+        merged = _audio(lora_engine).songs[0].audio
+    finally:
+        undo()
+    np.testing.assert_allclose(mixed.songs[0].audio, merged, atol=2e-5, rtol=0)
+    assert [entry["format"] for entry in mixed.params["loras"]] == ["peft", "peft-lokr", "peft-dora"]
+
+
+def test_a_mis_shaped_lokr_is_refused_before_generating(lora_engine):
+    stages = []
+    with pytest.raises(InputError) as err:
+        lora_engine.generate(parse({**BASE, "loras": [{"name": "lokr-peft"}, {"name": "lokr-xl"}]}),
+                             on_progress=lambda p: stages.append(p.stage))
+    assert err.value.field == "loras[1]"
+    assert "lokr-xl" in str(err.value) and "has 64 inputs, the adapter expects 96" in str(err.value)
+    assert stages == []
+
+
+def test_oft_and_other_adapter_types_are_refused_naming_the_entry(lora_engine, lora_dir):
+    save_file({"lycoris_layers_0_self_attn_q_proj.oft_blocks": torch.zeros(4, 16, 16)},
+              str(lora_dir / "oft-style.safetensors"))
+    (lora_dir / "boft-peft").mkdir()
+    save_file({"base_model.model.layers.0.self_attn.q_proj.boft_R": torch.zeros(1, 4, 2, 2)},
+              str(lora_dir / "boft-peft" / "adapter_model.safetensors"))
+    (lora_dir / "boft-peft" / "adapter_config.json").write_text(json.dumps({"peft_type": "BOFT"}))
+    try:
+        for name in ("oft-style", "boft-peft"):
+            with pytest.raises(InputError) as err:
+                _audio(lora_engine, loras=[{"name": "lokr-peft"}, {"name": name}])
+            assert err.value.field == "loras[1]" and "\n" not in str(err.value)
+            assert "loras[1] is an adapter type this server does not load" in str(err.value)
+            assert "supported: LoRA, DoRA, LoKr and LoHa" in str(err.value)
+    finally:
+        (lora_dir / "oft-style.safetensors").unlink()
+        shutil.rmtree(lora_dir / "boft-peft")
+
+
+@pytest.mark.parametrize("tensors,fragment", [
+    ({"lycoris_layers_0_self_attn_q_proj.lokr_w1": torch.ones(8, 8),
+      "lycoris_layers_0_self_attn_q_proj.lokr_t2": torch.ones(2, 2, 3, 3)}, "Tucker-decomposed"),
+    ({"lycoris_layers_0_self_attn_q_proj.lokr_w1": torch.ones(8, 8),
+      "lycoris_layers_0_self_attn_q_proj.hada_w1_a": torch.ones(8, 2)}, "mixes lokr and loha weights"),
+    ({"lycoris_layers_0_self_attn_q_proj.lokr_w1": torch.ones(8, 8),
+      "lycoris_layers_0_self_attn_q_proj.lokr_w2_a": torch.ones(8, 2)}, "neither lokr_w2 nor both"),
+    ({"lycoris_layers_0_self_attn_q_proj.hada_w1_a": torch.ones(8, 2)}, "lacks hada_w1_b"),
+])
+def test_malformed_lycoris_modules_are_one_sentence(tensors, fragment):
+    with pytest.raises(InputError) as err:
+        normalise("loras[2]", tensors)
+    assert err.value.field == "loras[2]" and fragment in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("shape", [(32, 1), (1, 64)])
+def test_lycoris_dora_scale_on_either_axis(shape):
+    """LyCORIS `dora_scale` [out, 1] normalises each output row, [1, in] each input column (wd_on_out False)."""
+    generator = torch.Generator().manual_seed(3)
+    weight = torch.randn(32, 64, generator=generator)
+    down, up = torch.randn(4, 64, generator=generator), torch.randn(32, 4, generator=generator)
+    scale = torch.rand(*shape, generator=generator) + 0.5
+    stem = "lora_unet_layers_1_cross_attn_q_proj"
+    adapter = normalise("loras[0]", {f"{stem}.lora_down.weight": down, f"{stem}.lora_up.weight": up,
+                                     f"{stem}.alpha": torch.tensor(2.0), f"{stem}.dora_scale": scale})
+    module = "layers.1.cross_attn.to_q"
+    assert adapter.format == "kohya-dora"
+    pair = dora_pair("loras[0]", "x", module, adapter.state_dict[f"transformer.{module}.lora_A.weight"],
+                     adapter.state_dict[f"transformer.{module}.lora_B.weight"], adapter.magnitudes[module], weight)
+    merged = weight + up @ down * (2.0 / 4)
+    norm = merged.norm(dim=1 if shape[1] == 1 else 0, keepdim=True)
+    torch.testing.assert_close(weight + pair[1] @ pair[0], scale * merged / norm, atol=1e-5, rtol=0)
+
+
+def test_an_upstream_lokr_folder_reads_like_the_single_file(lora_engine, lora_dir):
+    """Upstream's LoKr trainer writes `<dir>/lokr_weights.safetensors` with LyCORIS `lycoris_` names."""
+    folder = lora_dir / "lokr-upstream"
+    folder.mkdir()
+    shutil.copy(lora_dir / "lokr-lycoris.safetensors", folder / "lokr_weights.safetensors")
+    try:
+        assert "lokr-upstream" in lora_engine.adapters.available()
+        from_folder = read_adapter("loras[0]", folder)
+        from_file = read_adapter("loras[0]", lora_dir / "lokr-lycoris.safetensors")
+        assert from_folder.format == "lycoris-lokr" and from_folder.state_dict.keys() == from_file.state_dict.keys()
+        assert all(torch.equal(from_folder.state_dict[k], from_file.state_dict[k]) for k in from_file.state_dict)
+    finally:
+        shutil.rmtree(folder)
+
+
+def test_pod_lora_load_takes_a_lokr_folder(lora_engine, lora_dir, tmp_path):
+    manager = TaskManager(lora_engine, tmp_path).start()
+    key = {"Authorization": "Bearer k"}
+    try:
+        with LiveServer(create_app(lora_engine, manager, ApiSettings(api_key="k"))) as server:
+            loaded = httpx.post(f"{server.url}/v1/lora/load", headers=key,
+                                json={"lora_path": "lokr-peft", "adapter_name": "kron"}).json()
+            assert loaded["code"] == 200 and loaded["data"]["format"] == "peft-lokr"
+            assert loaded["data"]["sha256"] == hashlib.sha256(
+                (lora_dir / "lokr-peft" / "adapter_model.safetensors").read_bytes()).hexdigest()
+            status = httpx.get(f"{server.url}/v1/lora/status", headers=key).json()["data"]
+            assert status["adapters"] == ["kron"] and status["active"] is True
+            assert {"lokr-peft", "loha-lycoris.safetensors", "dora-peft"} <= set(status["available"])
+            assert httpx.post(f"{server.url}/v1/lora/unload", headers=key, json={}).json()["code"] == 200
+    finally:
+        manager.stop()
