@@ -43,6 +43,10 @@ FORMATS = {
     "opus": AudioFormat("opus", "opus", "ogg", "libopus", "audio/ogg", "av", 120),
     "aac": AudioFormat("aac", "m4a", "ipod", "aac", "audio/mp4", "av", 192),
 }
+# libsndfile gets audio in blocks of this many frames: libvorbis allocates its analysis buffer on the
+# stack (alloca of the whole pending input), so one write of a ~45 s song overflowed the 8 MiB
+# stack and killed the process. MP3, FLAC and WAV files are byte-identical however they are fed.
+_WRITE_BLOCK_FRAMES = 1 << 16
 MP3_BITRATES_KBPS = (32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)
 DEFAULT_MP3_BITRATE_KBPS = 192
 
@@ -100,7 +104,8 @@ def _sndfile_encode(audio: np.ndarray, sample_rate: int, spec: AudioFormat, bitr
                       **options) as handle:
         for key, value in (tags or {}).items():
             _set_tag(handle, key, value)
-        handle.write(audio)
+        for start in range(0, audio.shape[0], _WRITE_BLOCK_FRAMES):
+            handle.write(audio[start:start + _WRITE_BLOCK_FRAMES])
     return buffer.getvalue()
 
 
