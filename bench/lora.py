@@ -47,13 +47,19 @@ def write_peft_adapter(folder: Path, transformer, rank: int) -> None:
     (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": rank, "lora_alpha": rank}))
 
 
-def one_step(transformer, inputs, sync) -> float:
+def one_step(transformer, inputs, sync, cpu_times: list | None = None) -> float:
+    """Wall seconds of one forward; its CPU seconds (all threads) go to `cpu_times` when given.
+
+    CPU time is what a shared machine cannot inflate much (other processes take wall time, not
+    this process's CPU time), so on a busy CPU compare the `cpu_` figures."""
     import torch
 
     with torch.no_grad():
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         transformer(*inputs, return_dict=False)
         sync()
+        if cpu_times is not None:
+            cpu_times.append(time.process_time() - cpu_start)
         return time.perf_counter() - start
 
 
@@ -105,22 +111,24 @@ def main() -> None:
 
         # The three modes alternate step by step, so machine load hits each alike; medians are reported.
         times = {"plain": [], "unfused": [], "fused": []}
+        cpu = {"plain": [], "unfused": [], "fused": []}
         fuse_times = []
         one_step(transformer, inputs, sync)  # warm-up
         for _ in range(args.steps):
             transformer.disable_lora()
-            times["plain"].append(one_step(transformer, inputs, sync))
+            times["plain"].append(one_step(transformer, inputs, sync, cpu["plain"]))
             transformer.enable_lora()
-            times["unfused"].append(one_step(transformer, inputs, sync))
+            times["unfused"].append(one_step(transformer, inputs, sync, cpu["unfused"]))
             start = time.perf_counter()
             transformer.fuse_lora(lora_scale=1.0)
             sync()
             fuse_times.append(time.perf_counter() - start)
-            times["fused"].append(one_step(transformer, inputs, sync))
+            times["fused"].append(one_step(transformer, inputs, sync, cpu["fused"]))
             transformer.unfuse_lora()
         adapters.deactivate(dit)
         plain, unfused, fused = (statistics.median(times[k]) for k in ("plain", "unfused", "fused"))
         fuse_s = statistics.median(fuse_times)
+        cpu_plain, cpu_unfused, cpu_fused = (statistics.median(cpu[k]) for k in ("plain", "unfused", "fused"))
 
     print(json.dumps({
         "size": args.size, "device": args.device, "dtype": args.dtype, "frames": args.frames, "rank": args.rank,
@@ -128,6 +136,10 @@ def main() -> None:
         "fuse_s": round(fuse_s, 4), "step_no_adapter_s": round(plain, 4), "step_unfused_s": round(unfused, 4),
         "step_fused_s": round(fused, 4), "unfused_overhead_pct": round(100 * (unfused / plain - 1), 1),
         "fused_overhead_pct": round(100 * (fused / plain - 1), 1),
+        "cpu_step_no_adapter_s": round(cpu_plain, 4), "cpu_step_unfused_s": round(cpu_unfused, 4),
+        "cpu_step_fused_s": round(cpu_fused, 4),
+        "cpu_unfused_overhead_pct": round(100 * (cpu_unfused / cpu_plain - 1), 1),
+        "cpu_fused_overhead_pct": round(100 * (cpu_fused / cpu_plain - 1), 1),
     }, indent=2))
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from acestep_worker import sources, tasks
+from acestep_worker import edit_inputs, tasks
 from acestep_worker.errors import InputError
 from acestep_worker.request import parse
 
@@ -128,13 +128,13 @@ def test_model_families_support_upstream_task_lists():
 
 def test_reference_slicing_is_reproducible_for_a_seed():
     audio = _audio(40.0)
-    a, b = sources.reference_clip(audio, seed=7), sources.reference_clip(audio, seed=7)
-    c = sources.reference_clip(audio, seed=8)
+    a, b = edit_inputs.reference_clip(audio, seed=7), edit_inputs.reference_clip(audio, seed=7)
+    c = edit_inputs.reference_clip(audio, seed=8)
     assert a.shape == (2, 30 * SR) and torch.equal(a, b) and not torch.equal(a, c)
 
 
 def test_a_short_reference_is_tiled_to_thirty_seconds():
-    assert sources.reference_clip(_audio(4.0), seed=1).shape == (2, 30 * SR)
+    assert edit_inputs.reference_clip(_audio(4.0), seed=1).shape == (2, 30 * SR)
 
 
 def test_audio_code_string_skips_the_planner_and_sets_the_length(engine):

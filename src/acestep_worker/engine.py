@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import planning, sources
+from . import edit_inputs, planning
 from .checkpoint_check import require_model_folders
 from .dit.conditioning import MIN_FRAMES, SAMPLE_RATE, frames_for_duration
 from .dit.loading import is_diffusers_layout, load_dit, read_config
@@ -222,7 +222,7 @@ class Engine:
             resolved = planning.resolve(planned, self.planner if rule.runs_planner else None, seeds,
                                         on_stage=tracker.stage, on_code_step=tracker.code_step,
                                         should_stop=tracker.check)
-            edit = sources.resolve_edit(self.synthesizer.vae, rule, request, audio, seeds[0], tracker.stage,
+            edit = edit_inputs.resolve_edit(self.synthesizer.vae, rule, request, audio, seeds[0], tracker.stage,
                                         reference_seconds=dit.timbre_frames / FRAMES_PER_SECOND)
             songs = self._song_specs(dit, request, resolved, seeds, edit)
             self._check_memory(dit, max(song.frames for song in songs), len(songs), plan)
@@ -246,7 +246,7 @@ class Engine:
                    dit.device, self.settings.memory_budget_mb)
 
     def _song_specs(self, dit: DiTModel, request: GenerationRequest, resolved: planning.Resolved, seeds: list[int],
-                    edit: sources.EditInputs) -> list[SongSpec]:
+                    edit: edit_inputs.EditInputs) -> list[SongSpec]:
         """One spec per song. Codes (the planner's, or `audio_code_string`) make a text2music song a
         cover of them; a source task takes the source's length."""
         metas = Metas(bpm=resolved.bpm, time_signature=resolved.time_signature, key_scale=resolved.key_scale,

@@ -3,7 +3,7 @@
 `Synthesizer.__call__` reads as the algorithm: encode the prompts, build the conditions, draw the
 noise, sample, decode. Every item of a batch has its own prompt, seed and (optional) code hints;
 items share one latent length, the longest, as upstream batches them. Editing tasks add a source
-song and/or a timbre reference (`sources.EditInputs`), already encoded by the VAE.
+song and/or a timbre reference (`edit_inputs.EditInputs`), already encoded by the VAE.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from .dit.model import DiTModel
 from .dit.sampler import SamplerHooks, SamplingPlan, sample
 from .prompts import (CAPTION_MAX_TOKENS, LYRIC_MAX_TOKENS, TEXT2MUSIC_INSTRUCTION, Metas, caption_prompt,
                       lyric_prompt)
-from .sources import EditInputs, source_rows, splice
+from .edit_inputs import EditInputs, source_rows, splice
 from .tasks import TASKS
 from .text_encoder import EncodedText, TextEncoder
 from .vae import decode
