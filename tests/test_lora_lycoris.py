@@ -244,3 +244,48 @@ def test_pod_lora_load_takes_a_lokr_folder(lora_engine, lora_dir, tmp_path):
             assert httpx.post(f"{server.url}/v1/lora/unload", headers=key, json={}).json()["code"] == 200
     finally:
         manager.stop()
+
+
+class _OneLayer(torch.nn.Module):
+    """A stand-in with the DiT's module path for one q_proj (upstream names, as upstream's trainer sees them)."""
+
+    def __init__(self):
+        super().__init__()
+        block = torch.nn.Module()
+        block.self_attn = torch.nn.Module()
+        block.self_attn.q_proj = torch.nn.Linear(64, 32, bias=False)
+        self.layers = torch.nn.ModuleList([block])
+
+
+@pytest.mark.parametrize("config", [
+    {"peft_type": "LOKR", "r": 2, "alpha": 4},
+    {"peft_type": "LOKR", "r": 2, "alpha": 3, "decompose_both": True, "decompose_factor": 4},
+    {"peft_type": "LOKR", "r": 8, "alpha": 3},  # both factors full: peft still scales by alpha / r
+    {"peft_type": "LOHA", "r": 3, "alpha": 5},
+    {"peft_type": "LORA", "r": 4, "lora_alpha": 8, "use_dora": True},
+], ids=["lokr", "lokr-both", "lokr-full", "loha", "dora"])
+def test_peft_folders_load_as_peft_itself_merges_them(tmp_path, config):
+    """The folder peft's save_pretrained writes, read here, gives the weights peft's merge_and_unload gives."""
+    from peft import LoHaConfig, LoKrConfig, LoraConfig, get_peft_model
+
+    kind = {"LOKR": LoKrConfig, "LOHA": LoHaConfig, "LORA": LoraConfig}[config["peft_type"]]
+    options = {k: v for k, v in config.items() if k != "peft_type"}
+    torch.manual_seed(5)
+    model = get_peft_model(_OneLayer(), kind(target_modules=["q_proj"], **options))
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "base_layer" not in name:
+                random = torch.rand_like(parameter) + 0.5 if "magnitude" in name else torch.randn_like(parameter)
+                parameter.copy_(random)
+    model.save_pretrained(tmp_path)
+    base = model.base_model.model.layers[0].self_attn.q_proj.get_base_layer().weight.detach().clone()
+    merged = model.merge_and_unload().layers[0].self_attn.q_proj.weight.detach()
+
+    adapter = read_adapter("loras[0]", tmp_path)
+    module = "layers.0.self_attn.to_q"
+    down = adapter.state_dict[f"transformer.{module}.lora_A.weight"]
+    up = adapter.state_dict[f"transformer.{module}.lora_B.weight"]
+    if module in adapter.magnitudes:
+        down, up = dora_pair("loras[0]", "x", module, down, up, adapter.magnitudes[module], base)
+    assert (merged - base).abs().max() > 0.1  # the adapter does something
+    torch.testing.assert_close(base + up @ down, merged, atol=2e-5, rtol=0)
