@@ -3,10 +3,12 @@
 
     python bench/lora.py --size tiny
     python bench/lora.py --size real --frames 250 --rank 64 --device cuda --dtype bfloat16
+    python bench/lora.py --size tiny --kind lokr     # or loha, dora: the other kinds the server loads
 
 The transformer is built in memory with random weights (bench/dit_forward.py's builder); the
 adapter is a random rank-r LoRA on every attention projection of every layer, written as a PEFT
-folder the way upstream's trainer writes one, then loaded through the server's own path
+folder the way upstream's trainer writes one (`--kind lokr`/`loha`/`dora`: the same projections as
+a peft LoKr with LyCORIS' default factors, a LoHa, or a DoRA), then loaded through the server's own path
 (`Adapters.load`: read, normalise, shape check, inject). "unfused" is how jobs run (switching
 adapters between jobs is free); "fused" merges the weights into the DiT (`fuse_lora`), which
 costs a merge and an unmerge per switch. Prints one JSON object.
@@ -28,23 +30,50 @@ sys.path.insert(0, str(REPO / "bench"))
 CONDITION_TOKENS = 385
 
 
-def write_peft_adapter(folder: Path, transformer, rank: int) -> None:
+def write_peft_adapter(folder: Path, transformer, rank: int, kind: str = "lora") -> None:
     import torch
     from safetensors.torch import save_file
 
     renames = {"to_q": "q_proj", "to_k": "k_proj", "to_v": "v_proj", "to_out.0": "o_proj"}
     tensors = {}
     g = torch.Generator().manual_seed(1)
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=g) * 0.01
+
     for name, module in transformer.named_modules():
         suffix = next((s for s in renames if name.endswith("attn." + s)), None)
         if suffix is None:
             continue
-        official = name[: -len(suffix)] + renames[suffix]
-        tensors[f"base_model.model.{official}.lora_A.weight"] = torch.randn(rank, module.in_features, generator=g) * 0.01
-        tensors[f"base_model.model.{official}.lora_B.weight"] = torch.randn(module.out_features, rank, generator=g) * 0.01
+        key = f"base_model.model.{name[: -len(suffix)] + renames[suffix]}"
+        out_features, in_features = module.out_features, module.in_features
+        if kind == "lokr":  # LyCORIS' factor -1: w1 whole, w2 whole once the rank reaches half its side
+            (out_small, out_big), (in_small, in_big) = _factors(out_features), _factors(in_features)
+            tensors[f"{key}.lokr_w1"] = rand(out_small, in_small)
+            if rank >= max(out_big, in_big) / 2:
+                tensors[f"{key}.lokr_w2"] = rand(out_big, in_big)
+            else:
+                tensors[f"{key}.lokr_w2_a"], tensors[f"{key}.lokr_w2_b"] = rand(out_big, rank), rand(rank, in_big)
+        elif kind == "loha":
+            for half in ("w1", "w2"):
+                tensors[f"{key}.hada_{half}_a"], tensors[f"{key}.hada_{half}_b"] = rand(out_features, rank), rand(
+                    rank, in_features)
+        else:
+            tensors[f"{key}.lora_A.weight"], tensors[f"{key}.lora_B.weight"] = rand(rank, in_features), rand(
+                out_features, rank)
+            if kind == "dora":
+                tensors[f"{key}.lora_magnitude_vector"] = module.weight.detach().float().norm(dim=1).cpu()
     folder.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(folder / "adapter_model.safetensors"))
-    (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": rank, "lora_alpha": rank}))
+    config = {"lokr": {"peft_type": "LOKR", "r": rank, "alpha": rank}, "loha": {"peft_type": "LOHA", "r": rank,
+              "alpha": rank}}.get(kind, {"peft_type": "LORA", "r": rank, "lora_alpha": rank, "use_dora": kind == "dora"})
+    (folder / "adapter_config.json").write_text(json.dumps(config))
+
+
+def _factors(dimension: int) -> tuple[int, int]:
+    """(m, n) with m * n = dimension and m the largest divisor up to its square root."""
+    small = max(m for m in range(1, int(dimension**0.5) + 1) if dimension % m == 0)
+    return small, dimension // small
 
 
 def one_step(transformer, inputs, sync, cpu_times: list | None = None) -> float:
@@ -68,6 +97,7 @@ def main() -> None:
     parser.add_argument("--size", choices=("tiny", "real"), default="tiny")
     parser.add_argument("--frames", type=int, default=250, help="latent frames (25 per second of audio)")
     parser.add_argument("--rank", type=int, default=16)
+    parser.add_argument("--kind", choices=("lora", "lokr", "loha", "dora"), default="lora")
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
@@ -96,13 +126,13 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         lora_dir = Path(tmp) / "loras"
-        write_peft_adapter(lora_dir / "bench", transformer, args.rank)
+        write_peft_adapter(lora_dir / "bench", transformer, args.rank, args.kind)
         size_mb = (lora_dir / "bench" / "adapter_model.safetensors").stat().st_size / 2**20
         settings = Settings(dit_path=Path(tmp), vae_path=Path(tmp), text_encoder_path=Path(tmp), lora_dir=lora_dir)
         adapters = Adapters(settings)
         ref = LoraRef("name", "bench", 1.0)
         start = time.perf_counter()
-        adapters.activate(dit, (ref,))
+        used = adapters.activate(dit, (ref,))
         cold = time.perf_counter() - start
         adapters.deactivate(dit)
         start = time.perf_counter()
@@ -132,6 +162,7 @@ def main() -> None:
 
     print(json.dumps({
         "size": args.size, "device": args.device, "dtype": args.dtype, "frames": args.frames, "rank": args.rank,
+        "kind": args.kind, "pair_rank": used[0]["rank"],
         "adapter_mb": round(size_mb, 2), "load_cold_s": round(cold, 4), "load_warm_lru_s": round(warm, 4),
         "fuse_s": round(fuse_s, 4), "step_no_adapter_s": round(plain, 4), "step_unfused_s": round(unfused, 4),
         "step_fused_s": round(fused, 4), "unfused_overhead_pct": round(100 * (unfused / plain - 1), 1),

@@ -131,6 +131,9 @@ def test_scale_one_equals_the_weights_merged_by_hand(lora_engine, lora_dir, plai
     finally:
         undo()
     assert with_adapter.params["loras"][0]["format"] == fmt
+    # the width of the pair it became: DoRA's are dense (64 on these 64-wide projections)
+    assert with_adapter.params["loras"][0]["rank"] == {"lokr-peft": 16, "lokr-lycoris": 64, "loha-lycoris": 4,
+                                                       "dora-peft": 64}[name]
     assert np.abs(with_adapter.songs[0].audio - plain[1]).max() > 1e-4  # the adapter does something
     np.testing.assert_allclose(with_adapter.songs[0].audio, merged, atol=2e-5, rtol=0)
 

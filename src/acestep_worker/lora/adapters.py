@@ -136,10 +136,11 @@ class Adapters:
                 dit.transformer.delete_adapters([peft_name])
             raise InputError(field, f"{field} ({ref.label}) could not be loaded into the DiT: "
                                     f"{str(exc).splitlines()[0][:160]}") from None
-        entry = _Loaded(peft_name, ref.label, local.sha256, weights.format, weights.rank, weights.modules,
+        rank = max(t.shape[0] for k, t in state.items() if k.endswith(".lora_A.weight"))  # DoRA's pairs are dense
+        entry = _Loaded(peft_name, ref.label, local.sha256, weights.format, rank, weights.modules,
                         time.perf_counter() - start)
         cache[local.sha256] = entry
-        log.info("loaded LoRA %s (%s, rank %d, %d modules) in %.2f s", ref.label, weights.format, weights.rank,
+        log.info("loaded LoRA %s (%s, rank %d, %d modules) in %.2f s", ref.label, weights.format, rank,
                  weights.modules, entry.load_seconds)
         return entry
 
