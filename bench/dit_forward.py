@@ -89,12 +89,10 @@ def child(args: argparse.Namespace) -> dict:
         base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         for _ in range(args.steps):
             start = time.perf_counter()
-            if args.attention == "windowed":
-                from acestep_worker.dit.windowed_attention import windowed_sliding_attention
+            from acestep_worker.dit.attention import AttentionChoice, dit_attention
 
-                with windowed_sliding_attention(transformer):
-                    forward()
-            else:
+            path = "banded" if args.attention == "windowed" else args.attention
+            with dit_attention(AttentionChoice(path)):
                 forward()
             runs.append(time.perf_counter() - start)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -113,7 +111,8 @@ def main() -> int:
     parser.add_argument("--duration", type=float, nargs="+", default=[10.0])
     parser.add_argument("--steps", type=int, default=3, help="timed runs per mode (median reported)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--attention", nargs="+", default=["dense", "windowed"])
+    parser.add_argument("--attention", nargs="+", default=["dense", "windowed"],
+                        help="dense, windowed (= banded) or flex: the sliding-window path")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

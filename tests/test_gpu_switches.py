@@ -2,8 +2,10 @@
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from acestep_worker import tiny
+from acestep_worker.dit.attention import AttentionChoice, dit_attention, resolve_attention
 from acestep_worker.dit.loading import load_dit
 from acestep_worker.dit.model import compile_blocks
 from acestep_worker.dit.sampler import SamplingPlan, sample
@@ -70,3 +72,70 @@ def test_regionally_compiled_blocks_sample_the_same_latents(tiny_root):
         conditions, noise = _inputs(plain_dit, batch=2, frames=frames)
         expected = sample(plain_dit, conditions, noise, plan)
         torch.testing.assert_close(sample(compiled_dit, conditions, noise, plan), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_regionally_compiled_blocks_compose_with_flex_attention_and_the_sdpa_switch(tiny_root):
+    # Inductor's CPU FlexAttention template does not build with dynamic shapes (torch 2.13: C++
+    # compile error), so the blocks are traced by dynamo and run eagerly. What must hold on a GPU
+    # too is checked: the block mask as a graph input, flex and sdpa_kernel traced inside the block,
+    # one graph for both lengths, equal latents. The CUDA kernels are bench/gpu.py's to measure.
+    plain_dit, compiled_dit = (load_dit(tiny_root / "acestep-v15-turbo") for _ in range(2))
+    compile_blocks(compiled_dit.transformer, backend="eager")
+    plan = SamplingPlan(turbo_timesteps(3.0))
+    for frames in (300, 360):  # 150 and 180 tokens: two 128-token blocks of the flex mask each
+        conditions, noise = _inputs(plain_dit, batch=2, frames=frames)
+        expected = sample(plain_dit, conditions, noise, plan)
+        with dit_attention(AttentionChoice("flex", "math")):
+            switched = sample(compiled_dit, conditions, noise, plan)
+        torch.testing.assert_close(switched, expected, rtol=1e-4, atol=1e-5)
+
+
+class _CountOps(TorchDispatchMode):
+    def __init__(self, name: str):
+        super().__init__()
+        self.name, self.count = name, 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += self.name in str(func)
+        return func(*args, **(kwargs or {}))
+
+
+def test_math_sdpa_backend_equals_auto_on_the_cpu_and_runs_every_unmasked_layer(tiny_root):
+    dit = load_dit(tiny_root / "acestep-v15-turbo")
+    transformer = dit.transformer
+    g = torch.Generator().manual_seed(1)
+    x, context = torch.randn(2, 180, 64, generator=g), torch.randn(2, 180, 128, generator=g)
+    conditions, t = torch.randn(2, 9, transformer.config.hidden_size, generator=g), torch.tensor([0.6, 0.6])
+    outputs, fused = {}, {}
+    for backend in ("auto", "math"):
+        # PyTorch's own CPU choice is its fused flash kernel; the math backend is plain matmuls.
+        with torch.no_grad(), dit_attention(AttentionChoice("dense", backend)), \
+                _CountOps("_scaled_dot_product_flash_attention_for_cpu") as ops:
+            outputs[backend] = transformer(x, t, t, conditions, context, return_dict=False)[0]
+        fused[backend] = ops.count
+    unmasked = transformer.layer_types.count("full_attention") + sum(
+        bool(getattr(layer, "use_cross_attention", False)) for layer in transformer.layers)
+    assert unmasked > 0 and fused["auto"] - fused["math"] == unmasked  # sliding (masked) layers keep theirs
+    torch.testing.assert_close(outputs["math"], outputs["auto"], rtol=1e-5, atol=1e-5)
+
+
+def test_sdpa_backend_setting_is_read_and_checked_against_the_device(tiny_env):
+    from acestep_worker.engine import Engine
+
+    env = {"ACESTEP_CONFIG_PATH": "x"}
+    assert Settings.from_env(env).sdpa_backend == "auto"
+    assert Settings.from_env({**env, "ACESTEP_SDPA_BACKEND": "Flash"}).sdpa_backend == "flash"
+    with pytest.raises(SettingsError, match=r"^ACESTEP_SDPA_BACKEND must be auto, flash, efficient, cudnn, math; "
+                                            r"got 'fast'$"):
+        Settings.from_env({**env, "ACESTEP_SDPA_BACKEND": "fast"})
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert resolve_attention("auto", "math", cpu, torch.float32) == AttentionChoice("banded", "math")
+    assert resolve_attention("auto", "flash", cuda, torch.bfloat16) == AttentionChoice("dense", "flash")
+    for backend in ("flash", "efficient", "cudnn"):
+        with pytest.raises(SettingsError, match=rf"^ACESTEP_SDPA_BACKEND={backend} needs a CUDA device; "
+                                                r"on cpu use auto or math$"):
+            resolve_attention("auto", backend, cpu, torch.float32)
+    with pytest.raises(SettingsError, match=r"^ACESTEP_SDPA_BACKEND=cudnn runs only in bfloat16 or float16"):
+        resolve_attention("flex", "cudnn", cuda, torch.float32)
+    with pytest.raises(SettingsError, match="ACESTEP_SDPA_BACKEND=flash needs a CUDA device"):
+        Engine(Settings.from_env({**tiny_env, "ACESTEP_SDPA_BACKEND": "flash"}))  # at start, before any job

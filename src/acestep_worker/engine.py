@@ -15,7 +15,6 @@ import logging
 import random
 import threading
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -29,7 +28,7 @@ from .dit.conditioning import MIN_FRAMES, SAMPLE_RATE, frames_for_duration
 from .dit.loading import is_diffusers_layout, load_dit, read_config
 from .dit.model import DiTModel, compile_blocks
 from .dit.sampler import SamplingPlan
-from .dit.windowed_attention import windowed_sliding_attention
+from .dit.attention import AttentionChoice, dit_attention, resolve_attention
 from .errors import CheckpointError, InputError, PlannerUnavailableError, echo
 from .lora.adapters import Adapters
 from .memory_budget import check_fits
@@ -89,6 +88,7 @@ class Engine:
         self.device = self.settings.torch_device()
         self.dtype = self.settings.torch_dtype()
         self._lock = threading.Lock()
+        self.attention_choice()  # an attention setting this device cannot run fails the start, not a job
         self.adapters = Adapters(self.settings, self._lock)
         start = time.perf_counter()
         primary = self.settings.dit_path
@@ -132,12 +132,10 @@ class Engine:
                     found[sibling.name] = sibling
         return found
 
-    def _sliding_attention(self):
-        """Banded sliding-window attention where the settings (or the device's default) ask for it."""
-        wanted = self.settings.windowed_attention
-        if wanted if wanted is not None else self.device.type == "cpu":
-            return windowed_sliding_attention()
-        return nullcontext()
+    def attention_choice(self) -> AttentionChoice:
+        """The DiT's sliding-window path and SDPA backend, from the settings and this device."""
+        return resolve_attention(self.settings.sliding_attention, self.settings.sdpa_backend, self.device,
+                                 self.dtype)
 
     def _load_dit(self, name: str) -> DiTModel:
         if name not in self._dits:
@@ -204,7 +202,8 @@ class Engine:
 
         `audio` holds the decoded editing inputs by field name ("src_audio", "reference_audio"),
         each float32 [samples, 2] at 48 kHz (see audio_sources.load_audio)."""
-        with self._lock, self.adapters.session() as lora, self._sliding_attention():  # no adapter outlives the job
+        # No adapter outlives the job; the attention hooks are the job's too.
+        with self._lock, self.adapters.session() as lora, dit_attention(self.attention_choice()):
             start = time.perf_counter()
             audio = audio or {}
             self.check(request, audio)

@@ -22,6 +22,9 @@ VAE_FOLDER = "vae"
 TEXT_ENCODER_FOLDER = "Qwen3-Embedding-0.6B"
 _OFF = {"", "none", "off", "false", "0"}
 _ON = {"1", "true", "yes", "on"}
+# ACESTEP_WINDOWED_ATTENTION and ACESTEP_SDPA_BACKEND (see dit/attention.py for what each does)
+SLIDING_ATTENTION_PATHS = ("auto", "dense", "banded", "flex")
+SDPA_BACKEND_NAMES = ("auto", "flash", "efficient", "cudnn", "math")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+|mps)$")
 T = TypeVar("T")
@@ -70,6 +73,13 @@ def flag(text: str) -> bool:
     raise ValueError(text)
 
 
+def sliding_path(text: str) -> str:
+    """A sliding-window attention path; the old on/off values still mean banded/dense."""
+    if text.lower() in _ON | _OFF:
+        return "banded" if flag(text) else "dense"
+    return one_of(SLIDING_ATTENTION_PATHS)(text)
+
+
 def _device(text: str) -> str:
     if not _DEVICE.match(text.lower()):
         raise ValueError(text)
@@ -89,10 +99,13 @@ class Settings:
     compile_planner: bool = False  # torch.compile the planner's decode step (ACESTEP_LM_COMPILE=1)
     compile_dit: bool = False  # ACESTEP_DIT_COMPILE=1: torch.compile each DiT block (regional compile)
     vae_tile_frames: int | None = None  # ACESTEP_VAE_TILE_FRAMES; None: 512 on CPUs, largest fitting on GPUs
-    # ACESTEP_WINDOWED_ATTENTION: sliding-window layers attend band by band instead of through a dense
-    # T x T mask (equal to float32 rounding). None: on for CPUs, where it was measured (600 s: 1.6x
-    # faster, 1/16 of the memory); GPUs keep the dense SDPA path until bench/gpu.py has measured both.
-    windowed_attention: bool | None = None
+    # ACESTEP_WINDOWED_ATTENTION: how the sliding-window layers attend: dense (diffusers' T x T mask),
+    # banded (block by block) or flex (FlexAttention block mask), all equal to float32 rounding. auto:
+    # banded on CPUs, where it was measured (600 s: 1.6x faster, 1/16 of the memory); GPUs keep the
+    # dense SDPA path until bench/gpu.py has measured the three there.
+    sliding_attention: str = "auto"
+    # ACESTEP_SDPA_BACKEND: SDPA kernel of the unmasked (full and cross) attention layers.
+    sdpa_backend: str = "auto"
     # Audio sent in for editing tasks (src_audio, reference_audio): caps, where pod files may be read
     # from, and whether URLs may point at this machine's own networks.
     max_audio_bytes: int = 128 * 1024 * 1024  # ACESTEP_MAX_AUDIO_MB
@@ -131,8 +144,10 @@ class Settings:
             output_dir=Path(env.get("ACESTEP_OUTPUT_DIR") or "outputs"),
             compile_planner=env_value(env, "ACESTEP_LM_COMPILE", False, flag, "1/true/yes/on or 0/false/no/off"),
             compile_dit=env_value(env, "ACESTEP_DIT_COMPILE", False, flag, "1/true/yes/on or 0/false/no/off"),
-            windowed_attention=env_value(env, "ACESTEP_WINDOWED_ATTENTION", None, flag,
-                                         "1/true/yes/on or 0/false/no/off"),
+            sliding_attention=env_value(env, "ACESTEP_WINDOWED_ATTENTION", "auto", sliding_path,
+                                        ", ".join(SLIDING_ATTENTION_PATHS) + " (or 1/on for banded, 0/off for dense)"),
+            sdpa_backend=env_value(env, "ACESTEP_SDPA_BACKEND", "auto", one_of(SDPA_BACKEND_NAMES),
+                                   ", ".join(SDPA_BACKEND_NAMES)),
             vae_tile_frames=env_value(env, "ACESTEP_VAE_TILE_FRAMES", 0, in_range(int, 129, 10**7),
                                       "latent frames per VAE decode tile, above 128") or None,
             max_audio_bytes=int(env_value(env, "ACESTEP_MAX_AUDIO_MB", 128.0, in_range(float, 0.001, 1e6),
