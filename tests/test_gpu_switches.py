@@ -41,10 +41,12 @@ def test_one_tile_covering_the_song_equals_the_untiled_decode(vae):
     assert torch.equal(one_tile, untiled)
 
 
-def test_decoding_a_batch_together_equals_one_item_at_a_time(vae):
-    latents = _latents(3, 200, seed=1)
-    together = decode(vae, latents, together=3)
-    alone = decode(vae, latents, together=1)
+# One tile, and three tiles (72-frame cores with 64 frames of context) whose seams the batch shares.
+@pytest.mark.parametrize("batch, frames, tile_frames", [(3, 200, None), (2, 210, 200)])
+def test_decoding_a_batch_together_equals_one_item_at_a_time(vae, batch, frames, tile_frames):
+    latents = _latents(batch, frames, seed=1)
+    together = decode(vae, latents, tile_frames=tile_frames, together=batch)
+    alone = decode(vae, latents, tile_frames=tile_frames, together=1)
     torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-6)
 
 
