@@ -7,10 +7,13 @@
 It writes real-size random weights to the machine's own disk (bench/.cache/real, ~6.5 GB, once),
 then measures: cold start (process start to ready); text encoding; one DiT step and the full
 8-step turbo loop at 30, 120 and 240 s; base with 32 steps and CFG at 30 s; VAE decode and MP3
-encoding of a 240 s song; the 1.7B planner's codes/s with and without guidance at 300 codes; peak
-VRAM for 240 s x 4; and the largest duration x batch that fits. Every figure is the median of
-`--runs` runs after one warm-up. Results go to bench/results/<gpu name>.json; `--readme` rewrites
-the GPU table in bench/README.md from every results file. A failing phase is recorded as an error
+encoding of a 240 s song; the GPU path's switches as the DiT loop alone at 30 and 240 s (dense,
+banded and flex sliding-window attention, each SDPA backend, compiled blocks); the 1.7B planner's
+codes/s with and without guidance at 300 codes, eager and with ACESTEP_LM_COMPILE; peak VRAM for
+240 s x 4; and the largest duration x batch that fits. `recommended_defaults` says which setting
+each switch's figures argue for. Every figure is the median of `--runs` runs after one warm-up.
+Results go to bench/results/<gpu name>.json; `--readme` rewrites the GPU table in bench/README.md
+from every results file. A failing phase is recorded as an error
 and the others still run.
 """
 
@@ -45,7 +48,10 @@ PLAN = {
     "planner_codes": (300, 8),
     "fit_durations_s": ([600, 240], [10]),
     "fit_batches": ([1, 2, 4, 8, 16, 32], [1]),
+    "switch_durations_s": ([30, 240], [10]),
 }
+SWITCH_CONDITION_TOKENS = 385  # a short caption and a verse of lyrics, as bench/dit_forward.py
+MARGIN = 0.05  # a switch must beat the plain path by more than this to become the default
 
 
 def pick(key: str, smoke: bool):
@@ -223,32 +229,103 @@ def memory(engine, smoke: bool, deadline: float) -> dict:
     return out
 
 
-def switches(engine, runs: int, smoke: bool) -> dict:
-    """The GPU path's switches, each against its plain path on the same engine: the DiT loop with
-    banded vs dense sliding-window attention, then with every block compiled (irreversible: last)."""
-    import dataclasses
+def _loop_inputs(dit, duration_s: float):
+    """Random DiT inputs for one song of `duration_s` (cost does not depend on the values)."""
+    import torch
 
+    from acestep_worker.dit.conditioning import Conditions
+
+    g = torch.Generator().manual_seed(0)
+    frames, channels = int(duration_s * 25), dit.silence_latent.shape[-1]
+    hidden = dit.transformer.config.encoder_hidden_size or dit.transformer.config.hidden_size
+    conditions = Conditions(torch.randn(1, SWITCH_CONDITION_TOKENS, hidden, generator=g).to(dit.device),
+                            torch.ones(1, SWITCH_CONDITION_TOKENS, dtype=torch.bool, device=dit.device),
+                            torch.randn(1, frames, 2 * channels, generator=g).to(dit.device))
+    return conditions, torch.randn(1, frames, channels, generator=g).to(dit.device)
+
+
+def switches(engine, runs: int, smoke: bool, budget_s: float) -> dict:
+    """The GPU path's switches, each timed as the 8-step turbo DiT loop alone (no text encoding, no
+    VAE) on the same DiT and inputs at 30 and 240 s: every sliding-window path (dense, banded,
+    flex), every SDPA backend of the unmasked layers, then every block compiled with the dense and
+    the flex path (irreversible: last). A switch this GPU cannot run is recorded in
+    `switch_errors` and the others still run; past `budget_s` the rest are skipped and listed."""
+    import torch
+
+    from acestep_worker.dit.attention import SDPA_BACKENDS, dit_attention, resolve_attention
     from acestep_worker.dit.model import compile_blocks
-    from acestep_worker.request import parse
+    from acestep_worker.dit.sampler import SamplingPlan, sample
+    from acestep_worker.dit.schedules import turbo_timesteps
 
-    duration = pick("long_duration_s", smoke)
-    request = parse({"caption": "benchmark", "duration": duration, "seed": 1})
+    dit, deadline = engine.dit(None), time.monotonic() + budget_s
+    plan = SamplingPlan(turbo_timesteps(3.0))
+    inputs = {d: _loop_inputs(dit, d) for d in pick("switch_durations_s", smoke)}
+    backends = list(SDPA_BACKENDS) if dit.device.type == "cuda" else ["auto", "math"]
+    out: dict = {}
 
-    def loop_s() -> float:
-        rows = []
-        median_of(runs, lambda: rows.append(engine.generate(request).timings["diffusion"]) or 0.0)
-        return round(statistics.median(rows[1:]), 4)
+    def measure(name: str, sliding: str, sdpa: str = "auto") -> None:
+        for duration, (conditions, noise) in inputs.items():
+            key = f"turbo_loop_{duration}s_{name}_s"
+            if time.monotonic() > deadline:
+                out.setdefault("switches_skipped", []).append(key)
+                continue
+            try:
+                choice = resolve_attention(sliding, sdpa, dit.device, dit.dtype)
+                with torch.no_grad(), dit_attention(choice):
+                    seconds, _ = median_of(runs, lambda: timed(lambda: sample(dit, conditions, noise, plan)))
+                out[key] = round(seconds, 4)
+            except Exception as exc:  # e.g. a backend without a kernel for these shapes on this GPU
+                out.setdefault("switch_errors", {})[key] = f"{type(exc).__name__}: {exc}"[:300]
 
-    out, saved = {}, engine.settings
-    for sliding in ("dense", "banded"):
-        engine.settings = dataclasses.replace(saved, sliding_attention=sliding)
-        out[f"turbo_loop_{duration}s_{sliding}_attention_s"] = loop_s()
-    engine.settings = saved
+    for sliding in ("dense", "banded", "flex"):
+        measure(f"{sliding}_attention", sliding)
+    for backend in backends:
+        measure(f"sdpa_{backend}", "auto", backend)
     if not smoke:  # compiling on a CPU takes minutes; tests/test_gpu_switches.py checks its result
         start = time.monotonic()
-        compile_blocks(engine.dit(None).transformer)
-        out[f"turbo_loop_{duration}s_compiled_blocks_s"] = loop_s()
+        compile_blocks(dit.transformer)
+        for sliding in ("dense", "flex"):
+            measure(f"compiled_blocks_{sliding}_attention", sliding)
         out["compile_and_measure_s"] = round(time.monotonic() - start, 1)
+    return out
+
+
+def recommend(figures: dict) -> dict:
+    """The defaults the figures argue for on this GPU, with the rule that chose each.
+
+    A faster switch wins only by more than `MARGIN` (noise, and the plain path is the safer
+    default): sliding path and SDPA backend by the summed 30 s + 240 s loop times, DiT compile by
+    the 240 s loop, planner compile by codes/s with and without guidance."""
+    plain_loops = (re.fullmatch(r"turbo_loop_(\d+)s_dense_attention_s", key) for key in figures)
+    durations = sorted(int(match[1]) for match in plain_loops if match)
+
+    def total(name: str) -> float | None:
+        times = [figures.get(f"turbo_loop_{d}s_{name}_s") for d in durations]
+        return sum(times) if durations and None not in times else None
+
+    def fastest(options: list[str], plain: str, name) -> tuple[str, dict]:
+        times = {o: t for o in options if (t := total(name(o))) is not None}
+        if plain not in times:
+            return plain, times
+        best = min(times, key=times.get)
+        return (best if times[best] < times[plain] * (1 - MARGIN) else plain), times
+
+    out = {}
+    sliding, times = fastest(["dense", "banded", "flex"], "dense", lambda o: f"{o}_attention")
+    out["ACESTEP_WINDOWED_ATTENTION"] = {"choose": sliding, "summed_loop_s": times}
+    sdpa, times = fastest(["auto", "flash", "efficient", "cudnn", "math"], "auto", lambda o: f"sdpa_{o}")
+    out["ACESTEP_SDPA_BACKEND"] = {"choose": sdpa, "summed_loop_s": times}
+    long = max(durations, default=0)
+    plain = figures.get(f"turbo_loop_{long}s_{sliding}_attention_s")
+    compiled = figures.get(f"turbo_loop_{long}s_compiled_blocks_{sliding}_attention_s")
+    if plain and compiled:
+        out["ACESTEP_DIT_COMPILE"] = {"choose": int(compiled < plain * (1 - MARGIN)), f"plain_{long}s": plain,
+                                      f"compiled_{long}s": compiled}
+    pairs = [(figures.get(f"planner_{g}_codes_per_s"), figures.get(f"planner_{g}_compiled_codes_per_s"))
+             for g in ("cfg", "no_cfg")]
+    if all(eager and compiled for eager, compiled in pairs):
+        out["ACESTEP_LM_COMPILE"] = {"choose": int(all(c > e * (1 + MARGIN) for e, c in pairs)),
+                                     "codes_per_s_eager_compiled": pairs}
     return out
 
 
@@ -290,12 +367,13 @@ def run(args: argparse.Namespace) -> dict:
     engine = Engine(Settings.from_env())
     phase("generation", lambda: generation(engine, runs, args.smoke))
     phase("encoding", lambda: encoding(engine, runs, args.smoke))
-    phase("switches", lambda: switches(engine, runs, args.smoke))
+    phase("switches", lambda: switches(engine, runs, args.smoke, args.switch_budget_s))
     phase("memory", lambda: memory(engine, args.smoke, started + args.budget_s))
     del engine
     if device.type == "cuda":
         torch.cuda.empty_cache()
     phase("planner", lambda: planner_speed(device, runs, args.smoke))
+    result["recommended_defaults"] = recommend(result["figures"])
     result["wall_s"] = round(time.monotonic() - started, 1)
     return result
 
@@ -339,6 +417,8 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=0, help="timed runs per figure (default 3; 1 with --smoke)")
     parser.add_argument("--out", type=Path, help="results file (default bench/results/<device>.json)")
     parser.add_argument("--budget-s", type=float, default=420.0, help="stop the largest-fit search after this")
+    parser.add_argument("--switch-budget-s", type=float, default=180.0,
+                        help="stop starting new switch measurements after this")
     parser.add_argument("--readme", action="store_true", help="rewrite bench/README.md's GPU table afterwards")
     args = parser.parse_args()
     result = run(args)

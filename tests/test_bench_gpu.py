@@ -22,7 +22,12 @@ def test_gpu_benchmark_smoke_run_measures_every_figure(tmp_path):
     assert figures["base_2steps_cfg_10s"]["loop_s"] > 0
     assert figures["mp3_encode_10s_s"] > 0 and figures["mp3_encode_4x10s_thread_pool_s"] > 0
     assert figures["planner_cfg_codes_per_s"] > 0 and figures["planner_no_cfg_codes_per_s"] > 0
-    assert figures["turbo_loop_10s_banded_attention_s"] > 0 and figures["turbo_loop_10s_dense_attention_s"] > 0
+    assert all(figures[f"turbo_loop_10s_{switch}_s"] > 0 for switch in (
+        "dense_attention", "banded_attention", "flex_attention", "sdpa_auto", "sdpa_math"))
+    assert "switch_errors" not in figures and "switches_skipped" not in figures
+    chosen = result["recommended_defaults"]
+    assert set(chosen["ACESTEP_WINDOWED_ATTENTION"]["summed_loop_s"]) == {"dense", "banded", "flex"}
+    assert set(chosen["ACESTEP_SDPA_BACKEND"]["summed_loop_s"]) == {"auto", "math"}
     assert figures["peak_memory_10s_x2_gib"] > 0 and figures["largest_fit"]["batch"] >= 1
 
 
@@ -35,3 +40,22 @@ def test_readme_table_has_one_row_per_result():
         "planner_cfg_codes_per_s": 610.0, "planner_cfg_compiled_codes_per_s": 700.0, "largest_fit": {"duration_s": 600, "batch": 16}}}
     table = gpu.readme_table([result]).splitlines()
     assert len(table) == 3 and "NVIDIA H100" in table[2] and "700.0 / -" in table[2] and "600 s x 16" in table[2]
+
+
+def test_recommended_defaults_take_a_switch_only_when_it_wins_by_the_margin():
+    sys.path.insert(0, str(REPO / "bench"))
+    import gpu
+
+    loops = {"dense_attention": (0.10, 1.00), "banded_attention": (0.11, 0.90), "flex_attention": (0.08, 0.70),
+             "sdpa_auto": (0.10, 1.00), "sdpa_flash": (0.099, 0.99), "sdpa_math": (0.3, 3.0),
+             "compiled_blocks_flex_attention": (0.05, 0.60)}
+    figures = {f"turbo_loop_{d}s_{name}_s": t for name, pair in loops.items() for d, t in zip((30, 240), pair)}
+    figures.update(planner_cfg_codes_per_s=100.0, planner_cfg_compiled_codes_per_s=130.0,
+                   planner_no_cfg_codes_per_s=180.0, planner_no_cfg_compiled_codes_per_s=185.0)
+    chosen = {name: row["choose"] for name, row in gpu.recommend(figures).items()}
+    # flex is fastest by far; flash is 1% faster than auto (noise: auto stays); compiling the flex
+    # blocks wins; the compiled planner wins with guidance but not without (both must win).
+    assert chosen == {"ACESTEP_WINDOWED_ATTENTION": "flex", "ACESTEP_SDPA_BACKEND": "auto",
+                      "ACESTEP_DIT_COMPILE": 1, "ACESTEP_LM_COMPILE": 0}
+    assert gpu.recommend({}) == {"ACESTEP_WINDOWED_ATTENTION": {"choose": "dense", "summed_loop_s": {}},
+                                 "ACESTEP_SDPA_BACKEND": {"choose": "auto", "summed_loop_s": {}}}
