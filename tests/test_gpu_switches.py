@@ -121,6 +121,29 @@ def test_math_sdpa_backend_equals_auto_on_the_cpu_and_runs_every_unmasked_layer(
     torch.testing.assert_close(outputs["math"], outputs["auto"], rtol=1e-5, atol=1e-5)
 
 
+def test_backends_without_grouped_heads_get_the_kv_heads_repeated_and_the_same_attention(tiny_root, monkeypatch):
+    # The efficient and cuDNN kernels exist only on CUDA; here "efficient" is pointed at the math
+    # kernel, which runs either way, so what is checked is the head expansion in front of it.
+    from acestep_worker.dit import attention
+
+    transformer = load_dit(tiny_root / "acestep-v15-turbo").transformer
+    assert transformer.config.num_attention_heads > transformer.config.num_key_value_heads  # GQA, as the real DiT
+    g = torch.Generator().manual_seed(2)
+    x, context = torch.randn(1, 120, 64, generator=g), torch.randn(1, 120, 128, generator=g)
+    conditions, t = torch.randn(1, 7, transformer.config.hidden_size, generator=g), torch.tensor([0.3])
+    with torch.no_grad():
+        plain = transformer(x, t, t, conditions, context, return_dict=False)[0]
+    monkeypatch.setitem(attention.SDPA_BACKENDS, "efficient", attention.SDPBackend.MATH)
+    grouped = []
+    original = attention._ORIGINAL_DISPATCH
+    monkeypatch.setattr(attention, "_ORIGINAL_DISPATCH", lambda q, k, v, **kw: grouped.append(
+        (kw["enable_gqa"], k.shape[2] == q.shape[2])) or original(q, k, v, **kw))
+    with torch.no_grad(), dit_attention(AttentionChoice("dense", "efficient")):
+        expanded = transformer(x, t, t, conditions, context, return_dict=False)[0]
+    assert (False, True) in grouped and (True, False) in grouped  # unmasked calls expanded, masked ones not
+    torch.testing.assert_close(expanded, plain, rtol=1e-5, atol=1e-5)
+
+
 def test_sdpa_backend_setting_is_read_and_checked_against_the_device(tiny_env):
     from acestep_worker.engine import Engine
 

@@ -38,6 +38,9 @@ SDPA_BACKENDS: dict[str, SDPBackend | None] = {
 assert tuple(SDPA_BACKENDS) == SDPA_BACKEND_NAMES
 CPU_SDPA_BACKENDS = ("auto", "math")
 HALF_ONLY_SDPA_BACKENDS = ("flash", "cudnn")
+# PyTorch's SDPA takes grouped K/V heads (enable_gqa) only in its flash and math kernels; for the
+# others the DiT's 8 K/V heads are repeated to its 16 query heads first (the same attention).
+GQA_SDPA_BACKENDS = ("auto", "flash", "math")
 
 _LOCK = threading.RLock()
 _ORIGINAL_MASK = ace._create_4d_mask
@@ -90,7 +93,12 @@ def _dispatch(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False,
     if isinstance(attn_mask, BlockMask):
         return flex_band_attention(query, key, value, attn_mask, scale, enable_gqa)
     backend = SDPA_BACKENDS[_active.sdpa]
-    chosen = sdpa_kernel([backend]) if backend is not None and attn_mask is None else nullcontext()
+    chosen = nullcontext()
+    if backend is not None and attn_mask is None:
+        chosen = sdpa_kernel([backend])
+        if enable_gqa and _active.sdpa not in GQA_SDPA_BACKENDS:
+            key, value = (x.repeat_interleave(query.shape[2] // x.shape[2], dim=2) for x in (key, value))
+            enable_gqa = False
     with chosen:
         return _ORIGINAL_DISPATCH(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal,
                                   scale=scale, enable_gqa=enable_gqa, attention_kwargs=attention_kwargs, **kwargs)
