@@ -179,7 +179,9 @@ def compile_blocks(transformer: AceStepTransformer1DModel, backend: str = "induc
 
     All 24 blocks share one code object, so one compiled graph serves every block and compile time
     stays that of a single block; `dynamic=True` keeps one graph for every song length instead of
-    recompiling per duration. The condition-projection cache stays outside the graphs.
+    recompiling per duration. The condition-projection cache stays outside the graphs. The
+    attention switches (dit/attention.py) are traced in: the flex path's block mask enters each
+    block as an input, so FlexAttention is fused into the block's graph.
     """
     for layer in transformer.layers:
         layer.compile(dynamic=True, backend=backend)
