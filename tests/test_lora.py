@@ -205,8 +205,9 @@ def test_recently_used_adapters_stay_loaded_up_to_the_slots(tiny_env, lora_dir):
 def test_serverless_output_echoes_the_adapters_with_their_hashes(lora_engine, lora_dir):
     output = run_job(lora_engine, "lora-job", {**BASE, "loras": [{"name": "peft-style", "scale": 0.5}]}, env={})
     echoed = output["params"]["loras"]
-    assert echoed == [{"source": "name 'peft-style'", "scale": 0.5, "format": "peft", "rank": 4, "sha256":
-                       hashlib.sha256((lora_dir / "peft-style" / "adapter_model.safetensors").read_bytes()).hexdigest()}]
+    assert echoed == [{"source": "name 'peft-style'", "scale": 0.5, "format": "peft", "rank": 4, "kron_layers": 0,
+                       "sha256": hashlib.sha256((lora_dir / "peft-style" / "adapter_model.safetensors").read_bytes())
+                       .hexdigest()}]
 
 
 def test_pod_lora_routes(lora_engine, tmp_path):

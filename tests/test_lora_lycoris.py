@@ -12,8 +12,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from acestep_worker.errors import InputError
+from acestep_worker.dit.model import compile_blocks
+from acestep_worker.errors import GenerationCancelled, InputError
 from acestep_worker.jobs import run_job
+from acestep_worker.lora import kron
 from acestep_worker.lora.formats import normalise, read_adapter
 from acestep_worker.lora.lycoris import dora_pair
 from acestep_worker.request import parse
@@ -131,9 +133,11 @@ def test_scale_one_equals_the_weights_merged_by_hand(lora_engine, lora_dir, plai
     finally:
         undo()
     assert with_adapter.params["loras"][0]["format"] == fmt
-    # the width of the pair it became: DoRA's are dense (64 on these 64-wide projections)
-    assert with_adapter.params["loras"][0]["rank"] == {"lokr-peft": 16, "lokr-lycoris": 64, "loha-lycoris": 4,
-                                                       "dora-peft": 64}[name]
+    # (the widest pair, the layers in Kronecker form): DoRA's pairs are dense (64 on these 64-wide projections);
+    # lokr-peft is all Kronecker, lokr-lycoris' whole factors on down_proj too, its rank-4 pairs stay pairs
+    echoed = with_adapter.params["loras"][0]
+    assert (echoed["rank"], echoed["kron_layers"]) == {"lokr-peft": (0, 8), "lokr-lycoris": (4, 2),
+                                                       "loha-lycoris": (4, 0), "dora-peft": (64, 0)}[name]
     assert np.abs(with_adapter.songs[0].audio - plain[1]).max() > 1e-4  # the adapter does something
     np.testing.assert_allclose(with_adapter.songs[0].audio, merged, atol=2e-5, rtol=0)
 
@@ -151,6 +155,7 @@ def test_lora_lokr_and_dora_compose_in_one_job(lora_engine, lora_dir):
         undo()
     np.testing.assert_allclose(mixed.songs[0].audio, merged, atol=2e-5, rtol=0)
     assert [entry["format"] for entry in mixed.params["loras"]] == ["peft", "peft-lokr", "peft-dora"]
+    assert [entry["kron_layers"] for entry in mixed.params["loras"]] == [0, 8, 0]  # the LoKr is hooks, not a pair
 
 
 def test_a_mis_shaped_lokr_is_refused_before_generating(lora_engine):
@@ -239,6 +244,7 @@ def test_pod_lora_load_takes_a_lokr_folder(lora_engine, lora_dir, tmp_path):
             loaded = httpx.post(f"{server.url}/v1/lora/load", headers=key,
                                 json={"lora_path": "lokr-peft", "adapter_name": "kron"}).json()
             assert loaded["code"] == 200 and loaded["data"]["format"] == "peft-lokr"
+            assert loaded["data"]["kron_layers"] == 8
             assert loaded["data"]["sha256"] == hashlib.sha256(
                 (lora_dir / "lokr-peft" / "adapter_model.safetensors").read_bytes()).hexdigest()
             status = httpx.get(f"{server.url}/v1/lora/status", headers=key).json()["data"]
@@ -286,9 +292,143 @@ def test_peft_folders_load_as_peft_itself_merges_them(tmp_path, config):
 
     adapter = read_adapter("loras[0]", tmp_path)
     module = "layers.0.self_attn.to_q"
-    down = adapter.state_dict[f"transformer.{module}.lora_A.weight"]
-    up = adapter.state_dict[f"transformer.{module}.lora_B.weight"]
-    if module in adapter.magnitudes:
-        down, up = dora_pair("loras[0]", "x", module, down, up, adapter.magnitudes[module], base)
+    if module in adapter.krons:
+        delta = torch.kron(*adapter.krons[module])
+    else:
+        down = adapter.state_dict[f"transformer.{module}.lora_A.weight"]
+        up = adapter.state_dict[f"transformer.{module}.lora_B.weight"]
+        if module in adapter.magnitudes:
+            down, up = dora_pair("loras[0]", "x", module, down, up, adapter.magnitudes[module], base)
+        delta = up @ down
     assert (merged - base).abs().max() > 0.1  # the adapter does something
-    torch.testing.assert_close(base + up @ down, merged, atol=2e-5, rtol=0)
+    torch.testing.assert_close(base + delta, merged, atol=2e-5, rtol=0)
+
+
+# -- LoKr in Kronecker form (lora/kron.py) ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("w1_shape,w2_shape", [((4, 8), (16, 16)), ((8, 12), (8, 8)), ((16, 2), (2, 16)),
+                                               ((3, 5), (7, 2)), ((1, 6), (9, 1))])
+def test_the_kronecker_forward_equals_multiplying_by_torch_kron(w1_shape, w2_shape):
+    generator = torch.Generator().manual_seed(7)
+    w1 = torch.randn(*w1_shape, generator=generator, dtype=torch.float64)
+    w2 = torch.randn(*w2_shape, generator=generator, dtype=torch.float64)
+    x = torch.randn(2, 3, w1_shape[1] * w2_shape[1], generator=generator, dtype=torch.float64)
+    torch.testing.assert_close(kron.kron_apply(x, w1, w2), x @ torch.kron(w1, w2).T)
+
+
+@pytest.mark.parametrize("w1_shape,w2_shape,pair_rank,expected", [
+    ((32, 32), (64, 64), 2048, True),  # LyCORIS factor -1 on a 2048-wide layer, both factors whole: a dense pair
+    ((32, 32), (64, 64), 32 * 8, True),  # w2 a rank-8 product: the pair is 256 wide, 5x the Kronecker cost
+    ((8, 4), (16, 16), 4, False),  # both factors rank 2 (the tiny lokr-lycoris gate/up): the thin pair is cheaper
+    ((8, 8), (8, 8), 16, True),  # the tiny lokr-peft: 1,024 against 2,048 multiply-adds
+])
+def test_the_cheaper_form_is_chosen_by_multiply_adds(w1_shape, w2_shape, pair_rank, expected):
+    assert kron.prefers_kron(w1_shape, w2_shape, pair_rank) is expected
+
+
+@pytest.mark.parametrize("name", ["lokr-peft", "lokr-lycoris.safetensors", "lokr-xl.safetensors"])
+def test_the_kronecker_factors_are_the_update_the_pair_would_be(lora_dir, name):
+    structured = read_adapter("loras[0]", lora_dir / name)
+    paired = read_adapter("loras[0]", lora_dir / name, kron_forward=False)
+    assert structured.krons and not paired.krons and structured.format == paired.format
+    for module, (w1, w2) in structured.krons.items():
+        down = paired.state_dict[f"transformer.{module}.lora_A.weight"]
+        up = paired.state_dict[f"transformer.{module}.lora_B.weight"]
+        torch.testing.assert_close(torch.kron(w1, w2), up @ down, atol=1e-5, rtol=1e-5)
+
+
+def test_the_hook_computes_in_the_layers_dtype():
+    generator = torch.Generator().manual_seed(8)
+    holder = torch.nn.Module()
+    holder.layer = torch.nn.Linear(64, 32).to(torch.bfloat16)
+    w1, w2 = torch.randn(4, 8, generator=generator), torch.randn(8, 8, generator=generator)  # float32 factors
+    x = torch.randn(5, 64, generator=generator).to(torch.bfloat16)
+    plain = holder.layer(x)
+    assert kron.attach(holder, [({"layer": (w1, w2)}, 0.5), ({"layer": (w1, w2)}, 0)]) == 1  # scale 0: no hook
+    try:
+        hooked = holder.layer(x)
+    finally:
+        kron.detach(holder)
+    assert hooked.dtype == torch.bfloat16
+    expected = plain.float() + 0.5 * x.float() @ torch.kron(w1, w2).T
+    torch.testing.assert_close(hooked.float(), expected, atol=0.1, rtol=0.02)
+    assert torch.equal(holder.layer(x), plain)
+
+
+class _Block(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.proj, self.out = torch.nn.Linear(64, 64), torch.nn.Linear(64, 64)
+
+    def forward(self, x):
+        return self.out(torch.nn.functional.gelu(self.proj(x)))
+
+
+class _Blocks(torch.nn.Module):
+    """Blocks of one class, as the DiT's, for compile_blocks."""
+
+    def __init__(self, count: int = 4):
+        super().__init__()
+        self.layers = torch.nn.ModuleList(_Block() for _ in range(count))
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+def test_compiled_blocks_follow_hooks_attached_after_compiling():
+    graphs = []
+
+    def count_graphs(graph, example_inputs):
+        graphs.append(graph)
+        return graph.forward
+
+    torch.manual_seed(9)
+    compiled, eager = _Blocks(), _Blocks()
+    eager.load_state_dict(compiled.state_dict())
+    compile_blocks(compiled, backend=count_graphs)
+    x = torch.randn(2, 7, 64)
+    factors = {f"layers.{i}.proj": (torch.randn(8, 8), torch.randn(8, 8)) for i in range(4)}
+    with torch.no_grad():
+        plain = eager(x)
+        torch.testing.assert_close(compiled(x), plain)
+        for scale in (1.0, 0.5, 1.0):
+            kron.attach(compiled, [(factors, scale)])
+            kron.attach(eager, [(factors, scale)])
+            try:
+                assert (eager(x) - plain).abs().max() > 0.1  # the hooks do something
+                torch.testing.assert_close(compiled(x), eager(x))
+            finally:
+                kron.detach(compiled)
+                kron.detach(eager)
+            torch.testing.assert_close(compiled(x), eager(x))
+    assert len(graphs) == 2  # one without hooks, one with; a new scale does not recompile
+
+
+def test_a_failing_lokr_job_leaves_no_hook_behind(lora_engine, plain):
+    with pytest.raises(GenerationCancelled):
+        lora_engine.generate(parse({**BASE, "loras": [{"name": "lokr-peft"}, {"name": "peft-style"}]}),
+                             should_stop=lambda: True)
+    transformer = lora_engine.dit().transformer
+    assert kron.attached(transformer) == 0
+    assert not any(module._forward_hooks for module in transformer.modules())
+    assert np.array_equal(_audio(lora_engine).songs[0].audio, plain[1])
+
+
+def test_a_kronecker_only_adapter_takes_and_frees_an_lru_slot(tiny_env, lora_dir):
+    from acestep_worker.engine import Engine
+    from acestep_worker.settings import Settings
+
+    engine = Engine(Settings.from_env({**tiny_env, "ACESTEP_LORA_DIR": str(lora_dir), "ACESTEP_LORA_SLOTS": "1"}))
+    dit = engine.dit()
+    used = engine.adapters.activate(dit, parse({"loras": [{"name": "lokr-peft"}]}).loras)
+    assert (used[0]["rank"], used[0]["kron_layers"]) == (0, 8) and kron.attached(dit.transformer) == 8
+    assert not getattr(dit.transformer, "peft_config", None)  # nothing went into peft
+    engine.adapters.activate(dit, parse({"loras": [{"name": "peft-style"}]}).loras)  # evicts it: one slot
+    assert kron.attached(dit.transformer) == 0 and len(dit.transformer.peft_config) == 1
+    engine.adapters.activate(dit, parse({"loras": [{"name": "lokr-lycoris", "scale": 0.5}]}).loras)
+    assert kron.attached(dit.transformer) == 2 and len(dit.transformer.peft_config) == 1  # its rank-4 pairs
+    engine.adapters.deactivate(dit)
+    assert kron.attached(dit.transformer) == 0

@@ -5,7 +5,9 @@
         ...sample...                            # on exit, whatever happened, no adapter stays active
 
 Every kind (LoRA, DoRA, LoKr, LoHa) arrives here as exact LoRA pairs (`formats`, `lycoris`), so
-one job may mix them. Adapters are injected unfused (`set_adapters` with per-adapter weights), so switching between jobs
+one job may mix them; a LoKr module whose Kronecker form is cheaper than its pair arrives as two
+factors instead, kept with the adapter and hooked onto its layer for the job only (`kron`).
+Adapters are injected unfused (`set_adapters` with per-adapter weights), so switching between jobs
 is a weight change, not a re-merge of the DiT. The `ACESTEP_LORA_SLOTS` most recently used stay
 injected; older ones are deleted from the model. A job's `loras` list wins over the pod's global
 state (`/v1/lora/*`); a job without one uses the global adapters when they are switched on.
@@ -25,6 +27,7 @@ import torch
 
 from ..errors import InputError
 from ..settings import Settings
+from . import kron
 from .formats import LYCORIS_WEIGHTS, check_fits, read_adapter
 from .lycoris import dora_pair
 from .ref import LoraRef
@@ -39,13 +42,17 @@ _LOADED: "weakref.WeakKeyDictionary[torch.nn.Module, OrderedDict[str, _Loaded]]"
 
 @dataclass
 class _Loaded:
-    peft_name: str
+    peft_name: str | None  # None when every module is a Kronecker update: nothing injected into peft
     label: str
     sha256: str
     format: str
     rank: int
     modules: int
     load_seconds: float
+    krons: dict = field(default_factory=dict)  # <module> -> (w1, w2) on the DiT's device and dtype
+
+    def echo(self) -> dict:
+        return {"sha256": self.sha256, "format": self.format, "rank": self.rank, "kron_layers": len(self.krons)}
 
 
 @dataclass
@@ -97,18 +104,19 @@ class Adapters:
             for index, ref in enumerate(refs):
                 name = f"{field}[{index}]" if field == "loras" else f"adapter {list(self.state.refs)[index]!r}"
                 entries.append((ref, self.load(name, ref, dit)))
-            active = [(entry.peft_name, ref.scale) for ref, entry in entries if ref.scale != 0]
+            active = [(entry.peft_name, ref.scale) for ref, entry in entries if ref.scale != 0 and entry.peft_name]
             transformer = dit.transformer
             if active:
                 transformer.enable_lora()
                 transformer.set_adapters([n for n, _ in active], [s for _, s in active])
             elif getattr(transformer, "peft_config", None):
                 transformer.disable_lora()
-            return [{"source": ref.label, "scale": ref.scale, "sha256": entry.sha256, "format": entry.format,
-                     "rank": entry.rank} for ref, entry in entries]
+            kron.attach(transformer, [(entry.krons, ref.scale) for ref, entry in entries if entry.krons])
+            return [{"source": ref.label, "scale": ref.scale, **entry.echo()} for ref, entry in entries]
 
     def deactivate(self, dit) -> None:
         with self._lock:
+            kron.detach(dit.transformer)
             if getattr(dit.transformer, "peft_config", None):
                 dit.transformer.disable_lora()
 
@@ -125,23 +133,28 @@ class Adapters:
         weights = read_adapter(field, local.path)
         check_fits(field, ref.label, weights, dit.transformer, dit.variant.name)
         state = {k: v.to(device=dit.device, dtype=dit.dtype) for k, v in _with_dora(field, ref, weights, dit).items()}
+        krons = {module: tuple(f.to(device=dit.device, dtype=dit.dtype) for f in factors)
+                 for module, factors in weights.krons.items()}
         while len(cache) >= self.settings.loaded_loras:
             _, old = cache.popitem(last=False)
-            dit.transformer.delete_adapters([old.peft_name])
-        peft_name = f"lora_{local.sha256[:16]}"
+            if old.peft_name:
+                dit.transformer.delete_adapters([old.peft_name])
+        peft_name = f"lora_{local.sha256[:16]}" if state else None
         try:
-            dit.transformer.load_lora_adapter(state, prefix="transformer", adapter_name=peft_name)
+            if peft_name:
+                dit.transformer.load_lora_adapter(state, prefix="transformer", adapter_name=peft_name)
         except (ValueError, RuntimeError, KeyError) as exc:
             if peft_name in (getattr(dit.transformer, "peft_config", None) or {}):
                 dit.transformer.delete_adapters([peft_name])
             raise InputError(field, f"{field} ({ref.label}) could not be loaded into the DiT: "
                                     f"{str(exc).splitlines()[0][:160]}") from None
-        rank = max(t.shape[0] for k, t in state.items() if k.endswith(".lora_A.weight"))  # DoRA's pairs are dense
+        # the widest pair (DoRA's are dense), 0 when every module is a Kronecker update
+        rank = max((t.shape[0] for k, t in state.items() if k.endswith(".lora_A.weight")), default=0)
         entry = _Loaded(peft_name, ref.label, local.sha256, weights.format, rank, weights.modules,
-                        time.perf_counter() - start)
+                        time.perf_counter() - start, krons)
         cache[local.sha256] = entry
-        log.info("loaded LoRA %s (%s, rank %d, %d modules) in %.2f s", ref.label, weights.format, rank,
-                 weights.modules, entry.load_seconds)
+        log.info("loaded LoRA %s (%s, rank %d, %d Kronecker of %d modules) in %.2f s", ref.label, weights.format,
+                 rank, len(krons), weights.modules, entry.load_seconds)
         return entry
 
     # -- the pod's global state (upstream's /v1/lora/* routes) --------------------------------------
@@ -160,7 +173,7 @@ class Adapters:
                 self.state.refs.clear()
             entry = self.load(f"adapter {name!r}", ref, dit)
             self.state.refs[name] = ref
-            return {"adapter_name": name, "sha256": entry.sha256, "format": entry.format, "rank": entry.rank}
+            return {"adapter_name": name, **entry.echo()}
 
     def clear_global(self) -> None:
         with self._lock:

@@ -19,10 +19,11 @@ Accepted (safetensors only; nothing is unpickled):
 
 `<module>` may use upstream's names (`q_proj`, `o_proj`) or diffusers' (`to_q`, `to_out.0`); both
 become diffusers' names on `AceStepTransformer1DModel`. Every kind becomes an exact LoRA pair
-(`lycoris` says how for LoKr, LoHa and DoRA) with its scaling (alpha / rank, alpha / sqrt(rank)
-for rsLoRA) folded into `lora_B`, so every adapter loads with scale 1 and a request's `scale` is
-the only multiplier left. DoRA's magnitude is kept aside (`magnitudes`): it needs the DiT's
-weights and is resolved at load. OFT/BOFT and adapters for modules outside the DiT decoder are
+(`lycoris` says how for LoKr, LoHa and DoRA), except a LoKr module whose Kronecker form costs fewer
+multiply-adds than its pair would (`kron`): it keeps its two factors (`krons`). The scaling
+(alpha / rank, alpha / sqrt(rank) for rsLoRA) is folded into `lora_B` (a Kronecker's w1), so
+every adapter loads with scale 1 and a request's `scale` is the only multiplier left. DoRA's
+magnitude is kept aside (`magnitudes`): it needs the DiT's weights and is resolved at load. OFT/BOFT and adapters for modules outside the DiT decoder are
 refused with a sentence that says so.
 """
 
@@ -63,13 +64,17 @@ class AdapterWeights:
 
     state_dict: dict[str, torch.Tensor]  # transformer.<module>.lora_A/B.weight, scaling folded into B
     format: str  # "peft" | "peft-file" | "kohya" | "lycoris", then "-lokr"/"-loha" and "-dora" when so
-    rank: int  # of the widest LoRA pair it became
+    rank: int  # of the widest LoRA pair it became (0: none, every module is a Kronecker update)
     modules: int
     magnitudes: dict[str, torch.Tensor] = dataclass_field(default_factory=dict)  # DoRA: <module> -> [out, 1] or [1, in]
+    # LoKr modules applied in Kronecker form (`kron`): <module> -> (w1 [o1, i1] with scaling folded in, w2 [o2, i2])
+    krons: dict[str, tuple[torch.Tensor, torch.Tensor]] = dataclass_field(default_factory=dict)
 
 
-def read_adapter(field: str, path: Path) -> AdapterWeights:
-    """Read a PEFT folder or a single .safetensors file; InputError naming `field` when it is not one."""
+def read_adapter(field: str, path: Path, kron_forward: bool = True) -> AdapterWeights:
+    """Read a PEFT folder or a single .safetensors file; InputError naming `field` when it is not one.
+
+    `kron_forward` False makes every LoKr module a LoRA pair (bench/lora.py's comparison)."""
     config: dict = {}
     if path.is_dir():
         weights = path / PEFT_WEIGHTS
@@ -93,10 +98,11 @@ def read_adapter(field: str, path: Path) -> AdapterWeights:
     except (SafetensorError, OSError, ValueError) as exc:
         raise InputError(field, f"{field}: {path.name} is not a readable safetensors file "
                                 f"({str(exc).splitlines()[0][:120]})") from None
-    return normalise(field, tensors, config)
+    return normalise(field, tensors, config, kron_forward)
 
 
-def normalise(field: str, tensors: dict[str, torch.Tensor], config: dict | None = None) -> AdapterWeights:
+def normalise(field: str, tensors: dict[str, torch.Tensor], config: dict | None = None,
+              kron_forward: bool = True) -> AdapterWeights:
     config = config or {}
     kind = str(config.get("peft_type", "LORA")).upper()
     refused = next((key for key in tensors if any(marker in key for marker in _REFUSED)), None)
@@ -113,26 +119,29 @@ def normalise(field: str, tensors: dict[str, torch.Tensor], config: dict | None 
         modules.setdefault(module, {})[part] = tensor
     if not modules:
         raise InputError(field, f"{field} holds no LoRA weights")
-    state, magnitudes, families = {}, {}, set()
+    state, magnitudes, krons, families = {}, {}, {}, set()
     for module, parts in modules.items():
         target = _diffusers_module(field, module)
         family = lycoris.family(field, module, parts)
+        families.add(family)
         scaling = _lycoris_config_scaling(config, module) if config and family != "lora" else None
-        if family == "lokr":
-            down, up = lycoris.compact(*lycoris.lokr_pair(field, module, parts, scaling))
+        magnitude = lycoris.magnitude_of(field, module, parts)
+        if family == "lokr":  # a DoRA-decomposed LoKr needs its pair: DoRA resolves it against the weights
+            how, (down, up) = lycoris.lokr_update(field, module, parts, scaling, kron_forward and magnitude is None)
+            if how == "kron":
+                krons[target] = (down, up)  # (w1, w2)
+                continue
         elif family == "loha":
             down, up = lycoris.compact(*lycoris.loha_pair(field, module, parts, scaling))
         else:
             down, up = _lora_pair(field, module, parts, config)
-        magnitude = lycoris.magnitude_of(field, module, parts)
         if magnitude is not None:
             magnitudes[target] = magnitude
         state[f"transformer.{target}.lora_A.weight"] = down.contiguous()
         state[f"transformer.{target}.lora_B.weight"] = up.contiguous()
-        families.add(family)
     return AdapterWeights(state, _format_name(tensors, config, families, bool(magnitudes)),
-                          max(t.shape[0] for k, t in state.items() if k.endswith("lora_A.weight")), len(modules),
-                          magnitudes)
+                          max((t.shape[0] for k, t in state.items() if k.endswith("lora_A.weight")), default=0),
+                          len(modules), magnitudes, krons)
 
 
 def _lora_pair(field: str, module: str, parts: dict[str, torch.Tensor],
@@ -199,8 +208,7 @@ def _pattern(config: dict, key: str, module: str, default):
 
 def check_fits(field: str, label: str, weights: AdapterWeights, transformer: torch.nn.Module, model: str) -> None:
     """Refuse an adapter whose modules or shapes do not match this DiT, naming the first mismatch."""
-    for key, tensor in weights.state_dict.items():
-        module_name = key.removeprefix("transformer.").rsplit(".lora_", 1)[0]
+    for module_name, is_down, have in _sides(weights):
         try:
             module = transformer.get_submodule(module_name)
         except AttributeError:
@@ -209,11 +217,19 @@ def check_fits(field: str, label: str, weights: AdapterWeights, transformer: tor
         base = getattr(module, "base_layer", module)
         if not isinstance(base, torch.nn.Linear):
             raise InputError(field, f"{field} ({label}) adapts {module_name}, which is not a Linear layer")
-        is_down = ".lora_A." in key
-        have = tensor.shape[1] if is_down else tensor.shape[0]
         want = base.in_features if is_down else base.out_features
         if have != want:
             side = "inputs" if is_down else "outputs"
             raise InputError(field, f"{field} ({label}) does not fit model {model!r}: {module_name} has {want} "
                                     f"{side}, the adapter expects {have} (an adapter for another model size, such "
                                     "as XL on the 2B DiT?)")
+
+
+def _sides(weights: AdapterWeights):
+    """(module, is the input side, width) per side of each update: a pair's down/up, a Kronecker's i1·i2/o1·o2."""
+    for key, tensor in weights.state_dict.items():
+        is_down = ".lora_A." in key
+        yield key.removeprefix("transformer.").rsplit(".lora_", 1)[0], is_down, tensor.shape[1 if is_down else 0]
+    for module_name, (w1, w2) in weights.krons.items():
+        yield module_name, True, w1.shape[1] * w2.shape[1]
+        yield module_name, False, w1.shape[0] * w2.shape[0]

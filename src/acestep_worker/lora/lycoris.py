@@ -5,8 +5,9 @@ Why a rewrite instead of peft's own LoKr/LoHa layers: peft builds those layers f
 chosen differently (`factor`, `full_matrix`, `unbalanced_factorization`) would not fit them; and one
 model holding LoRA, LoKr and LoHa layers side by side through diffusers' adapter switching is
 untested ground. Every such update is, exactly, a product `up @ down` of two matrices, so each
-adapter enters the DiT as a plain LoRA pair and keeps everything the LoRA path already does:
-per-adapter scales, several adapters at once (of any kind), nothing active after a job, the LRU.
+adapter enters the DiT as a plain LoRA pair (or, for LoKr, its own Kronecker forward, below) and
+keeps everything the LoRA path already does: per-adapter scales, several adapters at once (of any
+kind), nothing active after a job, the LRU.
 
     LoKr   ΔW = s · kron(w1, w2)             w1 = w1_a @ w1_b or full, w2 = w2_a @ w2_b or full
            kron(a1 @ b1, a2 @ b2) = kron(a1, a2) @ kron(b1, b2)   (mixed-product rule; a full
@@ -21,7 +22,12 @@ per-adapter scales, several adapters at once (of any kind), nothing active after
            a request's `scale` s then gives W + s · (W' - W) (0 = the base model, 1 = the
            adapter, as ComfyUI's strength; peft puts its scale inside the norm instead).
 
-When a pair's rank would reach min(out, in), the dense ΔW with an identity is smaller. Scaling
+When a pair's rank would reach min(out, in), the dense ΔW with an identity is smaller; but a dense
+pair costs rank·(in + out) multiply-adds per token, twice a square layer's own. So a LoKr module
+is a pair only when that is cheaper than its Kronecker form (`kron`: ΔW @ x = vec(w1 @ X @ w2ᵀ),
+o1·i1·i2 + o1·o2·i2 per token); otherwise `lokr_update` keeps w1 (scaled) and w2 and the layer gets
+a forward hook for the job. With full factors (LyCORIS' usual case, see README) the hook wins by
+far; with two thin factorised ones the pair does. LoHa and DoRA stay pairs (DoRA's dense). Scaling
 (`s`) follows the writer: LyCORIS files alpha / rank, where the rank is that of the factorised
 w1 (else w2) and is 1 when both are full; PEFT folders alpha / r from adapter_config.json. The
 training-only parts (rank dropout, module dropout, LyCORIS' `use_scalar`, which its writer folds
@@ -34,6 +40,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import InputError
+from . import kron
 
 LOKR_PARTS = ("lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b")
 LOHA_PARTS = ("hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b")
@@ -54,15 +61,21 @@ def family(field: str, module: str, parts: dict[str, torch.Tensor]) -> str:
     return kinds[0]
 
 
-def lokr_pair(field: str, module: str, parts: dict[str, torch.Tensor],
-              scaling: float | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(down [rank, in], up [out, rank]) with ΔW = up @ down; `scaling` None = the LyCORIS rule."""
+def lokr_update(field: str, module: str, parts: dict[str, torch.Tensor], scaling: float | None,
+                kron_forward: bool = True) -> tuple[str, tuple[torch.Tensor, torch.Tensor]]:
+    """("kron", (w1 · s, w2)) or ("pair", (down, up)): whichever costs fewer multiply-adds per token
+    (`kron.prefers_kron`); `kron_forward` False always gives the pair. `scaling` None = the LyCORIS rule."""
     w1_a, w1_b = _factors(field, module, parts, "lokr_w1")
     w2_a, w2_b = _factors(field, module, parts, "lokr_w2")
     if scaling is None:
         factorised = next((parts[p] for p in ("lokr_w1_a", "lokr_w2_a") if p in parts), None)
         scaling = 1.0 if factorised is None else _lycoris_scaling(parts, factorised.shape[1])
-    return torch.kron(w1_b, w2_b), torch.kron(w1_a, w2_a) * scaling
+    w1_shape, w2_shape = (w1_a.shape[0], w1_b.shape[1]), (w2_a.shape[0], w2_b.shape[1])
+    out_features, in_features = w1_shape[0] * w2_shape[0], w1_shape[1] * w2_shape[1]
+    pair_rank = min(w1_a.shape[1] * w2_a.shape[1], out_features, in_features)  # as `compact` leaves it
+    if kron_forward and kron.prefers_kron(w1_shape, w2_shape, pair_rank):
+        return "kron", ((w1_a @ w1_b * scaling).contiguous(), (w2_a @ w2_b).contiguous())
+    return "pair", compact(torch.kron(w1_b, w2_b), torch.kron(w1_a, w2_a) * scaling)
 
 
 def loha_pair(field: str, module: str, parts: dict[str, torch.Tensor],
