@@ -10,8 +10,11 @@ adapter is a random rank-r LoRA on every attention projection of every layer, wr
 folder the way upstream's trainer writes one (`--kind lokr`/`loha`/`dora`: the same projections as
 a peft LoKr with LyCORIS' default factors, a LoHa, or a DoRA), then loaded through the server's own path
 (`Adapters.load`: read, normalise, shape check, inject). "unfused" is how jobs run (switching
-adapters between jobs is free); "fused" merges the weights into the DiT (`fuse_lora`), which
-costs a merge and an unmerge per switch. Prints one JSON object.
+adapters between jobs is free; a LoKr's layers in Kronecker form are hooks, `lora/kron.py`); "fused"
+merges the weights into the DiT (`fuse_lora`), which costs a merge and an unmerge per switch. For
+`--kind lokr`, "dense_pair" replaces "fused": the same LoKr as the LoRA pairs it was before the
+Kronecker forward (dense once full-rank), so `cpu_unfused_overhead_pct` against
+`cpu_dense_pair_overhead_pct` is the saving. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -76,6 +79,47 @@ def _factors(dimension: int) -> tuple[int, int]:
     return small, dimension // small
 
 
+def one_layer(frames: int, width: int, rank: int, repeats: int = 7, calls: int = 10) -> dict:
+    """CPU ms of one square `width` projection on `frames` tokens (fp32, one thread; the least over
+    `repeats` of `calls` calls each, since a process's CPU clock may tick coarsely):
+    the layer alone, plus the LoKr at LyCORIS' default factors as its old pair (dense once full-rank)
+    and in Kronecker form. The real DiT's attention projections are 2048 wide (k/v 1024 out)."""
+    import torch
+
+    from acestep_worker.lora import kron
+
+    small, big = _factors(width)
+    g = torch.Generator().manual_seed(2)
+    x, weight = torch.randn(frames, width, generator=g), torch.randn(width, width, generator=g)
+    w1, w2 = torch.randn(small, small, generator=g), torch.randn(big, big, generator=g)
+    if rank < big / 2:  # w2 factorised, as write_peft_adapter writes it: the pair is small * rank wide
+        down, up = torch.randn(small * rank, width, generator=g), torch.randn(width, small * rank, generator=g)
+    else:
+        down, up = torch.randn(width, width, generator=g), torch.eye(width)
+    runs = {"layer": lambda: x @ weight.T, "pair": lambda: (x @ down.T) @ up.T,
+            "kron": lambda: kron.kron_apply(x, w1, w2)}
+    cpu_ms = {}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # OpenMP threads spin-wait after a big matmul, billing the next small ops' CPU time
+    for name, run in runs.items():
+        run()
+        samples = []
+        for _ in range(repeats):
+            start = time.process_time()
+            for _ in range(calls):
+                run()
+            samples.append(1000 * (time.process_time() - start) / calls)
+        cpu_ms[name] = min(samples)  # the least disturbed: other processes only ever add
+    torch.set_num_threads(threads)
+    return {"layer_width": width, "layer_pair_rank": min(small * rank, width) if rank < big / 2 else width,
+            "layer_cpu_ms": round(cpu_ms["layer"], 3),
+            "layer_pair_overhead_pct": round(100 * cpu_ms["pair"] / cpu_ms["layer"], 1),
+            "layer_kron_overhead_pct": round(100 * cpu_ms["kron"] / cpu_ms["layer"], 1),
+            "layer_pair_flops_pct": round(100 * kron.pair_cost(width if rank >= big / 2 else small * rank,
+                                                               width, width) / width**2, 1),
+            "layer_kron_flops_pct": round(100 * kron.kron_cost((small, small), (big, big)) / width**2, 1)}
+
+
 def one_step(transformer, inputs, sync, cpu_times: list | None = None) -> float:
     """Wall seconds of one forward; its CPU seconds (all threads) go to `cpu_times` when given.
 
@@ -107,6 +151,7 @@ def main() -> None:
 
     from acestep_worker.dit.model import DiTModel
     from acestep_worker.lora.adapters import Adapters
+    from acestep_worker.lora.formats import read_adapter
     from acestep_worker.lora.ref import LoraRef
     from acestep_worker.settings import Settings
     from acestep_worker.variants import detect_variant
@@ -138,41 +183,66 @@ def main() -> None:
         start = time.perf_counter()
         adapters.activate(dit, (ref,))
         warm = time.perf_counter() - start
+        adapters.deactivate(dit)
+        modes = ("plain", "unfused", "dense_pair" if args.kind == "lokr" else "fused")
+        extra = {}
+        if args.kind == "lokr":
+            # What every LoKr module was before lora/kron.py: its LoRA pair, dense once full-rank.
+            paired = read_adapter("bench", lora_dir / "bench", kron_forward=False)
+            transformer.load_lora_adapter({k: v.to(device=args.device, dtype=dtype) for k, v in
+                                           paired.state_dict.items()}, prefix="transformer", adapter_name="dense_pair")
+            extra = {"kron_layers": used[0]["kron_layers"], "dense_pair_rank": paired.rank}
 
-        # The three modes alternate step by step, so machine load hits each alike; medians are reported.
-        times = {"plain": [], "unfused": [], "fused": []}
-        cpu = {"plain": [], "unfused": [], "fused": []}
         fuse_times = []
+
+        def enter(mode: str) -> None:
+            if mode in ("unfused", "fused"):
+                adapters.activate(dit, (ref,))  # an LRU hit: set_adapters, and the Kronecker hooks
+            if mode == "fused":
+                start = time.perf_counter()
+                transformer.fuse_lora(lora_scale=1.0)
+                sync()
+                fuse_times.append(time.perf_counter() - start)
+            if mode == "dense_pair":
+                transformer.enable_lora()
+                transformer.set_adapters(["dense_pair"])
+
+        def leave(mode: str) -> None:
+            if mode == "fused":
+                transformer.unfuse_lora()
+            adapters.deactivate(dit)
+
+        # The modes alternate step by step, so machine load hits each alike; medians are reported.
+        times = {mode: [] for mode in modes}
+        cpu = {mode: [] for mode in modes}
         one_step(transformer, inputs, sync)  # warm-up
         for _ in range(args.steps):
-            transformer.disable_lora()
-            times["plain"].append(one_step(transformer, inputs, sync, cpu["plain"]))
-            transformer.enable_lora()
-            times["unfused"].append(one_step(transformer, inputs, sync, cpu["unfused"]))
-            start = time.perf_counter()
-            transformer.fuse_lora(lora_scale=1.0)
-            sync()
-            fuse_times.append(time.perf_counter() - start)
-            times["fused"].append(one_step(transformer, inputs, sync, cpu["fused"]))
-            transformer.unfuse_lora()
-        adapters.deactivate(dit)
-        plain, unfused, fused = (statistics.median(times[k]) for k in ("plain", "unfused", "fused"))
-        fuse_s = statistics.median(fuse_times)
-        cpu_plain, cpu_unfused, cpu_fused = (statistics.median(cpu[k]) for k in ("plain", "unfused", "fused"))
+            for mode in modes:
+                enter(mode)
+                times[mode].append(one_step(transformer, inputs, sync, cpu[mode]))
+                leave(mode)
+        wall = {mode: statistics.median(times[mode]) for mode in modes}
+        cpu_s = {mode: statistics.median(cpu[mode]) for mode in modes}
 
-    print(json.dumps({
+    label = {"plain": "no_adapter"}
+    report = {
         "size": args.size, "device": args.device, "dtype": args.dtype, "frames": args.frames, "rank": args.rank,
-        "kind": args.kind, "pair_rank": used[0]["rank"],
+        "kind": args.kind, "pair_rank": used[0]["rank"], **extra,
         "adapter_mb": round(size_mb, 2), "load_cold_s": round(cold, 4), "load_warm_lru_s": round(warm, 4),
-        "fuse_s": round(fuse_s, 4), "step_no_adapter_s": round(plain, 4), "step_unfused_s": round(unfused, 4),
-        "step_fused_s": round(fused, 4), "unfused_overhead_pct": round(100 * (unfused / plain - 1), 1),
-        "fused_overhead_pct": round(100 * (fused / plain - 1), 1),
-        "cpu_step_no_adapter_s": round(cpu_plain, 4), "cpu_step_unfused_s": round(cpu_unfused, 4),
-        "cpu_step_fused_s": round(cpu_fused, 4),
-        "cpu_unfused_overhead_pct": round(100 * (cpu_unfused / cpu_plain - 1), 1),
-        "cpu_fused_overhead_pct": round(100 * (cpu_fused / cpu_plain - 1), 1),
-    }, indent=2))
-
+    }
+    if fuse_times:
+        report["fuse_s"] = round(statistics.median(fuse_times), 4)
+    for mode in modes:
+        report[f"step_{label.get(mode, mode)}_s"] = round(wall[mode], 4)
+    for mode in modes[1:]:
+        report[f"{mode}_overhead_pct"] = round(100 * (wall[mode] / wall["plain"] - 1), 1)
+    for mode in modes:
+        report[f"cpu_step_{label.get(mode, mode)}_s"] = round(cpu_s[mode], 4)
+    for mode in modes[1:]:
+        report[f"cpu_{mode}_overhead_pct"] = round(100 * (cpu_s[mode] / cpu_s["plain"] - 1), 1)
+    if args.kind == "lokr":
+        report.update(one_layer(args.frames, 2048, args.rank))
+    print(json.dumps(report, indent=2))
 
 if __name__ == "__main__":
     main()
