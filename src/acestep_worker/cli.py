@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .audio_io import FORMAT_OF_SUFFIX, FORMATS, encode, write_atomically
+from .audio_io import FORMAT_OF_SUFFIX, FORMATS, encode_all, write_atomically
 from .errors import AceStepError
 from .request import parse
 
@@ -98,9 +98,10 @@ def run_generate(args: argparse.Namespace) -> int:
     tags = {"comment": "RANDOM-WEIGHT TEST MODEL: noise, not music" if result.random_weights
             else "made with ACE-Step 1.5", "title": request.caption[:120]}
     paths = output_paths(args.out, len(result.songs), fmt.extension)
-    for song, path in zip(result.songs, paths):
-        write_atomically(path, encode(song.audio, song.sample_rate, fmt.name, bitrate_kbps=request.mp3_bitrate,
-                                      tags=tags))
+    datas = encode_all([(song.audio, song.sample_rate) for song in result.songs], fmt.name,
+                       bitrate_kbps=request.mp3_bitrate, tags=tags)
+    for data, path in zip(datas, paths):
+        write_atomically(path, data)
     summary = {"files": [str(p) for p in paths], "seeds": [s.seed for s in result.songs],
                "duration_s": result.songs[0].duration_s, "model": result.model,
                "random_weights": result.random_weights,
