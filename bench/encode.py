@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Encoding speed: seconds per audio minute for every format, libsndfile against FFmpeg (PyAV) at
-equal settings, and a batch encoded one song after another against the thread pool.
+equal settings, a batch encoded one song after another against the thread pool, and one long MP3
+encoded in one pass against frame-aligned segments (timing, and the joined file's decoded quality
+against the single pass's).
 
-    python bench/encode.py --seconds 60 --batch 4
+    python bench/encode.py --seconds 60 --batch 4 --segments 1,2,4,8,16 --segment-seconds 240
 
 The input is 48 kHz stereo float noise shaped like music (a tone plus a random walk), clipped to
 [-1, 1]; encoders spend the same time on it as on songs. Each figure is the best of `--runs` after
@@ -42,7 +44,8 @@ def sndfile(fmt: str, subtype: str, **options):
     def run(audio: np.ndarray) -> bytes:
         buffer = io.BytesIO()
         with sf.SoundFile(buffer, "w", RATE, 2, format=fmt, subtype=subtype, **options) as handle:
-            handle.write(audio)
+            for start in range(0, len(audio), 1 << 16):  # as audio_io does: one big Vorbis write segfaults
+                handle.write(audio[start:start + (1 << 16)])
         return buffer.getvalue()
     return run
 
@@ -84,6 +87,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="audio length per song")
     parser.add_argument("--batch", type=int, default=4, help="songs in the batch comparison (0: skip)")
     parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--segments", default="1,2", help="segment counts for one MP3 ('' skips)")
+    parser.add_argument("--segment-seconds", type=float, default=None, help="its length (default --seconds)")
     args = parser.parse_args()
     audio = test_signal(args.seconds)
     minutes = args.seconds / 60
@@ -103,7 +108,86 @@ def main() -> int:
             print(json.dumps({"batch": args.batch, "format": fmt, "one_by_one_s": round(one_by_one, 2),
                               "thread_pool_s": round(pooled, 2), "speedup": round(one_by_one / pooled, 2),
                               "load_avg_1min": round(os.getloadavg()[0], 1)}), flush=True)
+    if args.segments:
+        segmented_mp3(args.segment_seconds or args.seconds, [int(n) for n in args.segments.split(",")])
     return 0
+
+
+def music_signal(seconds: float, seed: int = 0) -> np.ndarray:
+    """Decaying harmonic notes four times a second plus noise bursts: transients make LAME switch
+    window shapes and drain its bit reservoir, which is what a segment join has to get right."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * RATE)
+    out = np.zeros((n, 2))
+    t = np.arange(RATE) / RATE
+    for k in range(int(seconds * 4)):
+        start = k * RATE // 4
+        length = min(n - start, RATE)
+        f = 110 * 2 ** (rng.integers(0, 36) / 12)
+        for h in range(1, 6):
+            for ch, phase in ((0, 0.0), (1, h)):
+                out[start:start + length, ch] += 0.1 / h * np.sin(2 * np.pi * f * h * t[:length] + phase) * np.exp(-3 * t[:length])
+        burst = min(n - start, 4000)
+        out[start:start + burst] += rng.standard_normal((burst, 2)) * 0.3 * np.exp(-np.arange(burst) / 800)[:, None]
+    return np.clip(out, -1, 1).astype(np.float32)
+
+
+def segmented_mp3(seconds: float, segment_counts: list[int]) -> None:
+    """One song's MP3 in one pass and in 2..N segments. On a shared machine wall time says little,
+    so each row also gives the CPU time (all threads) and the critical path: the slowest segment's
+    thread CPU time plus the calling thread's (split, join, Info frame), which is what the wall time
+    is on an idle host with at least that many cores. Quality: SNR against the input for the single
+    pass and the joined file, their difference relative to the codec's own noise, and the largest
+    difference within 4 frames of a join against the codec's largest error there."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from acestep_worker import mp3_segments
+    from acestep_worker.audio_io import decode, encode
+
+    for name, audio in (("tone+noise", test_signal(seconds)), ("notes+bursts", music_signal(seconds))):
+        start, cpu = time.perf_counter(), time.process_time()
+        single_data = encode(audio, RATE, "mp3")
+        one_pass = {"wall": time.perf_counter() - start, "cpu": time.process_time() - cpu}
+        single = decode(single_data)[0]
+        noise = single - audio
+        for segments in segment_counts:
+            if segments == 1:
+                row = {"wall_s": one_pass["wall"], "cpu_s": one_pass["cpu"], "critical_path_s": one_pass["cpu"]}
+                joined = single
+            else:
+                segment_cpu = []
+
+                def timed_encode(part: np.ndarray) -> bytes:
+                    begin = time.thread_time()
+                    data = encode(part, RATE, "mp3")
+                    segment_cpu.append(time.thread_time() - begin)
+                    return data
+
+                start, cpu, own = time.perf_counter(), time.process_time(), time.thread_time()
+                with ThreadPoolExecutor(segments) as pool:
+                    data = mp3_segments.encode_segmented(audio, segments, timed_encode, pool)
+                row = {"wall_s": time.perf_counter() - start, "cpu_s": time.process_time() - cpu,
+                       "critical_path_s": max(segment_cpu) + time.thread_time() - own}
+                joined = decode(data)[0] if data is not None else None
+            near = np.zeros(len(audio), dtype=bool)
+            for first, _ in mp3_segments.plan(len(audio), segments)[1:]:
+                near[max(0, (first - 4) * 1152):(first + 4) * 1152] = True
+            difference = joined - single if joined is not None else None
+            print(json.dumps({
+                "signal": name, "seconds": seconds, "segments": segments, "joined": joined is not None,
+                **{f"{k}_per_audio_min": round(v / (seconds / 60), 3) for k, v in row.items()},
+                "expected_speedup": round(one_pass["cpu"] / row["critical_path_s"], 2),
+                **({} if joined is None else {
+                    "exact_length": joined.shape == audio.shape,
+                    "snr_db_single": round(_snr(audio, single), 2), "snr_db_joined": round(_snr(audio, joined), 2),
+                    "diff_rms_over_codec_noise_rms": round(float(np.sqrt((difference ** 2).mean() / (noise ** 2).mean())), 4),
+                    "max_diff_near_joins": round(float(np.abs(difference[near]).max()), 4) if near.any() else 0.0,
+                    "max_codec_error_near_joins": round(float(np.abs(noise[near]).max()), 4) if near.any() else 0.0}),
+                "load_avg_1min": round(os.getloadavg()[0], 1)}), flush=True)
+
+
+def _snr(reference: np.ndarray, other: np.ndarray) -> float:
+    return float(10 * np.log10((reference ** 2).sum() / ((other - reference) ** 2).sum()))
 
 
 if __name__ == "__main__":
