@@ -83,7 +83,7 @@ def join(streams: list[Stream], starts: list[int], cuts: list[int], samples: int
             return None
         local = at - start
         frames = splice(frames[:at], stream.frames[local:], stream.frames[:local])
-    return assemble(streams[0].info, frames, streams[-1].trailer, samples)
+    return assemble(streams[0].prefix, streams[0].info, frames, streams[-1].trailer, samples)
 
 
 def _join_frame(earlier: list, later: Stream, start: int, cut: int) -> int | None:

@@ -1,5 +1,5 @@
-"""Reading and re-assembling the MP3 streams libsndfile writes: MPEG-1 Layer III frames after a
-Xing/LAME "Info" frame, then libsndfile's ID3v1 trailer. Used to join separately encoded segments
+"""Reading and re-assembling the MP3 streams libsndfile writes: an ID3v2 tag when a comment is
+set, a Xing/LAME "Info" frame, MPEG-1 Layer III frames, then an ID3v1 trailer. Used to join separately encoded segments
 of one song into one file (`mp3_segments.py`).
 
 Facts relied on (ISO 11172-3 and the LAME tag format): a frame's main data may start up to
@@ -60,6 +60,7 @@ class Frame:
 
 @dataclass(frozen=True)
 class Stream:
+    prefix: bytes  # an ID3v2 tag before the audio, or b""
     info: bytes  # the Info frame
     frames: list[Frame]
     trailer: bytes  # tags after the audio (ID3v1)
@@ -91,9 +92,7 @@ def _last_windows(frame: Frame) -> tuple[int, ...]:
 
 def parse(data: bytes) -> Stream:
     """Split a libsndfile MP3 file into its Info frame, audio frames and trailer."""
-    if data[:3] == b"ID3":
-        raise NotJoinable("an ID3v2 tag precedes the audio")
-    position, raw = 0, []
+    position, raw = _id3v2_length(data), []
     while position + 4 <= len(data) and data[position] == 0xFF and data[position + 1] & 0xE0 == 0xE0:
         length = _frame_length(int.from_bytes(data[position:position + 4], "big"))
         if position + length > len(data):
@@ -102,7 +101,16 @@ def parse(data: bytes) -> Stream:
         position += length
     if not raw or _tag_offset(raw[0]) is None:
         raise NotJoinable("the stream has no Info frame")
-    return Stream(raw[0], [Frame(frame, 4 if frame[1] & 1 else 6) for frame in raw[1:]], data[position:])
+    return Stream(data[:_id3v2_length(data)], raw[0], [Frame(frame, 4 if frame[1] & 1 else 6) for frame in raw[1:]],
+                  data[position:])
+
+
+def _id3v2_length(data: bytes) -> int:
+    """Bytes of the ID3v2 tag at the start (10-byte header, syncsafe size, optional footer), or 0."""
+    if data[:3] != b"ID3" or len(data) < 10:
+        return 0
+    size = (data[6] & 127) << 21 | (data[7] & 127) << 14 | (data[8] & 127) << 7 | (data[9] & 127)
+    return 10 + size + (10 if data[5] & 0x10 else 0)
 
 
 def _tag_offset(frame: bytes) -> int | None:
@@ -119,10 +127,10 @@ def encoder_delay(info: bytes) -> int:
     return (info[at] << 4) | (info[at + 1] >> 4)
 
 
-def reservoir_tail(frames: list[Frame], end: int, count: int) -> list[tuple[int, int, int]]:
-    """The last `count` bytes of the main-data areas of frames[:end], as (frame, start, stop) slices."""
+def _reservoir_tail(frames: list[Frame], count: int) -> list[tuple[int, int, int]]:
+    """The last `count` bytes of the frames' main-data areas as (frame, start, stop), first to last."""
     slices = []
-    index = end - 1
+    index = len(frames) - 1
     while count > 0 and index >= 0:
         frame = frames[index]
         take = min(count, len(frame.data) - frame.data_start)
@@ -131,7 +139,7 @@ def reservoir_tail(frames: list[Frame], end: int, count: int) -> list[tuple[int,
         index -= 1
     if count > 0:
         raise NotJoinable("a frame's main data reaches before the start of its segment")
-    return slices
+    return slices[::-1]
 
 
 def splice(head: list[Frame], tail: list[Frame], tail_before: list[Frame]) -> list[Frame]:
@@ -139,14 +147,13 @@ def splice(head: list[Frame], tail: list[Frame], tail_before: list[Frame]) -> li
     frames). That frame's reservoir bytes are copied from `tail_before` into the end of head's
     main-data areas, where head's stream holds only bytes of head's (dropped) later frames; the
     caller checks `head` has room: its next frame's main_data_begin >= tail[0].main_data_begin."""
+    count = tail[0].main_data_begin
+    reservoir = b"".join(tail_before[i].data[start:stop] for i, start, stop in _reservoir_tail(tail_before, count))
     frames = list(head)
-    for (index, start, stop), (source, s_start, s_stop) in zip(
-            reservoir_tail(head, len(head), tail[0].main_data_begin),
-            reservoir_tail(tail_before, len(tail_before), tail[0].main_data_begin)):
-        assert stop - start == s_stop - s_start
+    for index, start, stop in _reservoir_tail(head, count):  # frame sizes may differ (padding bits)
         old = frames[index]
-        data = old.data[:start] + tail_before[source].data[s_start:s_stop] + old.data[stop:]
-        frames[index] = Frame(data, old.side_start)
+        frames[index] = Frame(old.data[:start] + reservoir[:stop - start] + old.data[stop:], old.side_start)
+        reservoir = reservoir[stop - start:]
     return frames + tail
 
 
@@ -195,10 +202,12 @@ def _crc_zeros(crc: int, count: int) -> int:
     return crc
 
 
-def assemble(info: bytes, frames: list[Frame], trailer: bytes, samples: int) -> bytes:
-    """One file from an Info frame of the same encoder settings, every audio frame of the song, and
-    the trailer: the Info frame's counts, seek table, padding and CRCs are rewritten to match."""
+def assemble(prefix: bytes, info: bytes, frames: list[Frame], trailer: bytes, samples: int) -> bytes:
+    """One file from the ID3v2 tag and Info frame of a stream of the same settings and tags, every
+    audio frame of the song, and the trailer: the Info frame's counts, seek table, padding and CRCs
+    are rewritten to match (its byte counts exclude both tags)."""
     tag = bytearray(info)
+    tag[3] = frames[-1].data[3]  # LAME's Info header carries the last frame's mode extension
     at = _tag_offset(info)
     audio = b"".join(frame.data for frame in frames)
     total = len(info) + len(audio)
@@ -214,7 +223,7 @@ def assemble(info: bytes, frames: list[Frame], trailer: bytes, samples: int) -> 
     tag[at + _MUSIC_LENGTH_AT:at + _MUSIC_LENGTH_AT + 4] = total.to_bytes(4, "big")
     tag[at + _MUSIC_CRC_AT:at + _MUSIC_CRC_AT + 2] = crc16(audio).to_bytes(2, "big")
     tag[at + _TAG_CRC_AT:at + _TAG_CRC_AT + 2] = crc16(bytes(tag[:at + _TAG_CRC_AT])).to_bytes(2, "big")
-    return bytes(tag) + audio + trailer
+    return prefix + bytes(tag) + audio + trailer
 
 
 def seek_table(bitrates_kbps: list[int]) -> bytes:
