@@ -76,8 +76,9 @@ def encode_segmented(audio: np.ndarray, segments: int, encode_one: Callable[[np.
 def join(streams: list[Stream], starts: list[int], cuts: list[int], samples: int) -> bytes | None:
     """Join segment streams (stream i's frame 0 is the song's frame starts[i]) near `cuts`."""
     frames = list(streams[0].frames)  # the song's frames 0 .. len(frames) - 1 so far
+    at = 0
     for stream, start, cut in zip(streams[1:], starts[1:], cuts[1:]):
-        at = _join_frame(frames, stream, start, cut)
+        at = _join_frame(frames, stream, max(start + WARM_FRAMES, at + 1), start, cut)
         if at is None:
             log.info("no valid MP3 join near frame %d; encoding in one pass", cut)
             return None
@@ -86,9 +87,8 @@ def join(streams: list[Stream], starts: list[int], cuts: list[int], samples: int
     return assemble(streams[0].prefix, streams[0].info, frames, streams[-1].trailer, samples)
 
 
-def _join_frame(earlier: list, later: Stream, start: int, cut: int) -> int | None:
-    """The last song frame j <= cut + 1 at which `later` can take over from `earlier`."""
-    lowest = start + WARM_FRAMES
+def _join_frame(earlier: list, later: Stream, lowest: int, start: int, cut: int) -> int | None:
+    """The last song frame j in [lowest, cut + 1] at which `later` can take over from `earlier`."""
     highest = min(cut + 1, len(earlier) - LEAD_OUT_FRAMES + 1, start + len(later.frames) - 1)
     for j in range(highest, lowest - 1, -1):
         taking_over, before = later.frames[j - start], later.frames[j - start - 1]
