@@ -76,7 +76,7 @@ def encode(audio: np.ndarray, sample_rate: int, fmt: str, *, bitrate_kbps: int =
         return av_codecs.encode(audio, sample_rate, codec=spec.subtype, container=spec.container,
                                 bitrate_kbps=spec.bitrate_kbps, tags=tags)
     audio = np.clip(audio, -1.0, 1.0).astype(np.float32)
-    segments = _segments(spec, audio.shape[0], sample_rate, threads)
+    segments = _segments(spec, audio.shape[0], sample_rate, threads, bitrate_kbps)
     if segments > 1:
         from .mp3_segments import encode_segmented
 
@@ -87,10 +87,12 @@ def encode(audio: np.ndarray, sample_rate: int, fmt: str, *, bitrate_kbps: int =
     return _sndfile_encode(audio, sample_rate, spec, bitrate_kbps, tags)
 
 
-def _segments(spec: AudioFormat, samples: int, sample_rate: int, threads: int) -> int:
+def _segments(spec: AudioFormat, samples: int, sample_rate: int, threads: int, bitrate_kbps: int) -> int:
     """How many parallel segments to encode a song of `samples` in (1: one pass)."""
     if spec.segment_min_s is None or threads < 2 or sample_rate not in (32_000, 44_100, 48_000):
         return 1  # the MP3 joiner reads MPEG-1 frames, which only these rates use
+    if 144 * bitrate_kbps * 1000 // sample_rate < 192:
+        return 1  # LAME writes no Info frame (gapless delay and padding) into frames this small
     return max(1, min(threads, int(samples / (spec.segment_min_s * sample_rate))))
 
 
