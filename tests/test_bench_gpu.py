@@ -21,6 +21,7 @@ def test_gpu_benchmark_smoke_run_measures_every_figure(tmp_path):
     assert {"text_encoding_s", "dit_step_s", "turbo_loop_s", "vae_decode_s"} <= set(figures["turbo_10s"])
     assert figures["base_2steps_cfg_10s"]["loop_s"] > 0
     assert figures["mp3_encode_10s_s"] > 0 and figures["mp3_encode_4x10s_thread_pool_s"] > 0
+    assert figures["mp3_encode_10s_segmented_s"] > 0 and figures["encode_cores"] >= 1
     assert figures["planner_cfg_codes_per_s"] > 0 and figures["planner_no_cfg_codes_per_s"] > 0
     assert all(figures[f"turbo_loop_10s_{switch}_s"] > 0 for switch in (
         "dense_attention", "banded_attention", "flex_attention", "sdpa_auto", "sdpa_math"))
