@@ -12,9 +12,10 @@ a peft LoKr with LyCORIS' default factors, a LoHa, or a DoRA), then loaded throu
 (`Adapters.load`: read, normalise, shape check, inject). "unfused" is how jobs run (switching
 adapters between jobs is free; a LoKr's layers in Kronecker form are hooks, `lora/kron.py`); "fused"
 merges the weights into the DiT (`fuse_lora`), which costs a merge and an unmerge per switch. For
-`--kind lokr`, "dense_pair" replaces "fused": the same LoKr as the LoRA pairs it was before the
-Kronecker forward (dense once full-rank), so `cpu_unfused_overhead_pct` against
-`cpu_dense_pair_overhead_pct` is the saving. Prints one JSON object.
+`--kind lokr` and `dora`, "dense_pair" replaces "fused": the same adapter as the LoRA pairs it was
+before the Kronecker forward (LoKr, dense once full-rank) or the per-job merge (DoRA, always
+dense), so `cpu_unfused_overhead_pct` against `cpu_dense_pair_overhead_pct` is the saving. Prints
+one JSON object.
 """
 
 from __future__ import annotations
@@ -184,14 +185,22 @@ def main() -> None:
         adapters.activate(dit, (ref,))
         warm = time.perf_counter() - start
         adapters.deactivate(dit)
-        modes = ("plain", "unfused", "dense_pair" if args.kind == "lokr" else "fused")
+        modes = ("plain", "unfused", "dense_pair" if args.kind in ("lokr", "dora") else "fused")
         extra = {}
         if args.kind == "lokr":
             # What every LoKr module was before lora/kron.py: its LoRA pair, dense once full-rank.
             paired = read_adapter("bench", lora_dir / "bench", kron_forward=False)
-            transformer.load_lora_adapter({k: v.to(device=args.device, dtype=dtype) for k, v in
-                                           paired.state_dict.items()}, prefix="transformer", adapter_name="dense_pair")
+            dense = {k: v.to(device=args.device, dtype=dtype) for k, v in paired.state_dict.items()}
             extra = {"kron_layers": used[0]["kron_layers"], "dense_pair_rank": paired.rank}
+        if args.kind == "dora":
+            # What every DoRA module was before lora/merged.py: ΔW and an identity.
+            merges = adapters.load("bench", ref, dit).merges
+            dense = {key: tensor for module, delta in merges.items() for key, tensor in (
+                (f"transformer.{module}.lora_A.weight", delta),
+                (f"transformer.{module}.lora_B.weight", torch.eye(delta.shape[0], device=args.device, dtype=dtype)))}
+            extra = {"merged_layers": used[0]["merged_layers"]}
+        if args.kind in ("lokr", "dora"):
+            transformer.load_lora_adapter(dense, prefix="transformer", adapter_name="dense_pair")
 
         fuse_times = []
 

@@ -206,7 +206,7 @@ def test_serverless_output_echoes_the_adapters_with_their_hashes(lora_engine, lo
     output = run_job(lora_engine, "lora-job", {**BASE, "loras": [{"name": "peft-style", "scale": 0.5}]}, env={})
     echoed = output["params"]["loras"]
     assert echoed == [{"source": "name 'peft-style'", "scale": 0.5, "format": "peft", "rank": 4, "kron_layers": 0,
-                       "sha256": hashlib.sha256((lora_dir / "peft-style" / "adapter_model.safetensors").read_bytes())
+                       "merged_layers": 0, "sha256": hashlib.sha256((lora_dir / "peft-style" / "adapter_model.safetensors").read_bytes())
                        .hexdigest()}]
 
 

@@ -15,9 +15,9 @@ from safetensors.torch import load_file, save_file
 from acestep_worker.dit.model import compile_blocks
 from acestep_worker.errors import GenerationCancelled, InputError
 from acestep_worker.jobs import run_job
-from acestep_worker.lora import kron
+from acestep_worker.lora import kron, merged
 from acestep_worker.lora.formats import normalise, read_adapter
-from acestep_worker.lora.lycoris import dora_pair
+from acestep_worker.lora.lycoris import dora_delta
 from acestep_worker.request import parse
 from acestep_worker.server.api import ApiSettings, create_app
 from acestep_worker.server.tasks import TaskManager
@@ -133,11 +133,11 @@ def test_scale_one_equals_the_weights_merged_by_hand(lora_engine, lora_dir, plai
     finally:
         undo()
     assert with_adapter.params["loras"][0]["format"] == fmt
-    # (the widest pair, the layers in Kronecker form): DoRA's pairs are dense (64 on these 64-wide projections);
-    # lokr-peft is all Kronecker, lokr-lycoris' whole factors on down_proj too, its rank-4 pairs stay pairs
+    # (the widest pair, the layers in Kronecker form, the layers with DoRA merged in): lokr-peft is all
+    # Kronecker, lokr-lycoris' whole factors on down_proj too (its rank-4 pairs stay pairs); DoRA is merged
     echoed = with_adapter.params["loras"][0]
-    assert (echoed["rank"], echoed["kron_layers"]) == {"lokr-peft": (0, 8), "lokr-lycoris": (4, 2),
-                                                       "loha-lycoris": (4, 0), "dora-peft": (64, 0)}[name]
+    assert (echoed["rank"], echoed["kron_layers"], echoed["merged_layers"]) == {
+        "lokr-peft": (0, 8, 0), "lokr-lycoris": (4, 2, 0), "loha-lycoris": (4, 0, 0), "dora-peft": (0, 0, 4)}[name]
     assert np.abs(with_adapter.songs[0].audio - plain[1]).max() > 1e-4  # the adapter does something
     np.testing.assert_allclose(with_adapter.songs[0].audio, merged, atol=2e-5, rtol=0)
 
@@ -156,6 +156,7 @@ def test_lora_lokr_and_dora_compose_in_one_job(lora_engine, lora_dir):
     np.testing.assert_allclose(mixed.songs[0].audio, merged, atol=2e-5, rtol=0)
     assert [entry["format"] for entry in mixed.params["loras"]] == ["peft", "peft-lokr", "peft-dora"]
     assert [entry["kron_layers"] for entry in mixed.params["loras"]] == [0, 8, 0]  # the LoKr is hooks, not a pair
+    assert [entry["merged_layers"] for entry in mixed.params["loras"]] == [0, 0, 4]  # DoRA is in the weights
 
 
 def test_a_mis_shaped_lokr_is_refused_before_generating(lora_engine):
@@ -214,11 +215,11 @@ def test_lycoris_dora_scale_on_either_axis(shape):
                                      f"{stem}.alpha": torch.tensor(2.0), f"{stem}.dora_scale": scale})
     module = "layers.1.cross_attn.to_q"
     assert adapter.format == "kohya-dora"
-    pair = dora_pair("loras[0]", "x", module, adapter.state_dict[f"transformer.{module}.lora_A.weight"],
-                     adapter.state_dict[f"transformer.{module}.lora_B.weight"], adapter.magnitudes[module], weight)
+    delta = dora_delta("loras[0]", "x", module, adapter.state_dict[f"transformer.{module}.lora_A.weight"],
+                       adapter.state_dict[f"transformer.{module}.lora_B.weight"], adapter.magnitudes[module], weight)
     merged = weight + up @ down * (2.0 / 4)
     norm = merged.norm(dim=1 if shape[1] == 1 else 0, keepdim=True)
-    torch.testing.assert_close(weight + pair[1] @ pair[0], scale * merged / norm, atol=1e-5, rtol=0)
+    torch.testing.assert_close(weight + delta, scale * merged / norm, atol=1e-5, rtol=0)
 
 
 def test_an_upstream_lokr_folder_reads_like_the_single_file(lora_engine, lora_dir):
@@ -297,9 +298,9 @@ def test_peft_folders_load_as_peft_itself_merges_them(tmp_path, config):
     else:
         down = adapter.state_dict[f"transformer.{module}.lora_A.weight"]
         up = adapter.state_dict[f"transformer.{module}.lora_B.weight"]
-        if module in adapter.magnitudes:
-            down, up = dora_pair("loras[0]", "x", module, down, up, adapter.magnitudes[module], base)
         delta = up @ down
+        if module in adapter.magnitudes:
+            delta = dora_delta("loras[0]", "x", module, down, up, adapter.magnitudes[module], base)
     assert (merged - base).abs().max() > 0.1  # the adapter does something
     torch.testing.assert_close(base + delta, merged, atol=2e-5, rtol=0)
 
@@ -378,7 +379,7 @@ class _Blocks(torch.nn.Module):
         return x
 
 
-def test_compiled_blocks_follow_hooks_attached_after_compiling():
+def test_compiled_blocks_follow_hooks_and_merges_made_after_compiling():
     graphs = []
 
     def count_graphs(graph, example_inputs):
@@ -404,17 +405,46 @@ def test_compiled_blocks_follow_hooks_attached_after_compiling():
                 kron.detach(compiled)
                 kron.detach(eager)
             torch.testing.assert_close(compiled(x), eager(x))
-    assert len(graphs) == 2  # one without hooks, one with; a new scale does not recompile
+        deltas = {"layers.1.out": torch.randn(64, 64)}  # a DoRA update merged in place: weights are graph inputs
+        merged.merge(compiled, [(deltas, 0.5)])
+        merged.merge(eager, [(deltas, 0.5)])
+        try:
+            assert (eager(x) - plain).abs().max() > 0.01
+            torch.testing.assert_close(compiled(x), eager(x))
+        finally:
+            merged.restore(compiled)
+            merged.restore(eager)
+        torch.testing.assert_close(compiled(x), plain)
+    assert len(graphs) == 2  # one without hooks, one with; a new scale or merged weights do not recompile
 
 
-def test_a_failing_lokr_job_leaves_no_hook_behind(lora_engine, plain):
-    with pytest.raises(GenerationCancelled):
-        lora_engine.generate(parse({**BASE, "loras": [{"name": "lokr-peft"}, {"name": "peft-style"}]}),
-                             should_stop=lambda: True)
+def test_a_failing_job_leaves_no_hook_and_the_exact_weights_behind(lora_engine, plain):
     transformer = lora_engine.dit().transformer
-    assert kron.attached(transformer) == 0
+    before = {name: tensor.clone() for name, tensor in transformer.state_dict().items() if "lora_" not in name}
+    with pytest.raises(GenerationCancelled):
+        lora_engine.generate(parse({**BASE, "loras": [{"name": "lokr-peft"}, {"name": "peft-style"},
+                                                      {"name": "dora-peft", "scale": 0.7}]}), should_stop=lambda: True)
+    assert kron.attached(transformer) == 0 and merged.merged(transformer) == 0
     assert not any(module._forward_hooks for module in transformer.modules())
+    after = transformer.state_dict()
+    assert all(torch.equal(after[name], tensor) for name, tensor in before.items())  # bit for bit
     assert np.array_equal(_audio(lora_engine).songs[0].audio, plain[1])
+
+
+def test_a_dora_job_adds_its_update_into_the_weights_and_takes_it_out(lora_engine, lora_dir):
+    dit = lora_engine.dit()
+    module = "layers.0.cross_attn.to_q"
+    linear = dit.transformer.get_submodule(module)
+    weight = getattr(linear, "base_layer", linear).weight
+    before = weight.detach().clone()
+    delta = _dora_deltas(lora_dir, lora_engine)[module]  # against the base weights, so before merging
+    lora_engine.adapters.activate(dit, parse({"loras": [{"name": "dora-peft", "scale": 0.5}]}).loras)
+    try:
+        assert merged.merged(dit.transformer) == 4
+        torch.testing.assert_close(weight, before + 0.5 * delta, atol=1e-6, rtol=0)
+    finally:
+        lora_engine.adapters.deactivate(dit)
+    assert merged.merged(dit.transformer) == 0 and torch.equal(weight, before)
 
 
 def test_a_kronecker_only_adapter_takes_and_frees_an_lru_slot(tiny_env, lora_dir):

@@ -6,7 +6,8 @@
 
 Every kind (LoRA, DoRA, LoKr, LoHa) arrives here as exact LoRA pairs (`formats`, `lycoris`), so
 one job may mix them; a LoKr module whose Kronecker form is cheaper than its pair arrives as two
-factors instead, kept with the adapter and hooked onto its layer for the job only (`kron`).
+factors instead, kept with the adapter and hooked onto its layer for the job only (`kron`), and a
+DoRA module's dense update is added into the weights for the job only (`merged`).
 Adapters are injected unfused (`set_adapters` with per-adapter weights), so switching between jobs
 is a weight change, not a re-merge of the DiT. The `ACESTEP_LORA_SLOTS` most recently used stay
 injected; older ones are deleted from the model. A job's `loras` list wins over the pod's global
@@ -27,9 +28,9 @@ import torch
 
 from ..errors import InputError
 from ..settings import Settings
-from . import kron
+from . import kron, merged
 from .formats import LYCORIS_WEIGHTS, check_fits, read_adapter
-from .lycoris import dora_pair
+from .lycoris import dora_delta
 from .ref import LoraRef
 from .sources import locate
 
@@ -50,9 +51,11 @@ class _Loaded:
     modules: int
     load_seconds: float
     krons: dict = field(default_factory=dict)  # <module> -> (w1, w2) on the DiT's device and dtype
+    merges: dict = field(default_factory=dict)  # DoRA: <module> -> ΔW [out, in] on the DiT's device and dtype
 
     def echo(self) -> dict:
-        return {"sha256": self.sha256, "format": self.format, "rank": self.rank, "kron_layers": len(self.krons)}
+        return {"sha256": self.sha256, "format": self.format, "rank": self.rank, "kron_layers": len(self.krons),
+                "merged_layers": len(self.merges)}
 
 
 @dataclass
@@ -97,6 +100,7 @@ class Adapters:
     def activate(self, dit, refs, field: str = "loras") -> list[dict]:
         """Load (or reuse) every adapter, check it fits, then switch exactly these on with their scales."""
         with self._lock:
+            self._switch_off(dit.transformer)  # a DoRA must resolve against the base weights, not merged ones
             if len(refs) > self.settings.loaded_loras:
                 raise InputError(field, f"{len(refs)} adapters at once exceed the {self.settings.loaded_loras} this "
                                         "server keeps loaded (ACESTEP_LORA_SLOTS)")
@@ -112,13 +116,20 @@ class Adapters:
             elif getattr(transformer, "peft_config", None):
                 transformer.disable_lora()
             kron.attach(transformer, [(entry.krons, ref.scale) for ref, entry in entries if entry.krons])
+            merged.merge(transformer, [(entry.merges, ref.scale) for ref, entry in entries if entry.merges])
             return [{"source": ref.label, "scale": ref.scale, **entry.echo()} for ref, entry in entries]
 
     def deactivate(self, dit) -> None:
         with self._lock:
-            kron.detach(dit.transformer)
+            self._switch_off(dit.transformer)
             if getattr(dit.transformer, "peft_config", None):
                 dit.transformer.disable_lora()
+
+    @staticmethod
+    def _switch_off(transformer) -> None:
+        """Take out the job's Kronecker hooks and merged DoRA updates (the exact weights come back)."""
+        kron.detach(transformer)
+        merged.restore(transformer)
 
     # -- loading ----------------------------------------------------------------------------------
 
@@ -132,7 +143,9 @@ class Adapters:
         start = time.perf_counter()
         weights = read_adapter(field, local.path)
         check_fits(field, ref.label, weights, dit.transformer, dit.variant.name)
-        state = {k: v.to(device=dit.device, dtype=dit.dtype) for k, v in _with_dora(field, ref, weights, dit).items()}
+        pairs, deltas = _without_dora(field, ref, weights, dit)
+        state = {k: v.to(device=dit.device, dtype=dit.dtype) for k, v in pairs.items()}
+        merges = {module: delta.to(device=dit.device, dtype=dit.dtype) for module, delta in deltas.items()}
         krons = {module: tuple(f.to(device=dit.device, dtype=dit.dtype) for f in factors)
                  for module, factors in weights.krons.items()}
         while len(cache) >= self.settings.loaded_loras:
@@ -148,13 +161,13 @@ class Adapters:
                 dit.transformer.delete_adapters([peft_name])
             raise InputError(field, f"{field} ({ref.label}) could not be loaded into the DiT: "
                                     f"{str(exc).splitlines()[0][:160]}") from None
-        # the widest pair (DoRA's are dense), 0 when every module is a Kronecker update
+        # the widest pair, 0 when every module is a Kronecker or merged DoRA update
         rank = max((t.shape[0] for k, t in state.items() if k.endswith(".lora_A.weight")), default=0)
         entry = _Loaded(peft_name, ref.label, local.sha256, weights.format, rank, weights.modules,
-                        time.perf_counter() - start, krons)
+                        time.perf_counter() - start, krons, merges)
         cache[local.sha256] = entry
-        log.info("loaded LoRA %s (%s, rank %d, %d Kronecker of %d modules) in %.2f s", ref.label, weights.format,
-                 rank, len(krons), weights.modules, entry.load_seconds)
+        log.info("loaded LoRA %s (%s, rank %d, %d Kronecker and %d DoRA of %d modules) in %.2f s", ref.label,
+                 weights.format, rank, len(krons), len(merges), weights.modules, entry.load_seconds)
         return entry
 
     # -- the pod's global state (upstream's /v1/lora/* routes) --------------------------------------
@@ -198,13 +211,14 @@ class Adapters:
                 "adapters": list(refs), "scales": scales}
 
 
-def _with_dora(field: str, ref: LoraRef, weights, dit) -> dict[str, torch.Tensor]:
-    """The adapter's LoRA pairs, with each DoRA module's pair resolved against this DiT's base weights."""
-    state = dict(weights.state_dict)
+def _without_dora(field: str, ref: LoraRef, weights, dit) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """The adapter's LoRA pairs without its DoRA modules, and each DoRA module's ΔW resolved against
+    this DiT's base weights (merged into them per job: `merged`)."""
+    state, deltas = dict(weights.state_dict), {}
     for module_name, magnitude in weights.magnitudes.items():
         linear = dit.transformer.get_submodule(module_name)
         base = linear.get_base_layer() if hasattr(linear, "get_base_layer") else linear
-        down, up = f"transformer.{module_name}.lora_A.weight", f"transformer.{module_name}.lora_B.weight"
-        state[down], state[up] = dora_pair(field, ref.label, module_name, state[down], state[up], magnitude,
-                                           base.weight)
-    return state
+        down = state.pop(f"transformer.{module_name}.lora_A.weight")
+        up = state.pop(f"transformer.{module_name}.lora_B.weight")
+        deltas[module_name] = dora_delta(field, ref.label, module_name, down, up, magnitude, base.weight)
+    return state, deltas

@@ -18,16 +18,18 @@ kind), nothing active after a job, the LRU.
     DoRA   W' = m ⊙ (W + ΔW) / ‖W + ΔW‖, the norm taken per output row (peft's
            `lora_magnitude_vector` [out], LyCORIS `dora_scale` [out, 1]) or per input column
            (LyCORIS `dora_scale` [1, in], `wd_on_out=False`). It depends on the base weight W, so
-           it is resolved against the DiT at load time into the dense pair (W' - W, identity);
-           a request's `scale` s then gives W + s · (W' - W) (0 = the base model, 1 = the
-           adapter, as ComfyUI's strength; peft puts its scale inside the norm instead).
+           it is resolved against the DiT at load time into ΔW = W' - W (`dora_delta`), which a
+           job adds into the weights and takes out again (`merged`): a dense pair would cost
+           twice a square layer's multiply-adds at every step. A request's `scale` s gives
+           W + s · (W' - W) (0 = the base model, 1 = the adapter, as ComfyUI's strength; peft
+           puts its scale inside the norm instead).
 
 When a pair's rank would reach min(out, in), the dense ΔW with an identity is smaller; but a dense
 pair costs rank·(in + out) multiply-adds per token, twice a square layer's own. So a LoKr module
 is a pair only when that is cheaper than its Kronecker form (`kron`: ΔW @ x = vec(w1 @ X @ w2ᵀ),
 o1·i1·i2 + o1·o2·i2 per token); otherwise `lokr_update` keeps w1 (scaled) and w2 and the layer gets
 a forward hook for the job. With full factors (LyCORIS' usual case, see README) the hook wins by
-far; with two thin factorised ones the pair does. LoHa and DoRA stay pairs (DoRA's dense). Scaling
+far; with two thin factorised ones the pair does. LoHa stays a pair (dense when that is smaller). Scaling
 (`s`) follows the writer: LyCORIS files alpha / rank, where the rank is that of the factorised
 w1 (else w2) and is 1 when both are full; PEFT folders alpha / r from adapter_config.json. The
 training-only parts (rank dropout, module dropout, LyCORIS' `use_scalar`, which its writer folds
@@ -118,9 +120,9 @@ def magnitude_of(field: str, module: str, parts: dict[str, torch.Tensor]) -> tor
     return scale
 
 
-def dora_pair(field: str, label: str, module: str, down: torch.Tensor, up: torch.Tensor, magnitude: torch.Tensor,
-              weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The dense pair of W' - W for DoRA's W' = m ⊙ (W + up @ down) / ‖W + up @ down‖ (see module docstring)."""
+def dora_delta(field: str, label: str, module: str, down: torch.Tensor, up: torch.Tensor, magnitude: torch.Tensor,
+               weight: torch.Tensor) -> torch.Tensor:
+    """W' - W [out, in] for DoRA's W' = m ⊙ (W + up @ down) / ‖W + up @ down‖ (see module docstring)."""
     base = weight.detach().float()
     merged = base + up.to(base.device) @ down.to(base.device)
     per_output = magnitude.shape == (base.shape[0], 1)
@@ -128,7 +130,7 @@ def dora_pair(field: str, label: str, module: str, down: torch.Tensor, up: torch
         raise InputError(field, f"{field} ({label}): the DoRA magnitude of {module} has shape "
                                 f"{tuple(magnitude.shape)}, the layer is {tuple(base.shape)}")
     norm = merged.norm(dim=1, keepdim=True) if per_output else merged.norm(dim=0, keepdim=True)
-    return _dense_pair(merged * (magnitude.to(base.device) / norm) - base)
+    return merged * (magnitude.to(base.device) / norm) - base
 
 
 def _dense_pair(delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
