@@ -130,8 +130,17 @@ def test_query_result_caps_the_ids_per_call(api):
     assert too_many.status_code == 400 and f"at most {MAX_QUERY_IDS}" in too_many.json()["detail"]
     for bad in ([{"a": 1}], {"a": 1}, [True], "[not json"):
         assert httpx.post(f"{api}/query_result", json={"task_id_list": bad}).status_code == 400, bad
-    ok = httpx.post(f"{api}/query_result", json={"task_id_list": ["x" * 100_000]}).json()["data"][0]
-    assert ok["status"] == 2 and len(ok["error"]) < 200
+    unknown = httpx.post(f"{api}/query_result", json={"task_id_list": ["f" * 32]}).json()["data"][0]
+    assert unknown["status"] == 2 and "not found" in unknown["error"]
+
+
+@pytest.mark.parametrize("bad_id", ["x" * 100_000, r"\ud800", r"a\u0000b"])  # as JSON text: escapes stay escapes
+def test_query_result_refuses_an_id_no_task_can_have_instead_of_echoing_it(api, bad_id):
+    # Found by the 2,000-body fuzz: a lone surrogate echoed back was a 500, a 1 MB id a 1 MB answer.
+    body = ('{"task_id_list": ["abc", "%s"]}' % bad_id).encode()
+    response = httpx.post(f"{api}/query_result", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400 and len(response.text) < 1_000
+    assert "task_id_list[1] cannot be a task id" in response.json()["detail"]
 
 
 def test_a_huge_model_name_is_a_short_400(api):

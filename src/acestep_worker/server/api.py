@@ -43,7 +43,8 @@ OPEN_PATHS = ("/health", "/v1/models")
 BODY_TOKEN_PATHS = ("/release_task", "/query_result", "/format_input", "/cancel_task", "/create_random_sample")
 DEFAULT_MAX_BODY_BYTES = 64_000_000
 MAX_NAME_BYTES, MAX_PATH_BYTES = 255, 4096  # the file system's own limits (NAME_MAX, PATH_MAX)
-MAX_QUERY_IDS = 100  # upstream clients poll one task, or a handful; the answer grows with each id  # room for the reference/source audio that editing tasks upload
+MAX_QUERY_IDS = 100  # upstream clients poll one task, or a handful; the answer grows with each id
+MAX_TASK_ID_CHARS = 128  # ids this server mints are 32 hex digits; the answer echoes each id sent
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,22 @@ def task_ids(value: Any) -> list[str]:
     if len(value) > MAX_QUERY_IDS:
         raise InputError("task_id_list", f"task_id_list holds {len(value)} ids; ask for at most {MAX_QUERY_IDS} "
                          "per call")
-    return [str(v) for v in value]
+    ids = [str(v) for v in value]
+    for i, task_id in enumerate(ids):
+        # Each id is echoed in the answer: one that no task can have (a megabyte long, or text JSON
+        # cannot carry, such as a lone surrogate) is refused here rather than sent back.
+        if len(task_id) > MAX_TASK_ID_CHARS or not task_id.isprintable() or not _encodable(task_id):
+            raise InputError("task_id_list", f"task_id_list[{i}] cannot be a task id (ids are at most "
+                             f"{MAX_TASK_ID_CHARS} printable characters); got {echo(task_id)}")
+    return ids
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 # -- auth -----------------------------------------------------------------------------------------
