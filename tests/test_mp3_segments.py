@@ -92,6 +92,16 @@ def test_without_a_valid_join_the_song_is_encoded_in_one_pass(short_segments, mo
     assert short_segments == [None]
 
 
+def test_a_failure_inside_the_joiner_falls_back_to_the_one_pass(short_segments, monkeypatch, caplog):
+    def broken(data):
+        raise IndexError("a stream the parser did not expect")
+
+    monkeypatch.setattr(mp3_segments, "parse", broken)
+    audio = _music(6.0)
+    assert encode(audio, RATE, "mp3", threads=2) == encode(audio, RATE, "mp3")
+    assert "segmented MP3 failed" in caplog.text
+
+
 @pytest.mark.parametrize("seconds", [0.5, 10.0, 20.5])
 def test_reassembling_a_single_pass_reproduces_its_info_frame_byte_for_byte(seconds):
     """Frame and byte counts, LAME's seek table (including its halving past 400 frames), delay and

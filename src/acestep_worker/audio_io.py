@@ -6,6 +6,7 @@ settings (bench/encode.py, figures in bench/README.md)."""
 from __future__ import annotations
 
 import io
+import logging
 import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +16,8 @@ from typing import Literal
 
 import numpy as np
 import soundfile as sf
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -80,8 +83,12 @@ def encode(audio: np.ndarray, sample_rate: int, fmt: str, *, bitrate_kbps: int =
     if segments > 1:
         from .mp3_segments import encode_segmented
 
-        joined = encode_segmented(audio, segments, lambda part: _sndfile_encode(part, sample_rate, spec,
-                                                                               bitrate_kbps, tags))
+        try:
+            joined = encode_segmented(audio, segments, lambda part: _sndfile_encode(part, sample_rate, spec,
+                                                                                   bitrate_kbps, tags))
+        except Exception:  # noqa: BLE001 - a speed-up must never cost the song: the one pass is the reference
+            log.warning("segmented MP3 failed; encoding in one pass", exc_info=True)
+            joined = None
         if joined is not None:
             return joined
     return _sndfile_encode(audio, sample_rate, spec, bitrate_kbps, tags)
