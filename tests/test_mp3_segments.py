@@ -2,6 +2,8 @@
 gapless file that decodes like the single pass, to within the codec's own noise, with no clicks."""
 
 import dataclasses
+import importlib.util
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,24 +15,16 @@ RATE = 48_000
 TAGS = {"comment": "RANDOM-WEIGHT TEST MODEL: noise, not music", "title": "a title"}  # as outputs.py sets them
 
 
-def _music(seconds: float, seed: int = 0) -> np.ndarray:
-    """Decaying harmonic notes four times a second plus noise bursts: transients make LAME switch
-    to short windows and drain its bit reservoir, the two things a join has to get right."""
-    rng = np.random.default_rng(seed)
-    n = int(seconds * RATE)
-    out = np.zeros((n, 2))
-    t = np.arange(RATE) / RATE
-    for k in range(int(seconds * 4)):
-        start = k * RATE // 4
-        length = min(n - start, RATE)
-        f = 110 * 2 ** (rng.integers(0, 36) / 12)
-        env = np.exp(-t[:length] * 3)
-        for h in range(1, 6):
-            out[start:start + length, 0] += 0.1 / h * np.sin(2 * np.pi * f * h * t[:length]) * env
-            out[start:start + length, 1] += 0.1 / h * np.sin(2 * np.pi * f * h * t[:length] + h) * env
-        burst = min(n - start, 4000)
-        out[start:start + burst] += rng.standard_normal((burst, 2)) * 0.3 * np.exp(-np.arange(burst) / 800)[:, None]
-    return np.clip(out, -1, 1).astype(np.float32)
+def _load_bench_signal():
+    """The benchmark's test music (bench/encode.py), so tests and figures use the same signal."""
+    path = Path(__file__).resolve().parents[1] / "bench" / "encode.py"
+    spec = importlib.util.spec_from_file_location("bench_encode", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.music_signal
+
+
+_music = _load_bench_signal()  # (seconds, seed=0): notes with transients and noise bursts, 48 kHz stereo
 
 
 @pytest.fixture
