@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (AliasChoices, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
 from . import request_values as values
 from .audio_io import FORMATS, MP3_BITRATES_KBPS
@@ -29,6 +30,13 @@ CAPTION_MAX_CHARS = 4_000
 LYRICS_MAX_CHARS = 20_000
 AUDIO_SOURCE_FORMS = ("an https URL, a data:audio/<type>;base64 URI, base64 audio, an s3://bucket/key object, "
                       "or (pod) an uploaded file or a file in the input folder")
+
+# How the values users send are read, per field (request_values.py; a ValueError becomes a sentence
+# naming the field): "before" sees the raw value, "after" the value of the field's type.
+READ_BEFORE = {"seed": values.seeds, "timesteps": values.timesteps, "track_classes": values.track_list,
+               "loras": parse_loras}
+READ_AFTER = {"key_scale": values.key_scale, "time_signature": values.time_signature,
+              "vocal_language": values.language}
 
 
 def _field(default: Any, *aliases: str, allowed: str, unused: str | None = None, **constraints: Any) -> Any:
@@ -254,16 +262,15 @@ class GenerationRequest(BaseModel):
     def _top_p(cls, value: float) -> float:
         return min(1.0, value)  # upstream: 1 or more switches top-p off
 
-    @field_validator("loras", mode="before")
+    @field_validator(*READ_BEFORE, mode="before")
     @classmethod
-    def _loras(cls, value: Any) -> Any:
-        return parse_loras(value)
+    def _read_before(cls, value: Any, info: ValidationInfo) -> Any:
+        return READ_BEFORE[info.field_name](value)
 
-    @field_validator("track_classes", mode="before")
+    @field_validator(*READ_AFTER, mode="after")
     @classmethod
-    def _track_classes(cls, value: Any) -> Any:
-        return values.track_list(value)
-
+    def _read_after(cls, value: Any, info: ValidationInfo) -> Any:
+        return READ_AFTER[info.field_name](value)
 
     @field_validator("track_name", mode="before")
     @classmethod
@@ -279,40 +286,10 @@ class GenerationRequest(BaseModel):
             raise ValueError("out of range")
         return value
 
-    @field_validator("seed", mode="before")
-    @classmethod
-    def _seed(cls, value: Any) -> Any:
-        return values.seeds(value)
-
-
-    @field_validator("timesteps", mode="before")
-    @classmethod
-    def _timesteps(cls, value: Any) -> Any:
-        return values.timesteps(value)
-
-
     @field_validator("src_audio", "reference_audio", mode="after")
     @classmethod
     def _audio_source(cls, value: str | None) -> str | None:
         return value.strip() or None if value is not None else None
-
-    @field_validator("key_scale", mode="after")
-    @classmethod
-    def _key_scale(cls, value: str | None) -> str | None:
-        return values.key_scale(value)
-
-
-    @field_validator("time_signature", mode="after")
-    @classmethod
-    def _time_signature(cls, value: str | None) -> str | None:
-        return values.time_signature(value)
-
-
-    @field_validator("vocal_language", mode="after")
-    @classmethod
-    def _language(cls, value: str | None) -> str | None:
-        return values.language(value)
-
 
     @field_validator("mp3_bitrate", mode="after")
     @classmethod
