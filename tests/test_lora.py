@@ -3,6 +3,7 @@
 import dataclasses
 import functools
 import hashlib
+import os
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
@@ -239,3 +240,19 @@ def test_pod_lora_routes(lora_engine, tmp_path):
     finally:
         manager.stop()
         lora_engine.adapters.state.use_lora = True
+
+
+def test_a_loaded_adapter_is_recognised_without_reading_its_file_again(lora_dir, monkeypatch, tmp_path):
+    from acestep_worker.lora import sources
+
+    reads = []
+    real = sources.file_sha256
+    monkeypatch.setattr(sources, "file_sha256", lambda path: reads.append(path) or real(path))
+    monkeypatch.setattr(sources, "_HASHES", {})
+    adapter = tmp_path / "style.safetensors"
+    adapter.write_bytes((lora_dir / "comfy-style.safetensors").read_bytes())
+    first = sources.sha256_of(adapter)
+    assert sources.sha256_of(adapter) == first and len(reads) == 1  # the second job reads no bytes
+    adapter.write_bytes(adapter.read_bytes()[:-1] + b" ")  # same size, new content and mtime
+    os.utime(adapter, ns=(adapter.stat().st_atime_ns, adapter.stat().st_mtime_ns + 1_000_000))
+    assert sources.sha256_of(adapter) != first and len(reads) == 2

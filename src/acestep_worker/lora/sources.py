@@ -18,8 +18,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-
 from ..audio_sources import SourcePolicy
+from ..download import sha256_of as file_sha256
 from ..safe_http import fetch
 from ..errors import InputError
 from ..settings import Settings
@@ -43,17 +43,26 @@ def locate(field: str, ref: LoraRef, settings: Settings) -> LocalAdapter:
     return _from_hub(field, ref.value, settings)
 
 
+# (weights file, size, mtime) -> its SHA-256: a job naming an adapter that is already loaded
+# reads no bytes (the hash is how the LRU recognises it); a changed file is hashed again.
+_HASHES: dict[tuple[str, int, int], str] = {}
+_MAX_HASHES = 1024
+
+
 def sha256_of(path: Path) -> str:
     target = path / PEFT_WEIGHTS if path.is_dir() and (path / PEFT_WEIGHTS).is_file() else path
     if target.is_dir():
         files = sorted(target.glob("*.safetensors"))
         target = files[0] if files else target
-    digest = hashlib.sha256()
-    if target.is_file():
-        with target.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
+    if not target.is_file():
+        return hashlib.sha256().hexdigest()
+    stat = target.stat()
+    key = (str(target), stat.st_size, stat.st_mtime_ns)
+    if key not in _HASHES:
+        if len(_HASHES) >= _MAX_HASHES:
+            _HASHES.clear()
+        _HASHES[key] = file_sha256(target)
+    return _HASHES[key]
 
 
 def _in_lora_dir(field: str, value: str, settings: Settings) -> LocalAdapter:
