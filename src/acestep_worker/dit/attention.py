@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import ContextManager, Iterator
+from typing import Iterator
 
 import torch
 from diffusers.models.transformers import ace_step_transformer as ace
@@ -122,8 +122,3 @@ def dit_attention(choice: AttentionChoice) -> Iterator[None]:
             yield
         finally:
             ace._create_4d_mask, ace.dispatch_attention_fn, _active = saved
-
-
-def windowed_sliding_attention() -> ContextManager[None]:
-    """The banded sliding-window path with PyTorch's SDPA choice elsewhere (bench and tests)."""
-    return dit_attention(AttentionChoice("banded"))
