@@ -253,17 +253,18 @@ class Engine:
         given_codes = parse_audio_codes(request.audio_code_string) if request.audio_code_string.strip() else None
         instruction = instruction_for(request.task_type, request.track_name, request.track_classes,
                                       request.instruction)
+        given_hints = codes_to_hints(dit, given_codes) if given_codes else None  # one for every song
+        frames = frames_for_duration(resolved.duration_s)
+        if edit.source is not None:
+            frames = max(MIN_FRAMES, edit.source.latents.shape[0])
         specs = []
         for index, seed in enumerate(seeds):
-            frames = frames_for_duration(resolved.duration_s)
-            if edit.source is not None:
-                frames = max(MIN_FRAMES, edit.source.latents.shape[0])
             spec = SongSpec(caption=resolved.caption, lyrics=resolved.lyrics, language=resolved.language,
                             metas=metas, seed=seed, frames=frames, instruction=instruction)
             codes = given_codes or (resolved.codes[index] if resolved.codes is not None else None)
             if codes:
                 # 5 latent frames per code; the DiT follows them as a cover does.
-                spec.code_hints = codes_to_hints(dit, codes)
+                spec.code_hints = given_hints if given_codes else codes_to_hints(dit, codes)
                 if edit.source is None:
                     spec.frames = spec.code_hints.shape[0]
                 if request.task_type == "text2music" and not request.instruction:
