@@ -151,18 +151,11 @@ def task_ids(value: Any) -> list[str]:
     for i, task_id in enumerate(ids):
         # Each id is echoed in the answer: one that no task can have (a megabyte long, or text JSON
         # cannot carry, such as a lone surrogate) is refused here rather than sent back.
-        if len(task_id) > MAX_TASK_ID_CHARS or not task_id.isprintable() or not _encodable(task_id):
+        if len(task_id) > MAX_TASK_ID_CHARS or not task_id.isprintable():  # lone surrogates are not
             raise InputError("task_id_list", f"task_id_list[{i}] cannot be a task id (ids are at most "
                              f"{MAX_TASK_ID_CHARS} printable characters); got {echo(task_id)}")
     return ids
 
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 # -- auth -----------------------------------------------------------------------------------------
