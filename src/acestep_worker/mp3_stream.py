@@ -11,6 +11,7 @@ end padding that gapless decoders trim by, and CRC-16s of the audio frames and o
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -185,7 +186,7 @@ def crc16(data: bytes) -> int:
     crcs = np.zeros(lanes.shape[0], dtype=np.uint32)
     for column in range(lane):
         crcs = (crcs >> 8) ^ _CRC_TABLE[(crcs ^ lanes[:, column]) & 0xFF]
-    shifted_bits = [_crc_zeros(1 << bit, lane) for bit in range(16)]  # shift() of each basis vector
+    shifted_bits = _lane_shift_basis()
     crc = 0
     for lane_crc in crcs.tolist():
         shifted = 0
@@ -194,6 +195,12 @@ def crc16(data: bytes) -> int:
                 shifted ^= shifted_bits[bit]
         crc = shifted ^ lane_crc
     return crc
+
+
+@functools.cache
+def _lane_shift_basis() -> tuple[int, ...]:
+    """shift() over one lane of zero bytes, of each of the 16 basis vectors: the same for every call."""
+    return tuple(_crc_zeros(1 << bit, _CRC_LANE_BYTES) for bit in range(16))
 
 
 def _crc_zeros(crc: int, count: int) -> int:
