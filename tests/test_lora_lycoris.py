@@ -15,6 +15,7 @@ from safetensors.torch import load_file, save_file
 from acestep_worker.dit.model import compile_blocks
 from acestep_worker.errors import GenerationCancelled, InputError
 from acestep_worker.jobs import run_job
+from acestep_worker.lora import adapters as adapters_module
 from acestep_worker.lora import kron, merged
 from acestep_worker.lora.formats import normalise, read_adapter
 from acestep_worker.lora.lycoris import dora_delta
@@ -456,8 +457,11 @@ def test_a_kronecker_only_adapter_takes_and_frees_an_lru_slot(tiny_env, lora_dir
     used = engine.adapters.activate(dit, parse({"loras": [{"name": "lokr-peft"}]}).loras)
     assert (used[0]["rank"], used[0]["kron_layers"]) == (0, 8) and kron.attached(dit.transformer) == 8
     assert not getattr(dit.transformer, "peft_config", None)  # nothing went into peft
+    lokr_sha = used[0]["sha256"]
     engine.adapters.activate(dit, parse({"loras": [{"name": "peft-style"}]}).loras)  # evicts it: one slot
     assert kron.attached(dit.transformer) == 0 and len(dit.transformer.peft_config) == 1
+    loaded = adapters_module._LOADED[dit.transformer]
+    assert len(loaded) == 1 and lokr_sha not in loaded  # the LoKr left the cache, not only its hooks
     engine.adapters.activate(dit, parse({"loras": [{"name": "lokr-lycoris", "scale": 0.5}]}).loras)
     assert kron.attached(dit.transformer) == 2 and len(dit.transformer.peft_config) == 1  # its rank-4 pairs
     engine.adapters.deactivate(dit)
