@@ -283,8 +283,8 @@ def create_app(engine: Engine, manager: TaskManager, settings: ApiSettings) -> F
             fields = await run_in_threadpool(attach, generation_fields(body), uploads, stored, manager.input_dir,
                                              manager.audio_policy.limits)
             generation = parse(fields, TimedRequest)
-            engine.check(generation)  # what the chosen model cannot do is a 400 now, not a failure in the queue
-            await run_in_threadpool(manager.check_audio, generation)  # reads file headers: off the loop
+            # What the model cannot do, or bad audio, is a 400 now, not a failure in the queue.
+            await run_in_threadpool(manager.check, generation)
             task = manager.submit(generation, inputs=stored)
         except QueueFull as exc:
             discard(stored)

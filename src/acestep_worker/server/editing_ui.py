@@ -89,8 +89,7 @@ class EditingControls:
                     stored.append(store_range(TRIM_LABELS[name], Path(path), trims[name], manager.input_dir, limits))
                 fields[name] = str(stored[-1])
             request = parse({**base, **fields})
-            manager.engine.check(request)  # what the chosen model cannot do, as the API refuses it
-            manager.check_audio(request)
+            manager.check(request)  # as the API refuses it
             return manager.submit(request, inputs=stored)
         except BaseException:
             discard(stored)

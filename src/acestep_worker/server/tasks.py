@@ -116,8 +116,11 @@ class TaskManager:
 
     # -- submitting and reading -------------------------------------------------------------------
 
-    def check_audio(self, request: GenerationRequest) -> None:
-        """What can be checked of the audio fields without downloading (runs at submission)."""
+    def check(self, request: GenerationRequest) -> None:
+        """Everything checked at submission, before a task exists, by every door (API and page):
+        what the chosen model cannot do, and what the audio fields say without downloading them
+        (file headers are read: call it off an event loop)."""
+        self.engine.check(request)
         for name in AUDIO_FIELDS:
             value = getattr(request, name, None)
             if value:
