@@ -48,8 +48,9 @@ def _choices(name: str) -> list[str]:
     return found
 
 
-def _typed(text) -> str | float | None:
-    """A number field as typed: empty is None (the schema's default); the schema parses the rest."""
+def optional_text(text) -> str | float | None:
+    """A field typed into a text box: empty is None (the schema's default, the model's own); the
+    schema parses the rest. Text boxes, not gr.Number, because a Number shows 0 when empty."""
     if isinstance(text, str):
         return text.strip() or None
     return text
@@ -62,8 +63,8 @@ class EditingControls:
     def fields(self, values: tuple) -> tuple[dict, dict[str, str], dict]:
         """(request fields that were set, audio file paths by field, trim ranges by field)."""
         src, src_from, src_to, ref, ref_from, ref_to, task_type, start, end, strength, track = values
-        fields = {"task_type": task_type or None, "repainting_start": _typed(start), "repainting_end": _typed(end),
-                  "audio_cover_strength": _typed(strength), "track_name": track or None}
+        fields = {"task_type": task_type or None, "repainting_start": optional_text(start), "repainting_end": optional_text(end),
+                  "audio_cover_strength": optional_text(strength), "track_name": track or None}
         files = {name: path for name, path in zip(AUDIO_FIELDS, (src, ref)) if path}
         trims = {name: parse_range(TRIM_LABELS[name], *typed)
                  for name, typed in zip(AUDIO_FIELDS, ((src_from, src_to), (ref_from, ref_to)))}

@@ -20,7 +20,7 @@ from ..errors import AceStepError
 from ..request import MAX_BATCH
 from ..request_values import LANGUAGES
 from ..variants import BASE, TURBO
-from .editing_ui import EditingControls, editing_controls
+from .editing_ui import EditingControls, editing_controls, optional_text
 from .lora_ui import LoraControls, lora_controls
 from .tasks import QueueFull, Task, TaskManager, TaskState
 
@@ -43,18 +43,13 @@ def model_defaults(family: str) -> dict[str, str]:
             "shift": f"{rules.default_shift:g} (the model's)"}
 
 
-def _optional(text: str | None) -> str | None:
-    """An advanced field as typed: empty means the model's default; the schema parses the rest."""
-    return text.strip() if text and text.strip() else None
-
-
 def _fields(mode, description, caption, lyrics, duration, model, batch_size, seed, audio_format, steps, guidance,
             shift, bpm, key, time_signature, language, thinking) -> dict:
     song = ({"sample_query": description} if mode == "simple" else {"caption": caption, "lyrics": lyrics})
     fields = {**song, "duration": duration, "model": model, "batch_size": int(batch_size),
-              "audio_format": audio_format, "thinking": bool(thinking), "seed": _optional(seed),
-              "inference_steps": _optional(steps), "guidance_scale": _optional(guidance), "shift": _optional(shift),
-              "bpm": _optional(bpm), "key_scale": _optional(key), "time_signature": time_signature or None,
+              "audio_format": audio_format, "thinking": bool(thinking), "seed": optional_text(seed),
+              "inference_steps": optional_text(steps), "guidance_scale": optional_text(guidance), "shift": optional_text(shift),
+              "bpm": optional_text(bpm), "key_scale": optional_text(key), "time_signature": time_signature or None,
               "vocal_language": None if language == "auto" else language}
     return {k: v for k, v in fields.items() if v is not None}
 
