@@ -255,7 +255,7 @@ def switches(engine, runs: int, smoke: bool, budget_s: float) -> dict:
     `switch_errors` and the others still run; past `budget_s` the rest are skipped and listed."""
     import torch
 
-    from acestep_worker.dit.attention import SDPA_BACKENDS, dit_attention, resolve_attention
+    from acestep_worker.dit.attention import CPU_SDPA_BACKENDS, SDPA_BACKENDS, dit_attention, resolve_attention
     from acestep_worker.dit.model import compile_blocks
     from acestep_worker.dit.sampler import SamplingPlan, sample
     from acestep_worker.dit.schedules import turbo_timesteps
@@ -263,7 +263,7 @@ def switches(engine, runs: int, smoke: bool, budget_s: float) -> dict:
     dit, deadline = engine.dit(None), time.monotonic() + budget_s
     plan = SamplingPlan(turbo_timesteps(3.0))
     inputs = {d: _loop_inputs(dit, d) for d in pick("switch_durations_s", smoke)}
-    backends = list(SDPA_BACKENDS) if dit.device.type == "cuda" else ["auto", "math"]
+    backends = list(SDPA_BACKENDS) if dit.device.type == "cuda" else list(CPU_SDPA_BACKENDS)
     out: dict = {}
 
     def measure(name: str, sliding: str, sdpa: str = "auto") -> None:
@@ -316,7 +316,9 @@ def recommend(figures: dict) -> dict:
     out = {}
     sliding, times = fastest(["dense", "banded", "flex"], "dense", lambda o: f"{o}_attention")
     out["ACESTEP_WINDOWED_ATTENTION"] = {"choose": sliding, "summed_loop_s": times}
-    sdpa, times = fastest(["auto", "flash", "efficient", "cudnn", "math"], "auto", lambda o: f"sdpa_{o}")
+    from acestep_worker.dit.attention import SDPA_BACKENDS
+
+    sdpa, times = fastest(list(SDPA_BACKENDS), "auto", lambda o: f"sdpa_{o}")
     out["ACESTEP_SDPA_BACKEND"] = {"choose": sdpa, "summed_loop_s": times}
     long = max(durations, default=0)
     plain = figures.get(f"turbo_loop_{long}s_{sliding}_attention_s")
