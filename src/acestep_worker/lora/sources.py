@@ -18,10 +18,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..audio_sources import SourcePolicy
 from ..download import sha256_of as file_sha256
-from ..safe_http import fetch
 from ..errors import InputError
+from ..safe_http import fetch
 from ..settings import Settings
 from .formats import PEFT_WEIGHTS
 from .ref import LoraRef
@@ -92,8 +91,7 @@ def _download(field: str, url: str, settings: Settings) -> LocalAdapter:
         cached = cache / index.read_text().strip()
         if cached.is_file():
             return LocalAdapter(cached, cached.stem)
-    policy = SourcePolicy(allow_private=settings.allow_private_urls)
-    data = _fetch(field, url, policy, settings.max_lora_bytes)
+    data = _fetch(field, url, settings)
     sha = hashlib.sha256(data).hexdigest()
     target = cache / f"{sha}.safetensors"
     cache.mkdir(parents=True, exist_ok=True)
@@ -106,14 +104,17 @@ def _download(field: str, url: str, settings: Settings) -> LocalAdapter:
     return LocalAdapter(target, sha)
 
 
-def _fetch(field: str, url: str, policy: SourcePolicy, max_bytes: int) -> bytes:
+def _fetch(field: str, url: str, settings: Settings) -> bytes:
+    """The adapter's bytes, under the same private-network rules and timeout as audio inputs."""
+    max_bytes = settings.max_lora_bytes
+
     def check_size(size: int) -> None:
         if size > max_bytes:
             raise InputError(field, f"{field}: the adapter at that url is larger than {max_bytes / 2**20:g} MB "
                                     "(ACESTEP_MAX_LORA_MB)")
 
-    return fetch(field, url, allow_private=policy.allow_private, what="the adapter file",
-                 time_left=lambda: policy.fetch_timeout_s, check_size=check_size)
+    return fetch(field, url, allow_private=settings.allow_private_urls, what="the adapter file",
+                 time_left=lambda: settings.audio_fetch_timeout_s, check_size=check_size)
 
 
 def _from_hub(field: str, value: str, settings: Settings) -> LocalAdapter:
