@@ -30,6 +30,7 @@ from ..errors import InputError
 from ..settings import Settings
 from . import kron, merged
 from .formats import LYCORIS_WEIGHTS, check_fits, read_adapter
+from .layers import base_linear
 from .lycoris import dora_delta
 from .ref import LoraRef
 from .sources import locate
@@ -216,8 +217,7 @@ def _without_dora(field: str, ref: LoraRef, weights, dit) -> tuple[dict[str, tor
     this DiT's base weights (merged into them per job: `merged`)."""
     state, deltas = dict(weights.state_dict), {}
     for module_name, magnitude in weights.magnitudes.items():
-        linear = dit.transformer.get_submodule(module_name)
-        base = linear.get_base_layer() if hasattr(linear, "get_base_layer") else linear
+        base = base_linear(dit.transformer, module_name)
         down = state.pop(f"transformer.{module_name}.lora_A.weight")
         up = state.pop(f"transformer.{module_name}.lora_B.weight")
         deltas[module_name] = dora_delta(field, ref.label, module_name, down, up, magnitude, base.weight)

@@ -42,6 +42,7 @@ from safetensors.torch import load_file
 from ..dit.loading import official_to_diffusers_key
 from ..errors import InputError
 from . import lycoris
+from .layers import base_linear
 
 PEFT_CONFIG, PEFT_WEIGHTS = "adapter_config.json", "adapter_model.safetensors"
 LYCORIS_WEIGHTS = "lokr_weights.safetensors"  # upstream's LoKr trainer: a folder holding this one file
@@ -210,11 +211,10 @@ def check_fits(field: str, label: str, weights: AdapterWeights, transformer: tor
     """Refuse an adapter whose modules or shapes do not match this DiT, naming the first mismatch."""
     for module_name, is_down, have in _sides(weights):
         try:
-            module = transformer.get_submodule(module_name)
+            base = base_linear(transformer, module_name)
         except AttributeError:
             raise InputError(field, f"{field} ({label}) does not fit model {model!r}: it adapts {module_name}, which "
                                     "this model does not have (an adapter for another model?)") from None
-        base = getattr(module, "base_layer", module)
         if not isinstance(base, torch.nn.Linear):
             raise InputError(field, f"{field} ({label}) adapts {module_name}, which is not a Linear layer")
         want = base.in_features if is_down else base.out_features

@@ -35,6 +35,8 @@ import weakref
 
 import torch
 
+from .layers import base_linear
+
 # transformer -> the hook handles attached for the running job
 _ATTACHED: "weakref.WeakKeyDictionary[torch.nn.Module, list]" = weakref.WeakKeyDictionary()
 Factors = dict[str, tuple[torch.Tensor, torch.Tensor]]  # <module> -> (w1, w2), one adapter's Kronecker layers
@@ -90,9 +92,7 @@ def attach(transformer: torch.nn.Module, updates: list[tuple[Factors, float]]) -
         if scale == 0:
             continue
         for module_name, (w1, w2) in factors.items():
-            layer = transformer.get_submodule(module_name)
-            base = layer.get_base_layer() if hasattr(layer, "get_base_layer") else layer
-            handles.append(base.register_forward_hook(_KronHook(w1, w2, scale)))
+            handles.append(base_linear(transformer, module_name).register_forward_hook(_KronHook(w1, w2, scale)))
     return len(handles)
 
 

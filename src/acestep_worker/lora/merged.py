@@ -17,6 +17,8 @@ import weakref
 
 import torch
 
+from .layers import base_linear
+
 # transformer -> [(weight parameter, its value before the job)]
 _SAVED: "weakref.WeakKeyDictionary[torch.nn.Module, list]" = weakref.WeakKeyDictionary()
 Deltas = dict[str, torch.Tensor]  # <module> -> ΔW [out, in], one adapter's merged layers
@@ -31,8 +33,7 @@ def merge(transformer: torch.nn.Module, updates: list[tuple[Deltas, float]]) -> 
             if scale == 0:
                 continue
             for module_name, delta in deltas.items():
-                layer = transformer.get_submodule(module_name)
-                weight = (layer.get_base_layer() if hasattr(layer, "get_base_layer") else layer).weight
+                weight = base_linear(transformer, module_name).weight
                 if not any(kept is weight for kept, _ in saved):
                     saved.append((weight, weight.detach().clone()))
                 weight.add_(delta.to(weight.dtype), alpha=scale)
