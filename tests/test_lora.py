@@ -256,3 +256,26 @@ def test_a_loaded_adapter_is_recognised_without_reading_its_file_again(lora_dir,
     adapter.write_bytes(adapter.read_bytes()[:-1] + b" ")  # same size, new content and mtime
     os.utime(adapter, ns=(adapter.stat().st_atime_ns, adapter.stat().st_mtime_ns + 1_000_000))
     assert sources.sha256_of(adapter) != first and len(reads) == 2
+
+
+def test_an_edited_peft_config_is_loaded_again_not_served_from_the_lru(tiny_env, lora_dir, tmp_path):
+    import json
+    import shutil
+
+    from acestep_worker.engine import Engine
+    from acestep_worker.settings import Settings
+
+    folder = tmp_path / "loras"
+    shutil.copytree(lora_dir / "peft-style", folder / "mine")
+    engine = Engine(Settings.from_env({**tiny_env, "ACESTEP_LORA_DIR": str(folder)}))
+    dit = engine.dit()
+    ref = parse({"loras": [{"name": "mine"}]}).loras
+    first = engine.adapters.load("loras[0]", ref[0], dit)
+    assert engine.adapters.load("loras[0]", ref[0], dit) is first  # unchanged: the LRU answers
+    config = json.loads((folder / "mine" / "adapter_config.json").read_text())
+    (folder / "mine" / "adapter_config.json").write_text(json.dumps({**config, "lora_alpha": 2 * config["lora_alpha"]}))
+    second = engine.adapters.load("loras[0]", ref[0], dit)
+    assert second is not first and second.sha256 == first.sha256  # same weights, new scaling
+    a_key = next(k for k in dit.transformer.state_dict() if first.peft_name in k and "lora_B" in k)
+    b_key = a_key.replace(first.peft_name, second.peft_name)
+    torch.testing.assert_close(dit.transformer.state_dict()[b_key], 2 * dit.transformer.state_dict()[a_key])

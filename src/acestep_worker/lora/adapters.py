@@ -37,8 +37,8 @@ from .sources import locate
 
 log = logging.getLogger(__name__)
 
-# What each DiT holds, least recently used first: transformer -> sha256 -> adapter. Kept with the
-# model rather than with one Adapters object, because the adapters live inside the model.
+# What each DiT holds, least recently used first: transformer -> LocalAdapter.key -> adapter. Kept
+# with the model rather than with one Adapters object, because the adapters live inside the model.
 _LOADED: "weakref.WeakKeyDictionary[torch.nn.Module, OrderedDict[str, _Loaded]]" = weakref.WeakKeyDictionary()
 
 
@@ -137,10 +137,11 @@ class Adapters:
     def load(self, field: str, ref: LoraRef, dit) -> _Loaded:
         """The adapter behind `ref`, injected into `dit` (from the LRU when already there)."""
         local = locate(field, ref, self.settings)
+        key = local.key
         cache = _LOADED.setdefault(dit.transformer, OrderedDict())
-        if local.sha256 in cache:
-            cache.move_to_end(local.sha256)
-            return cache[local.sha256]
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key]
         start = time.perf_counter()
         weights = read_adapter(field, local.path)
         check_fits(field, ref.label, weights, dit.transformer, dit.variant.name)
@@ -153,7 +154,7 @@ class Adapters:
             _, old = cache.popitem(last=False)
             if old.peft_name:
                 dit.transformer.delete_adapters([old.peft_name])
-        peft_name = f"lora_{local.sha256[:16]}" if state else None
+        peft_name = f"lora_{key[:16]}" if state else None
         try:
             if peft_name:
                 dit.transformer.load_lora_adapter(state, prefix="transformer", adapter_name=peft_name)
@@ -166,7 +167,7 @@ class Adapters:
         rank = max((t.shape[0] for k, t in state.items() if k.endswith(".lora_A.weight")), default=0)
         entry = _Loaded(peft_name, ref.label, local.sha256, weights.format, rank, weights.modules,
                         time.perf_counter() - start, krons, merges)
-        cache[local.sha256] = entry
+        cache[key] = entry
         log.info("loaded LoRA %s (%s, rank %d, %d Kronecker and %d DoRA of %d modules) in %.2f s", ref.label,
                  weights.format, rank, len(krons), len(merges), weights.modules, entry.load_seconds)
         return entry

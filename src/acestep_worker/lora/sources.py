@@ -22,7 +22,7 @@ from ..download import sha256_of as file_sha256
 from ..errors import InputError
 from ..safe_http import fetch
 from ..settings import Settings
-from .formats import PEFT_WEIGHTS
+from .formats import PEFT_CONFIG, PEFT_WEIGHTS
 from .ref import LoraRef
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,96}(:[\w./-]{1,200}\.safetensors)?$")
@@ -31,7 +31,16 @@ _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,96}(:[\w./-]{1,200}\.s
 @dataclass(frozen=True)
 class LocalAdapter:
     path: Path  # a .safetensors file or a PEFT folder
-    sha256: str
+    sha256: str  # of the weights file: what results echo
+
+    @property
+    def key(self) -> str:
+        """What identifies the adapter once loaded: its weights and, for a PEFT folder, its config
+        (which sets the scaling and the kind), so an edited config is not served from the LRU."""
+        config = self.path / PEFT_CONFIG if self.path.is_dir() else None
+        if config is None or not config.is_file():
+            return self.sha256
+        return hashlib.sha256(self.sha256.encode() + config.read_bytes()).hexdigest()
 
 
 def locate(field: str, ref: LoraRef, settings: Settings) -> LocalAdapter:
