@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO / "src"))
 CACHE = REPO / "bench" / ".cache"
 
 
-def planner_for(size: str, device: str, dtype, compile_decode: bool = False):
+def planner_for(size: str, device: str, dtype, compile_decode: str = "off"):
     import torch
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
@@ -102,7 +102,7 @@ def measure(size: str, args) -> list[dict]:
         generate(4)
         rows.append(("hf generate", timed(lambda: generate(args.tokens))))
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    suffix = ", compiled" if args.compile else ""
+    suffix = {"off": "", "on": ", compiled", "graphs": ", compiled + CUDA graphs"}[args.compile]
     return [{"size": size, "loop": label + (suffix if label.startswith("ours") else ""), "device": str(device), "dtype": str(dtype).removeprefix("torch."),
              "tokens": args.tokens, "seconds": round(elapsed, 3), "tokens_per_s": round(args.tokens / elapsed, 2),
              "s_per_song_minute": round(300 * elapsed / args.tokens, 2), "peak_rss_gib": round(rss, 2)}
@@ -114,7 +114,8 @@ def main() -> int:
     parser.add_argument("--sizes", nargs="+", default=["tiny"], choices=["tiny", "real"])
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the decode step (ACESTEP_LM_COMPILE)")
+    parser.add_argument("--compile", choices=["off", "on", "graphs"], default="off",
+                        help="the decode step eager, compiled, or compiled with CUDA graphs (ACESTEP_LM_COMPILE)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     print(f"# {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")

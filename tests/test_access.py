@@ -154,6 +154,12 @@ def test_bad_engine_variables_are_one_sentence(env, variable):
         Settings.from_env(env)
 
 
+@pytest.mark.parametrize("value,mode", [("1", "on"), ("yes", "on"), ("ON", "on"), ("0", "off"), ("no", "off"),
+                                        ("", "off"), ("graphs", "graphs"), ("Graphs", "graphs")])
+def test_planner_compile_modes(value, mode):
+    assert Settings.from_env({"ACESTEP_LM_COMPILE": value}).compile_planner == mode
+
+
 def test_serve_exits_with_the_sentence_not_a_traceback():
     from acestep_worker.server import serve
 
@@ -165,7 +171,7 @@ def test_good_variables_still_parse():
     pod = PodSettings.from_env({"ACESTEP_API_PORT": "9000", "ACESTEP_MAX_BODY_MB": "8", "ACESTEP_GRADIO_PORT": "0"})
     assert (pod.port, pod.max_body_bytes, pod.gradio_port) == (9000, 8_000_000, 0)
     settings = Settings.from_env({"ACESTEP_DTYPE": "Float16", "ACESTEP_DEVICE": "cuda:1", "ACESTEP_LM_COMPILE": "on"})
-    assert (settings.dtype, settings.device, settings.compile_planner) == ("float16", "cuda:1", True)
+    assert (settings.dtype, settings.device, settings.compile_planner) == ("float16", "cuda:1", "on")
 
 
 def test_a_saturated_page_does_not_stall_the_api(engine, manager):

@@ -289,10 +289,13 @@ def test_query_hints(query, language, instrumental):
     assert query_hints(query) == (language, instrumental)
 
 
-def test_compiled_decode_step_matches_eager(tiny_root):
-    """ACESTEP_LM_COMPILE=1: the compiled step must compute what the eager one does."""
+@pytest.mark.parametrize("mode", ["on", "graphs"])
+def test_compiled_decode_step_matches_eager(tiny_root, mode):
+    """ACESTEP_LM_COMPILE=on|graphs: the compiled step must compute what the eager one does (on a CPU
+    `graphs` captures nothing, but it takes its own path: a step marker and a copied output)."""
     eager = PlannerLM.load(tiny_root / "acestep-5Hz-lm-1.7B")
-    compiled = PlannerLM.load(tiny_root / "acestep-5Hz-lm-1.7B", compile_decode=True)
+    compiled = PlannerLM.load(tiny_root / "acestep-5Hz-lm-1.7B", compile_decode=mode)
+    assert compiled.compile_mode == {"on": "default", "graphs": "reduce-overhead"}[mode]
     prompt = eager.encode("<|im_start|>user\nhello there<|im_end|>\n")
     decoders = [PairedDecoder(lm, [prompt], [prompt[:4]], 8) for lm in (eager, compiled)]
     for token in eager.encode(" a b c d"):

@@ -20,7 +20,7 @@ from .errors import AceStepError
 DEFAULT_DIT_PATH = "checkpoints/acestep-v15-turbo"
 VAE_FOLDER = "vae"
 TEXT_ENCODER_FOLDER = "Qwen3-Embedding-0.6B"
-_OFF = {"", "none", "off", "false", "0"}
+_OFF = {"", "none", "no", "off", "false", "0"}
 _ON = {"1", "true", "yes", "on"}
 # ACESTEP_WINDOWED_ATTENTION and ACESTEP_SDPA_BACKEND (see dit/attention.py for what each does)
 SLIDING_ATTENTION_PATHS = ("auto", "dense", "banded", "flex")
@@ -80,6 +80,13 @@ def sliding_path(text: str) -> str:
     return one_of(SLIDING_ATTENTION_PATHS)(text)
 
 
+def planner_compile(text: str) -> str:
+    """off, on or graphs; the usual flag spellings mean off and on."""
+    if text.lower() in _ON | _OFF:
+        return "on" if flag(text) else "off"
+    return one_of({"graphs"})(text)
+
+
 def _device(text: str) -> str:
     if not _DEVICE.match(text.lower()):
         raise ValueError(text)
@@ -96,7 +103,9 @@ class Settings:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16
     output_dir: Path = field(default_factory=lambda: Path("outputs"))
-    compile_planner: bool = False  # torch.compile the planner's decode step (ACESTEP_LM_COMPILE=1)
+    # ACESTEP_LM_COMPILE: the planner's decode step eager (off), torch.compiled (on), or compiled with
+    # CUDA-graph capture (graphs); planner/lm.py's DECODE_COMPILE_MODES.
+    compile_planner: str = "off"
     compile_dit: bool = False  # ACESTEP_DIT_COMPILE=1: torch.compile each DiT block (regional compile)
     vae_tile_frames: int | None = None  # ACESTEP_VAE_TILE_FRAMES; None: 512 on CPUs, largest fitting on GPUs
     # ACESTEP_WINDOWED_ATTENTION: how the sliding-window layers attend: dense (diffusers' T x T mask),
@@ -142,7 +151,8 @@ class Settings:
             dtype=env_value(env, "ACESTEP_DTYPE", "auto", one_of({"auto", *DTYPES}),
                             "auto, " + ", ".join(DTYPES)),
             output_dir=Path(env.get("ACESTEP_OUTPUT_DIR") or "outputs"),
-            compile_planner=env_value(env, "ACESTEP_LM_COMPILE", False, flag, "1/true/yes/on or 0/false/no/off"),
+            compile_planner=env_value(env, "ACESTEP_LM_COMPILE", "off", planner_compile,
+                                      "0/off, 1/on, or graphs (compiled with CUDA-graph capture)"),
             compile_dit=env_value(env, "ACESTEP_DIT_COMPILE", False, flag, "1/true/yes/on or 0/false/no/off"),
             sliding_attention=env_value(env, "ACESTEP_WINDOWED_ATTENTION", "auto", sliding_path,
                                         ", ".join(SLIDING_ATTENTION_PATHS) + " (or 1/on for banded, 0/off for dense)"),

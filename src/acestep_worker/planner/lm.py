@@ -24,6 +24,14 @@ VALID_CODES = 64_000
 MAX_KEPT_CACHES = 2  # the FSQ codebook ([8, 8, 8, 5, 5, 5]); tokens for 64000..65534 are never valid
 
 
+# ACESTEP_LM_COMPILE -> torch.compile's mode for the decode step (None: eager). "graphs" adds CUDA-graph
+# capture: one replay per token instead of hundreds of kernel launches, which is what a batch of one or
+# two rows costs on a GPU (decoding is launch- and memory-bound there). The static caches have fixed
+# addresses (transformers marks them), so every step replays the same graph; on a CPU there is nothing
+# to capture and it is the plain compile.
+DECODE_COMPILE_MODES: dict[str, str | None] = {"off": None, "on": "default", "graphs": "reduce-overhead"}
+
+
 @dataclass(frozen=True)
 class TokenIds:
     """Ids the planner needs, looked up by their strings (never hard-coded)."""
@@ -40,12 +48,12 @@ class TokenIds:
 
 class PlannerLM:
     def __init__(self, model: Qwen3ForCausalLM, tokenizer: PreTrainedTokenizerFast, ids: TokenIds, name: str,
-                 compile_decode: bool = False):
+                 compile_decode: str = "off"):
         self.model = model.eval().requires_grad_(False)
         self.tokenizer = tokenizer
         self.ids = ids
         self.name = name
-        self.compile_decode = compile_decode
+        self.compile_mode = DECODE_COMPILE_MODES[compile_decode]
         self._caches: dict[tuple[int, int], StaticCache] = {}
         self._compiled_step = None
 
@@ -75,11 +83,16 @@ class PlannerLM:
 
     def decode_step(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
                     cache: StaticCache) -> torch.Tensor:
-        """One token per row; compiled once (fixed shapes) when `compile_decode` is on."""
-        if not self.compile_decode:
+        """One token per row; compiled once per cache shape unless `compile_decode` is off."""
+        if self.compile_mode is None:
             return self.forward(ids, mask, positions, cache)
         if self._compiled_step is None:
-            self._compiled_step = torch.compile(self.forward, dynamic=False, fullgraph=False)
+            self._compiled_step = torch.compile(self.forward, mode=self.compile_mode, dynamic=False, fullgraph=False)
+        if self.compile_mode == "reduce-overhead":
+            # Each call is a new step: a captured graph's outputs are overwritten by its next replay,
+            # so the logits are copied out (one row of the vocabulary per sequence).
+            torch.compiler.cudagraph_mark_step_begin()
+            return self._compiled_step(ids, mask, positions, cache).clone()
         return self._compiled_step(ids, mask, positions, cache)
 
     @property
@@ -92,7 +105,7 @@ class PlannerLM:
 
     @classmethod
     def load(cls, folder: str | Path, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
-             compile_decode: bool = False) -> "PlannerLM":
+             compile_decode: str = "off") -> "PlannerLM":
         folder = Path(folder)
         if not (folder / "config.json").is_file():
             raise CheckpointError(folder, "planner LM folder lacks config.json")
