@@ -304,6 +304,33 @@ def test_compiled_decode_step_matches_eager(tiny_root, mode):
         torch.testing.assert_close(decoders[1].guided_logits(2.0), decoders[0].guided_logits(2.0), atol=1e-4, rtol=1e-4)
 
 
+def test_graphed_steps_all_run_on_the_planners_own_thread(tiny_root):
+    """CUDA-graph trees are thread-local in torch: steps arriving from any job thread must all replay
+    on one thread, or each job thread would record (and hold memory for) graphs of its own."""
+    import threading
+
+    lm = PlannerLM.load(tiny_root / "acestep-5Hz-lm-1.7B", compile_decode="graphs")
+    ran_on = []
+
+    def step(*args):  # stands in for the compiled step: records where it runs
+        ran_on.append(threading.current_thread().name)
+        return lm.forward(*args)
+
+    lm._compiled_step = step
+    prompt = lm.encode("<|im_start|>user\nhello<|im_end|>\n")
+
+    def job():
+        decoder = PairedDecoder(lm, [prompt], [prompt[:3]], 4)
+        for token in lm.encode(" a b"):
+            decoder.step(torch.tensor([token]))
+
+    threads = [threading.Thread(target=job, name=f"job-{i}") for i in range(3)]
+    for thread in threads:
+        thread.start()
+        thread.join()
+    assert len(ran_on) == 6 and len(set(ran_on)) == 1 and ran_on[0].startswith("planner-graphs")
+
+
 def test_a_duration_whose_codes_do_not_fit_the_context_is_refused(planner):
     with pytest.raises(InputError, match="needs 3000 audio codes") as err:
         planner.write_codes("x", "la la, oh " * 1400, Metadata(bpm=90), 600, [1], FAST)

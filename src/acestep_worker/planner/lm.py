@@ -7,6 +7,7 @@ tokenizer; the chat template shipped in the folder renders the prompts, as upstr
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +57,7 @@ class PlannerLM:
         self.compile_mode = DECODE_COMPILE_MODES[compile_decode]
         self._caches: dict[tuple[int, int], StaticCache] = {}
         self._compiled_step = None
+        self._graph_thread: ThreadPoolExecutor | None = None
 
     def cache(self, rows: int, capacity: int) -> StaticCache:
         """A reset static KV cache for `rows` sequences of up to `capacity` tokens.
@@ -89,11 +91,21 @@ class PlannerLM:
         if self._compiled_step is None:
             self._compiled_step = torch.compile(self.forward, mode=self.compile_mode, dynamic=False, fullgraph=False)
         if self.compile_mode == "reduce-overhead":
-            # Each call is a new step: a captured graph's outputs are overwritten by its next replay,
-            # so the logits are copied out (one row of the vocabulary per sequence).
-            torch.compiler.cudagraph_mark_step_begin()
-            return self._compiled_step(ids, mask, positions, cache).clone()
+            # torch keeps CUDA-graph trees in thread-local state, and jobs arrive on whichever worker
+            # thread is free (the handler's asyncio.to_thread pool): each thread would record, and keep
+            # memory for, graphs of its own. One thread owned by the planner replays every step.
+            if self._graph_thread is None:
+                self._graph_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="planner-graphs")
+            return self._graph_thread.submit(self._replay, ids, mask, positions, cache).result()
         return self._compiled_step(ids, mask, positions, cache)
+
+    def _replay(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
+                cache: StaticCache) -> torch.Tensor:
+        # Each call is a new step: a captured graph's outputs are overwritten by its next replay, so
+        # the logits are copied out (one row of the vocabulary per sequence).
+        torch.compiler.cudagraph_mark_step_begin()
+        with torch.no_grad():
+            return self._compiled_step(ids, mask, positions, cache).clone()
 
     @property
     def device(self) -> torch.device:
