@@ -79,7 +79,7 @@ class PlannerLM:
     def forward(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
                 cache: StaticCache) -> torch.Tensor:
         """Last-position logits [rows, V] in float32."""
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache,
                          use_cache=True, logits_to_keep=1)
         return out.logits[:, -1].float()
 
