@@ -9,12 +9,14 @@ then measures: cold start (process start to ready); text encoding; one DiT step 
 8-step turbo loop at 30, 120 and 240 s; base with 32 steps and CFG at 30 s; VAE decode and MP3
 encoding of a 240 s song; the GPU path's switches as the DiT loop alone at 30 and 240 s (dense,
 banded and flex sliding-window attention, each SDPA backend, compiled blocks); the 1.7B planner's
-codes/s with and without guidance at 300 codes, eager and with ACESTEP_LM_COMPILE; peak VRAM for
+codes/s with and without guidance at 300 codes, eager and with each ACESTEP_LM_COMPILE mode; peak VRAM for
 240 s x 4; and the largest duration x batch that fits. `recommended_defaults` says which setting
 each switch's figures argue for. Every figure is the median of `--runs` runs after one warm-up.
-Results go to bench/results/<gpu name>.json; `--readme` rewrites the GPU table in bench/README.md
-from every results file. A failing phase is recorded as an error
-and the others still run.
+Results go to bench/results/<gpu name>.json (or --out), rewritten after every phase; `--readme`
+rewrites the GPU table in bench/README.md from every results file. A failing phase is recorded as an
+error and the others still run; phases run in the order of PHASES (the goals' figures first), and
+none starts after --deadline-s, so a run cut short by a time limit still leaves its figures.
+`bench/gpu_device.sh` runs it on a GPU machine without network (see bench/README.md, GPU).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -52,6 +55,9 @@ PLAN = {
 }
 SWITCH_CONDITION_TOKENS = 385  # a short caption and a verse of lyrics, as bench/dit_forward.py
 MARGIN = 0.05  # a switch must beat the plain path by more than this to become the default
+# ACESTEP_LM_COMPILE values measured on a GPU, and the suffix of their figures' names.
+PLANNER_MODES = {"off": "", "on": "_compiled", "graphs": "_graphs"}
+COMPILED_BLOCKS = threading.Event()  # set once the switches phase has compiled the DiT's blocks
 
 
 def pick(key: str, smoke: bool):
@@ -113,7 +119,9 @@ def cold_start(env: dict[str, str], runs: int, warm_up: bool) -> dict:
     code = ("import time; t0 = time.perf_counter(); from acestep_worker.engine import Engine; "
             "from acestep_worker.settings import Settings; Engine(Settings.from_env()); "
             "print(time.perf_counter() - t0)")
-    full_env = {**os.environ, **env, "PYTHONPATH": str(REPO / "src")}
+    # The caller's PYTHONPATH too: on a GPU machine without network, carried wheels live there.
+    full_env = {**os.environ, **env,
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))}
 
     def once() -> float:
         start = time.perf_counter()
@@ -161,7 +169,8 @@ def encoding(engine, runs: int, smoke: bool) -> dict:
 
     duration = pick("long_duration_s", smoke)
     song = engine.generate(parse({"caption": "benchmark", "duration": duration, "seed": 1})).songs[0]
-    mp3, _ = median_of(runs, lambda: timed(lambda: encode(song.audio, song.sample_rate, "mp3")))
+    # One pass is LAME on one core (~17 s for 240 s): one run, nothing to warm up; its time is steady.
+    mp3 = timed(lambda: encode(song.audio, song.sample_rate, "mp3"))
     # What a job does with one song: segments on every usable core (mp3_segments.py).
     segmented, _ = median_of(runs, lambda: timed(lambda: encode_all([(song.audio, song.sample_rate)], "mp3")))
     batch = [(song.audio, song.sample_rate)] * 4
@@ -170,7 +179,11 @@ def encoding(engine, runs: int, smoke: bool) -> dict:
             "encode_cores": usable_cores(), f"mp3_encode_4x{duration}s_thread_pool_s": round(pooled, 3)}
 
 
-def planner_speed(device, runs: int, smoke: bool) -> dict:
+def planner_speed(device, runs: int, smoke: bool, deadline: float, save=lambda figures: None) -> dict:
+    """Codes/s with and without guidance for each ACESTEP_LM_COMPILE mode (eager only on a CPU), the
+    guided figure of each mode first: each (mode, guidance) pair compiles its own step (the batch
+    differs), which can take a minute, so no new pair starts after `deadline`. `save` gets the
+    figures so far after each one (the results file, in case the run is stopped mid-phase)."""
     import torch
 
     import planner as planner_bench
@@ -179,44 +192,58 @@ def planner_speed(device, runs: int, smoke: bool) -> dict:
 
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     codes = pick("planner_codes", smoke)
+    meta = Metadata(bpm=120, caption="driving synthwave", duration=60, keyscale="A minor", language="en",
+                    timesignature="4")
     out = {}
-    for compiled in ((False, True) if device.type == "cuda" else (False,)):
-        planner = planner_bench.planner_for("tiny" if smoke else "real", device, dtype, compiled)
-        meta = Metadata(bpm=120, caption="driving synthwave", duration=60, keyscale="A minor", language="en",
-                        timesignature="4")
+    for mode in (("off", "graphs", "on") if device.type == "cuda" else ("off",)):
+        planner = planner_bench.planner_for("tiny" if smoke else "real", device, dtype, mode)
         for label, cfg in (("cfg", 2.0), ("no_cfg", 1.0)):
+            key = f"planner_{label}{PLANNER_MODES[mode]}_codes_per_s"
+            if time.monotonic() > deadline:
+                out.setdefault("planner_skipped", []).append(key)
+                continue
             params = SamplingParams(cfg_scale=cfg)
             seconds, _ = median_of(runs, lambda: timed(lambda: planner.write_codes(
                 "driving synthwave", "", meta, codes / 5, [1], params)))
-            out[f"planner_{label}{'_compiled' if compiled else ''}_codes_per_s"] = round(codes / seconds, 1)
+            out[key] = round(codes / seconds, 1)
+            save(out)
         del planner
     return out
 
 
-def memory(engine, smoke: bool, deadline: float) -> dict:
+def peak_for(engine, duration: float, batch: int) -> float:
+    """Peak GiB of one generation: allocated VRAM on a GPU, the process's peak RSS so far on a CPU."""
     import torch
 
     from acestep_worker.request import parse
 
-    def peak_for(duration: float, batch: int) -> float:
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats()
-        engine.generate(parse({"caption": "benchmark", "duration": duration, "batch_size": batch, "seed": 1}))
-        if torch.cuda.is_available():
-            return torch.cuda.max_memory_allocated() / 2**30
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # CPU: peak RSS so far
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    engine.generate(parse({"caption": "benchmark", "duration": duration, "batch_size": batch, "seed": 1}))
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
+
+def memory(engine, smoke: bool) -> dict:
     duration, batch = pick("long_duration_s", smoke), pick("vram_batch", smoke)
-    out = {f"peak_memory_{duration}s_x{batch}_gib": round(peak_for(duration, batch), 2)}
-    largest = None
+    return {f"peak_memory_{duration}s_x{batch}_gib": round(peak_for(engine, duration, batch), 2)}
+
+
+def largest_fit(engine, smoke: bool, deadline: float) -> dict:
+    """The longest duration that fits at all, with the largest batch at it, searched until `deadline`.
+    Measured on the DiT as the switches phase left it (`dit_compiled`)."""
+    import torch
+
+    out, largest = {"largest_fit_dit_compiled": COMPILED_BLOCKS.is_set()}, None
     for duration in pick("fit_durations_s", smoke):
         for batch in pick("fit_batches", smoke):
             if time.monotonic() > deadline:
                 out["largest_fit_note"] = "search stopped at the time budget"
                 break
             try:
-                peak = peak_for(duration, batch)
+                peak = peak_for(engine, duration, batch)
             except torch.cuda.OutOfMemoryError:
                 break
             except Exception as exc:  # the engine may wrap an out-of-memory error in its own type
@@ -247,12 +274,12 @@ def _loop_inputs(dit, duration_s: float):
     return conditions, torch.randn(1, frames, channels, generator=g).to(dit.device)
 
 
-def switches(engine, runs: int, smoke: bool, budget_s: float) -> dict:
+def switches(engine, runs: int, smoke: bool, deadline: float, save=lambda figures: None) -> dict:
     """The GPU path's switches, each timed as the 8-step turbo DiT loop alone (no text encoding, no
     VAE) on the same DiT and inputs at 30 and 240 s: every sliding-window path (dense, banded,
     flex), every SDPA backend of the unmasked layers, then every block compiled with the dense and
     the flex path (irreversible: last). A switch this GPU cannot run is recorded in
-    `switch_errors` and the others still run; past `budget_s` the rest are skipped and listed."""
+    `switch_errors` and the others still run; past `deadline` the rest are skipped and listed."""
     import torch
 
     from acestep_worker.dit.attention import CPU_SDPA_BACKENDS, SDPA_BACKENDS, dit_attention, resolve_attention
@@ -260,7 +287,7 @@ def switches(engine, runs: int, smoke: bool, budget_s: float) -> dict:
     from acestep_worker.dit.sampler import SamplingPlan, sample
     from acestep_worker.dit.schedules import turbo_timesteps
 
-    dit, deadline = engine.dit(None), time.monotonic() + budget_s
+    dit = engine.dit(None)
     plan = SamplingPlan(turbo_timesteps(3.0))
     inputs = {d: _loop_inputs(dit, d) for d in pick("switch_durations_s", smoke)}
     backends = list(SDPA_BACKENDS) if dit.device.type == "cuda" else list(CPU_SDPA_BACKENDS)
@@ -277,6 +304,7 @@ def switches(engine, runs: int, smoke: bool, budget_s: float) -> dict:
                 with torch.no_grad(), dit_attention(choice):
                     seconds, _ = median_of(runs, lambda: timed(lambda: sample(dit, conditions, noise, plan)))
                 out[key] = round(seconds, 4)
+                save(out)
             except Exception as exc:  # e.g. a backend without a kernel for these shapes on this GPU
                 out.setdefault("switch_errors", {})[key] = f"{type(exc).__name__}: {exc}"[:300]
 
@@ -284,9 +312,14 @@ def switches(engine, runs: int, smoke: bool, budget_s: float) -> dict:
         measure(f"{sliding}_attention", sliding)
     for backend in backends:
         measure(f"sdpa_{backend}", "auto", backend)
-    if not smoke:  # compiling on a CPU takes minutes; tests/test_gpu_switches.py checks its result
+    if smoke:  # compiling on a CPU takes minutes; tests/test_gpu_switches.py checks its result
+        return out
+    if time.monotonic() > deadline:
+        out.setdefault("switches_skipped", []).append("compiled_blocks")
+    else:
         start = time.monotonic()
         compile_blocks(dit.transformer)
+        COMPILED_BLOCKS.set()
         for sliding in ("dense", "flex"):
             measure(f"compiled_blocks_{sliding}_attention", sliding)
         out["compile_and_measure_s"] = round(time.monotonic() - start, 1)
@@ -326,11 +359,16 @@ def recommend(figures: dict) -> dict:
     if plain and compiled:
         out["ACESTEP_DIT_COMPILE"] = {"choose": int(compiled < plain * (1 - MARGIN)), f"plain_{long}s": plain,
                                       f"compiled_{long}s": compiled}
-    pairs = [(figures.get(f"planner_{g}_codes_per_s"), figures.get(f"planner_{g}_compiled_codes_per_s"))
-             for g in ("cfg", "no_cfg")]
-    if all(eager and compiled for eager, compiled in pairs):
-        out["ACESTEP_LM_COMPILE"] = {"choose": int(all(c > e * (1 + MARGIN) for e, c in pairs)),
-                                     "codes_per_s_eager_compiled": pairs}
+    # The planner mode whose worse case (with or without guidance) gains most over eager, if it gains
+    # more than the margin in both.
+    rates = {mode: [figures.get(f"planner_{g}{suffix}_codes_per_s") for g in ("cfg", "no_cfg")]
+             for mode, suffix in PLANNER_MODES.items()}
+    rates = {mode: pair for mode, pair in rates.items() if all(pair)}
+    if "off" in rates and len(rates) > 1:
+        gain = {mode: min(r / e for r, e in zip(pair, rates["off"])) for mode, pair in rates.items()}
+        best = max(gain, key=gain.get)
+        out["ACESTEP_LM_COMPILE"] = {"choose": best if gain[best] > 1 + MARGIN else "off",
+                                     "codes_per_s_cfg_no_cfg": rates}
     return out
 
 
@@ -342,47 +380,85 @@ def device_name(device) -> str:
     return f"cpu-{os.cpu_count()}-cores"
 
 
-def run(args: argparse.Namespace) -> dict:
+# The phases in the order they run: the figures the goals are stated in first, so that a run cut short
+# by a time limit still has them (the results file is rewritten after every phase, and after every
+# figure of the long ones). Compiling is irreversible within the process, so the phases that compile
+# come last: planner compiles its decode step (its own code, its own memory pools), switches compiles
+# the DiT's blocks, and largest_fit, the least needed, is measured as they left the process (it says
+# whether the DiT's blocks were compiled).
+PHASES = ("generation", "encoding", "memory", "cold_start", "planner", "switches", "largest_fit")
+# Phases that measure until a budget runs out: none starts a new measurement after this many seconds
+# of its own (or after --deadline-s, whichever is first).
+PHASE_BUDGET_S = {"planner": 150.0, "switches": 150.0, "largest_fit": 45.0}
+
+
+def run(args: argparse.Namespace, out: Path) -> dict:
     import torch
 
     from acestep_worker.engine import Engine
     from acestep_worker.settings import Settings
 
     started = time.monotonic()
+    deadline = started + args.deadline_s
+    wanted = PHASES if args.phases == "all" else tuple(args.phases.split(","))
+    if unknown := set(wanted) - set(PHASES):
+        raise SystemExit(f"--phases: unknown {sorted(unknown)}; choose from {', '.join(PHASES)} or all")
     device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
     runs = args.runs or (1 if args.smoke else 3)
     result = {"device": device_name(device), "smoke": args.smoke, "runs_per_figure": runs,
               "torch": torch.__version__, "python": platform.python_version(),
-              "date": time.strftime("%Y-%m-%d"), "figures": {}, "errors": {}}
+              "date": time.strftime("%Y-%m-%d"), "figures": {}, "errors": {}, "skipped": []}
     root = build_tree(args.smoke)
     env = engine_env(root, device.type)
     result["tree_build_s"] = round(time.monotonic() - started, 1)
+    os.environ.update(env)
+    engine = Engine(Settings.from_env())
+    result["engine_load_s"] = round(time.monotonic() - started - result["tree_build_s"], 1)
+    def save(figures: dict) -> None:
+        result["figures"].update(figures)
+        write_json(out, result)
 
-    def phase(name: str, fn) -> None:
+    steps = {
+        "generation": lambda until: generation(engine, runs, args.smoke),
+        "encoding": lambda until: encoding(engine, runs, args.smoke),
+        "memory": lambda until: memory(engine, args.smoke),
+        # The tree was just built and loaded in this process: the page cache is warm already.
+        "cold_start": lambda until: cold_start(env, runs, warm_up=False),
+        "switches": lambda until: switches(engine, runs, args.smoke, until, save),
+        "largest_fit": lambda until: largest_fit(engine, args.smoke, until),
+        "planner": lambda until: planner_speed(device, runs, args.smoke, until, save),
+    }
+    for name in (phase for phase in PHASES if phase in wanted):
+        if time.monotonic() > deadline:
+            result["skipped"].append(name)
+            continue
         start = time.monotonic()
+        until = min(deadline, start + PHASE_BUDGET_S.get(name, float("inf")))
         try:
-            result["figures"].update(fn())
+            result["figures"].update(steps[name](until))
         except Exception as exc:  # record and go on: one broken phase must not hide the others
             result["errors"][name] = f"{type(exc).__name__}: {exc}"[:500]
         result.setdefault("phase_s", {})[name] = round(time.monotonic() - start, 1)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
         print(f"# {name}: {result['phase_s'][name]} s", file=sys.stderr, flush=True)
+        finish(result, started)
+        write_json(out, result)
+    return finish(result, started)
 
-    phase("cold_start", lambda: cold_start(env, runs, warm_up=not args.smoke))
-    os.environ.update(env)
-    engine = Engine(Settings.from_env())
-    phase("generation", lambda: generation(engine, runs, args.smoke))
-    phase("encoding", lambda: encoding(engine, runs, args.smoke))
-    # memory before switches: switches compiles the DiT's blocks for good (its last figure), and
-    # peak VRAM and the largest fit are for the eager path the service runs by default.
-    phase("memory", lambda: memory(engine, args.smoke, started + args.budget_s))
-    phase("switches", lambda: switches(engine, runs, args.smoke, args.switch_budget_s))
-    del engine
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-    phase("planner", lambda: planner_speed(device, runs, args.smoke))
+
+def finish(result: dict, started: float) -> dict:
     result["recommended_defaults"] = recommend(result["figures"])
     result["wall_s"] = round(time.monotonic() - started, 1)
     return result
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Whole or not at all: a run killed mid-write leaves the previous phase's file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(data, indent=2) + "\n")
+    partial.replace(path)
 
 
 def readme_table(results: list[dict]) -> str:
@@ -406,8 +482,12 @@ def readme_table(results: list[dict]) -> str:
     return "\n".join(rows)
 
 
-def update_readme() -> None:
-    results = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
+def update_readme(also: Path | None = None) -> None:
+    """The GPU table from every results file in bench/results, and `also` (a results file elsewhere)."""
+    paths = sorted(RESULTS.glob("*.json"))
+    if also is not None and also.resolve() not in {p.resolve() for p in paths}:
+        paths.append(also)
+    results = [json.loads(p.read_text()) for p in paths]
     results = [r for r in results if not r.get("smoke")]
     text = README.read_text()
     table = readme_table(results) if results else "No GPU results yet: run `python bench/gpu.py --readme` on one."
@@ -424,18 +504,21 @@ def main() -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU, end to end")
     parser.add_argument("--runs", type=int, default=0, help="timed runs per figure (default 3; 1 with --smoke)")
     parser.add_argument("--out", type=Path, help="results file (default bench/results/<device>.json)")
-    parser.add_argument("--budget-s", type=float, default=420.0, help="stop the largest-fit search after this")
-    parser.add_argument("--switch-budget-s", type=float, default=180.0,
-                        help="stop starting new switch measurements after this")
+    parser.add_argument("--deadline-s", type=float, default=450.0,
+                        help="start no phase, switch or fit after this many seconds from the start")
+    parser.add_argument("--phases", default="all", help=f"comma-separated, from: {', '.join(PHASES)} (default all)")
     parser.add_argument("--readme", action="store_true", help="rewrite bench/README.md's GPU table afterwards")
     args = parser.parse_args()
-    result = run(args)
-    out = args.out or RESULTS / (re.sub(r"[^A-Za-z0-9._-]+", "-", result["device"]).strip("-") + ".json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    import torch
+
+    on_gpu = torch.cuda.is_available() and not args.smoke
+    name = torch.cuda.get_device_name(0) if on_gpu else f"cpu-{os.cpu_count()}-cores"
+    out = args.out or RESULTS / (re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") + ".json")
+    result = run(args, out)
+    write_json(out, result)
     print(json.dumps(result, indent=2))
     if args.readme:
-        update_readme()
+        update_readme(also=out)
     return 1 if result["errors"] else 0
 
 

@@ -25,7 +25,7 @@ def test_gpu_benchmark_smoke_run_measures_every_figure(tmp_path):
     assert figures["planner_cfg_codes_per_s"] > 0 and figures["planner_no_cfg_codes_per_s"] > 0
     assert all(figures[f"turbo_loop_10s_{switch}_s"] > 0 for switch in (
         "dense_attention", "banded_attention", "flex_attention", "sdpa_auto", "sdpa_math"))
-    assert "switch_errors" not in figures and "switches_skipped" not in figures
+    assert "switch_errors" not in figures and "switches_skipped" not in figures and result["skipped"] == []
     chosen = result["recommended_defaults"]
     assert set(chosen["ACESTEP_WINDOWED_ATTENTION"]["summed_loop_s"]) == {"dense", "banded", "flex"}
     assert set(chosen["ACESTEP_SDPA_BACKEND"]["summed_loop_s"]) == {"auto", "math"}
@@ -57,6 +57,23 @@ def test_recommended_defaults_take_a_switch_only_when_it_wins_by_the_margin():
     # flex is fastest by far; flash is 1% faster than auto (noise: auto stays); compiling the flex
     # blocks wins; the compiled planner wins with guidance but not without (both must win).
     assert chosen == {"ACESTEP_WINDOWED_ATTENTION": "flex", "ACESTEP_SDPA_BACKEND": "auto",
-                      "ACESTEP_DIT_COMPILE": 1, "ACESTEP_LM_COMPILE": 0}
+                      "ACESTEP_DIT_COMPILE": 1, "ACESTEP_LM_COMPILE": "off"}
+    # CUDA graphs win both ways; the plain compile wins more with guidance, but graphs' worse case is better.
+    figures.update(planner_cfg_graphs_codes_per_s=125.0, planner_no_cfg_graphs_codes_per_s=230.0,
+                   planner_no_cfg_compiled_codes_per_s=200.0)
+    assert gpu.recommend(figures)["ACESTEP_LM_COMPILE"]["choose"] == "graphs"
     assert gpu.recommend({}) == {"ACESTEP_WINDOWED_ATTENTION": {"choose": "dense", "summed_loop_s": {}},
                                  "ACESTEP_SDPA_BACKEND": {"choose": "auto", "summed_loop_s": {}}}
+
+
+def test_a_run_past_its_deadline_starts_no_phase_and_still_writes_its_file(tmp_path):
+    out = tmp_path / "late.json"
+    run = subprocess.run([sys.executable, str(REPO / "bench" / "gpu.py"), "--smoke", "--out", str(out),
+                          "--deadline-s", "0", "--phases", "generation,planner"],
+                         capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["skipped"] == ["generation", "planner"] and result["figures"] == {}
+    bad = subprocess.run([sys.executable, str(REPO / "bench" / "gpu.py"), "--smoke", "--phases", "warp"],
+                         capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+    assert bad.returncode != 0 and "--phases: unknown ['warp']" in bad.stderr
