@@ -69,19 +69,17 @@ def serve_pod(root: Path, queue_maxsize: int) -> None:
 # -- the page users' process --------------------------------------------------------------------------
 
 def page_inputs(seed: int, duration_s: int, audio_format: str) -> list:
-    """/generate's inputs in the page's order: the form, the editing accordion (no upload), the adapter."""
-    from acestep_worker.server.lora_ui import NONE
+    """/generate's positional arguments for one song; every other control at the page's default."""
+    from acestep_worker.server.page_inputs import client_args
 
-    form = ["", f"load test {seed}", "", duration_s, None, 1, str(seed), audio_format, "", "", "", "", "", "",
-            "auto", False]
-    return form + [None, "", "", None, "", "", "text2music", None, None, None, ""] + [NONE, 1.0]
+    return client_args(caption=f"load test {seed}", duration=duration_s, seed=str(seed), audio_format=audio_format)
 
 
 def run_users(url: str, users: int, duration_s: int, audio_format: str, ramp_s: float, run_s: float) -> None:
     """Connect `users` clients (print 'CONNECTED n'), keep them generating for `run_s`, print the counts."""
     from gradio_client import Client
 
-    page_inputs(0, duration_s, audio_format)  # imports gradio (for the adapter's "none" label) before the clock runs
+    page_inputs(0, duration_s, audio_format)  # imports the package (and torch, through it) before the clock runs
     lock, stop = threading.Lock(), threading.Event()
     counts = {"connected": 0, "connect_errors": 0, "songs": 0, "errors": 0, "first_error": None}
 

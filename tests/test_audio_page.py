@@ -8,7 +8,7 @@ import pytest
 
 from acestep_worker.server import page_app
 from acestep_worker.server.editing_ui import _choices
-from acestep_worker.server.lora_ui import NONE
+from acestep_worker.server.page_inputs import INPUT_NAMES, client_args, ordered
 from acestep_worker.server.tasks import TaskManager
 
 from .live_server import LiveServer
@@ -24,12 +24,32 @@ def page(engine):
     manager.stop()
 
 
-def _inputs(src, task_type="text2music", start=None, end=None, steps="", src_trim=("", ""), ref=None,
-            ref_trim=("", "")):
-    """The page's inputs in order (its mode is session state, not sent): its form, the editing accordion, the
-    adapter picker."""
-    base = ["", "page edit", "", 10, None, 1, "5", "mp3", steps, "", "", "", "", "", "auto", False]
-    return base + [src, *src_trim, ref, *ref_trim, task_type, start, end, None, ""] + [NONE, 1.0]
+def _inputs(**fields):
+    """/generate's positional arguments for a short song with `fields` (the rest at the page's defaults)."""
+    return client_args(caption="page edit", duration=10, seed="5", **fields)
+
+
+def test_the_pages_generate_takes_the_tables_inputs_in_its_order(page):
+    from gradio_client import Client
+
+    url, _ = page
+    api = Client(url, verbose=False).view_api(return_format="dict", print_info=False)
+    labels = [p["label"] for p in api["named_endpoints"]["/generate"]["parameters"]]
+    sent = [name for name in INPUT_NAMES if name != "mode"]  # the open tab is session state
+    assert len(labels) == len(sent) == len(client_args())
+    label = dict(zip(sent, labels))
+    assert [label[name] for name in ("description", "inference_steps", "guidance_scale")] == [
+        "Description", "Steps", "Guidance"]
+    assert (label["task_type"], label["lora_scale"]) == ("Task", "Scale")
+
+
+def test_a_client_or_a_page_that_disagrees_with_the_table_is_refused_by_name():
+    with pytest.raises(TypeError, match="cannot send /generate repaint_start"):
+        client_args(repaint_start=0.2)
+    with pytest.raises(TypeError, match="cannot send /generate mode"):
+        client_args(mode="simple")
+    with pytest.raises(RuntimeError, match=r"missing \['lora_scale'\], not in the table \['lora_weight'\]"):
+        ordered({**{name: name for name in INPUT_NAMES if name != "lora_scale"}, "lora_weight": 1})
 
 
 def test_an_uploaded_source_reaches_the_task_and_leaves_with_it(page, tmp_path):
@@ -39,7 +59,7 @@ def test_an_uploaded_source_reaches_the_task_and_leaves_with_it(page, tmp_path):
     source = tmp_path / "source.wav"
     source.write_bytes(WAV)
     client = Client(url, verbose=False)
-    status, *_, summary = client.predict(*_inputs(handle_file(str(source))), api_name="/generate")
+    status, *_, summary = client.predict(*_inputs(src_audio=handle_file(str(source))), api_name="/generate")
     assert status.startswith("Done: 1 song(s)") and summary["source"]["field"] == "src_audio"
     task = max(manager._tasks.values(), key=lambda t: t.created)
     assert task.sources["source"]["sha256"] == hashlib.sha256(WAV).hexdigest()
@@ -47,7 +67,7 @@ def test_an_uploaded_source_reaches_the_task_and_leaves_with_it(page, tmp_path):
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"not audio" * 100)
     with pytest.raises(Exception, match="src_audio is not audio"):
-        client.predict(*_inputs(handle_file(str(bad))), api_name="/generate")
+        client.predict(*_inputs(src_audio=handle_file(str(bad))), api_name="/generate")
     assert not list(manager.input_dir.glob("upload-*"))
 
 
@@ -60,7 +80,7 @@ def test_what_the_model_cannot_do_is_refused_before_queueing(page, tmp_path):
 
     url, manager = page
     before = len(manager._tasks)
-    inputs = _inputs(None, steps="500")  # beyond the turbo model's range
+    inputs = _inputs(inference_steps="500")  # beyond the turbo model's range
     with pytest.raises(Exception, match="inference_steps"):
         Client(url, verbose=False).predict(*inputs, api_name="/generate")
     assert len(manager._tasks) == before
@@ -73,7 +93,8 @@ def test_the_page_runs_an_editing_task(page, tmp_path):
     source = tmp_path / "take.wav"
     source.write_bytes(WAV)
     status, *_, summary = Client(url, verbose=False).predict(
-        *_inputs(handle_file(str(source)), task_type="repaint", start=0.2, end=0.6), api_name="/generate")
+        *_inputs(src_audio=handle_file(str(source)), task_type="repaint", repainting_start=0.2,
+                 repainting_end=0.6), api_name="/generate")
     assert status.startswith("Done: 1 song(s)") and summary["task_type"] == "repaint"
     assert "repaint" in _choices("task_type") and "vocals" in _choices("track_name")
 
@@ -90,8 +111,8 @@ def test_trimmed_uploads_reach_the_engine_at_the_chosen_length(page, tmp_path):
     source.write_bytes(_wav(rate=44_100, seconds=3.0))
     reference.write_bytes(_wav(rate=48_000, seconds=2.0))
     status, *_, summary = Client(url, verbose=False).predict(
-        *_inputs(handle_file(str(source)), src_trim=("0.5", "2.25"), ref=handle_file(str(reference)),
-                 ref_trim=("1.5", "")), api_name="/generate")
+        *_inputs(src_audio=handle_file(str(source)), src_audio_from="0.5", src_audio_to="2.25",
+                 reference_audio=handle_file(str(reference)), reference_audio_from="1.5"), api_name="/generate")
     assert status.startswith("Done: 1 song(s)")
     assert summary["source"]["duration_s"] == pytest.approx(1.75, abs=0.001)  # what the engine decoded
     assert summary["reference"]["duration_s"] == pytest.approx(0.5, abs=0.001)
@@ -113,7 +134,8 @@ def test_a_bad_trim_is_refused_by_name_and_stores_nothing(page, tmp_path, trim, 
     source.write_bytes(_wav(rate=44_100, seconds=3.0))
     before = len(manager._tasks)
     with pytest.raises(Exception, match=message):
-        Client(url, verbose=False).predict(*_inputs(handle_file(str(source)), src_trim=trim), api_name="/generate")
+        Client(url, verbose=False).predict(*_inputs(src_audio=handle_file(str(source)), src_audio_from=trim[0],
+                                                    src_audio_to=trim[1]), api_name="/generate")
     assert len(manager._tasks) == before and not list(manager.input_dir.glob("upload-*"))
 
 
@@ -122,4 +144,4 @@ def test_a_trim_without_an_upload_is_refused(page):
 
     url, manager = page
     with pytest.raises(Exception, match=r"Reference from \(s\) / Reference to \(s\) are set but no reference_audio"):
-        Client(url, verbose=False).predict(*_inputs(None, ref_trim=("", "3")), api_name="/generate")
+        Client(url, verbose=False).predict(*_inputs(reference_audio_to="3"), api_name="/generate")

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from acestep_worker.server import page_app
-from acestep_worker.server.lora_ui import NONE
+from acestep_worker.server.page_inputs import client_args
 from acestep_worker.server.tasks import TaskManager
 
 from .live_server import LiveServer
@@ -34,9 +34,8 @@ def test_uploads_and_served_songs_leave_gradios_cache_after_the_ttl(engine, cach
     manager = TaskManager(engine, engine.settings.output_dir, maxsize=5, ttl_s=TTL_S).start()
     try:
         with LiveServer(page_app(engine, manager, None, 50_000_000)) as server:
-            inputs = ["", "cache expiry", "", 10, None, 1, "3", "wav", "", "", "", "", "", "", "auto", False,
-                      handle_file(str(source)), "", "", None, "", "", "text2music", None, None, None, "",
-                      NONE, 1.0]
+            inputs = client_args(caption="cache expiry", duration=10, seed="3", audio_format="wav",
+                                 src_audio=handle_file(str(source)))
             status, *_ = Client(server.url, verbose=False).predict(*inputs, api_name="/generate")
             assert status.startswith("Done: 1 song(s)")
             cached = _cached(cache_dir)

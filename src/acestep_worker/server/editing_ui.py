@@ -25,6 +25,7 @@ from ..audio_in import AudioLimits, probe
 from ..audio_trim import TrimLabels, parse_range
 from ..errors import AceStepError
 from ..request import GenerationRequest, parse
+from .page_inputs import STARTING_VALUES as START
 from .tasks import TaskManager
 from .uploads import discard, store, store_range
 
@@ -58,16 +59,17 @@ def optional_text(text) -> str | float | None:
 
 @dataclass
 class EditingControls:
-    components: list  # in the order `values` arrive in submit()
+    components: dict  # by their names in page_inputs.GENERATE_INPUTS
 
-    def fields(self, values: tuple) -> tuple[dict, dict[str, str], dict]:
-        """(request fields that were set, audio file paths by field, trim ranges by field)."""
-        src, src_from, src_to, ref, ref_from, ref_to, task_type, start, end, strength, track = values
-        fields = {"task_type": task_type or None, "repainting_start": optional_text(start), "repainting_end": optional_text(end),
-                  "audio_cover_strength": optional_text(strength), "track_name": track or None}
-        files = {name: path for name, path in zip(AUDIO_FIELDS, (src, ref)) if path}
-        trims = {name: parse_range(TRIM_LABELS[name], *typed)
-                 for name, typed in zip(AUDIO_FIELDS, ((src_from, src_to), (ref_from, ref_to)))}
+    def fields(self, values: dict) -> tuple[dict, dict[str, str], dict]:
+        """(request fields that were set, audio file paths by field, trim ranges by field), from the
+        /generate values by name."""
+        fields = {"task_type": values["task_type"] or None, "track_name": values["track_name"] or None,
+                  **{name: optional_text(values[name])
+                     for name in ("repainting_start", "repainting_end", "audio_cover_strength")}}
+        files = {name: values[name] for name in AUDIO_FIELDS if values[name]}
+        trims = {name: parse_range(TRIM_LABELS[name], values[f"{name}_from"], values[f"{name}_to"])
+                 for name in AUDIO_FIELDS}
         for name, trim in trims.items():
             if not trim.whole and name not in files:
                 label = TRIM_LABELS[name]
@@ -76,7 +78,7 @@ class EditingControls:
         fields = {k: v for k, v in fields.items() if v is not None and k in GenerationRequest.model_fields}
         return fields, files, trims
 
-    def submit(self, manager: TaskManager, base: dict, values: tuple):
+    def submit(self, manager: TaskManager, base: dict, values: dict):
         """Validate and queue one generation with its audio; the uploads go with the task."""
         fields, files, trims = self.fields(values)
         stored: list[Path] = []
@@ -140,12 +142,15 @@ def editing_controls() -> EditingControls:
             src, src_from, src_to = _upload_with_trim("src_audio", "Source song", "src-audio")
             ref, ref_from, ref_to = _upload_with_trim("reference_audio", "Timbre reference", "reference-audio")
         with gr.Row():
-            task_type = gr.Dropdown(tasks, value=tasks[0], label="Task", elem_id="task-type")
+            task_type = gr.Dropdown(tasks, value=START["task_type"], label="Task", elem_id="task-type")
             # Text, not gr.Number: a Number field shows 0 when empty, and empty means "the default" here.
             start = gr.Textbox(label="Repaint from (s)", placeholder="empty: the start", elem_id="repainting-start")
             end = gr.Textbox(label="Repaint to (s)", placeholder="empty or -1: the end", elem_id="repainting-end")
             strength = gr.Textbox(label="Cover strength (0-1)", placeholder="empty: 1",
                                   elem_id="audio-cover-strength")
-            track = gr.Dropdown(["", *tracks], value="", label="Track (extract, lego)", allow_custom_value=True,
-                                elem_id="track-name")
-    return EditingControls([src, src_from, src_to, ref, ref_from, ref_to, task_type, start, end, strength, track])
+            track = gr.Dropdown(["", *tracks], value=START["track_name"], label="Track (extract, lego)",
+                                allow_custom_value=True, elem_id="track-name")
+    return EditingControls({"src_audio": src, "src_audio_from": src_from, "src_audio_to": src_to,
+                            "reference_audio": ref, "reference_audio_from": ref_from,
+                            "reference_audio_to": ref_to, "task_type": task_type, "repainting_start": start,
+                            "repainting_end": end, "audio_cover_strength": strength, "track_name": track})

@@ -9,18 +9,18 @@ import gradio as gr
 
 from ..engine import Engine
 from ..lora.ref import MAX_SCALE
-
-NONE = "(none)"
+from .page_inputs import NO_ADAPTER, STARTING_VALUES as START
 
 
 @dataclass
 class LoraControls:
-    components: list  # [picker, scale], in the order their values arrive
+    components: dict  # by their names in page_inputs.GENERATE_INPUTS
 
     @staticmethod
-    def fields(values: tuple) -> dict:
-        name, scale = values
-        if not name or name == NONE:
+    def fields(values: dict) -> dict:
+        """The request's `loras`, from the /generate values by name."""
+        name, scale = values["lora_name"], values["lora_scale"]
+        if not name or name == NO_ADAPTER:
             return {}
         return {"loras": [{"name": name, "scale": float(scale)}]}
 
@@ -29,7 +29,8 @@ def lora_controls(engine: Engine) -> LoraControls:
     available = engine.adapters.available()
     with gr.Accordion("LoRA adapter", open=False, visible=bool(available), elem_id="lora"):
         with gr.Row():
-            picker = gr.Dropdown([NONE, *available], value=NONE, label="Adapter (from ACESTEP_LORA_DIR)",
-                                 elem_id="lora-name")
-            scale = gr.Slider(0.0, MAX_SCALE, value=1.0, step=0.05, label="Scale", elem_id="lora-scale")
-    return LoraControls([picker, scale])
+            picker = gr.Dropdown([NO_ADAPTER, *available], value=START["lora_name"],
+                                 label="Adapter (from ACESTEP_LORA_DIR)", elem_id="lora-name")
+            scale = gr.Slider(0.0, MAX_SCALE, value=START["lora_scale"], step=0.05, label="Scale",
+                              elem_id="lora-scale")
+    return LoraControls({"lora_name": picker, "lora_scale": scale})

@@ -22,6 +22,7 @@ from ..request_values import LANGUAGES
 from ..variants import BASE, TURBO
 from .editing_ui import EditingControls, editing_controls, optional_text
 from .lora_ui import LoraControls, lora_controls
+from .page_inputs import STARTING_VALUES as START, named, ordered
 from .tasks import QueueFull, Task, TaskManager, TaskState
 
 MAX_PLAYERS = MAX_BATCH
@@ -43,13 +44,16 @@ def model_defaults(family: str) -> dict[str, str]:
             "shift": f"{rules.default_shift:g} (the model's)"}
 
 
-def _fields(mode, description, caption, lyrics, duration, model, batch_size, seed, audio_format, steps, guidance,
-            shift, bpm, key, time_signature, language, thinking) -> dict:
-    song = ({"sample_query": description} if mode == "simple" else {"caption": caption, "lyrics": lyrics})
-    fields = {**song, "duration": duration, "model": model, "batch_size": int(batch_size),
-              "audio_format": audio_format, "thinking": bool(thinking), "seed": optional_text(seed),
-              "inference_steps": optional_text(steps), "guidance_scale": optional_text(guidance), "shift": optional_text(shift),
-              "bpm": optional_text(bpm), "key_scale": optional_text(key), "time_signature": time_signature or None,
+def _fields(values: dict) -> dict:
+    """The form's request fields that were set, from the /generate values by name (page_inputs)."""
+    song = ({"sample_query": values["description"]} if values["mode"] == "simple"
+            else {"caption": values["caption"], "lyrics": values["lyrics"]})
+    typed = {name: optional_text(values[name]) for name in ("seed", "inference_steps", "guidance_scale", "shift",
+                                                             "bpm", "key_scale")}
+    language = values["vocal_language"]
+    fields = {**song, "duration": values["duration"], "model": values["model"],
+              "batch_size": int(values["batch_size"]), "audio_format": values["audio_format"],
+              "thinking": bool(values["thinking"]), **typed, "time_signature": values["time_signature"] or None,
               "vocal_language": None if language == "auto" else language}
     return {k: v for k, v in fields.items() if v is not None}
 
@@ -88,10 +92,9 @@ def build_ui(engine: Engine, manager: TaskManager) -> gr.Blocks:
 
     # Gradio injects the request and the progress tracker only into leading positional parameters.
     def generate(request: gr.Request, progress=gr.Progress(), *values):
-        base, edit = values[:len(inputs)], values[len(inputs):len(inputs) + len(editing.components)]
-        adapter = values[len(inputs) + len(editing.components):]
+        by_name = named(values)
         try:
-            task = editing.submit(manager, {**_fields(*base), **adapters.fields(adapter)}, edit)
+            task = editing.submit(manager, {**_fields(by_name), **adapters.fields(by_name)}, by_name)
         except (AceStepError, QueueFull) as exc:
             raise gr.Error(str(exc)) from None
         running[request.session_hash] = task.id
@@ -133,7 +136,7 @@ def build_ui(engine: Engine, manager: TaskManager) -> gr.Blocks:
 
     with gr.Blocks(title="ACE-Step 1.5") as page:
         gr.Markdown("# ACE-Step 1.5 music generation" + (f"\n{banner}" if banner else ""))
-        mode = gr.State("custom")
+        mode = gr.State(START["mode"])
         with gr.Row():
             with gr.Column(scale=3):
                 with gr.Tabs():
@@ -153,12 +156,13 @@ def build_ui(engine: Engine, manager: TaskManager) -> gr.Blocks:
                         if not has_planner:
                             gr.Markdown(f"*Simple mode {NO_PLANNER}; use the Custom tab.*", elem_id="no-planner")
             with gr.Column(scale=2):
-                duration = gr.Slider(10, 600, value=30, step=1, label="Duration (s)", elem_id="duration")
+                duration = gr.Slider(10, 600, value=START["duration"], step=1, label="Duration (s)",
+                                     elem_id="duration")
                 model = gr.Dropdown(list(infos), value=engine.default_model, label="Model", elem_id="model")
-                batch_size = gr.Slider(1, MAX_BATCH, value=1, step=1, label="Songs")
+                batch_size = gr.Slider(1, MAX_BATCH, value=START["batch_size"], step=1, label="Songs")
                 seed = gr.Textbox(label="Seed", placeholder="random (a,b,c: one per song)", elem_id="seed")
-                audio_format = gr.Dropdown(list(FORMATS), value="mp3", label="Format")
-                thinking = gr.Checkbox(label="Planner writes audio codes (thinking)", value=False,
+                audio_format = gr.Dropdown(list(FORMATS), value=START["audio_format"], label="Format")
+                thinking = gr.Checkbox(label="Planner writes audio codes (thinking)", value=START["thinking"],
                                        interactive=has_planner)
         with gr.Accordion("Advanced (empty: the model's default)", open=False, elem_id="advanced"):
             with gr.Row():
@@ -168,8 +172,9 @@ def build_ui(engine: Engine, manager: TaskManager) -> gr.Blocks:
             with gr.Row():
                 bpm = gr.Textbox(label="BPM", placeholder="the planner's, else free (30-300)", elem_id="bpm")
                 key = gr.Textbox(label="Key", placeholder="e.g. C major", elem_id="key")
-                time_signature = gr.Dropdown(["", "2", "3", "4", "6"], value="", label="Time signature")
-                language = gr.Dropdown(["auto", *LANGUAGES], value="auto", label="Vocal language")
+                time_signature = gr.Dropdown(["", "2", "3", "4", "6"], value=START["time_signature"],
+                                             label="Time signature")
+                language = gr.Dropdown(["auto", *LANGUAGES], value=START["vocal_language"], label="Vocal language")
         editing: EditingControls = editing_controls()
         adapters: LoraControls = lora_controls(engine)
         with gr.Row():
@@ -180,13 +185,16 @@ def build_ui(engine: Engine, manager: TaskManager) -> gr.Blocks:
                    for i in range(MAX_PLAYERS)]
         downloads = gr.File(label="Download", file_count="multiple", interactive=False)
         metadata = gr.JSON(label="Settings used and the planner's metadata")
-        inputs = [mode, description, caption, lyrics, duration, model, batch_size, seed, audio_format, steps,
-                  guidance, shift, bpm, key, time_signature, language, thinking]
+        form = {"mode": mode, "description": description, "caption": caption, "lyrics": lyrics,
+                "duration": duration, "model": model, "batch_size": batch_size, "seed": seed,
+                "audio_format": audio_format, "inference_steps": steps, "guidance_scale": guidance, "shift": shift,
+                "bpm": bpm, "key_scale": key, "time_signature": time_signature, "vocal_language": language,
+                "thinking": thinking}
         custom_tab.select(lambda: "custom", None, mode)
         simple_tab.select(lambda: "simple", None, mode)
         model.change(defaults_for, model, [steps, guidance, shift])
         format_button.click(format_lyrics, [caption, lyrics], [caption, lyrics])
-        button.click(generate, inputs + editing.components + adapters.components,
+        button.click(generate, ordered({**form, **editing.components, **adapters.components}),
                      [status, *players, downloads, metadata], concurrency_limit=None)
         stop_button.click(stop, None, status)
     return page
