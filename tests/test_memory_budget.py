@@ -6,6 +6,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+from acestep_worker import vae
 from acestep_worker.dit.conditioning import frames_for_duration
 from acestep_worker.errors import InputError
 from acestep_worker.memory_budget import check_fits, generation_need
@@ -18,6 +19,15 @@ def test_the_need_grows_with_batch_duration_and_cfg(engine):
     assert generation_need(config, frames_for_duration(600), 1, False, 4).device_bytes > small.device_bytes
     assert generation_need(config, frames_for_duration(30), 8, False, 4).host_bytes == 8 * small.host_bytes
     assert generation_need(config, frames_for_duration(30), 1, True, 4).device_bytes > small.device_bytes
+
+
+@pytest.mark.parametrize("seconds", [10, 600])
+def test_the_decode_share_is_at_most_one_tile_at_the_vaes_bytes_per_frame(engine, monkeypatch, seconds):
+    config, frames = engine.dit().transformer.config, frames_for_duration(seconds)
+    before = generation_need(config, frames, 1, False, 2).device_bytes
+    monkeypatch.setattr(vae, "_DECODE_BYTES_PER_FRAME_PER_DTYPE_BYTE", vae._DECODE_BYTES_PER_FRAME_PER_DTYPE_BYTE + 1)
+    after = generation_need(config, frames, 1, False, 2).device_bytes
+    assert after - before == 2 * min(frames, vae.DECODE_CHUNK_FRAMES)  # one byte more per frame, in bf16
 
 
 def test_a_request_that_does_not_fit_names_the_largest_batch_that_does(engine):

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import torch
 
+from .dit.conditioning import SAMPLES_PER_FRAME
 from .errors import InputError
+from .vae import DECODE_CHUNK_FRAMES, decode_bytes_per_frame
 
-SAMPLES_PER_FRAME = 1920  # 48 kHz audio per 25 Hz latent frame
-VAE_TILE_BYTES = 1_500_000_000  # one 512-frame tile of the Oobleck decoder in bf16, upper bound
 LATENT_CHANNELS = 64
 
 
@@ -29,7 +29,8 @@ class Need:
 
 
 def generation_need(config, frames: int, batch: int, cfg: bool, dtype_bytes: int) -> Need:
-    """Bytes a request adds on the device and on the host (beyond the loaded weights)."""
+    """Bytes a request adds on the device and on the host (beyond the loaded weights); `dtype_bytes`
+    is the engine's dtype, which the DiT and the VAE share."""
     rows = batch * (2 if cfg else 1)
     tokens = math.ceil(frames / int(getattr(config, "patch_size", 2) or 2))
     hidden, inner = int(config.hidden_size), int(config.intermediate_size)
@@ -38,7 +39,9 @@ def generation_need(config, frames: int, batch: int, cfg: bool, dtype_bytes: int
     per_token = dtype_bytes * (8 * hidden + 3 * inner)
     activations = rows * tokens * per_token
     latents = 4 * rows * frames * LATENT_CHANNELS * 4  # x, velocity, guidance temporaries (float32)
-    decode = min(VAE_TILE_BYTES, VAE_TILE_BYTES * frames // 512 + 1)
+    # The decode's floor: one song, one tile of at most DECODE_CHUNK_FRAMES. `vae.decode_plan` takes
+    # larger tiles and groups of songs only when the memory free at decode time allows them.
+    decode = min(frames, DECODE_CHUNK_FRAMES) * decode_bytes_per_frame(dtype_bytes)
     audio = batch * 2 * frames * SAMPLES_PER_FRAME * 4
     return Need(activations + latents + decode, 2 * audio)  # the waveforms, and one encoded copy
 

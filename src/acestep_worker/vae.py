@@ -57,9 +57,14 @@ def check_latents(latents: torch.Tensor) -> None:
 
 
 # Rough peak bytes of decoder activations per latent frame and per byte of dtype: 1920 samples x
-# 128 channels at full rate, about four tensors of that size live at once. Used only to size GPU
-# tiles and batches against free memory, with half of it kept in reserve.
+# 128 channels at full rate, about four tensors of that size live at once. Sizes GPU tiles and
+# batches against free memory (with half of it kept in reserve) and the memory check's decode share.
 _DECODE_BYTES_PER_FRAME_PER_DTYPE_BYTE = 1920 * 128 * 4
+
+
+def decode_bytes_per_frame(dtype_bytes: int) -> int:
+    """Rough peak bytes of decoder activations per latent frame decoded at once, in a dtype of that size."""
+    return _DECODE_BYTES_PER_FRAME_PER_DTYPE_BYTE * dtype_bytes
 
 
 def decode_plan(vae: AutoencoderOobleck, batch: int, frames: int, tile_frames: int | None = None) -> tuple[int, int]:
@@ -74,7 +79,7 @@ def decode_plan(vae: AutoencoderOobleck, batch: int, frames: int, tile_frames: i
     if vae.device.type != "cuda":
         return tile_frames or DECODE_CHUNK_FRAMES, 1
     free, _ = torch.cuda.mem_get_info(vae.device)
-    per_frame = _DECODE_BYTES_PER_FRAME_PER_DTYPE_BYTE * torch.finfo(vae.dtype).bits // 8
+    per_frame = decode_bytes_per_frame(torch.finfo(vae.dtype).bits // 8)
     fitting_frames = max(DECODE_CHUNK_FRAMES, int(free * 0.5) // per_frame)
     tile = tile_frames or max(DECODE_CHUNK_FRAMES, fitting_frames // 64 * 64)
     together = max(1, min(batch, fitting_frames // max(1, min(frames, tile))))
