@@ -78,6 +78,21 @@ def test_a_negative_start_pads_the_source_on_the_left():
     assert (region.start_frame, region.end_frame) == (0, 25)
 
 
+def test_the_condition_and_the_repaint_injection_pad_and_crop_the_source_alike():
+    silence = torch.arange(8.0)[:, None].repeat(1, 4)  # frame i of silence holds i
+    latents = torch.full((3, 4), -1.0)
+    source = edit_inputs.Source(torch.zeros(2, 3 * 1920), latents, 3 * 1920 / SR, "", tasks.Region(0, 0, 1, 2))
+    padded = edit_inputs.source_at_length(source, silence, 8)
+    assert padded[:3].eq(-1).all() and padded[3:, 0].tolist() == [0, 1, 2, 3, 4]  # silence restarts at frame 0
+    assert edit_inputs.source_at_length(source, silence, 2).shape == (2, 4)  # a longer source is cropped
+    edit = edit_inputs.EditInputs(tasks.TASKS["repaint"], source=source)
+    for frames in (8, 2):
+        clean = edit_inputs.source_at_length(source, silence, frames)  # what repaint injects
+        src, _, repaint = edit_inputs.source_rows(edit, silence, frames)  # what the model conditions on
+        assert torch.equal(src[~repaint], clean[~repaint]) and src[1].eq(1).all()  # the range: silence's frame
+    assert latents.eq(-1).all()  # silencing the range leaves the source itself alone
+
+
 @pytest.mark.parametrize("start, end, expected", [(0.0, None, (0, 25)), (0.0, -1, (0, 25)), (0.33, 0.61, (8, 15)),
                                                   (0.99, 1.0, (24, 25))])
 def test_seconds_become_frames_by_flooring(start, end, expected):

@@ -124,6 +124,16 @@ def edit_inputs(rule: TaskRule, request: GenerationRequest, source: Source | Non
         cover_strength=request.audio_cover_strength, cover_noise_strength=request.cover_noise_strength)
 
 
+def source_at_length(source: Source, silence: torch.Tensor, frames: int) -> torch.Tensor:
+    """The clean source latents [frames, C] at the batch length: cropped, or padded with silence
+    frames restarting at silence frame 0. What the model conditions on and what repaint injects
+    back outside the range are both this, so they line up frame for frame."""
+    latents = source.latents.to(silence)[:frames]
+    if latents.shape[0] < frames:
+        return torch.cat([latents, silence[: frames - latents.shape[0]]])
+    return latents
+
+
 def source_rows(edit: EditInputs, silence: torch.Tensor, frames: int) -> tuple[torch.Tensor, torch.Tensor,
                                                                             torch.Tensor | None]:
     """(src latents [frames, C], chunk mask [frames] float, repaint mask [frames] bool or None).
@@ -133,15 +143,11 @@ def source_rows(edit: EditInputs, silence: torch.Tensor, frames: int) -> tuple[t
     region only with an explicit chunk mask: upstream's "auto" mode ends up all ones.
     """
     source, rule = edit.source, edit.rule
-    src = silence[:frames].clone()
     chunk = torch.ones(frames, device=silence.device)
     repaint = None
     if source is None:
-        return src, chunk, repaint
-    latents = source.latents.to(silence)[:frames]
-    src[: latents.shape[0]] = latents
-    if latents.shape[0] < frames:
-        src[latents.shape[0]:] = silence[: frames - latents.shape[0]]
+        return silence[:frames].clone(), chunk, repaint
+    src = source_at_length(source, silence, frames).clone()  # the range is silenced in place below
     region = source.region
     if region is not None:
         repaint = torch.zeros(frames, dtype=torch.bool, device=silence.device)

@@ -21,7 +21,7 @@ from .dit.model import DiTModel
 from .dit.sampler import SamplerHooks, SamplingPlan, sample
 from .prompts import (CAPTION_MAX_TOKENS, LYRIC_MAX_TOKENS, TEXT2MUSIC_INSTRUCTION, Metas, caption_prompt,
                       lyric_prompt)
-from .edit_inputs import EditInputs, source_rows, splice
+from .edit_inputs import EditInputs, source_at_length, source_rows, splice
 from .tasks import TASKS
 from .text_encoder import EncodedText, TextEncoder
 from .vae import decode
@@ -155,8 +155,7 @@ class Synthesizer:
                                  for s in songs])
         conditions = self._conditions(dit, captions, lyrics, src, chunk_masks, is_covers, refs, refs_order, hints)
         if repaint_row is not None:
-            clean = edit.source.latents.to(silence)[:frames]
-            clean = torch.cat([clean, silence[: frames - clean.shape[0]]]) if clean.shape[0] < frames else clean
+            clean = source_at_length(edit.source, silence, frames)
             conditions.repaint_mask = repaint_row.unsqueeze(0).expand(batch, -1)
             conditions.clean_latents = clean.unsqueeze(0).expand(batch, -1, -1)
         return conditions
