@@ -13,7 +13,8 @@ Three processes, so neither the users nor the prober share the server's interpre
   each submitting a song, waiting for it through its progress updates, and submitting the next.
 
 Prints p50/p95/max of /health per phase, the load average at each phase's end, and what the users
-got done, as JSON. A measurement, not a test: its figures depend on the machine and its neighbours.
+got done, as JSON. A measurement, not a test: its figures depend on the machine and its neighbours
+(tests/test_bench_page_load.py runs it at its smallest size, 2 users, and checks only that it works).
 """
 
 from __future__ import annotations
@@ -39,13 +40,16 @@ sys.path.insert(0, str(REPO))
 
 # -- the pod process ----------------------------------------------------------------------------------
 
-def serve_pod(root: Path, queue_maxsize: int) -> None:
-    """Serve the tiny tree; print 'READY <api url> <page url>' once both ports answer."""
+def serve_pod(workdir: Path, queue_maxsize: int) -> None:
+    """Build the tiny tree in `workdir` and serve it; print 'READY <api url> <page url>' once both ports
+    answer. (Built here, not in the prober, which then never imports torch.)"""
+    from acestep_worker import tiny
     from acestep_worker.engine import Engine
     from acestep_worker.server import PodSettings, build, run_servers
     from acestep_worker.settings import Settings
     from tests.live_server import free_port
 
+    root = tiny.build(workdir / "checkpoints")
     env = {"ACESTEP_CONFIG_PATH": str(root / "acestep-v15-turbo"), "ACESTEP_DEVICE": "cpu",
            "ACESTEP_LM_MODEL_PATH": "", "ACESTEP_OUTPUT_DIR": str(root.parent / "outputs"),
            "ACESTEP_INPUT_DIR": str(root.parent / "inputs")}
@@ -152,9 +156,9 @@ class Child:
     """This script in another role; its stdout is read on a thread (so it never blocks on a full pipe)
     into a queue that `wait_for` reads."""
 
-    def __init__(self, *args: str):
+    def __init__(self, *args: str, env: dict[str, str] | None = None):
         self.process = subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE, text=True,
-                                        stderr=subprocess.DEVNULL)
+                                        stderr=subprocess.DEVNULL, env=env)
         self.lines: queue.Queue[str] = queue.Queue()
         threading.Thread(target=lambda: [self.lines.put(line) for line in self.process.stdout], daemon=True).start()
 
@@ -175,6 +179,7 @@ class Child:
     def kill(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
+        self.process.wait()  # gone before its folder is deleted
 
 
 def main() -> None:
@@ -194,17 +199,21 @@ def main() -> None:
     if args.role == "users":
         return run_users(args.target, args.users, args.duration, args.format, args.ramp, args.seconds + 5)
 
-    from acestep_worker import tiny
+    # The tree, the pod's songs, and Gradio's copies of them on both sides: all deleted at the end.
+    with tempfile.TemporaryDirectory(prefix="page-load-") as workdir:
+        measure(args, Path(workdir), {**os.environ, "GRADIO_TEMP_DIR": str(Path(workdir) / "gradio")})
 
-    root = tiny.build(Path(tempfile.mkdtemp(prefix="page-load-")) / "checkpoints")
+
+def measure(args: argparse.Namespace, workdir: Path, env: dict[str, str]) -> None:
+    """Serve the tiny tree in a pod, poll /health idle and under the page users, print the figures."""
     common = ["--users", str(args.users), "--seconds", str(args.seconds), "--duration", str(args.duration),
               "--format", args.format, "--ramp", str(args.ramp)]
-    pod = Child("--role", "pod", "--target", str(root), *common)
+    pod = Child("--role", "pod", "--target", str(workdir), *common, env=env)
     users = None
     try:
         api, page = pod.wait_for("READY ", 300).split()
         idle = summary(poll_health(api, args.seconds, args.interval))
-        users = Child("--role", "users", "--target", page, *common)
+        users = Child("--role", "users", "--target", page, *common, env=env)
         connected = int(users.wait_for("CONNECTED ", args.ramp + 60))
         loaded = summary(poll_health(api, args.seconds, args.interval))
         counts = json.loads(users.wait_for("COUNTS ", 60))
