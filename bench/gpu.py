@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The GPU benchmark, one command: everything issue 12 asks to know about a GPU, in under 8 minutes.
+"""The GPU benchmark, one command: everything issue 12 asks to know about a GPU, in about 8 minutes.
 
     python bench/gpu.py                      # on the GPU machine: real-size random weights, bf16
     python bench/gpu.py --smoke --out /tmp/x.json   # end to end on a CPU at tiny sizes (CI runs this)
@@ -7,11 +7,13 @@
 It writes real-size random weights to the machine's own disk (bench/.cache/real, ~6.5 GB, once),
 then measures: cold start (process start to ready); text encoding; one DiT step and the full
 8-step turbo loop at 30, 120 and 240 s; base with 32 steps and CFG at 30 s; VAE decode and MP3
-encoding of a 240 s song; the GPU path's switches as the DiT loop alone at 30 and 240 s (dense,
-banded and flex sliding-window attention, each SDPA backend, compiled blocks); the 1.7B planner's
-codes/s with and without guidance at 300 codes, eager and with each ACESTEP_LM_COMPILE mode; peak VRAM for
-240 s x 4; and the largest duration x batch that fits. `recommended_defaults` says which setting
-each switch's figures argue for. Every figure is the median of `--runs` runs after one warm-up.
+encoding of a 240 s song; one whole serverless job from caption to MP3 file at 240 s; the GPU
+path's switches as the DiT loop alone at 30 and 240 s (dense, banded and flex sliding-window
+attention, each SDPA backend, compiled blocks); the 1.7B planner's codes/s with and without
+guidance at 300 codes, eager and with each ACESTEP_LM_COMPILE mode; peak VRAM for 240 s x 4; and
+the largest duration x batch that fits. `recommended_defaults` says which setting each switch's
+figures argue for. Every figure is the median of `--runs` runs after one warm-up.
+
 Results go to bench/results/<gpu name>.json (or --out), rewritten after every phase; `--readme`
 rewrites the GPU table in bench/README.md from every results file. A failing phase is recorded as an
 error and the others still run; phases run in the order of PHASES (the goals' figures first), and
@@ -161,6 +163,27 @@ def generation(engine, runs: int, smoke: bool) -> dict:
         "loop_s": round(statistics.median(r["diffusion"] for r in rows[1:]), 4),
         "total_s": round(statistics.median(r["total"] for r in rows[1:]), 4)}
     return out
+
+
+def whole_job(engine, env: dict[str, str], runs: int, smoke: bool) -> dict:
+    """The goal's own figure: one serverless job (`jobs.run_job`) from caption to the MP3 file
+    written, a 240 s turbo song, with the job's stage timings of the median run."""
+    from acestep_worker.jobs import run_job
+
+    duration = pick("long_duration_s", smoke)
+    job = {"caption": "benchmark: driving synthwave, analog bass", "lyrics": "[Verse]\n" + "la " * 40,
+           "duration": duration, "seed": 1, "audio_format": "mp3"}
+    outputs = []
+
+    def once() -> float:
+        start = time.perf_counter()
+        outputs.append(run_job(engine, f"bench-{len(outputs)}", job, env=env))
+        return time.perf_counter() - start
+
+    median, times = median_of(runs, once)
+    closest = min(range(len(times)), key=lambda i: abs(times[i] - median))
+    stages = outputs[1:][closest]["timings"]  # outputs[0] is the warm-up's
+    return {f"job_{duration}s_caption_to_mp3_s": round(median, 3), f"job_{duration}s_stages_s": stages}
 
 
 def encoding(engine, runs: int, smoke: bool) -> dict:
@@ -386,7 +409,7 @@ def device_name(device) -> str:
 # come last: planner compiles its decode step (its own code, its own memory pools), switches compiles
 # the DiT's blocks, and largest_fit, the least needed, is measured as they left the process (it says
 # whether the DiT's blocks were compiled).
-PHASES = ("generation", "encoding", "memory", "cold_start", "planner", "switches", "largest_fit")
+PHASES = ("generation", "encoding", "job", "memory", "cold_start", "planner", "switches", "largest_fit")
 # Phases that measure until a budget runs out: none starts a new measurement after this many seconds
 # of its own (or after --deadline-s, whichever is first).
 PHASE_BUDGET_S = {"planner": 150.0, "switches": 150.0, "largest_fit": 45.0}
@@ -421,6 +444,7 @@ def run(args: argparse.Namespace, out: Path) -> dict:
     steps = {
         "generation": lambda until: generation(engine, runs, args.smoke),
         "encoding": lambda until: encoding(engine, runs, args.smoke),
+        "job": lambda until: whole_job(engine, env, runs, args.smoke),
         "memory": lambda until: memory(engine, args.smoke),
         # The tree was just built and loaded in this process: the page cache is warm already.
         "cold_start": lambda until: cold_start(env, runs, warm_up=False),
@@ -463,9 +487,9 @@ def write_json(path: Path, data: dict) -> None:
 
 def readme_table(results: list[dict]) -> str:
     """One row per results file: the figures the goals are stated in."""
-    head = ("| device | cold start | DiT step 30 s | turbo loop 240 s | VAE 240 s | total 240 s | base 32 steps "
-            "CFG 30 s | MP3 240 s one pass / segments | planner codes/s cfg / no cfg | peak 240 s x 4 | largest fit |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|")
+    head = ("| device | cold start | DiT step 30 s | turbo loop 240 s | VAE 240 s | total 240 s | job 240 s caption to "
+            "MP3 | base 32 steps CFG 30 s | MP3 240 s one pass / segments | planner codes/s cfg / no cfg | peak 240 s x 4 "
+            "| largest fit |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
     rows = [head]
     for r in results:
         f = r["figures"]
@@ -475,6 +499,7 @@ def readme_table(results: list[dict]) -> str:
         nocfg = max((v for k, v in f.items() if k.startswith("planner_no_cfg")), default="-")
         rows.append(f"| {r['device']} ({r['date']}) | {f.get('cold_start_s', '-')} s | {t30.get('dit_step_s', '-')} s | "
                     f"{t240.get('turbo_loop_s', '-')} s | {t240.get('vae_decode_s', '-')} s | {t240.get('total_s', '-')} s | "
+                    f"{f.get('job_240s_caption_to_mp3_s', '-')} s | "
                     f"{f.get('base_32steps_cfg_30s', {}).get('loop_s', '-')} s | {f.get('mp3_encode_240s_s', '-')} / {f.get('mp3_encode_240s_segmented_s', '-')} s "
                     f"({f.get('encode_cores', '-')} cores) | "
                     f"{cfg} / {nocfg} | {f.get('peak_memory_240s_x4_gib', '-')} GiB | "

@@ -23,6 +23,7 @@ def test_gpu_benchmark_smoke_run_measures_every_figure(tmp_path):
     assert figures["mp3_encode_10s_s"] > 0 and figures["mp3_encode_4x10s_thread_pool_s"] > 0
     assert figures["mp3_encode_10s_segmented_s"] > 0 and figures["encode_cores"] >= 1
     assert figures["planner_cfg_codes_per_s"] > 0 and figures["planner_no_cfg_codes_per_s"] > 0
+    assert figures["job_10s_caption_to_mp3_s"] >= figures["job_10s_stages_s"]["encode"] > 0
     assert all(figures[f"turbo_loop_10s_{switch}_s"] > 0 for switch in (
         "dense_attention", "banded_attention", "flex_attention", "sdpa_auto", "sdpa_math"))
     assert "switch_errors" not in figures and "switches_skipped" not in figures and result["skipped"] == []
@@ -38,9 +39,11 @@ def test_readme_table_has_one_row_per_result():
 
     result = {"device": "NVIDIA H100", "date": "2026-01-01", "figures": {
         "cold_start_s": 9.1, "turbo_30s": {"dit_step_s": 0.01}, "turbo_240s": {"turbo_loop_s": 0.2, "total_s": 0.5},
+        "job_240s_caption_to_mp3_s": 1.75,
         "planner_cfg_codes_per_s": 610.0, "planner_cfg_compiled_codes_per_s": 700.0, "largest_fit": {"duration_s": 600, "batch": 16}}}
     table = gpu.readme_table([result]).splitlines()
     assert len(table) == 3 and "NVIDIA H100" in table[2] and "700.0 / -" in table[2] and "600 s x 16" in table[2]
+    assert table[0].count("|") == table[2].count("|") and "| 1.75 s |" in table[2]
 
 
 def test_recommended_defaults_take_a_switch_only_when_it_wins_by_the_margin():
