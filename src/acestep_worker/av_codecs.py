@@ -1,14 +1,18 @@
 """Encoding and decoding through PyAV (FFmpeg's codecs): AAC in .m4a, and Opus, where FFmpeg's
 libopus wrapper encodes 3.5x faster than libsndfile's at the same bitrate (bench/encode.py).
 
-PyAV's encoder converts our float frames to each codec's sample format and frame size itself.
+Encoding is two steps, so that a song encoded in segments (av_segments.py) gets exactly the
+encoder settings and the container of the one pass: `encode_packets` runs the codec alone (PyAV
+converts our float frames to its sample format and frame size), `mux` writes packets into a file.
 The MP4 muxer records the AAC encoder's priming samples in an edit list, so decoders that honour
-it (FFmpeg, browsers, Apple) give back exactly the samples we encoded.
+it (FFmpeg, browsers, Apple) give back exactly the samples we encoded; Ogg carries Opus's pre-skip
+in its header and the end trimming in the last granule position.
 """
 
 from __future__ import annotations
 
 import io
+from fractions import Fraction
 
 import av
 import numpy as np
@@ -18,33 +22,65 @@ import numpy as np
 _CODEC_OPTIONS = {"libopus": {"vbr": "constrained"}}
 # FFmpeg encodes in blocks of this many samples per channel per call; larger blocks only cost memory.
 _BLOCK_SAMPLES = 48_000 * 10
+_LAYOUTS = {1: "mono", 2: "stereo"}
 
 
 def encode(audio: np.ndarray, sample_rate: int, *, codec: str, container: str, bitrate_kbps: int | None,
            tags: dict[str, str] | None = None) -> bytes:
     """Float audio [samples, channels] in [-1, 1] -> the bytes of a `container` file of `codec`."""
-    layout = {1: "mono", 2: "stereo"}[audio.shape[1]]
+    packets = encode_packets(audio, sample_rate, codec=codec, bitrate_kbps=bitrate_kbps)
+    return mux(packets, sample_rate, audio.shape[1], codec=codec, container=container, bitrate_kbps=bitrate_kbps,
+               tags=tags)
+
+
+def encode_packets(audio: np.ndarray, sample_rate: int, *, codec: str, bitrate_kbps: int | None) -> list[av.Packet]:
+    """Float audio [samples, channels] -> the codec's packets, timestamps in samples (the first is
+    negative by the encoder's priming), in a codec context of its own (PyAV releases the GIL while
+    FFmpeg encodes, so several run at once on threads)."""
+    layout = _LAYOUTS[audio.shape[1]]
+    context = av.CodecContext.create(codec, "w")
+    _configure(context, sample_rate, layout, bitrate_kbps)
+    context.format = context.codec.audio_formats[0]  # what PyAV's add_stream picks: libopus takes s16
+    context.time_base = Fraction(1, sample_rate)
+    context.open()
     planar = np.ascontiguousarray(np.clip(audio, -1.0, 1.0).astype(np.float32).T)  # [channels, samples]
+    packets = []
+    for start in range(0, planar.shape[1], _BLOCK_SAMPLES):
+        frame = av.AudioFrame.from_ndarray(planar[:, start:start + _BLOCK_SAMPLES], format="fltp", layout=layout)
+        frame.sample_rate = sample_rate
+        frame.pts = start
+        packets += context.encode(frame)
+    packets += context.encode(None)
+    return packets
+
+
+def mux(packets: list[av.Packet], sample_rate: int, channels: int, *, codec: str, container: str,
+        bitrate_kbps: int | None, tags: dict[str, str] | None = None) -> bytes:
+    """Packets of `encode_packets` at these settings -> a `container` file with `tags`. The muxer
+    rebuilds every table the container keeps (MP4 sample tables and edit list, Ogg pages, granule
+    positions and CRCs) from the packets' timestamps and durations."""
     buffer = io.BytesIO()
     with av.open(buffer, "w", format=container) as output:
         for key, value in (tags or {}).items():
             text = "".join(ch for ch in value if ch.isprintable() or ch in "\t ").strip()
             if text:
                 output.metadata[key] = text
-        stream = output.add_stream(codec, rate=sample_rate, layout=layout)
-        if bitrate_kbps:
-            stream.bit_rate = bitrate_kbps * 1000
-        stream.codec_context.options = dict(_CODEC_OPTIONS.get(codec, {}))
-        for start in range(0, planar.shape[1], _BLOCK_SAMPLES):
-            frame = av.AudioFrame.from_ndarray(planar[:, start:start + _BLOCK_SAMPLES], format="fltp",
-                                               layout=layout)
-            frame.sample_rate = sample_rate
-            frame.pts = start
-            for packet in stream.encode(frame):
-                output.mux(packet)
-        for packet in stream.encode(None):
+        # The stream's own encoder is opened only for the codec header (AAC's AudioSpecificConfig,
+        # OpusHead with its pre-skip), which it derives from the same settings as the packets'.
+        stream = output.add_stream(codec, rate=sample_rate, layout=_LAYOUTS[channels])
+        _configure(stream.codec_context, sample_rate, _LAYOUTS[channels], bitrate_kbps)
+        for packet in packets:
+            packet.stream = stream
             output.mux(packet)
     return buffer.getvalue()
+
+
+def _configure(context: av.CodecContext, sample_rate: int, layout: str, bitrate_kbps: int | None) -> None:
+    context.sample_rate = sample_rate
+    context.layout = layout
+    if bitrate_kbps:
+        context.bit_rate = bitrate_kbps * 1000
+    context.options = dict(_CODEC_OPTIONS.get(context.codec.name, {}))
 
 
 def decode(data: bytes) -> tuple[np.ndarray, int]:
