@@ -12,7 +12,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Callable, Literal
 
 import numpy as np
 import soundfile as sf
@@ -30,7 +30,7 @@ class AudioFormat:
     encoder: Literal["sndfile", "av"] = "sndfile"
     bitrate_kbps: int | None = None  # fixed rate of the av formats; MP3's comes from the request
     # A song at least twice this long is encoded as parallel segments when cores are free
-    # (mp3_segments.py); None: always one pass.
+    # (mp3_segments.py for libsndfile's MP3, av_segments.py for PyAV's codecs); None: always one pass.
     segment_min_s: float | None = None
 
 
@@ -43,8 +43,9 @@ FORMATS = {
     "wav32": AudioFormat("wav32", "wav", "WAV", "FLOAT", "audio/wav"),
     "ogg": AudioFormat("ogg", "ogg", "OGG", "VORBIS", "audio/ogg"),
     # Same ~120 kbps as libsndfile's default, ~3x faster through FFmpeg's libopus (bench/encode.py).
-    "opus": AudioFormat("opus", "opus", "ogg", "libopus", "audio/ogg", "av", 120),
-    "aac": AudioFormat("aac", "m4a", "ipod", "aac", "audio/mp4", "av", 192),
+    # Opus and AAC segments, like MP3's, encode ~1 s of lead-in each: 10 s or more keeps that <11%.
+    "opus": AudioFormat("opus", "opus", "ogg", "libopus", "audio/ogg", "av", 120, segment_min_s=10.0),
+    "aac": AudioFormat("aac", "m4a", "ipod", "aac", "audio/mp4", "av", 192, segment_min_s=10.0),
 }
 # libsndfile gets audio in blocks of this many frames: libvorbis allocates its analysis buffer on the
 # stack (alloca of the whole pending input), so one write of a ~45 s song overflowed the 8 MiB
@@ -69,37 +70,53 @@ def encode(audio: np.ndarray, sample_rate: int, fmt: str, *, bitrate_kbps: int =
     """Encode float audio [samples, channels] in [-1, 1] and return the file's bytes.
 
     With `threads` > 1, a format with `segment_min_s` encodes a long enough song as up to `threads`
-    segments at once and joins them (mp3_segments.py); otherwise, or when no valid join is found,
-    in one pass.
+    segments at once and joins them (mp3_segments.py, av_segments.py); otherwise, or when no valid
+    join is found, in one pass.
     """
     spec = FORMATS[fmt]
     if spec.encoder == "av":
         from . import av_codecs  # FFmpeg's libraries load only when a format needs them
 
-        return av_codecs.encode(audio, sample_rate, codec=spec.subtype, container=spec.container,
-                                bitrate_kbps=spec.bitrate_kbps, tags=tags)
+        settings = {"codec": spec.subtype, "container": spec.container, "bitrate_kbps": spec.bitrate_kbps,
+                    "tags": tags}
+        segments = _segments(spec, audio.shape[0], sample_rate, threads, bitrate_kbps)
+        if segments > 1:
+            from .av_segments import encode_segmented as encode_av_segmented
+
+            joined = _segmented(fmt, lambda: encode_av_segmented(audio, sample_rate, segments, **settings))
+            if joined is not None:
+                return joined
+        return av_codecs.encode(audio, sample_rate, **settings)
     audio = np.clip(audio, -1.0, 1.0).astype(np.float32)
     segments = _segments(spec, audio.shape[0], sample_rate, threads, bitrate_kbps)
     if segments > 1:
         from .mp3_segments import encode_segmented
 
-        try:
-            joined = encode_segmented(audio, segments, lambda part: _sndfile_encode(part, sample_rate, spec,
-                                                                                   bitrate_kbps, tags))
-        except Exception:  # noqa: BLE001 - a speed-up must never cost the song: the one pass is the reference
-            log.warning("segmented MP3 failed; encoding in one pass", exc_info=True)
-            joined = None
+        joined = _segmented(fmt, lambda: encode_segmented(
+            audio, segments, lambda part: _sndfile_encode(part, sample_rate, spec, bitrate_kbps, tags)))
         if joined is not None:
             return joined
     return _sndfile_encode(audio, sample_rate, spec, bitrate_kbps, tags)
 
 
+def _segmented(fmt: str, encode_joined: Callable[[], bytes | None]) -> bytes | None:
+    """The joined file, or None (with a warning on failure) when the caller should encode in one pass."""
+    try:
+        return encode_joined()
+    except Exception:  # noqa: BLE001 - a speed-up must never cost the song: the one pass is the reference
+        log.warning("segmented %s failed; encoding in one pass", fmt.upper(), exc_info=True)
+        return None
+
+
 def _segments(spec: AudioFormat, samples: int, sample_rate: int, threads: int, bitrate_kbps: int) -> int:
     """How many parallel segments to encode a song of `samples` in (1: one pass)."""
-    if spec.segment_min_s is None or threads < 2 or sample_rate not in (32_000, 44_100, 48_000):
-        return 1  # the MP3 joiner reads MPEG-1 frames, which only these rates use
-    if 144 * bitrate_kbps * 1000 // sample_rate < 192:
-        return 1  # LAME writes no Info frame (gapless delay and padding) into frames this small
+    if spec.segment_min_s is None or threads < 2:
+        return 1
+    if spec.encoder == "sndfile":  # the MP3 joiner's limits
+        if sample_rate not in (32_000, 44_100, 48_000):
+            return 1  # it reads MPEG-1 frames, which only these rates use
+        if 144 * bitrate_kbps * 1000 // sample_rate < 192:
+            return 1  # LAME writes no Info frame (gapless delay and padding) into frames this small
     return max(1, min(threads, int(samples / (spec.segment_min_s * sample_rate))))
 
 
