@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Encoding speed: seconds per audio minute for every format, libsndfile against FFmpeg (PyAV) at
-equal settings, a batch encoded one song after another against the thread pool, and one long MP3
-encoded in one pass against frame-aligned segments (timing, and the joined file's decoded quality
-against the single pass's).
+equal settings, a batch encoded one song after another against the thread pool, and one long MP3,
+AAC or Opus song encoded in one pass against frame-aligned segments (timing, and the joined file's
+decoded quality against the single pass's).
 
     python bench/encode.py --seconds 60 --batch 4 --segments 1,2,4,8,16 --segment-seconds 240
+    python bench/encode.py --runs 0 --batch 0 --segment-formats aac,opus --segments 1,2,4,8,16 --segment-seconds 240
 
 The input is 48 kHz stereo float noise shaped like music (a tone plus a random walk), clipped to
 [-1, 1]; encoders spend the same time on it as on songs. Each figure is the best of `--runs` after
@@ -86,14 +87,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="audio length per song")
     parser.add_argument("--batch", type=int, default=4, help="songs in the batch comparison (0: skip)")
-    parser.add_argument("--runs", type=int, default=2)
-    parser.add_argument("--segments", default="1,2", help="segment counts for one MP3 ('' skips)")
+    parser.add_argument("--runs", type=int, default=2, help="timed runs per format (0 skips the format table)")
+    parser.add_argument("--segments", default="1,2", help="segment counts for one song ('' skips)")
     parser.add_argument("--segment-seconds", type=float, default=None, help="its length (default --seconds)")
+    parser.add_argument("--segment-formats", default="mp3", help="formats encoded in segments: mp3,aac,opus")
     args = parser.parse_args()
     audio = test_signal(args.seconds)
     minutes = args.seconds / 60
     print(f"# {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}, {args.seconds:.0f} s of 48 kHz stereo")
-    for fmt, library, encoder in candidates():
+    for fmt, library, encoder in candidates() if args.runs else []:
         seconds, data = best_of(lambda: encoder(audio), args.runs)
         print(json.dumps({"format": fmt, "library": library, "s_per_audio_min": round(seconds / minutes, 3),
                           "realtime_x": round(args.seconds / seconds, 1),
@@ -109,7 +111,8 @@ def main() -> int:
                               "thread_pool_s": round(pooled, 2), "speedup": round(one_by_one / pooled, 2),
                               "load_avg_1min": round(os.getloadavg()[0], 1)}), flush=True)
     if args.segments:
-        segmented_mp3(args.segment_seconds or args.seconds, [int(n) for n in args.segments.split(",")])
+        for fmt in args.segment_formats.split(","):
+            segmented(fmt, args.segment_seconds or args.seconds, [int(n) for n in args.segments.split(",")])
     return 0
 
 
@@ -132,57 +135,98 @@ def music_signal(seconds: float, seed: int = 0) -> np.ndarray:
     return np.clip(out, -1, 1).astype(np.float32)
 
 
-def segmented_mp3(seconds: float, segment_counts: list[int]) -> None:
-    """One song's MP3 in one pass and in 2..N segments. On a shared machine wall time says little,
-    so each row also gives the CPU time (all threads) and the critical path: the slowest segment's
-    thread CPU time plus the calling thread's (split, join, Info frame), which is what the wall time
-    is on an idle host with at least that many cores. Quality: SNR against the input for the single
-    pass and the joined file, their difference relative to the codec's own noise, and the largest
-    difference within 4 frames of a join against the codec's largest error there."""
+def segmented(fmt: str, seconds: float, segment_counts: list[int]) -> None:
+    """One song in one pass and in 2..N segments. On a shared machine wall time says little, so each
+    row also gives the CPU time (all threads) and the critical path: the slowest segment's thread
+    CPU time plus the calling thread's (split, join, container), which is what the wall time is on
+    an idle host with at least that many cores. Quality: SNR against the input for the single pass
+    and the joined file, their difference relative to the codec's own noise (with, for scale, how
+    far a one pass of the input plus a -100 dB dither lands from the one pass), and, in the frames
+    where a join may fall, the largest difference and codec error, and how far the worst frame's
+    error is over the bound tests/test_av_segments.py sets (dB; below 0 passes)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from acestep_worker import mp3_segments
-    from acestep_worker.audio_io import decode, encode
+    from acestep_worker import av_codecs, av_segments, mp3_segments
+    from acestep_worker.audio_io import FORMATS, decode, encode
+
+    spec = FORMATS[fmt]
+    if spec.encoder == "av":
+        joining = av_segments.CODECS[spec.subtype]
+        frame, lead_in, warm = joining.frame_samples, joining.lead_in_frames, joining.warm_frames
+    else:
+        frame, lead_in, warm = 1152, mp3_segments.LEAD_IN_FRAMES, mp3_segments.WARM_FRAMES
+
+    def join_frames(samples: int, segments: int) -> list[int]:
+        if spec.encoder == "av":
+            parts = av_segments.plan(samples, segments, frame)
+        else:
+            parts = mp3_segments.plan(samples, segments)
+        return [first for first, _ in parts[1:]]
+
+    def encode_in_segments(audio: np.ndarray, segments: int, pool, segment_cpu: list) -> bytes | None:
+        def timed(function):
+            def run(*args, **kwargs):
+                begin = time.thread_time()
+                result = function(*args, **kwargs)
+                segment_cpu.append(time.thread_time() - begin)
+                return result
+            return run
+
+        if spec.encoder == "av":
+            return av_segments.encode_segmented(audio, RATE, segments, codec=spec.subtype, container=spec.container,
+                                                bitrate_kbps=spec.bitrate_kbps, pool=pool,
+                                                encode_packets=timed(av_codecs.encode_packets))
+        return mp3_segments.encode_segmented(audio, segments, timed(lambda part: encode(part, RATE, "mp3")), pool)
 
     for name, audio in (("tone+noise", test_signal(seconds)), ("notes+bursts", music_signal(seconds))):
         start, cpu = time.perf_counter(), time.process_time()
-        single_data = encode(audio, RATE, "mp3")
+        single_data = encode(audio, RATE, fmt)
         one_pass = {"wall": time.perf_counter() - start, "cpu": time.process_time() - cpu}
         single = decode(single_data)[0]
-        noise = single - audio
+        samples = len(audio)
+        noise = single[:samples] - audio
+        dither = np.random.default_rng(1).standard_normal(audio.shape).astype(np.float32) * 1e-5
+        dithered = decode(encode(audio + dither, RATE, fmt))[0]
         for segments in segment_counts:
             if segments == 1:
                 row = {"wall_s": one_pass["wall"], "cpu_s": one_pass["cpu"], "critical_path_s": one_pass["cpu"]}
-                joined = single
+                joined = dithered
             else:
                 segment_cpu = []
-
-                def timed_encode(part: np.ndarray) -> bytes:
-                    begin = time.thread_time()
-                    data = encode(part, RATE, "mp3")
-                    segment_cpu.append(time.thread_time() - begin)
-                    return data
-
                 start, cpu, own = time.perf_counter(), time.process_time(), time.thread_time()
                 with ThreadPoolExecutor(segments) as pool:
-                    data = mp3_segments.encode_segmented(audio, segments, timed_encode, pool)
+                    data = encode_in_segments(audio, segments, pool, segment_cpu)
                 row = {"wall_s": time.perf_counter() - start, "cpu_s": time.process_time() - cpu,
                        "critical_path_s": max(segment_cpu) + time.thread_time() - own}
                 joined = decode(data)[0] if data is not None else None
-            near = np.zeros(len(audio), dtype=bool)
-            for first, _ in mp3_segments.plan(len(audio), segments)[1:]:
-                near[max(0, (first - 4) * 1152):(first + 4) * 1152] = True
-            difference = joined - single if joined is not None else None
+            near = [range(first - lead_in + warm - 2, first + 4) for first in join_frames(samples, segments)]
+            quality = {}
+            if joined is not None:
+                exact = joined.shape == single.shape
+                joined = joined[:samples]
+                difference = joined - single[:samples]
+                frames = [slice(n * frame, (n + 1) * frame) for rows in near for n in rows]
+                # The tests' bound per frame: error at most 10 dB over the one pass's, or 20 dB under the music.
+                worst = max((10 * np.log10(((joined[f] - audio[f]) ** 2).sum()
+                                           / max(10 * (noise[f] ** 2).sum(), 0.01 * (audio[f] ** 2).sum(), 1e-12))
+                             for f in frames), default=None)
+                around = np.zeros(samples, dtype=bool)
+                for f in frames:
+                    around[f] = True
+                quality = {
+                    "exact_length": exact,
+                    "snr_db_single": round(_snr(audio, single[:samples]), 2),
+                    "snr_db_joined": round(_snr(audio, joined), 2),
+                    "diff_rms_over_codec_noise_rms": round(float(np.sqrt((difference ** 2).mean()
+                                                                         / (noise ** 2).mean())), 4),
+                    "max_diff_near_joins": round(float(np.abs(difference[around]).max()), 4) if around.any() else 0.0,
+                    "max_codec_error_near_joins": round(float(np.abs(noise[around]).max()), 4) if around.any() else 0.0,
+                    "worst_frame_over_test_bound_db": None if worst is None else round(float(worst), 1)}
             print(json.dumps({
-                "signal": name, "seconds": seconds, "segments": segments, "joined": joined is not None,
+                "format": fmt, "signal": name, "seconds": seconds, "segments": segments,
+                "joined": joined is not None if segments > 1 else "one pass (quality: a dithered one pass)",
                 **{f"{k}_per_audio_min": round(v / (seconds / 60), 3) for k, v in row.items()},
-                "expected_speedup": round(one_pass["cpu"] / row["critical_path_s"], 2),
-                **({} if joined is None else {
-                    "exact_length": joined.shape == audio.shape,
-                    "snr_db_single": round(_snr(audio, single), 2), "snr_db_joined": round(_snr(audio, joined), 2),
-                    "diff_rms_over_codec_noise_rms": round(float(np.sqrt((difference ** 2).mean() / (noise ** 2).mean())), 4),
-                    "max_diff_near_joins": round(float(np.abs(difference[near]).max()), 4) if near.any() else 0.0,
-                    "max_codec_error_near_joins": round(float(np.abs(noise[near]).max()), 4) if near.any() else 0.0}),
+                "expected_speedup": round(one_pass["cpu"] / row["critical_path_s"], 2), **quality,
                 "load_avg_1min": round(os.getloadavg()[0], 1)}), flush=True)
 
 
