@@ -18,16 +18,18 @@ TAGS = {"comment": "RANDOM-WEIGHT TEST MODEL: noise, not music", "title": "a tit
 CODEC_OF = {"aac": "aac", "opus": "libopus"}
 
 
-def _load_bench_signal():
-    """The benchmark's test music (bench/encode.py), so tests and figures use the same signal."""
+def _load_bench():
+    """The benchmark (bench/encode.py), so tests and figures use the same signals."""
     path = Path(__file__).resolve().parents[1] / "bench" / "encode.py"
     spec = importlib.util.spec_from_file_location("bench_encode", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.music_signal
+    return module
 
 
-_music = _load_bench_signal()  # (seconds, seed=0): notes with transients and noise bursts, 48 kHz stereo
+_bench = _load_bench()
+_music = _bench.music_signal  # (seconds, seed=0): notes with attacks and noise bursts, 48 kHz stereo
+_tone = _bench.test_signal  # (seconds, seed=0): a tone, white noise and a random walk per channel
 
 
 @pytest.fixture
@@ -59,10 +61,12 @@ def _layout(data: bytes) -> tuple:
         return dict(container.metadata), bytes(stream.codec_context.extradata or b""), packets
 
 
-@pytest.mark.parametrize("fmt,rate,channels", [("aac", 48_000, 2), ("aac", 44_100, 2), ("aac", 48_000, 1),
-                                               ("aac", 44_100, 1), ("opus", 48_000, 2), ("opus", 48_000, 1)])
-def test_a_segmented_song_decodes_like_the_one_pass_without_clicks(short_segments, fmt, rate, channels):
-    audio = np.ascontiguousarray(_music(8.0)[:, :channels])
+@pytest.mark.parametrize("fmt,rate,channels,signal", [
+    ("aac", 48_000, 2, _music), ("aac", 44_100, 2, _music), ("aac", 48_000, 1, _music), ("aac", 44_100, 1, _music),
+    ("aac", 48_000, 2, _tone),  # its channels often take different windows: joins between separate ics_info
+    ("opus", 48_000, 2, _music), ("opus", 48_000, 1, _music)])
+def test_a_segmented_song_decodes_like_the_one_pass_without_clicks(short_segments, fmt, rate, channels, signal):
+    audio = np.ascontiguousarray(signal(8.0)[:, :channels])
     single = encode(audio, rate, fmt, tags=TAGS)
     segmented = encode(audio, rate, fmt, tags=TAGS, threads=3)
     assert len(short_segments) == 1 and short_segments[0] is not None  # the segmented path ran and joined
@@ -136,23 +140,26 @@ def test_aac_window_sequences_parsed_from_the_packets_follow_the_standards_order
     by EIGHT_SHORT or LONG_STOP (3); LONG_STOP by LONG or LONG_START. Bits read from the wrong
     place would break this order; the notes' attacks make the encoder use all four."""
     allowed = {0: {0, 1}, 1: {2}, 2: {2, 3}, 3: {0, 1}}
-    for channels in (1, 2):
-        packets = av_codecs.encode_packets(np.ascontiguousarray(_music(4.0)[:, :channels]), 48_000, codec="aac",
-                                           bitrate_kbps=192)
+    seen = set()
+    for audio in (_music(4.0)[:, :1], _music(4.0), _tone(8.0)):  # the tone's channels often window apart
+        packets = av_codecs.encode_packets(np.ascontiguousarray(audio), 48_000, codec="aac", bitrate_kbps=192)
         windows = [av_segments.aac_window(bytes(p)) for p in packets]
-        sequences = [w >> 1 if w is not None else None for w in windows]
-        assert {0, 1, 2, 3} <= set(sequences)
+        seen |= {w[0] for w in windows if w is not None}
+        sequences = [w[1] >> 1 if w is not None else None for w in windows]
+        assert {0, 2, 3} <= set(sequences)
         for previous, following in zip(sequences, sequences[1:]):
             if previous is not None and following is not None:
                 assert following in allowed[previous]
+    assert seen == {"single", "shared", "separate"}
 
 
-def _aac_packet(window: int, pair_with_common_window: bool = True) -> bytes:
-    """The first bits of a raw AAC block: a channel pair sharing ics_info (or not), or a single channel."""
-    if pair_with_common_window is None:  # single channel element: id 0, tag, global_gain, ics_info
-        bits = (0 << 21) | (0x80 << 9) | (window << 5)
-    else:
-        bits = (1 << 21) | (int(pair_with_common_window) << 16) | (window << 12)
+def _aac_packet(window: int, element: str = "shared") -> bytes:
+    """The first bits of a raw AAC block: a channel pair sharing ics_info or not, a single channel,
+    or a fill element."""
+    bits = {"single": (0 << 21) | (0x80 << 9) | (window << 5),  # id 0, tag, global_gain, ics_info
+            "shared": (1 << 21) | (1 << 16) | (window << 12),  # id 1, tag, common_window, ics_info
+            "separate": (1 << 21) | (0x80 << 8) | (window << 4),  # id 1, tag, 0, global_gain, ics_info
+            "fill": 6 << 21}[element]
     return bits.to_bytes(3, "big") + b"\0" * 8
 
 
@@ -160,10 +167,14 @@ def test_the_join_goes_at_the_last_packet_near_the_cut_whose_windows_agree():
     joining = av_segments.CODECS["aac"]
     earlier = [_aac_packet(0) for _ in range(40)]
     later = [_aac_packet(0) for _ in range(30)]  # song packets 10 .. 39
-    earlier[31], later[31 - 10] = _aac_packet(2), _aac_packet(6)  # packet 31: short windows, other shapes
-    earlier[30] = _aac_packet(0, pair_with_common_window=False)  # the pair's windows cannot be read
+    earlier[31], later[31 - 10] = _aac_packet(2), _aac_packet(6)  # packet 31: different windows
+    earlier[30], later[30 - 10] = _aac_packet(0, "separate"), _aac_packet(0)  # one stream shares, one does not
+    earlier[29], later[29 - 10] = _aac_packet(0, "fill"), _aac_packet(0, "fill")  # no window to compare
     # Joining at 32 (after packet 31) or 31 (after 30) would pair windows the later stream did not
-    # assume; 30 is the last packet at or before cut + 1 = 32 where both coded packet j - 1 alike.
-    assert av_segments._join_packet(earlier, later, lowest=12, start=10, cut=31, joining=joining) == 30
+    # assume, 30 follows no readable window; 29 is the last packet at or before cut + 1 = 32 where
+    # both streams coded packet j - 1 alike.
+    assert av_segments._join_packet(earlier, later, lowest=12, start=10, cut=31, joining=joining) == 29
     assert av_segments._join_packet(earlier, later, lowest=31, start=10, cut=31, joining=joining) is None
-    assert av_segments.aac_window(_aac_packet(5, pair_with_common_window=None)) == 5
+    earlier[30], later[30 - 10] = _aac_packet(4, "separate"), _aac_packet(4, "separate")
+    assert av_segments._join_packet(earlier, later, lowest=12, start=10, cut=31, joining=joining) == 31
+    assert av_segments.aac_window(_aac_packet(5, "single")) == ("single", 5)

@@ -19,11 +19,16 @@ joined into one stream:
   decoder carries from packet j - 1 into j is the transform overlap and, for Opus, the band
   energies packet j is predicted from. The join goes at the last packet j near the cut where both
   streams coded packet j - 1 alike in what fixes that overlap (`carried_state`): AAC's window
-  sequence and shape, Opus's TOC byte (mode, bandwidth, frame size, channels). The energy
-  prediction is not matched exactly: the later encoder predicted from its own quantized energies
-  of packet j - 1, the decoder uses the earlier stream's, which after the lead-in differ by the
-  fine-energy quantization; measured in bench/README.md and asserted in tests/test_av_segments.py
-  (no error at a join beyond the codec's own there).
+  sequence and shape, Opus's TOC byte (mode, bandwidth, frame size, channels). After the warm
+  frames the streams' windows agreed at every readable candidate measured; within them they did
+  not always (bench/README.md), hence `warm_frames`.
+
+Unlike LAME, neither encoder re-converges to the one pass's bytes after a lead-in (matching packets
+come in short runs, and for AAC on noisy input not at all), so a later segment is another encoding
+of the same audio at the same settings: the decoded file differs from the one pass about as much as
+a one pass of the input plus a -100 dB dither does, has the same SNR against the input, and no frame
+near a join has an error far above the one pass's there (tests/test_av_segments.py bounds it; joins
+without lead-in or lead-out break that bound by 15-45 dB: bench/README.md).
 
 When no packet near a cut qualifies, or a stream is not shaped as expected (`NotJoinable`),
 `encode_segmented` returns None and the caller encodes in one pass.
@@ -49,13 +54,19 @@ class NotJoinable(ValueError):
 
 def aac_window(packet: bytes) -> Hashable | None:
     """The window sequence and shape of an AAC-LC raw data block's first channel element (what the
-    next frame's overlap-add depends on); None for a pair of channels with their own windows."""
-    bits = int.from_bytes(packet[:3].ljust(3, b"\0"), "big")  # 24 bits reach past both ics_info
+    next frame's overlap-add depends on), with whether a channel pair shares them; None when the
+    block does not start with a channel element."""
+    bits = int.from_bytes(packet[:3].ljust(3, b"\0"), "big")  # 24 bits reach past the first ics_info
     element = bits >> 21  # id_syn_ele: 0 single channel, 1 channel pair
     if element == 0:  # tag (4), global_gain (8), then ics_info: reserved (1), sequence (2), shape (1)
-        return (bits >> 5) & 0b111
+        return "single", (bits >> 5) & 0b111
     if element == 1 and (bits >> 16) & 1:  # tag (4), common_window = 1, then the shared ics_info
-        return (bits >> 12) & 0b111
+        return "shared", (bits >> 12) & 0b111
+    if element == 1:  # common_window = 0: the first channel's global_gain (8) and ics_info. The second
+        # channel's ics_info lies behind the first's Huffman-coded spectrum; its windows come from the
+        # same transient detector on the same input, which agreed in both streams at every readable
+        # packet measured after the warm frames (bench/README.md).
+        return "separate", (bits >> 4) & 0b111
     return None
 
 
