@@ -86,7 +86,7 @@ def test_a_segmented_song_decodes_like_the_one_pass_without_clicks(short_segment
             music, ours, theirs = (float((x ** 2).sum()) for x in (audio[block], joined[block] - audio[block],
                                                                    reference[block] - audio[block]))
             # No frame's error over 10 dB above the one pass's unless it is 20 dB below the music. A
-            # join without lead-out (a dropout) or lead-in (a cold encoder) breaks this by 5-45 dB; a
+            # join without lead-out (a dropout) or lead-in (a cold encoder) breaks this by 5-19 dB; a
             # one pass of the input plus a -100 dB dither breaks it in ~1 frame of 1,000 (bench/README.md).
             assert ours <= max(10 * theirs, 0.01 * music)
         around = slice(near[0] * frame, near[-1] * frame)
