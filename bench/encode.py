@@ -148,7 +148,7 @@ def segmented(fmt: str, seconds: float, segment_counts: list[int]) -> None:
     then: the encoder's own variability)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from acestep_worker import av_codecs, av_segments, mp3_segments
+    from acestep_worker import av_codecs, av_segments, mp3_segments, segmenting
     from acestep_worker.audio_io import FORMATS, decode, encode
 
     spec = FORMATS[fmt]
@@ -159,11 +159,7 @@ def segmented(fmt: str, seconds: float, segment_counts: list[int]) -> None:
         frame, lead_in, warm = 1152, mp3_segments.LEAD_IN_FRAMES, mp3_segments.WARM_FRAMES
 
     def join_frames(samples: int, segments: int) -> list[int]:
-        if spec.encoder == "av":
-            parts = av_segments.plan(samples, segments, frame)
-        else:
-            parts = mp3_segments.plan(samples, segments)
-        return [first for first, _ in parts[1:]]
+        return [first for first, _ in segmenting.plan(samples, segments, frame)[1:]]
 
     def encode_in_segments(audio: np.ndarray, segments: int, pool, segment_cpu: list) -> bytes | None:
         def timed(function):

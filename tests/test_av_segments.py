@@ -11,7 +11,7 @@ import av
 import numpy as np
 import pytest
 
-from acestep_worker import audio_io, av_codecs, av_segments
+from acestep_worker import audio_io, av_codecs, av_segments, segmenting
 from acestep_worker.audio_io import decode, encode
 
 TAGS = {"comment": "RANDOM-WEIGHT TEST MODEL: noise, not music", "title": "a title"}  # as outputs.py sets them
@@ -80,7 +80,7 @@ def test_a_segmented_song_decodes_like_the_one_pass_without_clicks(short_segment
     assert _snr_db(audio, joined) >= _snr_db(audio, reference) - 0.5
     joining = av_segments.CODECS[CODEC_OF[fmt]]
     frame = joining.frame_samples
-    for first, _ in av_segments.plan(samples, 3, frame)[1:]:
+    for first, _ in segmenting.plan(samples, 3, frame)[1:]:
         near = range(first - joining.lead_in_frames + joining.warm_frames - 2, first + 4)  # where a join may be
         for block in (slice(n * frame, (n + 1) * frame) for n in near):
             music, ours, theirs = (float((x ** 2).sum()) for x in (audio[block], joined[block] - audio[block],

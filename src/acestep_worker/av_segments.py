@@ -44,6 +44,7 @@ from typing import Callable, Hashable
 import numpy as np
 
 from . import av_codecs
+from .segmenting import encode_parts
 
 log = logging.getLogger(__name__)
 
@@ -92,13 +93,6 @@ CODECS = {
 }
 
 
-def plan(samples: int, segments: int, frame_samples: int) -> list[tuple[int, int]]:
-    """Nominal cuts in frames: [(first frame, end frame)] per segment, end exclusive."""
-    frames = -(-samples // frame_samples)
-    cuts = [round(i * frames / segments) for i in range(segments + 1)]
-    return [(cuts[i], cuts[i + 1]) for i in range(segments)]
-
-
 def encode_segmented(audio: np.ndarray, sample_rate: int, segments: int, *, codec: str, container: str,
                      bitrate_kbps: int | None, tags: dict[str, str] | None = None,
                      pool: ThreadPoolExecutor | None = None,
@@ -107,24 +101,11 @@ def encode_segmented(audio: np.ndarray, sample_rate: int, segments: int, *, code
     `container` file; None when no valid join was found near a cut. `encode_packets` (default
     av_codecs.encode_packets) is replaceable so a benchmark can time each segment."""
     joining = CODECS[codec]
-    frame = joining.frame_samples
-    samples = audio.shape[0]
-    parts = plan(samples, segments, frame)
-    starts = [max(0, first - joining.lead_in_frames) if i else 0 for i, (first, _) in enumerate(parts)]
-    ends = [min(samples, (end + joining.lead_out_frames) * frame) if i < len(parts) - 1 else samples
-            for i, (_, end) in enumerate(parts)]
     encode_one = encode_packets or av_codecs.encode_packets
-
-    def one(i: int) -> list:
-        return encode_one(audio[starts[i] * frame:ends[i]], sample_rate, codec=codec, bitrate_kbps=bitrate_kbps)
-
-    if pool is None:
-        with ThreadPoolExecutor(max_workers=segments) as own:
-            streams = list(own.map(one, range(segments)))
-    else:
-        streams = list(pool.map(one, range(segments)))
+    encoded = encode_parts(audio, segments, joining.frame_samples, joining.lead_in_frames, joining.lead_out_frames,
+                           lambda part: encode_one(part, sample_rate, codec=codec, bitrate_kbps=bitrate_kbps), pool)
     try:
-        packets = join(streams, starts, [first for first, _ in parts], joining)
+        packets = join(encoded.outputs, encoded.starts, encoded.cuts, joining)
     except NotJoinable as exc:
         log.info("segmented %s not joinable (%s); encoding in one pass", codec, exc)
         return None

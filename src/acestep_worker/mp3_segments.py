@@ -32,6 +32,7 @@ from typing import Callable
 import numpy as np
 
 from .mp3_stream import FRAME_SAMPLES, NotJoinable, Stream, assemble, parse, splice
+from .segmenting import encode_parts
 
 log = logging.getLogger(__name__)
 
@@ -40,34 +41,15 @@ WARM_FRAMES = 16  # a join never falls in the first frames of a segment's stream
 LEAD_OUT_FRAMES = 4  # LAME's last two frames depend on where the input ends
 
 
-def plan(samples: int, segments: int) -> list[tuple[int, int]]:
-    """Nominal cuts in frames: [(first frame, end frame)] per segment, end exclusive."""
-    frames = -(-samples // FRAME_SAMPLES)
-    cuts = [round(i * frames / segments) for i in range(segments + 1)]
-    return [(cuts[i], cuts[i + 1]) for i in range(segments)]
-
-
 def encode_segmented(audio: np.ndarray, segments: int, encode_one: Callable[[np.ndarray], bytes],
                      pool: ThreadPoolExecutor | None = None) -> bytes | None:
     """Encode `audio` [samples, channels] as `segments` parts with `encode_one` (a libsndfile MP3
     encode at the final settings) and join them; None when no valid join was found near a cut."""
     samples = audio.shape[0]
-    parts = plan(samples, segments)
-    starts = [max(0, first - LEAD_IN_FRAMES) if i else 0 for i, (first, _) in enumerate(parts)]
-    ends = [min(samples, (end + LEAD_OUT_FRAMES) * FRAME_SAMPLES) if i < len(parts) - 1 else samples
-            for i, (_, end) in enumerate(parts)]
-
-    def one(i: int) -> bytes:
-        return encode_one(audio[starts[i] * FRAME_SAMPLES:ends[i]])
-
-    if pool is None:
-        with ThreadPoolExecutor(max_workers=segments) as own:
-            datas = list(own.map(one, range(segments)))
-    else:
-        datas = list(pool.map(one, range(segments)))
+    encoded = encode_parts(audio, segments, FRAME_SAMPLES, LEAD_IN_FRAMES, LEAD_OUT_FRAMES, encode_one, pool)
     try:
-        streams = [parse(data) for data in datas]
-        return join(streams, starts, [first for first, _ in parts], samples)
+        streams = [parse(data) for data in encoded.outputs]
+        return join(streams, encoded.starts, encoded.cuts, samples)
     except NotJoinable as exc:
         log.info("segmented MP3 not joinable (%s); encoding in one pass", exc)
         return None
