@@ -331,6 +331,25 @@ def test_graphed_steps_all_run_on_the_planners_own_thread(tiny_root):
     assert len(ran_on) == 6 and len(set(ran_on)) == 1 and ran_on[0].startswith("planner-graphs")
 
 
+def test_every_graphed_planner_replays_on_the_same_thread(tiny_root):
+    """A planner loaded again (/v1/init switching LMs) must replay on the thread the first one used:
+    torch 2.11 refuses CUDA-graph trees in any thread but the one that first set them up."""
+    import threading
+
+    ran_on = []
+    for _ in range(2):
+        lm = PlannerLM.load(tiny_root / "acestep-5Hz-lm-1.7B", compile_decode="graphs")
+
+        def step(*args, lm=lm):  # stands in for the compiled step: records where it runs
+            ran_on.append(threading.get_ident())
+            return lm.forward(*args)
+
+        lm._compiled_step = step
+        prompt = lm.encode("<|im_start|>user\nhello<|im_end|>\n")
+        PairedDecoder(lm, [prompt], None, 2).step(torch.tensor([prompt[0]]))
+    assert len(ran_on) == 2 and ran_on[0] == ran_on[1] != threading.get_ident()
+
+
 def test_a_duration_whose_codes_do_not_fit_the_context_is_refused(planner):
     with pytest.raises(InputError, match="needs 3000 audio codes") as err:
         planner.write_codes("x", "la la, oh " * 1400, Metadata(bpm=90), 600, [1], FAST)

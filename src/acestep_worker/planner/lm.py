@@ -31,6 +31,14 @@ MAX_KEPT_CACHES = 2  # the FSQ codebook ([8, 8, 8, 5, 5, 5]); tokens for 64000..
 # addresses (transformers marks them), so every step replays the same graph; on a CPU there is nothing
 # to capture and it is the plain compile.
 DECODE_COMPILE_MODES: dict[str, str | None] = {"off": None, "on": "default", "graphs": "reduce-overhead"}
+# The one thread that replays graphed decode steps, for every planner the process loads. torch keeps
+# CUDA-graph trees in thread-local state and jobs arrive on whichever worker thread is free (the
+# handler's asyncio.to_thread pool), so each thread would record, and keep memory for, graphs of its
+# own. It is one per process, not per planner: a planner loaded again (/v1/init switching LMs, the GPU
+# bench's modes) would otherwise start a second one, which torch 2.11 refuses with an AssertionError
+# (it sets that state up only in the thread that first imports its CUDA-graph module; 2.13 in every
+# thread, where the old thread's graphs would linger until it is collected). Starts on the first step.
+_GRAPH_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="planner-graphs")
 
 
 @dataclass(frozen=True)
@@ -57,7 +65,6 @@ class PlannerLM:
         self.compile_mode = DECODE_COMPILE_MODES[compile_decode]
         self._caches: dict[tuple[int, int], StaticCache] = {}
         self._compiled_step = None
-        self._graph_thread: ThreadPoolExecutor | None = None
 
     def cache(self, rows: int, capacity: int) -> StaticCache:
         """A reset static KV cache for `rows` sequences of up to `capacity` tokens.
@@ -91,12 +98,7 @@ class PlannerLM:
         if self._compiled_step is None:
             self._compiled_step = torch.compile(self.forward, mode=self.compile_mode, dynamic=False, fullgraph=False)
         if self.compile_mode == "reduce-overhead":
-            # torch keeps CUDA-graph trees in thread-local state, and jobs arrive on whichever worker
-            # thread is free (the handler's asyncio.to_thread pool): each thread would record, and keep
-            # memory for, graphs of its own. One thread owned by the planner replays every step.
-            if self._graph_thread is None:
-                self._graph_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="planner-graphs")
-            return self._graph_thread.submit(self._replay, ids, mask, positions, cache).result()
+            return _GRAPH_THREAD.submit(self._replay, ids, mask, positions, cache).result()
         return self._compiled_step(ids, mask, positions, cache)
 
     def _replay(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
