@@ -302,6 +302,8 @@ def test_compiled_decode_step_matches_eager(tiny_root, mode):
         for decoder in decoders:
             decoder.step(torch.tensor([token]))
         torch.testing.assert_close(decoders[1].guided_logits(2.0), decoders[0].guided_logits(2.0), atol=1e-4, rtol=1e-4)
+    # every (rows, capacity) shape is its own graph: dynamo's default limit of 8 would send the rest to eager
+    assert torch._dynamo.config.recompile_limit >= 64
 
 
 def test_graphed_steps_all_run_on_the_planners_own_thread(tiny_root):
@@ -354,3 +356,35 @@ def test_a_duration_whose_codes_do_not_fit_the_context_is_refused(planner):
     with pytest.raises(InputError, match="needs 3000 audio codes") as err:
         planner.write_codes("x", "la la, oh " * 1400, Metadata(bpm=90), 600, [1], FAST)
     assert err.value.field == "duration"
+
+
+def test_switching_planners_frees_the_old_one_before_the_new_one_loads(tiny_root, tmp_path, monkeypatch):
+    """A compiled decode step keeps its planner in a reference cycle; /v1/init switching LMs must not
+    hold two models at once until the collector happens to run."""
+    import weakref
+
+    from acestep_worker.engine import Engine
+    from acestep_worker.settings import Settings
+
+    root = tmp_path / "checkpoints"
+    root.mkdir()
+    for item in tiny_root.iterdir():
+        (root / item.name).symlink_to(item)
+    (root / "acestep-5Hz-lm-0.6B").symlink_to(tiny_root / "acestep-5Hz-lm-1.7B")
+    engine = Engine(Settings.from_env({"ACESTEP_CONFIG_PATH": str(root / "acestep-v15-turbo"), "ACESTEP_DEVICE": "cpu",
+                                       "ACESTEP_LM_MODEL_PATH": str(root / "acestep-5Hz-lm-1.7B"),
+                                       "ACESTEP_OUTPUT_DIR": str(tmp_path / "outputs")}))
+    old = engine.planner.lm
+    old.held_by_itself = old  # the cycle a compiled step makes, without compiling
+    old_alive = weakref.ref(old)
+    del old
+    seen_when_loading = []
+    real_load = PlannerLM.load.__func__
+
+    def load(cls, *args, **kwargs):
+        seen_when_loading.append(old_alive() is not None)
+        return real_load(cls, *args, **kwargs)
+
+    monkeypatch.setattr(PlannerLM, "load", classmethod(load))
+    engine.init_models(init_llm=True, lm_model="acestep-5Hz-lm-0.6B")
+    assert seen_when_loading == [False] and engine.planner.name == "acestep-5Hz-lm-0.6B"

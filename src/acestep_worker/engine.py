@@ -11,6 +11,7 @@ drives one accelerator.
 
 from __future__ import annotations
 
+import gc
 import logging
 import random
 import threading
@@ -342,6 +343,12 @@ class Engine:
             self.default_model = name
             if lm_path is not None and (self.planner is None or self.planner.name != lm_path.name):
                 self.planner = None
+                # A compiled decode step holds its planner through a reference cycle (planner ->
+                # compiled step -> bound method -> planner): collect it now, so the old model's memory
+                # is free before the new one loads, not whenever the collector next runs.
+                gc.collect()
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
                 self.planner = Planner(PlannerLM.load(lm_path, self.device, self.dtype, self.settings.compile_planner))
         return {"loaded_model": self.default_model, "loaded_lm_model": self.planner.name if self.planner else None}
 

@@ -21,15 +21,19 @@ from ..weights import pretrained
 
 AUDIO_CODE_TOKEN = "<|audio_code_{}|>"
 NUM_CODE_TOKENS = 65_535
-VALID_CODES = 64_000
-MAX_KEPT_CACHES = 2  # the FSQ codebook ([8, 8, 8, 5, 5, 5]); tokens for 64000..65534 are never valid
+VALID_CODES = 64_000  # the FSQ codebook ([8, 8, 8, 5, 5, 5]); tokens for 64000..65534 are never valid
+MAX_KEPT_CACHES = 2  # static KV caches kept for reuse (most recently used), each one shape
+# Compiled decode-step shapes kept: capacities up to the context (about 16 steps of 256 tokens) times
+# the batch sizes and guidance on or off that a worker sees.
+RECOMPILE_LIMIT = 64
 
 
 # ACESTEP_LM_COMPILE -> torch.compile's mode for the decode step (None: eager). "graphs" adds CUDA-graph
 # capture: one replay per token instead of hundreds of kernel launches, which is what a batch of one or
 # two rows costs on a GPU (decoding is launch- and memory-bound there). The static caches have fixed
-# addresses (transformers marks them), so every step replays the same graph; on a CPU there is nothing
-# to capture and it is the plain compile.
+# addresses (transformers marks them), so the steps of a generation replay one graph per cache shape
+# (re-recorded when a cache is dropped and rebuilt); on a CPU there is nothing to capture and it is
+# the plain compile.
 DECODE_COMPILE_MODES: dict[str, str | None] = {"off": None, "on": "default", "graphs": "reduce-overhead"}
 # The one thread that replays graphed decode steps, for every planner the process loads. torch keeps
 # CUDA-graph trees in thread-local state and jobs arrive on whichever worker thread is free (the
@@ -96,6 +100,10 @@ class PlannerLM:
         if self.compile_mode is None:
             return self.forward(ids, mask, positions, cache)
         if self._compiled_step is None:
+            # One graph per (rows, capacity) by design (dynamic=False; capacities step by 256 tokens,
+            # rows are the batch, doubled with guidance): past dynamo's recompile limit (8 by default)
+            # new shapes would silently run eager.
+            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
             self._compiled_step = torch.compile(self.forward, mode=self.compile_mode, dynamic=False, fullgraph=False)
         if self.compile_mode == "reduce-overhead":
             return _GRAPH_THREAD.submit(self._replay, ids, mask, positions, cache).result()
