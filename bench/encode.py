@@ -205,7 +205,7 @@ def segmented(fmt: str, seconds: float, segment_counts: list[int]) -> None:
                 exact = joined.shape == single.shape
                 joined = joined[:samples]
                 difference = joined - single[:samples]
-                over = _over_test_bound_db(audio, single[:samples], joined, frame)
+                over = frames_over_join_bound_db(audio, single[:samples], joined, frame)
                 around = np.zeros(samples, dtype=bool)
                 for rows in near:
                     around[rows[0] * frame:(rows[-1] + 1) * frame] = True
@@ -229,9 +229,10 @@ def segmented(fmt: str, seconds: float, segment_counts: list[int]) -> None:
                 "load_avg_1min": round(os.getloadavg()[0], 1)}), flush=True)
 
 
-def _over_test_bound_db(audio: np.ndarray, single: np.ndarray, other: np.ndarray, frame: int) -> np.ndarray:
-    """Per frame, how far `other`'s error is over the bound tests/test_av_segments.py sets near
-    joins: at most 10 dB over the one pass's error, or 20 dB under the music (dB; > 0 breaks it)."""
+def frames_over_join_bound_db(audio: np.ndarray, single: np.ndarray, other: np.ndarray, frame: int) -> np.ndarray:
+    """Per frame, how far `other`'s error is over the bound tests/test_av_segments.py asserts near
+    joins with this function: at most 10 dB over the one pass's error, or 20 dB under the music (dB;
+    > 0 breaks it)."""
     frames = len(audio) // frame
 
     def energy(x: np.ndarray) -> np.ndarray:

@@ -350,6 +350,13 @@ def switches(engine, runs: int, smoke: bool, deadline: float, save=lambda figure
     return out
 
 
+def bench_device(smoke: bool):
+    """The GPU when there is one (--smoke: the CPU, always)."""
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() and not smoke else "cpu")
+
+
 def device_name(device) -> str:
     import torch
 
@@ -381,7 +388,7 @@ def run(args: argparse.Namespace, out: Path) -> dict:
     wanted = PHASES if args.phases == "all" else tuple(args.phases.split(","))
     if unknown := set(wanted) - set(PHASES):
         raise SystemExit(f"--phases: unknown {sorted(unknown)}; choose from {', '.join(PHASES)} or all")
-    device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
+    device = bench_device(args.smoke)
     runs = args.runs or (1 if args.smoke else 3)
     result = {"device": device_name(device), "smoke": args.smoke, "runs_per_figure": runs,
               "torch": torch.__version__, "python": platform.python_version(),
@@ -450,10 +457,7 @@ def main() -> int:
     parser.add_argument("--phases", default="all", help=f"comma-separated, from: {', '.join(PHASES)} (default all)")
     parser.add_argument("--readme", action="store_true", help="rewrite bench/README.md's GPU table afterwards")
     args = parser.parse_args()
-    import torch
-
-    on_gpu = torch.cuda.is_available() and not args.smoke
-    name = torch.cuda.get_device_name(0) if on_gpu else f"cpu-{os.cpu_count()}-cores"
+    name = device_name(bench_device(args.smoke))
     out = args.out or RESULTS / (re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") + ".json")
     result = run(args, out)
     write_json(out, result)
