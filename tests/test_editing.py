@@ -9,8 +9,11 @@ import pytest
 import torch
 
 from acestep_worker import edit_inputs, tasks
+from acestep_worker.dit.conditioning import silence_frames
 from acestep_worker.errors import InputError
+from acestep_worker.prompts import Metas
 from acestep_worker.request import parse
+from acestep_worker.synthesizer import SongSpec
 
 BASE = "acestep-v15-base"
 SR = 48_000
@@ -156,6 +159,22 @@ def test_audio_code_string_skips_the_planner_and_sets_the_length(engine):
     codes = "".join(f"<|audio_code_{n}|>" for n in range(0, 60_000, 1_000))  # 60 codes = 12 s
     result = _edit(engine, audio_code_string=codes, thinking=True)  # no planner: thinking is not needed
     assert result.songs[0].audio.shape == (60 * 5 * 1920, 2)
+
+
+@pytest.mark.parametrize("hint_frames", [50, 200], ids=["short", "long"])
+def test_code_hints_are_cropped_or_padded_with_silence_from_its_first_frame(engine, hint_frames):
+    """As upstream pads both sources and code hints to the batch length (never zeros, never
+    silence continuing at the hints' own length)."""
+    dit = engine.dit()
+    hints = torch.full((hint_frames, dit.silence_latent.shape[-1]), 3.0)
+    song = SongSpec(caption="x", lyrics="", language="en", metas=Metas(), seed=1, frames=128, code_hints=hints)
+    captions, lyrics, _ = engine.synthesizer.encode_prompts([song])
+    conditions = engine.synthesizer.prepare_conditions(dit, [song], captions, lyrics, 128,
+                                                       edit_inputs.EditInputs(tasks.TASKS["text2music"]))
+    followed = conditions.context_latents[0, :, :hints.shape[1]]  # [128, C]: what the DiT follows
+    kept = min(hint_frames, 128)
+    assert followed.shape[0] == 128 and followed[:kept].eq(3).all()
+    assert torch.equal(followed[kept:], silence_frames(dit, 128 - kept).to(followed.dtype))
 
 
 def test_cover_strength_and_cover_noise_change_the_song(engine):

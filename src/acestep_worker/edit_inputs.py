@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .dit.conditioning import SAMPLE_RATE
+from .dit.conditioning import SAMPLE_RATE, at_batch_length
 from .errors import InputError
 from .request import MAX_DURATION_S, GenerationRequest
 from .tasks import Region, TaskRule, reference_offsets, region_for, repaint_schedule
@@ -128,10 +128,7 @@ def source_at_length(source: Source, silence: torch.Tensor, frames: int) -> torc
     """The clean source latents [frames, C] at the batch length: cropped, or padded with silence
     frames restarting at silence frame 0. What the model conditions on and what repaint injects
     back outside the range are both this, so they line up frame for frame."""
-    latents = source.latents.to(silence)[:frames]
-    if latents.shape[0] < frames:
-        return torch.cat([latents, silence[: frames - latents.shape[0]]])
-    return latents
+    return at_batch_length(source.latents, silence, frames)
 
 
 def source_rows(edit: EditInputs, silence: torch.Tensor, frames: int) -> tuple[torch.Tensor, torch.Tensor,

@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 
 import torch
 
-from .dit.conditioning import Conditions, prepare_condition, silence_frames
+from .dit.conditioning import Conditions, at_batch_length, prepare_condition, silence_frames
 from .dit.editing import CoverSwitch, Edit, Repaint, nearest_start, renoise
 from .dit.model import DiTModel
 from .dit.sampler import SamplerHooks, SamplingPlan, sample
@@ -151,8 +151,11 @@ class Synthesizer:
                                  device=device)
         hints = None
         if any(s.code_hints is not None for s in songs):
-            hints = torch.stack([_fit(s.code_hints, silence) if s.code_hints is not None else silence
-                                 for s in songs])
+            # Upstream's batch preparation (`_prepare_batch`) crops each item's decoded codes to the
+            # batch length or pads them with the silence latent from its frame 0, as it pads sources;
+            # an item without codes follows the silence latent itself.
+            hints = torch.stack([at_batch_length(s.code_hints, silence, frames) if s.code_hints is not None
+                                 else silence for s in songs])
         conditions = self._conditions(dit, captions, lyrics, src, chunk_masks, is_covers, refs, refs_order, hints)
         if repaint_row is not None:
             clean = source_at_length(edit.source, silence, frames)
@@ -188,14 +191,6 @@ def draw_noise(generators: list[torch.Generator], frames: int, channels: int) ->
     Drawn on the CPU in float32 so that a seed gives the same starting point on every device.
     """
     return torch.cat([torch.randn((1, frames, channels), generator=g) for g in generators])
-
-
-def _fit(hints: torch.Tensor, silence: torch.Tensor) -> torch.Tensor:
-    """Crop code hints to the batch length, or pad them with silence frames (never with zeros)."""
-    hints = hints.to(device=silence.device, dtype=silence.dtype)
-    if hints.shape[0] >= silence.shape[0]:
-        return hints[: silence.shape[0]]
-    return torch.cat([hints, silence[hints.shape[0]:]])
 
 
 def _encode_distinct(texts: list[str], encode: Callable[[list[str]], EncodedText]) -> EncodedText:

@@ -28,6 +28,16 @@ def batch_frames(item_frames: list[int]) -> int:
     return max(MIN_FRAMES, max(item_frames))
 
 
+def at_batch_length(latents: torch.Tensor, silence: torch.Tensor, frames: int) -> torch.Tensor:
+    """An item's latents [n, C] at the batch length [frames, C]: cropped, or padded with silence
+    frames restarting at silence frame 0 (never zeros). Upstream pads a source's latents and an
+    item's code hints alike this way, so both line up with every other item's."""
+    latents = latents.to(device=silence.device, dtype=silence.dtype)[:frames]
+    if latents.shape[0] < frames:
+        return torch.cat([latents, silence[: frames - latents.shape[0]]])
+    return latents
+
+
 @dataclass
 class Conditions:
     encoder_hidden_states: torch.Tensor  # [B, L, encoder_hidden]; padding included, the DiT attends to it
