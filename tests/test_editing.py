@@ -161,6 +161,13 @@ def test_audio_code_string_skips_the_planner_and_sets_the_length(engine):
     assert result.songs[0].audio.shape == (60 * 5 * 1920, 2)
 
 
+def test_codes_shorter_than_the_minimum_length_give_a_128_frame_song(engine):
+    """Upstream never generates fewer than 128 frames (5.12 s), codes or not, and does not trim back."""
+    codes = "".join(f"<|audio_code_{n}|>" for n in range(10))  # 10 codes = 50 frames = 2 s
+    result = _edit(engine, audio_code_string=codes)
+    assert result.songs[0].audio.shape == (128 * 1920, 2)
+
+
 @pytest.mark.parametrize("hint_frames", [50, 200], ids=["short", "long"])
 def test_code_hints_are_cropped_or_padded_with_silence_from_its_first_frame(engine, hint_frames):
     """As upstream pads both sources and code hints to the batch length (never zeros, never

@@ -25,7 +25,7 @@ import torch
 
 from . import edit_inputs, planning
 from .checkpoint_check import require_model_folders
-from .dit.conditioning import MIN_FRAMES, SAMPLE_RATE, frames_for_duration
+from .dit.conditioning import MIN_FRAMES, SAMPLE_RATE, batch_frames, frames_for_duration
 from .dit.loading import is_diffusers_layout, load_dit, read_config
 from .dit.model import DiTModel, compile_blocks
 from .dit.sampler import SamplingPlan
@@ -225,7 +225,7 @@ class Engine:
             edit = edit_inputs.resolve_edit(self.synthesizer.vae, rule, request, audio, seeds[0], tracker.stage,
                                         reference_seconds=dit.timbre_frames / FRAMES_PER_SECOND)
             songs = self._song_specs(dit, request, resolved, seeds, edit)
-            self._check_memory(dit, max(song.frames for song in songs), len(songs), plan)
+            self._check_memory(dit, batch_frames([song.frames for song in songs]), len(songs), plan)
             output = self.synthesizer(dit, songs, plan, on_stage=tracker.stage, on_step=tracker.step,
                                       check=tracker.check, edit=edit)
             audio_out = output.audio.numpy()
