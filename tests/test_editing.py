@@ -182,6 +182,8 @@ def test_code_hints_are_cropped_or_padded_with_silence_from_its_first_frame(engi
     kept = min(hint_frames, 128)
     assert followed.shape[0] == 128 and followed[:kept].eq(3).all()
     assert torch.equal(followed[kept:], silence_frames(dit, 128 - kept).to(followed.dtype))
+    # The codes are the item's source too (cover noise starts from them), as upstream's src_latents.
+    assert torch.equal(conditions.source_latents[0], followed.to(conditions.source_latents.dtype))
 
 
 def test_cover_strength_and_cover_noise_change_the_song(engine):

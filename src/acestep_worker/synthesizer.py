@@ -156,6 +156,10 @@ class Synthesizer:
             # an item without codes follows the silence latent itself.
             hints = torch.stack([at_batch_length(s.code_hints, silence, frames) if s.code_hints is not None
                                  else silence for s in songs])
+            # Codes stand in for a source song upstream: they are also the item's source latents,
+            # which cover noise starts from (the condition follows the hints either way).
+            with_codes = torch.tensor([s.code_hints is not None for s in songs], device=device)
+            src = torch.where(with_codes[:, None, None], hints, src)
         conditions = self._conditions(dit, captions, lyrics, src, chunk_masks, is_covers, refs, refs_order, hints)
         if repaint_row is not None:
             clean = source_at_length(edit.source, silence, frames)
