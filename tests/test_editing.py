@@ -161,6 +161,26 @@ def test_audio_code_string_skips_the_planner_and_sets_the_length(engine):
     assert result.songs[0].audio.shape == (60 * 5 * 1920, 2)
 
 
+def test_given_codes_replace_the_source_song_of_a_cover(engine):
+    """Upstream ignores src_audio when codes are given, and a cover needs no source then: the codes'
+    length wins over the source's and the duration's."""
+    codes = "".join(f"<|audio_code_{n}|>" for n in range(0, 60_000, 1_000))  # 60 codes = 300 frames
+    alone = _edit(engine, task_type="cover", audio_code_string=codes, duration=20)
+    with_source = _edit(engine, {"src_audio": SOURCE}, task_type="cover", audio_code_string=codes, duration=20)
+    assert alone.songs[0].audio.shape == (300 * 1920, 2) and alone.params["task_type"] == "cover"
+    assert "source_duration_s" not in with_source.params and "vae_encode" not in with_source.timings
+    np.testing.assert_array_equal(with_source.songs[0].audio, alone.songs[0].audio)
+
+
+@pytest.mark.parametrize("task", ["repaint", "lego"])
+def test_codes_cannot_stand_in_for_a_source_with_a_range(engine, task):
+    codes = "<|audio_code_1|>" * 30
+    with pytest.raises(InputError) as err:
+        engine.check(parse({"caption": "x", "task_type": task, "audio_code_string": codes, "model": BASE}),
+                     {"src_audio": SOURCE})
+    assert err.value.field == "audio_code_string"
+
+
 def test_codes_shorter_than_the_minimum_length_give_a_128_frame_song(engine):
     """Upstream never generates fewer than 128 frames (5.12 s), codes or not, and does not trim back."""
     codes = "".join(f"<|audio_code_{n}|>" for n in range(10))  # 10 codes = 50 frames = 2 s

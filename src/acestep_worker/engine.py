@@ -182,7 +182,14 @@ class Engine:
         check_sampling(request, variant)
         installed = {info.name: info.family for info in self.models()}
         check_supported(request.task_type, variant.name, variant.family, installed)
-        if TASKS[request.task_type].needs_source:
+        rule = TASKS[request.task_type]
+        if given_codes(request) is not None and rule.needs_source:
+            # Upstream lets codes replace the source song; a range to repaint has nothing to keep then.
+            if rule.uses_range:
+                raise InputError("audio_code_string", f"task_type {request.task_type!r} repaints a range of "
+                                 "the source song in src_audio; audio codes cannot stand in for it")
+            return
+        if rule.needs_source:
             given = getattr(request, "src_audio", None) if audio is None else audio.get("src_audio")
             if given is None or (audio is not None and len(given) == 0):
                 raise InputError("src_audio", f"task_type {request.task_type!r} needs a source song in src_audio")
@@ -208,6 +215,8 @@ class Engine:
             start = time.perf_counter()
             audio = audio or {}
             self.check(request, audio)
+            if given_codes(request) is not None:  # upstream: given codes replace the source song
+                audio = {name: pcm for name, pcm in audio.items() if name != "src_audio"}
             dit = self.dit(request.model)
             loras = lora.apply(dit, request.loras)  # before sampling: a misfit adapter fails the job here
             plan, sampling = sampling_plan(request, dit)
@@ -248,13 +257,14 @@ class Engine:
     def _song_specs(self, dit: DiTModel, request: GenerationRequest, resolved: planning.Resolved, seeds: list[int],
                     edit: edit_inputs.EditInputs) -> list[SongSpec]:
         """One spec per song. Codes (the planner's, or `audio_code_string`) make a text2music song a
-        cover of them; a source task takes the source's length."""
+        cover of them and set its length, 5 frames per code, whatever the duration says (given codes
+        also replace the source song, see `generate`); a source task takes the source's length."""
         metas = Metas(bpm=resolved.bpm, time_signature=resolved.time_signature, key_scale=resolved.key_scale,
                       duration_s=edit.source.duration_s if edit.source else resolved.duration_s)
-        given_codes = parse_audio_codes(request.audio_code_string) if request.audio_code_string.strip() else None
+        codes_given = given_codes(request)
         instruction = instruction_for(request.task_type, request.track_name, request.track_classes,
                                       request.instruction)
-        given_hints = codes_to_hints(dit, given_codes) if given_codes else None  # one for every song
+        given_hints = codes_to_hints(dit, codes_given) if codes_given else None  # one for every song
         frames = frames_for_duration(resolved.duration_s)
         if edit.source is not None:
             frames = max(MIN_FRAMES, edit.source.latents.shape[0])
@@ -262,12 +272,11 @@ class Engine:
         for index, seed in enumerate(seeds):
             spec = SongSpec(caption=resolved.caption, lyrics=resolved.lyrics, language=resolved.language,
                             metas=metas, seed=seed, frames=frames, instruction=instruction)
-            codes = given_codes or (resolved.codes[index] if resolved.codes is not None else None)
+            codes = codes_given or (resolved.codes[index] if resolved.codes is not None else None)
             if codes:
                 # 5 latent frames per code; the DiT follows them as a cover does.
-                spec.code_hints = given_hints if given_codes else codes_to_hints(dit, codes)
-                if edit.source is None:
-                    spec.frames = spec.code_hints.shape[0]
+                spec.code_hints = given_hints if codes_given else codes_to_hints(dit, codes)
+                spec.frames = spec.code_hints.shape[0]
                 if request.task_type == "text2music" and not request.instruction:
                     spec.instruction = COVER_INSTRUCTION
             specs.append(spec)
@@ -363,6 +372,11 @@ class Engine:
             raise InputError("lm_model_path", f"lm_model_path must name an installed planner LM folder "
                              f"({', '.join(self.lm_models()) or 'none installed'}); got {lm_model!r}")
         return path
+
+
+def given_codes(request: GenerationRequest) -> list[int] | None:
+    """The request's own audio codes (`audio_code_string`), None when it gives none."""
+    return parse_audio_codes(request.audio_code_string) or None
 
 
 def _planner_view(request: GenerationRequest, rule) -> GenerationRequest:
