@@ -53,3 +53,12 @@ def test_the_engine_refuses_before_any_work(engine, monkeypatch):
     assert stages == []  # nothing ran
     monkeypatch.undo()
     assert len(engine.generate(parse({"duration": 10, "batch_size": 2})).songs) == 2
+
+
+def test_given_codes_not_the_duration_set_the_length_that_is_checked(engine, monkeypatch):
+    one = generation_need(engine.dit().transformer.config, frames_for_duration(600), 1, False, 4)
+    budget_mb = (one.device_bytes + one.host_bytes + 1) / 1_000_000  # one 600 s song
+    monkeypatch.setattr(engine, "settings", replace(engine.settings, memory_budget_mb=budget_mb))
+    codes = "<|audio_code_7|>" * 30  # 6 s: the duration only goes into the prompt
+    result = engine.generate(parse({"duration": 600, "batch_size": 2, "audio_code_string": codes}))
+    assert [song.audio.shape[0] for song in result.songs] == [150 * 1920] * 2

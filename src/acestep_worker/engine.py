@@ -177,19 +177,18 @@ class Engine:
     def check(self, request: GenerationRequest, audio: dict | None = None) -> None:
         """Refuse, before any queueing, what the chosen model cannot do (InputError naming the field):
         a step count or timesteps outside its rules, a task its family does not run, or a task's
-        missing source. Reads configs only; no model is loaded for it."""
+        missing source (given codes stand in for it, except where a range is repainted). Reads
+        configs only; no model is loaded for it."""
         variant = self.variant(request.model)
         check_sampling(request, variant)
         installed = {info.name: info.family for info in self.models()}
         check_supported(request.task_type, variant.name, variant.family, installed)
         rule = TASKS[request.task_type]
-        if given_codes(request) is not None and rule.needs_source:
-            # Upstream lets codes replace the source song; a range to repaint has nothing to keep then.
-            if rule.uses_range:
+        if rule.needs_source and given_codes(request) is not None:  # upstream: codes replace the source
+            if rule.uses_range:  # a range repainted over the codes' own render would keep nothing of yours
                 raise InputError("audio_code_string", f"task_type {request.task_type!r} repaints a range of "
                                  "the source song in src_audio; audio codes cannot stand in for it")
-            return
-        if rule.needs_source:
+        elif rule.needs_source:
             given = getattr(request, "src_audio", None) if audio is None else audio.get("src_audio")
             if given is None or (audio is not None and len(given) == 0):
                 raise InputError("src_audio", f"task_type {request.task_type!r} needs a source song in src_audio")
@@ -221,7 +220,8 @@ class Engine:
             loras = lora.apply(dit, request.loras)  # before sampling: a misfit adapter fails the job here
             plan, sampling = sampling_plan(request, dit)
             seeds = resolve_seeds(request)
-            if request.duration and not TASKS[request.task_type].needs_source:  # known before the planner runs
+            if request.duration and not TASKS[request.task_type].needs_source and given_codes(request) is None:
+                # the length is known before the planner runs (codes set their own)
                 self._check_memory(dit, frames_for_duration(request.duration), len(seeds), plan)
             rule = TASKS[request.task_type]
             planned = _planner_view(request, rule)
