@@ -25,7 +25,7 @@ import torch
 
 from . import edit_inputs, planning
 from .checkpoint_check import require_model_folders
-from .dit.conditioning import MIN_FRAMES, SAMPLE_RATE, batch_frames, frames_for_duration
+from .dit.conditioning import SAMPLE_RATE, batch_frames, frames_for_duration
 from .dit.loading import is_diffusers_layout, load_dit, read_config
 from .dit.model import DiTModel, compile_blocks
 from .dit.sampler import SamplingPlan
@@ -38,12 +38,12 @@ from .planner.lm import PlannerLM
 from .planner.metadata import Metadata
 from .planner.planner import Planner
 from .progress import Progress, ProgressTracker
-from .prompts import COVER_INSTRUCTION, Metas, is_instrumental
 from .request import MAX_SEED, GenerationRequest
-from .sampling import check_sampling, codes_to_hints, resolve_seeds, sampling_plan
+from .sampling import check_sampling, resolve_seeds, sampling_plan
 from .settings import Settings
-from .synthesizer import SongSpec, Synthesizer
-from .tasks import FRAMES_PER_SECOND, TASKS, check_supported, instruction_for, parse_audio_codes, supported_task_types
+from .song_specs import given_codes, song_params, song_specs
+from .synthesizer import Synthesizer
+from .tasks import FRAMES_PER_SECOND, TASKS, check_supported, supported_task_types
 from .text_encoder import TextEncoder
 from .tiny import RANDOM_WEIGHTS_MARKER
 from .variants import Variant, detect_variant
@@ -233,7 +233,7 @@ class Engine:
                                         should_stop=tracker.check)
             edit = edit_inputs.resolve_edit(self.synthesizer.vae, rule, request, audio, seeds[0], tracker.stage,
                                         reference_seconds=dit.timbre_frames / FRAMES_PER_SECOND)
-            songs = self._song_specs(dit, request, resolved, seeds, edit)
+            songs = song_specs(dit, request, resolved, seeds, edit)
             self._check_memory(dit, batch_frames([song.frames for song in songs]), len(songs), plan)
             output = self.synthesizer(dit, songs, plan, on_stage=tracker.stage, on_step=tracker.step,
                                       check=tracker.check, edit=edit)
@@ -242,7 +242,7 @@ class Engine:
             result = GenerationResult(
                 songs=[Song(np.ascontiguousarray(a.T), SAMPLE_RATE, s.seed, duration) for a, s in zip(audio_out, songs)],
                 model=dit.variant.name, random_weights=self.random_weights,
-                params=dict(sampling, **_song_params(request, resolved, songs, self.planner), **edit.report()),
+                params=dict(sampling, **song_params(request, resolved, songs, self.planner), **edit.report()),
                 timings={**resolved.timings, **edit.timings, **output.timings})
             if loras:
                 result.params["loras"] = loras
@@ -253,34 +253,6 @@ class Engine:
     def _check_memory(self, dit: DiTModel, frames: int, batch: int, plan: SamplingPlan) -> None:
         check_fits(dit.transformer.config, frames, batch, plan.uses_cfg, torch.finfo(dit.dtype).bits // 8,
                    dit.device, self.settings.memory_budget_mb)
-
-    def _song_specs(self, dit: DiTModel, request: GenerationRequest, resolved: planning.Resolved, seeds: list[int],
-                    edit: edit_inputs.EditInputs) -> list[SongSpec]:
-        """One spec per song. Codes (the planner's, or `audio_code_string`) make a text2music song a
-        cover of them and set its length, 5 frames per code, whatever the duration says (given codes
-        also replace the source song, see `generate`); a source task takes the source's length."""
-        metas = Metas(bpm=resolved.bpm, time_signature=resolved.time_signature, key_scale=resolved.key_scale,
-                      duration_s=edit.source.duration_s if edit.source else resolved.duration_s)
-        codes_given = given_codes(request)
-        instruction = instruction_for(request.task_type, request.track_name, request.track_classes,
-                                      request.instruction)
-        given_hints = codes_to_hints(dit, codes_given) if codes_given else None  # one for every song
-        frames = frames_for_duration(resolved.duration_s)
-        if edit.source is not None:
-            frames = max(MIN_FRAMES, edit.source.latents.shape[0])
-        specs = []
-        for index, seed in enumerate(seeds):
-            spec = SongSpec(caption=resolved.caption, lyrics=resolved.lyrics, language=resolved.language,
-                            metas=metas, seed=seed, frames=frames, instruction=instruction)
-            codes = codes_given or (resolved.codes[index] if resolved.codes is not None else None)
-            if codes:
-                # 5 latent frames per code; the DiT follows them as a cover does.
-                spec.code_hints = given_hints if codes_given else codes_to_hints(dit, codes)
-                spec.frames = spec.code_hints.shape[0]
-                if request.task_type == "text2music" and not request.instruction:
-                    spec.instruction = COVER_INSTRUCTION
-            specs.append(spec)
-        return specs
 
     def format_input(self, caption: str, lyrics: str, *, bpm: int | None = None, duration: float | None = None,
                      key_scale: str | None = None, time_signature: str | None = None,
@@ -374,30 +346,12 @@ class Engine:
         return path
 
 
-def given_codes(request: GenerationRequest) -> list[int] | None:
-    """The request's own audio codes (`audio_code_string`), None when it gives none."""
-    return parse_audio_codes(request.audio_code_string) or None
-
-
 def _planner_view(request: GenerationRequest, rule) -> GenerationRequest:
     """The request as the planner sees it: codes are not written when the DiT already has a source
     or codes were given (upstream skips the LM's codes there)."""
     if request.thinking and (rule.needs_source or request.audio_code_string.strip()):
         return request.model_copy(update={"thinking": False})
     return request
-
-
-def _song_params(request: GenerationRequest, resolved: planning.Resolved, songs: list[SongSpec],
-                 planner) -> dict:
-    params = {"caption": resolved.caption, "lyrics": resolved.lyrics, "instrumental": is_instrumental(resolved.lyrics),
-              "vocal_language": resolved.language, "bpm": resolved.bpm, "key_scale": resolved.key_scale,
-              "time_signature": resolved.time_signature, "requested_duration": resolved.duration_s,
-              "seeds": [s.seed for s in songs]}
-    if planner is not None:
-        params["planner"] = {"model": planner.name, "thinking": request.thinking,
-                             "audio_codes": len(resolved.codes[0]) if resolved.codes else 0}
-        params["lm_metadata"] = resolved.lm_metadata
-    return params
 
 
 def _looks_like_dit(folder: Path) -> bool:
