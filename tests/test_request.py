@@ -109,3 +109,15 @@ def test_audio_sources_null_or_blank_mean_none():
     assert parse({"ref_audio": "  "}).reference_audio is None
     with pytest.raises(InputError, match="src_audio and src_audio_path name the same field"):
         parse({"src_audio": "a", "src_audio_path": "b"})
+
+
+@pytest.mark.parametrize("text", ["abc", "codes: none", "<|audio_code_|>"])
+def test_an_audio_code_string_without_codes_is_refused_not_ignored(text):
+    with pytest.raises(InputError, match="^audio_code_string must be 5 Hz audio codes") as err:
+        parse({"caption": "x", "audio_code_string": text})
+    assert err.value.field == "audio_code_string"
+
+
+@pytest.mark.parametrize("text", ["", "   ", "<|audio_code_5|><|audio_code_63999|>", "12, 7, 3"])
+def test_audio_code_strings_with_codes_or_nothing_are_taken(text):
+    assert parse({"caption": "x", "audio_code_string": text}).audio_code_string == text

@@ -36,7 +36,7 @@ AUDIO_SOURCE_FORMS = ("an https URL, a data:audio/<type>;base64 URI, base64 audi
 READ_BEFORE = {"seed": values.seeds, "timesteps": values.timesteps, "track_classes": values.track_list,
                "loras": parse_loras}
 READ_AFTER = {"key_scale": values.key_scale, "time_signature": values.time_signature,
-              "vocal_language": values.language}
+              "vocal_language": values.language, "audio_code_string": values.audio_codes}
 
 
 def _field(default: Any, *aliases: str, allowed: str, unused: str | None = None, **constraints: Any) -> Any:
@@ -128,7 +128,8 @@ class GenerationRequest(BaseModel):
         None, "track_classes", "trackClasses", "complete_track_classes", "completeTrackClasses",
         allowed="a list (or comma string) of track names: " + ", ".join(TRACK_NAMES))
     audio_code_string: str = _field("", "audio_code_string", "audioCodeString", "audio_codes", "audioCodes",
-                                    allowed="5 Hz audio codes such as <|audio_code_123|><|audio_code_7|>",
+                                    allowed="5 Hz audio codes such as <|audio_code_123|><|audio_code_7|> "
+                                            "(or whole numbers), or empty for none",
                                     max_length=200_000)
     instruction: str | None = _field(None, "instruction", allowed="text of at most 500 characters", max_length=500)
     chunk_mask_mode: Literal["auto", "explicit"] = _field(

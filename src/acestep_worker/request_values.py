@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from .errors import InputError, echo
+from .tasks import parse_audio_codes
 
 MAX_SEED = 2**32 - 1
 MAX_TIMESTEPS = 20  # custom turbo steps; the same number as dit.schedules.MAX_CUSTOM_TIMESTEPS
@@ -146,3 +147,11 @@ def language(value: str | None) -> str | None:
     if code not in LANGUAGES:
         raise ValueError("unknown language")
     return code
+
+
+def audio_codes(text: str) -> str:
+    """Text that holds no audio code is refused: taken as no codes, it would silently make a
+    different song (text2music at the duration) from the one the caller described."""
+    if text.strip() and not parse_audio_codes(text):
+        raise ValueError("no audio codes in it")
+    return text
