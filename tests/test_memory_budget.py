@@ -30,6 +30,18 @@ def test_the_decode_share_is_at_most_one_tile_at_the_vaes_bytes_per_frame(engine
     assert after - before == 2 * min(frames, vae.DECODE_CHUNK_FRAMES)  # one byte more per frame, in bf16
 
 
+def test_an_operators_larger_vae_tile_is_counted(engine):
+    """ACESTEP_VAE_TILE_FRAMES fixes the tile vae.decode_plan takes: the check counts that tile."""
+    config, frames = engine.dit().transformer.config, frames_for_duration(600)
+    default = generation_need(config, frames, 1, False, 2).device_bytes
+    larger = generation_need(config, frames, 1, False, 2, tile_frames=2048).device_bytes
+    assert larger - default == (2048 - vae.DECODE_CHUNK_FRAMES) * vae.decode_bytes_per_frame(2)
+    budget_mb = (default + generation_need(config, frames, 1, False, 2).host_bytes) / 1e6 + 1
+    check_fits(config, frames, 1, False, 2, torch.device("cpu"), budget_mb)  # fits with the default tile
+    with pytest.raises(InputError, match="even alone"):
+        check_fits(config, frames, 1, False, 2, torch.device("cpu"), budget_mb, tile_frames=2048)
+
+
 def test_a_request_that_does_not_fit_names_the_largest_batch_that_does(engine):
     config, frames = engine.dit().transformer.config, frames_for_duration(600)
     need = [generation_need(config, frames, size, False, 4) for size in (1, 2, 3, 4)]
@@ -62,3 +74,15 @@ def test_given_codes_not_the_duration_set_the_length_that_is_checked(engine, mon
     codes = "<|audio_code_7|>" * 30  # 6 s: the duration only goes into the prompt
     result = engine.generate(parse({"duration": 600, "batch_size": 2, "audio_code_string": codes}))
     assert [song.audio.shape[0] for song in result.songs] == [150 * 1920] * 2
+
+
+def test_the_engine_checks_with_its_configured_vae_tile(tiny_env, engine):
+    from acestep_worker.engine import Engine
+    from acestep_worker.settings import Settings
+
+    config, frames = engine.dit().transformer.config, frames_for_duration(600)
+    need = generation_need(config, frames, 1, False, 4)
+    budget_mb = str((need.device_bytes + need.host_bytes) / 1e6 + 1)  # fits the default tile, not 8192 frames
+    tiled = Engine(Settings.from_env({**tiny_env, "ACESTEP_VAE_TILE_FRAMES": "8192", "ACESTEP_MEMORY_BUDGET_MB": budget_mb}))
+    with pytest.raises(InputError, match="even alone"):
+        tiled.generate(parse({"caption": "x", "duration": 600}))

@@ -252,7 +252,7 @@ class Engine:
 
     def _check_memory(self, dit: DiTModel, frames: int, batch: int, plan: SamplingPlan) -> None:
         check_fits(dit.transformer.config, frames, batch, plan.uses_cfg, torch.finfo(dit.dtype).bits // 8,
-                   dit.device, self.settings.memory_budget_mb)
+                   dit.device, self.settings.memory_budget_mb, self.settings.vae_tile_frames)
 
     def format_input(self, caption: str, lyrics: str, *, bpm: int | None = None, duration: float | None = None,
                      key_scale: str | None = None, time_signature: str | None = None,

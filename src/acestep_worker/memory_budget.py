@@ -28,9 +28,11 @@ class Need:
     host_bytes: int
 
 
-def generation_need(config, frames: int, batch: int, cfg: bool, dtype_bytes: int) -> Need:
+def generation_need(config, frames: int, batch: int, cfg: bool, dtype_bytes: int,
+                    tile_frames: int | None = None) -> Need:
     """Bytes a request adds on the device and on the host (beyond the loaded weights); `dtype_bytes`
-    is the engine's dtype, which the DiT and the VAE share."""
+    is the engine's dtype, which the DiT and the VAE share; `tile_frames` the operator's VAE tile
+    (ACESTEP_VAE_TILE_FRAMES), if set."""
     rows = batch * (2 if cfg else 1)
     tokens = math.ceil(frames / int(getattr(config, "patch_size", 2) or 2))
     hidden, inner = int(config.hidden_size), int(config.intermediate_size)
@@ -39,9 +41,10 @@ def generation_need(config, frames: int, batch: int, cfg: bool, dtype_bytes: int
     per_token = dtype_bytes * (8 * hidden + 3 * inner)
     activations = rows * tokens * per_token
     latents = 4 * rows * frames * LATENT_CHANNELS * 4  # x, velocity, guidance temporaries (float32)
-    # The decode's floor: one song, one tile of at most DECODE_CHUNK_FRAMES. `vae.decode_plan` takes
-    # larger tiles and groups of songs only when the memory free at decode time allows them.
-    decode = min(frames, DECODE_CHUNK_FRAMES) * decode_bytes_per_frame(dtype_bytes)
+    # The decode's floor: one song, one tile of the operator's size, else of DECODE_CHUNK_FRAMES.
+    # Unset, `vae.decode_plan` takes larger tiles and groups of songs only when the memory free at
+    # decode time allows them; set, it always takes that tile.
+    decode = min(frames, tile_frames or DECODE_CHUNK_FRAMES) * decode_bytes_per_frame(dtype_bytes)
     audio = batch * 2 * frames * SAMPLES_PER_FRAME * 4
     return Need(activations + latents + decode, 2 * audio)  # the waveforms, and one encoded copy
 
@@ -72,13 +75,13 @@ def _host_available() -> int:
 
 
 def check_fits(config, frames: int, batch: int, cfg: bool, dtype_bytes: int, device: torch.device,
-               override_mb: float | None = None) -> None:
+               override_mb: float | None = None, tile_frames: int | None = None) -> None:
     """Raise InputError naming the largest batch that fits when this request would not."""
     device_free, host_free = available_bytes(device, override_mb)
     shared = device.type != "cuda" or override_mb is not None  # one pool: add both needs
 
     def fits(size: int) -> bool:
-        need = generation_need(config, frames, size, cfg, dtype_bytes)
+        need = generation_need(config, frames, size, cfg, dtype_bytes, tile_frames)
         if shared:
             return need.device_bytes + need.host_bytes <= device_free
         return need.device_bytes <= device_free and need.host_bytes <= host_free
