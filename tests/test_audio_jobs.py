@@ -72,3 +72,13 @@ def test_the_jobs_deadline_bounds_the_download(private_ok, web):  # noqa: F811
     with pytest.raises(Exception, match="in time"):
         _run(private_ok, src_audio=f"{base}/slow", timeout_seconds=1)
     assert time.monotonic() - started < 2.5
+
+
+def test_a_source_that_codes_replace_is_neither_fetched_nor_used_and_is_reported_unused(engine):
+    codes = "".join(f"<|audio_code_{n}|>" for n in range(0, 64_000, 3_000))  # 22 codes: 110 frames
+    # Not base64, not a URL this worker may fetch: any attempt to load it would fail the job.
+    out = _run(engine, task_type="cover", audio_code_string=codes, src_audio="https://127.0.0.1:9/song.wav")
+    assert out["status"] == "completed" and "source" not in out
+    assert "audio codes" in out["params"]["unused"]["src_audio"]
+    plain = _run(engine, task_type="cover", src_audio=B64)
+    assert "src_audio" not in plain["params"].get("unused", {})

@@ -36,6 +36,7 @@ from .audio_in import AudioLimits, DecodedAudio, decode, probe
 from .delivery import Bucket, BucketConfig, DeliveryError, ObjectTooLarge
 from .errors import GenerationCancelled, InputError
 from .safe_http import checked_url, fetch
+from .tasks import replaced_fields
 
 AUDIO_FIELDS = ("src_audio", "reference_audio")
 PATH_MAX_CHARS = 4_096  # longer than any path: in the pod such a value can only be base64
@@ -134,11 +135,13 @@ def read_bytes(field_name: str, value: str, policy: SourcePolicy, deadline: floa
 
 def load_audio(request: object, policy: SourcePolicy, deadline: float | None = None,
                should_stop: Callable[[], bool] | None = None) -> LoadedAudio:
-    """Fetch and decode every audio field the request sets; raise InputError naming the first bad one."""
+    """Fetch and decode every audio field the request sets and uses; raise InputError naming the
+    first bad one. A field another one replaces (`tasks.replaced_fields`) is not fetched."""
     loaded = LoadedAudio()
+    replaced = replaced_fields(request)
     for name in AUDIO_FIELDS:
         value = getattr(request, name, None)
-        if value:
+        if value and name not in replaced:
             data = read_bytes(name, value, policy, deadline, should_stop)
             audio: DecodedAudio = decode(name, data, policy.limits)
             loaded.arrays[name] = audio.samples

@@ -43,7 +43,7 @@ from .sampling import check_sampling, resolve_seeds, sampling_plan
 from .settings import Settings
 from .song_specs import given_codes, song_params, song_specs
 from .synthesizer import Synthesizer
-from .tasks import FRAMES_PER_SECOND, TASKS, check_supported, supported_task_types
+from .tasks import FRAMES_PER_SECOND, TASKS, check_supported, replaced_fields, supported_task_types
 from .text_encoder import TextEncoder
 from .tiny import RANDOM_WEIGHTS_MARKER
 from .variants import Variant, detect_variant
@@ -214,8 +214,8 @@ class Engine:
             start = time.perf_counter()
             audio = audio or {}
             self.check(request, audio)
-            if given_codes(request) is not None:  # upstream: given codes replace the source song
-                audio = {name: pcm for name, pcm in audio.items() if name != "src_audio"}
+            replaced = replaced_fields(request)  # upstream: given codes replace the source song
+            audio = {name: pcm for name, pcm in audio.items() if name not in replaced}
             dit = self.dit(request.model)
             loras = lora.apply(dit, request.loras)  # before sampling: a misfit adapter fails the job here
             plan, sampling = sampling_plan(request, dit)

@@ -22,7 +22,7 @@ from .errors import InputError, echo
 from .lora.ref import LoraRef, parse_loras
 from .prompts import is_instrumental
 from .request_values import MAX_SEED, MAX_TIMESTEPS, check_shape
-from .tasks import REPAINT_MODES, TASK_TYPES, TRACK_NAMES
+from .tasks import REPAINT_MODES, TASK_TYPES, TRACK_NAMES, replaced_fields
 
 MIN_DURATION_S, MAX_DURATION_S = 10.0, 600.0
 MAX_BATCH = 8
@@ -327,10 +327,12 @@ def field_names(model: type[BaseModel]) -> list[str]:
 
 
 def unused_fields(request: BaseModel) -> dict[str, str]:
-    """The fields this request sent that the server accepts but does not act on, with the reasons."""
+    """The fields this request sent that the server accepts but does not act on, with the reasons:
+    always (the field's `unused`), or because another field of the request replaces it."""
+    replaced = replaced_fields(request)
     reasons = {}
     for name in sorted(request.model_fields_set):
-        reason = (type(request).model_fields[name].json_schema_extra or {}).get("unused")
+        reason = replaced.get(name) or (type(request).model_fields[name].json_schema_extra or {}).get("unused")
         if reason:
             reasons[name] = reason
     return reasons

@@ -165,6 +165,15 @@ def reference_offsets(total_samples: int, piece: int, seed: int) -> list[int]:
 _CODE = "<|audio_code_"
 
 
+def replaced_fields(request: object) -> dict[str, str]:
+    """Fields of `request` that another of its fields replaces, as upstream's rules do, with the
+    reason, whether or not they were sent: nothing fetches or uses them, and results report the ones
+    that were sent as unused."""
+    if parse_audio_codes(getattr(request, "audio_code_string", "") or ""):
+        return {"src_audio": "audio_code_string gives audio codes, which replace the source song, as upstream's do"}
+    return {}
+
+
 def parse_audio_codes(text: str) -> list[int]:
     """'<|audio_code_12|><|audio_code_7|>...' (or bare integers) -> [12, 7, ...]."""
     if _CODE in text:
