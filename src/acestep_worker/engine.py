@@ -41,9 +41,9 @@ from .progress import Progress, ProgressTracker
 from .request import MAX_SEED, GenerationRequest
 from .sampling import check_sampling, resolve_seeds, sampling_plan
 from .settings import Settings
-from .song_specs import given_codes, song_params, song_specs
+from .song_specs import song_params, song_specs
 from .synthesizer import Synthesizer
-from .tasks import FRAMES_PER_SECOND, TASKS, check_supported, replaced_fields, supported_task_types
+from .tasks import FRAMES_PER_SECOND, TASKS, check_supported, given_codes, replaced_fields, supported_task_types
 from .text_encoder import TextEncoder
 from .tiny import RANDOM_WEIGHTS_MARKER
 from .variants import Variant, detect_variant
@@ -349,7 +349,7 @@ class Engine:
 def _planner_view(request: GenerationRequest, rule) -> GenerationRequest:
     """The request as the planner sees it: codes are not written when the DiT already has a source
     or codes were given (upstream skips the LM's codes there)."""
-    if request.thinking and (rule.needs_source or request.audio_code_string.strip()):
+    if request.thinking and (rule.needs_source or given_codes(request) is not None):
         return request.model_copy(update={"thinking": False})
     return request
 

@@ -24,6 +24,7 @@ _OFF = {"", "none", "no", "off", "false", "0"}
 _ON = {"1", "true", "yes", "on"}
 # ACESTEP_WINDOWED_ATTENTION and ACESTEP_SDPA_BACKEND (see dit/attention.py for what each does)
 SLIDING_ATTENTION_PATHS = ("auto", "dense", "banded", "flex")
+PLANNER_COMPILE_MODES = ("off", "on", "graphs")  # ACESTEP_LM_COMPILE; planner/lm.py's DECODE_COMPILE_MODES
 SDPA_BACKEND_NAMES = ("auto", "flash", "efficient", "cudnn", "math")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+|mps)$")
@@ -73,18 +74,15 @@ def flag(text: str) -> bool:
     raise ValueError(text)
 
 
-def sliding_path(text: str) -> str:
-    """A sliding-window attention path; the old on/off values still mean banded/dense."""
-    if text.lower() in _ON | _OFF:
-        return "banded" if flag(text) else "dense"
-    return one_of(SLIDING_ATTENTION_PATHS)(text)
+def flag_or(on: str, off: str, choices: object) -> Callable[[str], str]:
+    """A setting with named values whose on/off spellings (1, yes, 0, no, ...) still mean `on`/`off`."""
+    named = one_of(choices)
 
-
-def planner_compile(text: str) -> str:
-    """off, on or graphs; the usual flag spellings mean off and on."""
-    if text.lower() in _ON | _OFF:
-        return "on" if flag(text) else "off"
-    return one_of({"graphs"})(text)
+    def convert(text: str) -> str:
+        if text.lower() in _ON | _OFF:
+            return on if flag(text) else off
+        return named(text)
+    return convert
 
 
 def _device(text: str) -> str:
@@ -151,10 +149,11 @@ class Settings:
             dtype=env_value(env, "ACESTEP_DTYPE", "auto", one_of({"auto", *DTYPES}),
                             "auto, " + ", ".join(DTYPES)),
             output_dir=Path(env.get("ACESTEP_OUTPUT_DIR") or "outputs"),
-            compile_planner=env_value(env, "ACESTEP_LM_COMPILE", "off", planner_compile,
+            compile_planner=env_value(env, "ACESTEP_LM_COMPILE", "off", flag_or("on", "off", PLANNER_COMPILE_MODES),
                                       "0/off, 1/on, or graphs (compiled with CUDA-graph capture)"),
             compile_dit=env_value(env, "ACESTEP_DIT_COMPILE", False, flag, "1/true/yes/on or 0/false/no/off"),
-            sliding_attention=env_value(env, "ACESTEP_WINDOWED_ATTENTION", "auto", sliding_path,
+            sliding_attention=env_value(env, "ACESTEP_WINDOWED_ATTENTION", "auto",
+                                        flag_or("banded", "dense", SLIDING_ATTENTION_PATHS),
                                         ", ".join(SLIDING_ATTENTION_PATHS) + " (or 1/on for banded, 0/off for dense)"),
             sdpa_backend=env_value(env, "ACESTEP_SDPA_BACKEND", "auto", one_of(SDPA_BACKEND_NAMES),
                                    ", ".join(SDPA_BACKEND_NAMES)),

@@ -16,12 +16,7 @@ from .prompts import COVER_INSTRUCTION, Metas, is_instrumental
 from .request import GenerationRequest
 from .sampling import codes_to_hints
 from .synthesizer import SongSpec
-from .tasks import instruction_for, parse_audio_codes
-
-
-def given_codes(request: GenerationRequest) -> list[int] | None:
-    """The request's own audio codes (`audio_code_string`), None when it gives none."""
-    return parse_audio_codes(request.audio_code_string) or None
+from .tasks import given_codes, instruction_for
 
 
 def song_specs(dit: DiTModel, request: GenerationRequest, resolved: Resolved, seeds: list[int],

@@ -165,11 +165,16 @@ def reference_offsets(total_samples: int, piece: int, seed: int) -> list[int]:
 _CODE = "<|audio_code_"
 
 
+def given_codes(request: object) -> list[int] | None:
+    """The request's own audio codes (`audio_code_string`), None when it gives none."""
+    return parse_audio_codes(getattr(request, "audio_code_string", "") or "") or None
+
+
 def replaced_fields(request: object) -> dict[str, str]:
     """Fields of `request` that another of its fields replaces, as upstream's rules do, with the
     reason, whether or not they were sent: nothing fetches or uses them, and results report the ones
     that were sent as unused."""
-    if parse_audio_codes(getattr(request, "audio_code_string", "") or ""):
+    if given_codes(request) is not None:
         return {"src_audio": "audio_code_string gives audio codes, which replace the source song, as upstream's do"}
     return {}
 
