@@ -148,7 +148,7 @@ def segmented(fmt: str, seconds: float, segment_counts: list[int]) -> None:
     then: the encoder's own variability)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from acestep_worker import av_codecs, av_segments, mp3_segments, segmenting
+    from acestep_worker import av_codecs, av_segments, mp3_segments, mp3_stream, segmenting
     from acestep_worker.audio_io import FORMATS, decode, encode
 
     spec = FORMATS[fmt]
@@ -156,7 +156,7 @@ def segmented(fmt: str, seconds: float, segment_counts: list[int]) -> None:
         joining = av_segments.CODECS[spec.subtype]
         frame, lead_in, warm = joining.frame_samples, joining.lead_in_frames, joining.warm_frames
     else:
-        frame, lead_in, warm = 1152, mp3_segments.LEAD_IN_FRAMES, mp3_segments.WARM_FRAMES
+        frame, lead_in, warm = mp3_stream.FRAME_SAMPLES, mp3_segments.LEAD_IN_FRAMES, mp3_segments.WARM_FRAMES
 
     def join_frames(samples: int, segments: int) -> list[int]:
         return [first for first, _ in segmenting.plan(samples, segments, frame)[1:]]

@@ -48,13 +48,15 @@ def main() -> int:
     modes = {"one pass": dataclasses.replace(segmented, segment_min_s=None), "segmented": segmented}
     run_job(engine, "warm-up", job, env=env)
     times: dict[str, list[tuple[float, float]]] = {mode: [] for mode in modes}
-    for run in range(args.runs):
-        for mode, spec in modes.items():
-            audio_io.FORMATS["mp3"] = spec
-            start = time.perf_counter()
-            out = run_job(engine, f"{mode.replace(' ', '-')}-{run}", job, env=env)
-            times[mode].append((time.perf_counter() - start, out.get("timings", {}).get("encode", float("nan"))))
-    audio_io.FORMATS["mp3"] = segmented
+    try:
+        for run in range(args.runs):
+            for mode, spec in modes.items():
+                audio_io.FORMATS["mp3"] = spec
+                start = time.perf_counter()
+                out = run_job(engine, f"{mode.replace(' ', '-')}-{run}", job, env=env)
+                times[mode].append((time.perf_counter() - start, out.get("timings", {}).get("encode", float("nan"))))
+    finally:
+        audio_io.FORMATS["mp3"] = segmented
     for mode, rows in times.items():
         print(json.dumps({"mode": mode, "duration_s": args.duration, "cores": audio_io.usable_cores(),
                           "job_s": round(statistics.median(r[0] for r in rows), 2),

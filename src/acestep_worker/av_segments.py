@@ -44,13 +44,9 @@ from typing import Callable, Hashable
 import numpy as np
 
 from . import av_codecs
-from .segmenting import encode_parts
+from .segmenting import NotJoinable, encode_parts
 
 log = logging.getLogger(__name__)
-
-
-class NotJoinable(ValueError):
-    """The segments' packets are not laid out as this module joins them."""
 
 
 def aac_window(packet: bytes) -> Hashable | None:

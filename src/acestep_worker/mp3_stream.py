@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .segmenting import NotJoinable
+
 FRAME_SAMPLES = 1152  # per MPEG-1 Layer III frame
 _BITRATES_KBPS = (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)
 _SAMPLE_RATES = (44_100, 48_000, 32_000)
@@ -24,10 +26,6 @@ _SAMPLE_RATES = (44_100, 48_000, 32_000)
 _FRAMES_AT, _BYTES_AT, _TOC_AT = 8, 12, 16
 _DELAY_PADDING_AT = 120 + 21  # 12 bits of encoder delay, 12 bits of end padding
 _MUSIC_LENGTH_AT, _MUSIC_CRC_AT, _TAG_CRC_AT = 120 + 28, 120 + 32, 120 + 34
-
-
-class NotJoinable(ValueError):
-    """The bytes are not a stream this module can split and re-assemble."""
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,10 @@ from typing import Callable
 import numpy as np
 
 
+class NotJoinable(ValueError):
+    """Segment streams that a joiner cannot split or join as it expects; the caller encodes in one pass."""
+
+
 def plan(samples: int, segments: int, frame_samples: int) -> list[tuple[int, int]]:
     """Nominal cuts in frames: [(first frame, end frame)] per segment, end exclusive."""
     frames = -(-samples // frame_samples)
