@@ -132,6 +132,13 @@ class Settings:
     loaded_loras: int = 4  # ACESTEP_LORA_SLOTS
     hub_endpoint: str | None = None  # HF_ENDPOINT: where hub repo ids resolve (the hub, a mirror, a stand-in)
 
+    def __post_init__(self) -> None:
+        # The working folders are fixed at start: a relative one (the image leaves ACESTEP_INPUT_DIR at
+        # its default, `inputs`) means that folder of the start-up directory, and every name stored in
+        # it is absolute, so no later lookup can join the relative part twice (inputs/inputs/...).
+        for name in ("input_dir", "output_dir", "lora_cache_dir"):
+            object.__setattr__(self, name, Path(getattr(self, name)).absolute())
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         env = os.environ if env is None else env
