@@ -42,7 +42,7 @@ RUN pip install --upgrade pip "uv==${UV_VERSION}" \
 
 # Weights: baked before any project code is copied, so code changes never re-download them.
 # The token is a BuildKit secret (never an ARG, never in the image history); public repos need none.
-COPY src/acestep_worker/download.py /tmp/download.py
+COPY src/acestep_worker/models/download.py /tmp/download.py
 RUN --mount=type=secret,id=hf_token,env=HF_TOKEN \
     python /tmp/download.py --dir /app/checkpoints main base \
     && rm /tmp/download.py

@@ -39,7 +39,7 @@ lock: $(VENV)/.installed
 	rm -r $(LOCK_TMP)
 
 $(TINY)/random_weights.json: $(VENV)/.installed
-	$(PY) -m acestep_worker.tiny $(TINY)
+	$(PY) -m acestep_worker.dev.tiny $(TINY)
 
 demo: $(TINY)/random_weights.json
 	@echo "Running test_input.json through the Runpod handler on the TINY RANDOM-WEIGHT checkpoints"

@@ -11,7 +11,7 @@ Job input (`job["input"]`), every field optional:
   https URL, a data:audio/<type>;base64 URI, plain base64, or an s3://bucket/key read with the job's
   s3Config or the BUCKET_* variables. Downloads share the job's deadline, are capped at
   ACESTEP_MAX_AUDIO_MB (128) and ACESTEP_MAX_AUDIO_SECONDS (600), and never reach private addresses.
-  The full list, with aliases and ranges, is `acestep_worker.request.JobRequest` (and the README).
+  The full list, with aliases and ranges, is `acestep_worker.schema.request.JobRequest` (and the README).
 Job top level: optional `s3Config` {endpointUrl, accessId, accessSecret, bucketName}.
 
 Output: {task_id, status: "completed", duration, batch_size, model, random_weights, task_type,
@@ -43,10 +43,10 @@ import threading
 import runpod
 import torch
 
-from acestep_worker.engine import Engine
+from acestep_worker.delivery.files import tidy_output_dir
+from acestep_worker.doors.serverless import run_job
 from acestep_worker.errors import AceStepError
-from acestep_worker.jobs import run_job
-from acestep_worker.outputs import tidy_output_dir
+from acestep_worker.pipeline.engine import Engine
 from acestep_worker.settings import Settings
 
 log = logging.getLogger("handler")
@@ -164,7 +164,7 @@ def main() -> None:
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if os.environ.get("ACESTEP_MODE", "serverless").lower() == "pod":
-        from acestep_worker.server import serve  # pod mode: HTTP API + Gradio page, one engine
+        from acestep_worker.doors.pod.launch import serve  # pod mode: HTTP API + Gradio page, one engine
 
         serve()
         return

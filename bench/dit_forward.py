@@ -31,9 +31,9 @@ CONDITION_TOKENS = 385  # a 10 s request with a short caption and a verse of lyr
 def build_transformer(size: str, dtype):
     import torch
 
-    from acestep_worker import tiny
-    from acestep_worker.dit.model import module_configs
-    from acestep_worker.weights import empty_modules
+    from acestep_worker.dev import tiny
+    from acestep_worker.models.dit.model import module_configs
+    from acestep_worker.models.weights import empty_modules
 
     config = tiny.real_dit_config("turbo") if size == "real" else tiny.tiny_dit_config("turbo")
     torch.manual_seed(0)
@@ -48,7 +48,7 @@ def build_transformer(size: str, dtype):
 def child(args: argparse.Namespace) -> dict:
     import torch
 
-    from acestep_worker.dit.condition_cache import reuse_condition_projections
+    from acestep_worker.models.dit.condition_cache import reuse_condition_projections
 
     torch.set_num_threads(args.threads)
     transformer = build_transformer(args.size, torch.float32)
@@ -89,7 +89,7 @@ def child(args: argparse.Namespace) -> dict:
         base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         for _ in range(args.steps):
             start = time.perf_counter()
-            from acestep_worker.dit.attention import AttentionChoice, dit_attention
+            from acestep_worker.models.dit.attention import AttentionChoice, dit_attention
 
             path = "banded" if args.attention == "windowed" else args.attention
             with dit_attention(AttentionChoice(path)):

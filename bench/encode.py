@@ -52,7 +52,7 @@ def sndfile(fmt: str, subtype: str, **options):
 
 
 def pyav(codec: str, container: str, kbps: int | None):
-    from acestep_worker import av_codecs
+    from acestep_worker.audio import av_codecs
 
     return lambda audio: av_codecs.encode(audio, RATE, codec=codec, container=container, bitrate_kbps=kbps)
 
@@ -101,7 +101,7 @@ def main() -> int:
                           "realtime_x": round(args.seconds / seconds, 1),
                           "kbps": round(len(data) * 8 / args.seconds / 1000, 1)}), flush=True)
     if args.batch:
-        from acestep_worker.audio_io import encode, encode_all
+        from acestep_worker.audio.encode import encode, encode_all
 
         songs = [(test_signal(args.seconds, seed), RATE) for seed in range(args.batch)]
         for fmt in ("mp3", "opus", "aac"):
@@ -148,8 +148,8 @@ def segmented(fmt: str, seconds: float, segment_counts: list[int]) -> None:
     then: the encoder's own variability)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from acestep_worker import av_codecs, av_segments, mp3_segments, mp3_stream, segmenting
-    from acestep_worker.audio_io import FORMATS, decode, encode
+    from acestep_worker.audio import av_codecs, av_segments, mp3_segments, mp3_stream, segmenting
+    from acestep_worker.audio.encode import FORMATS, decode, encode
 
     spec = FORMATS[fmt]
     if spec.encoder == "av":

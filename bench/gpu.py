@@ -42,6 +42,7 @@ sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "bench"))
 
 from gpu_report import PLANNER_MODES, recommend, update_readme  # noqa: E402  (bench/ on the path first)
+
 RESULTS = REPO / "bench" / "results"
 
 # (name, real, smoke): the sizes measured on a GPU, and the stand-ins that keep --smoke quick.
@@ -66,7 +67,7 @@ def pick(key: str, smoke: bool):
 
 def build_tree(smoke: bool) -> Path:
     """The checkpoint tree: tiny for --smoke, else real-size random weights, turbo and base."""
-    from acestep_worker import tiny
+    from acestep_worker.dev import tiny
 
     if smoke:
         root = REPO / "bench" / ".cache" / "tiny"
@@ -116,7 +117,7 @@ def timed(fn) -> float:
 
 def cold_start(env: dict[str, str], runs: int, warm_up: bool) -> dict:
     """Process start to an engine ready to generate, in fresh interpreters (page cache warm)."""
-    code = ("import time; t0 = time.perf_counter(); from acestep_worker.engine import Engine; "
+    code = ("import time; t0 = time.perf_counter(); from acestep_worker.pipeline.engine import Engine; "
             "from acestep_worker.settings import Settings; Engine(Settings.from_env()); "
             "print(time.perf_counter() - t0)")
     # The caller's PYTHONPATH too: on a GPU machine without network, carried wheels live there.
@@ -135,7 +136,7 @@ def cold_start(env: dict[str, str], runs: int, warm_up: bool) -> dict:
 
 
 def generation(engine, runs: int, smoke: bool) -> dict:
-    from acestep_worker.request import parse
+    from acestep_worker.schema.request import parse
 
     out = {}
     for duration in pick("turbo_durations_s", smoke):
@@ -166,7 +167,7 @@ def generation(engine, runs: int, smoke: bool) -> dict:
 def whole_job(engine, env: dict[str, str], runs: int, smoke: bool) -> dict:
     """The goal's own figure: one serverless job (`jobs.run_job`) from caption to the MP3 file
     written, a 240 s turbo song, with the job's stage timings of the median run."""
-    from acestep_worker.jobs import run_job
+    from acestep_worker.doors.serverless import run_job
 
     duration = pick("long_duration_s", smoke)
     job = {"caption": "benchmark: driving synthwave, analog bass", "lyrics": "[Verse]\n" + "la " * 40,
@@ -185,8 +186,8 @@ def whole_job(engine, env: dict[str, str], runs: int, smoke: bool) -> dict:
 
 
 def encoding(engine, runs: int, smoke: bool) -> dict:
-    from acestep_worker.audio_io import encode, encode_all, usable_cores
-    from acestep_worker.request import parse
+    from acestep_worker.audio.encode import encode, encode_all, usable_cores
+    from acestep_worker.schema.request import parse
 
     duration = pick("long_duration_s", smoke)
     song = engine.generate(parse({"caption": "benchmark", "duration": duration, "seed": 1})).songs[0]
@@ -205,11 +206,11 @@ def planner_speed(device, runs: int, smoke: bool, deadline: float, save=lambda f
     guided figure of each mode first: each (mode, guidance) pair compiles its own step (the batch
     differs), which can take a minute, so no new pair starts after `deadline`. `save` gets the
     figures so far after each one (the results file, in case the run is stopped mid-phase)."""
+    import planner as planner_bench
     import torch
 
-    import planner as planner_bench
-    from acestep_worker.planner.decoding import SamplingParams
-    from acestep_worker.planner.metadata import Metadata
+    from acestep_worker.models.planner.decoding import SamplingParams
+    from acestep_worker.models.planner.metadata import Metadata
 
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     codes = pick("planner_codes", smoke)
@@ -239,7 +240,7 @@ def peak_for(engine, duration: float, batch: int) -> float:
     """Peak GiB of one generation: allocated VRAM on a GPU, the process's peak RSS so far on a CPU."""
     import torch
 
-    from acestep_worker.request import parse
+    from acestep_worker.schema.request import parse
 
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -287,7 +288,7 @@ def _loop_inputs(dit, duration_s: float):
     """Random DiT inputs for one song of `duration_s` (cost does not depend on the values)."""
     import torch
 
-    from acestep_worker.dit.conditioning import Conditions
+    from acestep_worker.models.dit.conditioning import Conditions
 
     g = torch.Generator().manual_seed(0)
     frames, channels = int(duration_s * 25), dit.silence_latent.shape[-1]
@@ -306,10 +307,10 @@ def switches(engine, runs: int, smoke: bool, deadline: float, save=lambda figure
     `switch_errors` and the others still run; past `deadline` the rest are skipped and listed."""
     import torch
 
-    from acestep_worker.dit.attention import CPU_SDPA_BACKENDS, SDPA_BACKENDS, dit_attention, resolve_attention
-    from acestep_worker.dit.model import compile_blocks
-    from acestep_worker.dit.sampler import SamplingPlan, sample
-    from acestep_worker.dit.schedules import turbo_timesteps
+    from acestep_worker.models.dit.attention import CPU_SDPA_BACKENDS, SDPA_BACKENDS, dit_attention, resolve_attention
+    from acestep_worker.models.dit.model import compile_blocks
+    from acestep_worker.models.dit.sampler import SamplingPlan, sample
+    from acestep_worker.models.dit.schedules import turbo_timesteps
 
     dit = engine.dit(None)
     plan = SamplingPlan(turbo_timesteps(3.0))
@@ -380,7 +381,7 @@ PHASE_BUDGET_S = {"planner": 150.0, "switches": 150.0, "largest_fit": 45.0}
 def run(args: argparse.Namespace, out: Path) -> dict:
     import torch
 
-    from acestep_worker.engine import Engine
+    from acestep_worker.pipeline.engine import Engine
     from acestep_worker.settings import Settings
 
     started = time.monotonic()

@@ -40,7 +40,7 @@ def recommend(figures: dict) -> dict:
     out = {}
     sliding, times = fastest(["dense", "banded", "flex"], "dense", lambda o: f"{o}_attention")
     out["ACESTEP_WINDOWED_ATTENTION"] = {"choose": sliding, "summed_loop_s": times}
-    from acestep_worker.dit.attention import SDPA_BACKENDS
+    from acestep_worker.models.dit.attention import SDPA_BACKENDS
 
     sdpa, times = fastest(list(SDPA_BACKENDS), "auto", lambda o: f"sdpa_{o}")
     out["ACESTEP_SDPA_BACKEND"] = {"choose": sdpa, "summed_loop_s": times}

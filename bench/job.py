@@ -33,9 +33,9 @@ def main() -> int:
 
     from synth import tree_for
 
-    from acestep_worker import audio_io
-    from acestep_worker.engine import Engine
-    from acestep_worker.jobs import run_job
+    from acestep_worker.audio import encode as audio_io
+    from acestep_worker.doors.serverless import run_job
+    from acestep_worker.pipeline.engine import Engine
     from acestep_worker.settings import Settings
 
     root = tree_for("tiny")

@@ -87,7 +87,7 @@ def one_layer(frames: int, width: int, rank: int, repeats: int = 7, calls: int =
     and in Kronecker form. The real DiT's attention projections are 2048 wide (k/v 1024 out)."""
     import torch
 
-    from acestep_worker.lora import kron
+    from acestep_worker.models.lora import kron
 
     small, big = _factors(width)
     g = torch.Generator().manual_seed(2)
@@ -149,14 +149,14 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-
-    from acestep_worker.dit.model import DiTModel
-    from acestep_worker.lora.adapters import Adapters
-    from acestep_worker.lora.formats import read_adapter
-    from acestep_worker.lora.ref import LoraRef
-    from acestep_worker.settings import Settings
-    from acestep_worker.variants import detect_variant
     from dit_forward import build_transformer
+
+    from acestep_worker.models.dit.model import DiTModel
+    from acestep_worker.models.lora.adapters import Adapters
+    from acestep_worker.models.lora.formats import read_adapter
+    from acestep_worker.models.variants import detect_variant
+    from acestep_worker.schema.lora_refs import LoraRef
+    from acestep_worker.settings import Settings
 
     dtype = getattr(torch, args.dtype)
     transformer = build_transformer(args.size, torch.float32).to(device=args.device, dtype=dtype)

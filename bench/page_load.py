@@ -43,9 +43,9 @@ sys.path.insert(0, str(REPO))
 def serve_pod(workdir: Path, queue_maxsize: int) -> None:
     """Build the tiny tree in `workdir` and serve it; print 'READY <api url> <page url>' once both ports
     answer. (Built here, not in the prober, which then never imports torch.)"""
-    from acestep_worker import tiny
-    from acestep_worker.engine import Engine
-    from acestep_worker.server import PodSettings, build, run_servers
+    from acestep_worker.dev import tiny
+    from acestep_worker.doors.pod.launch import PodSettings, build, run_servers
+    from acestep_worker.pipeline.engine import Engine
     from acestep_worker.settings import Settings
     from tests.live_server import free_port
 
@@ -74,7 +74,7 @@ def serve_pod(workdir: Path, queue_maxsize: int) -> None:
 
 def page_inputs(seed: int, duration_s: int, audio_format: str) -> list:
     """/generate's positional arguments for one song; every other control at the page's default."""
-    from acestep_worker.server.page_inputs import client_args
+    from acestep_worker.doors.pod.page.inputs import client_args
 
     return client_args(caption=f"load test {seed}", duration=duration_s, seed=str(seed), audio_format=audio_format)
 

@@ -37,10 +37,10 @@ def planner_for(size: str, device: str, dtype, compile_decode: str = "off"):
     import torch
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
-    from acestep_worker import tiny
-    from acestep_worker.planner.lm import PlannerLM, load_tokenizer, token_ids
-    from acestep_worker.planner.planner import Planner
-    from acestep_worker.weights import empty_modules
+    from acestep_worker.dev import tiny
+    from acestep_worker.models.planner.lm import PlannerLM, load_tokenizer, token_ids
+    from acestep_worker.models.planner.planner import Planner
+    from acestep_worker.models.weights import empty_modules
 
     root = CACHE / "tiny"
     folder = root / tiny.LM_FOLDER
@@ -75,10 +75,9 @@ def timed(fn) -> float:
 def measure(size: str, args) -> list[dict]:
     import torch
 
-    from acestep_worker.planner.decoding import SamplingParams
-    from acestep_worker.planner.metadata import Metadata
-    from acestep_worker.planner.prompts import codes_prompts
-    from acestep_worker.planner.metadata import cot_text
+    from acestep_worker.models.planner.chat_prompts import codes_prompts
+    from acestep_worker.models.planner.decoding import SamplingParams
+    from acestep_worker.models.planner.metadata import Metadata, cot_text
 
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32

@@ -35,9 +35,9 @@ def build_real_tree(root: Path) -> Path:
     from diffusers import AutoencoderOobleck
     from transformers import Qwen3Config, Qwen3Model
 
-    from acestep_worker import tiny
-    from acestep_worker.dit.model import build_modules
-    from acestep_worker.weights import empty_modules
+    from acestep_worker.dev import tiny
+    from acestep_worker.models.dit.model import build_modules
+    from acestep_worker.models.weights import empty_modules
 
     marker = root / tiny.RANDOM_WEIGHTS_MARKER
     if marker.is_file():
@@ -77,7 +77,7 @@ def build_real_tree(root: Path) -> Path:
 
 
 def tree_for(size: str) -> Path:
-    from acestep_worker import tiny
+    from acestep_worker.dev import tiny
 
     if size == "tiny":
         root = CACHE / "tiny"
@@ -94,11 +94,11 @@ def measure(size: str, args: argparse.Namespace) -> dict:
                       ACESTEP_DTYPE=args.dtype)
     import torch
 
-    from acestep_worker.audio_io import encode
-    from acestep_worker.engine import Engine
-    from acestep_worker.request import parse
+    from acestep_worker.audio.encode import encode
+    from acestep_worker.models.vae import encode as vae_encode
+    from acestep_worker.pipeline.engine import Engine
+    from acestep_worker.schema.request import parse
     from acestep_worker.settings import Settings
-    from acestep_worker.vae import encode as vae_encode
 
     torch.set_num_threads(os.cpu_count() or 1)
     start = time.perf_counter()

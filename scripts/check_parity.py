@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from acestep_worker.parity import check_golden_dir, format_table  # noqa: E402
+from acestep_worker.dev.parity import check_golden_dir, format_table  # noqa: E402
 
 
 def main(argv: list[str]) -> int:

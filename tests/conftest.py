@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from acestep_worker import tiny
+from acestep_worker.dev import tiny
 
 REPO = Path(__file__).resolve().parents[1]
 # Upstream tensors ship with the repository (data, not code); ACESTEP_GOLDEN_DIR points at another set.
@@ -30,7 +30,7 @@ def tiny_env(tiny_root) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def engine(tiny_env):
-    from acestep_worker.engine import Engine
+    from acestep_worker.pipeline.engine import Engine
     from acestep_worker.settings import Settings
 
     return Engine(Settings.from_env(tiny_env))
@@ -45,7 +45,7 @@ def lora_dir(tiny_root):
 def lora_engine(tiny_env, lora_dir, tmp_path_factory):
     """An engine with the tiny tree's adapters as its ACESTEP_LORA_DIR (one per test module: adapters stay
     loaded in its DiT)."""
-    from acestep_worker.engine import Engine
+    from acestep_worker.pipeline.engine import Engine
     from acestep_worker.settings import Settings
 
     return Engine(Settings.from_env({**tiny_env, "ACESTEP_LORA_DIR": str(lora_dir), "ACESTEP_ALLOW_PRIVATE_URLS": "1",
@@ -59,7 +59,7 @@ def planner_env(tiny_env, tiny_root) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def planner_engine(planner_env):
-    from acestep_worker.engine import Engine
+    from acestep_worker.pipeline.engine import Engine
     from acestep_worker.settings import Settings
 
     return Engine(Settings.from_env(planner_env))

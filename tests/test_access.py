@@ -8,9 +8,9 @@ import httpx
 import psutil
 import pytest
 
-from acestep_worker.server import PodSettings, page_app
-from acestep_worker.server.api import ApiSettings, create_app
-from acestep_worker.server.tasks import TaskManager
+from acestep_worker.doors.pod.api import ApiSettings, create_app
+from acestep_worker.doors.pod.launch import PodSettings, page_app
+from acestep_worker.doors.pod.queue import TaskManager
 from acestep_worker.settings import Settings, SettingsError
 
 from .live_server import LiveServer
@@ -161,7 +161,7 @@ def test_planner_compile_modes(value, mode):
 
 
 def test_serve_exits_with_the_sentence_not_a_traceback():
-    from acestep_worker.server import serve
+    from acestep_worker.doors.pod.launch import serve
 
     with pytest.raises(SystemExit, match="ACESTEP_API_PORT must be an integer port"):
         serve({"ACESTEP_API_PORT": "abc"})
@@ -181,7 +181,7 @@ def test_a_saturated_page_does_not_stall_the_api(engine, manager):
 
     from fastapi import FastAPI
 
-    from acestep_worker.server import run_servers
+    from acestep_worker.doors.pod.launch import run_servers
 
     from .live_server import free_port
 

@@ -4,11 +4,11 @@ default, key spellings, model-dependent checks at submission, and the newer endp
 import httpx
 import pytest
 
+from acestep_worker.doors.pod.api import ApiSettings, create_app
+from acestep_worker.doors.pod.queue import TaskManager
+from acestep_worker.doors.serverless import run_job
 from acestep_worker.errors import InputError
-from acestep_worker.jobs import run_job
-from acestep_worker.request import GenerationRequest, JobRequest, parse, unused_fields
-from acestep_worker.server.api import ApiSettings, create_app
-from acestep_worker.server.tasks import TaskManager
+from acestep_worker.schema.request import GenerationRequest, JobRequest, parse, unused_fields
 
 from .live_server import LiveServer
 
@@ -203,7 +203,7 @@ def test_random_sample_custom_mode_uses_the_planner(planner_api):
 
 
 def test_init_switches_the_dit_held_in_memory(tiny_env, tmp_path):
-    from acestep_worker.engine import Engine
+    from acestep_worker.pipeline.engine import Engine
     from acestep_worker.settings import Settings
 
     engine = Engine(Settings.from_env(tiny_env))

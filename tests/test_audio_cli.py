@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from acestep_worker.server.api import ApiSettings, create_app
-from acestep_worker.server.tasks import TaskManager
+from acestep_worker.doors.pod.api import ApiSettings, create_app
+from acestep_worker.doors.pod.queue import TaskManager
 
 from .live_server import LiveServer
 from .test_audio_sources import WAV
@@ -26,7 +26,7 @@ def pod(engine):
 
 
 def _cli(*args, cwd, quiet=True):
-    return subprocess.run([sys.executable, "-m", "acestep_worker.client", *args, *(["-q"] if quiet else []),
+    return subprocess.run([sys.executable, "-m", "acestep_worker.doors.client", *args, *(["-q"] if quiet else []),
                            "--poll-interval", "0.2"],
                           cwd=cwd, capture_output=True, text=True, timeout=300, env=dict(os.environ))
 

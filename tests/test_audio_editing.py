@@ -15,10 +15,10 @@ import boto3
 import httpx
 import pytest
 
-from acestep_worker.audio_io import decode as decode_output
-from acestep_worker.jobs import run_job
-from acestep_worker.server.api import ApiSettings, create_app
-from acestep_worker.server.tasks import TaskManager
+from acestep_worker.audio.encode import decode as decode_output
+from acestep_worker.doors.pod.api import ApiSettings, create_app
+from acestep_worker.doors.pod.queue import TaskManager
+from acestep_worker.doors.serverless import run_job
 
 from .live_server import LiveServer
 from .test_audio_sources import WAV, web  # noqa: F401  (the loopback web server fixture)
@@ -117,7 +117,7 @@ def test_cli_repaint_against_the_pod(pod, tmp_path):
     url, _ = pod
     (tmp_path / "take.wav").write_bytes(WAV)
     result = subprocess.run(
-        [sys.executable, "-m", "acestep_worker.client", "--api-url", url, "--src-audio", "take.wav",
+        [sys.executable, "-m", "acestep_worker.doors.client", "--api-url", url, "--src-audio", "take.wav",
          "--task-type", "repaint", "--repainting-start", "0.2", "--repainting-end", "0.6", "-o", "fixed.wav",
          "--poll-interval", "0.2"], cwd=tmp_path, capture_output=True, text=True, timeout=300, env=dict(os.environ))
     assert result.returncode == 0, result.stderr

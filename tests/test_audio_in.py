@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from acestep_worker.audio_in import SAMPLE_RATE, AudioLimits, decode, probe
+from acestep_worker.audio.decode import SAMPLE_RATE, AudioLimits, decode, probe
 from acestep_worker.errors import InputError
 
 

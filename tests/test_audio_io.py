@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from acestep_worker.audio_io import FORMAT_OF_SUFFIX, FORMATS, decode, encode, encode_all, write_atomically
+from acestep_worker.audio.encode import FORMAT_OF_SUFFIX, FORMATS, decode, encode, encode_all, write_atomically
 
 
 def _tone(seconds=2.0, rate=48000):
@@ -113,7 +113,7 @@ def test_a_long_ogg_vorbis_song_does_not_crash_the_process():
 
     script = (
         "import threading, numpy as np\n"
-        "from acestep_worker.audio_io import encode, decode\n"
+        "from acestep_worker.audio.encode import encode, decode\n"
         "threading.stack_size(1 << 20)\n"
         "out = []\n"
         "audio = np.random.default_rng(0).uniform(-0.5, 0.5, (8 * 48000, 2)).astype(np.float32)\n"

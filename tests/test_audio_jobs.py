@@ -9,7 +9,7 @@ import time
 import boto3
 import pytest
 
-from acestep_worker.jobs import run_job
+from acestep_worker.doors.serverless import run_job
 
 from .test_audio_sources import WAV, web  # noqa: F401  (the loopback web server fixture)
 from .test_delivery import SECRET, s3_server  # noqa: F401  (the moto S3 server fixture)

@@ -6,10 +6,10 @@ import hashlib
 
 import pytest
 
-from acestep_worker.server import page_app
-from acestep_worker.server.editing_ui import _choices
-from acestep_worker.server.page_inputs import INPUT_NAMES, client_args, ordered
-from acestep_worker.server.tasks import TaskManager
+from acestep_worker.doors.pod.launch import page_app
+from acestep_worker.doors.pod.page.edit_controls import _choices
+from acestep_worker.doors.pod.page.inputs import INPUT_NAMES, client_args, ordered
+from acestep_worker.doors.pod.queue import TaskManager
 
 from .live_server import LiveServer
 from .test_audio_in import _wav

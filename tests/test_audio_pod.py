@@ -8,7 +8,6 @@ import time
 import httpx
 import pytest
 
-
 from .test_audio_sources import WAV
 from .test_delivery import SECRET, s3_server  # noqa: F401  (the moto S3 server fixture)
 from .test_server_api import api, manager  # noqa: F401  (the pod on the tiny tree, one per module)
@@ -88,7 +87,7 @@ def test_data_uris_in_json_and_refused_private_urls(api):
 def test_the_pod_reads_bucket_keys_with_the_bucket_variables(engine, s3_server, monkeypatch):  # noqa: F811
     import boto3
 
-    from acestep_worker.audio_sources import SourcePolicy, read_bytes
+    from acestep_worker.audio.sources import SourcePolicy, read_bytes
 
     boto3.client("s3", endpoint_url=s3_server, aws_access_key_id="AK", aws_secret_access_key=SECRET,
                  region_name="us-east-1").put_object(Bucket="songs", Key="pod/src.wav", Body=WAV)

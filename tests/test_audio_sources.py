@@ -10,11 +10,11 @@ from types import SimpleNamespace
 import boto3
 import pytest
 
-from acestep_worker.audio_in import AudioLimits
-from acestep_worker.audio_sources import SourcePolicy, check, kind_of, load_audio, read_bytes
-from acestep_worker.delivery import BucketConfig
+from acestep_worker.audio.decode import AudioLimits
+from acestep_worker.audio.sources import SourcePolicy, check, kind_of, load_audio, read_bytes
 from acestep_worker.errors import InputError
-from acestep_worker.safe_http import address_allowed
+from acestep_worker.net.bucket import BucketConfig
+from acestep_worker.net.safe_http import address_allowed
 
 from .test_audio_in import _wav
 from .test_delivery import SECRET, s3_server  # noqa: F401  (the moto S3 server fixture)
@@ -187,7 +187,7 @@ def test_a_cancel_ends_a_download_between_chunks(web):
 
 def test_a_path_with_a_component_over_the_name_limit_is_no_such_file(tmp_path):
     """Found by the API fuzz: a 300-digit name made pathlib raise ENAMETOOLONG (a 500)."""
-    from acestep_worker.audio_sources import _confined_path
+    from acestep_worker.audio.sources import _confined_path
 
     with pytest.raises(InputError, match="no such file"):
         _confined_path("src_audio", "4" * 300, (tmp_path,))

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from acestep_worker.audio_in import AudioLimits
-from acestep_worker.audio_trim import TrimLabels, TrimRange, cut, parse_range
+from acestep_worker.audio.decode import AudioLimits
+from acestep_worker.audio.trim import TrimLabels, TrimRange, cut, parse_range
 from acestep_worker.errors import InputError
 
 from .test_audio_in import encode

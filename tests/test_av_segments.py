@@ -11,8 +11,9 @@ import av
 import numpy as np
 import pytest
 
-from acestep_worker import audio_io, av_codecs, av_segments, segmenting
-from acestep_worker.audio_io import decode, encode
+from acestep_worker.audio import av_codecs, av_segments, segmenting
+from acestep_worker.audio import encode as audio_io
+from acestep_worker.audio.encode import decode, encode
 
 TAGS = {"comment": "RANDOM-WEIGHT TEST MODEL: noise, not music", "title": "a title"}  # as outputs.py sets them
 CODEC_OF = {"aac": "aac", "opus": "libopus"}

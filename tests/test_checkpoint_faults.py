@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file, save_file
 
-from acestep_worker import tiny
+from acestep_worker.dev import tiny
 from acestep_worker.errors import CheckpointError
-from acestep_worker.planner.lm import PlannerLM
-from acestep_worker.text_encoder import TextEncoder
+from acestep_worker.models.planner.lm import PlannerLM
+from acestep_worker.models.text_encoder import TextEncoder
 
 COMPONENTS = {"text encoder": ("Qwen3-Embedding-0.6B", TextEncoder.load),
               "planner LM": (tiny.LM_FOLDER, PlannerLM.load)}

@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from acestep_worker.audio_io import decode
+from acestep_worker.audio.encode import decode
 
 
 def test_generate_writes_playable_files_and_says_they_are_noise(tiny_root, tmp_path):
@@ -57,7 +57,8 @@ def test_the_download_command_it_names_exists():
 
 
 def test_serve_flags_override_the_variables(monkeypatch):
-    from acestep_worker import cli, server
+    from acestep_worker.doors import cli
+    from acestep_worker.doors.pod import launch as server
 
     seen = {}
     monkeypatch.setattr(server, "serve", lambda env=None: seen.update(env))

@@ -1,4 +1,4 @@
-"""The package CLI client (python -m acestep_worker.client), run as a user runs it: against a live pod
+"""The package CLI client (python -m acestep_worker.doors.client), run as a user runs it: against a live pod
 API and a local Runpod endpoint. The one-file root generate_music.py has its own tests."""
 
 import os
@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from acestep_worker.audio_io import decode
-from acestep_worker.server.api import ApiSettings, create_app
-from acestep_worker.server.tasks import TaskManager
+from acestep_worker.audio.encode import decode
+from acestep_worker.doors.pod.api import ApiSettings, create_app
+from acestep_worker.doors.pod.queue import TaskManager
 
 from .conftest import REPO
 from .live_server import LiveServer, free_port
@@ -25,7 +25,7 @@ def pod(engine):
 
 
 def _cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "acestep_worker.client", *args], cwd=cwd, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "acestep_worker.doors.client", *args], cwd=cwd, capture_output=True,
                           text=True, timeout=300, env=dict(os.environ))
 
 
@@ -71,5 +71,5 @@ def test_invalid_values_fail_before_anything_is_sent(tmp_path):
 def test_help_texts(tmp_path):
     assert "[Chorus]" in _cli("--show-lyrics-help", cwd=tmp_path).stdout
     assert "genre" in _cli("--show-caption-help", cwd=tmp_path).stdout
-    module = subprocess.run([sys.executable, "-m", "acestep_worker.client", "--help"], capture_output=True, text=True)
+    module = subprocess.run([sys.executable, "-m", "acestep_worker.doors.client", "--help"], capture_output=True, text=True)
     assert "--endpoint-id" in module.stdout and "--api-url" in module.stdout

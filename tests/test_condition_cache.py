@@ -5,12 +5,12 @@ import torch
 from safetensors.torch import load_file
 from torch.overrides import TorchFunctionMode
 
-from acestep_worker import parity
-from acestep_worker.dit.condition_cache import reuse_condition_projections
-from acestep_worker.dit.conditioning import Conditions
-from acestep_worker.dit.loading import load_dit
-from acestep_worker.dit.sampler import SamplingPlan, sample
-from acestep_worker.dit.schedules import base_timesteps, turbo_timesteps
+from acestep_worker.dev import parity
+from acestep_worker.models.dit.condition_cache import reuse_condition_projections
+from acestep_worker.models.dit.conditioning import Conditions
+from acestep_worker.models.dit.loading import load_dit
+from acestep_worker.models.dit.sampler import SamplingPlan, sample
+from acestep_worker.models.dit.schedules import base_timesteps, turbo_timesteps
 
 from .conftest import GOLDEN
 

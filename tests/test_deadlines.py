@@ -7,17 +7,17 @@ import threading
 import time
 
 import httpx
-import torch
 import pytest
+import torch
 
-from acestep_worker.deadline import Deadline, JobTimedOut
-from acestep_worker.delivery import DeliveryError
+from acestep_worker.doors.pod.api import ApiSettings, create_app
+from acestep_worker.doors.pod.queue import TaskManager, TaskState
+from acestep_worker.doors.serverless import run_job
 from acestep_worker.errors import GenerationCancelled
-from acestep_worker.jobs import run_job
-from acestep_worker.planner import planner as planner_module
-from acestep_worker.request import TimedRequest, parse
-from acestep_worker.server.api import ApiSettings, create_app
-from acestep_worker.server.tasks import TaskManager, TaskState
+from acestep_worker.models.planner import planner as planner_module
+from acestep_worker.net.bucket import DeliveryError
+from acestep_worker.runner.deadline import Deadline, JobTimedOut
+from acestep_worker.schema.request import TimedRequest, parse
 
 from .live_server import LiveServer
 
@@ -242,7 +242,7 @@ def test_retention_caps_the_bytes_kept(engine, tmp_path):
 
 
 def test_vae_decode_stops_between_tiles(engine):
-    from acestep_worker.vae import decode
+    from acestep_worker.models.vae import decode
 
     vae = engine.synthesizer.vae
     calls = []

@@ -6,8 +6,8 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from acestep_worker.delivery import BucketConfig, DeliveryError
-from acestep_worker.jobs import run_job
+from acestep_worker.doors.serverless import run_job
+from acestep_worker.net.bucket import BucketConfig, DeliveryError
 
 SECRET = "s3cr3t-Value-That-Must-Not-Leak"
 

@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from acestep_worker import jobs
-from acestep_worker.audio_io import encode
-from acestep_worker.delivery import base64_size
-from acestep_worker.delivery_plan import check_deliverable, encoded_bytes, inline_bytes, known_duration
+from acestep_worker.audio.encode import encode
+from acestep_worker.delivery.inline import check_deliverable, encoded_bytes, inline_bytes, known_duration
+from acestep_worker.doors import serverless as jobs
 from acestep_worker.errors import InputError
-from acestep_worker.request import JobRequest, parse
+from acestep_worker.net.bucket import base64_size
+from acestep_worker.schema.request import JobRequest, parse
 
 LIMIT = jobs.RESPONSE_LIMIT_BYTES - jobs.RESPONSE_MARGIN_BYTES
 

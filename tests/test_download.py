@@ -5,8 +5,8 @@ import shutil
 
 import pytest
 
-from acestep_worker import download
-from acestep_worker.dit.loading import load_dit
+from acestep_worker.models import download
+from acestep_worker.models.dit.loading import load_dit
 
 from .hub_standin import HubStandIn
 

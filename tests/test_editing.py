@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from acestep_worker import edit_inputs, tasks
-from acestep_worker.dit.conditioning import silence_frames
 from acestep_worker.errors import InputError
-from acestep_worker.prompts import Metas
-from acestep_worker.request import parse
-from acestep_worker.synthesizer import SongSpec
+from acestep_worker.models.dit.conditioning import silence_frames
+from acestep_worker.models.dit.text_prompts import Metas
+from acestep_worker.pipeline import edit_conditions as edit_inputs
+from acestep_worker.pipeline.synthesizer import SongSpec
+from acestep_worker.schema import task_types as tasks
+from acestep_worker.schema.request import parse
 
 BASE = "acestep-v15-base"
 SR = 48_000
@@ -233,7 +234,7 @@ def test_sde_is_deterministic_for_a_seed_and_differs_from_ode(engine):
 
 def test_tiled_vae_encode_matches_untiled(engine):
     """Windows with enough context give the same latents as one pass (fp32 tolerance)."""
-    from acestep_worker.vae import encode
+    from acestep_worker.models.vae import encode
 
     vae = engine.synthesizer.vae
     audio = torch.from_numpy(_audio(1.6).T.copy()).unsqueeze(0)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from acestep_worker.errors import GenerationCancelled, InputError
-from acestep_worker.request import parse
+from acestep_worker.schema.request import parse
 
 
 def _generate(engine, **fields):

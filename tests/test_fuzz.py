@@ -23,10 +23,10 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from acestep_worker.engine import GenerationResult, Song, resolve_seeds, sampling_plan
-from acestep_worker.request import JobRequest
-from acestep_worker.server.api import ApiSettings, create_app
-from acestep_worker.server.tasks import TaskManager
+from acestep_worker.doors.pod.api import ApiSettings, create_app
+from acestep_worker.doors.pod.queue import TaskManager
+from acestep_worker.pipeline.engine import GenerationResult, Song, resolve_seeds, sampling_plan
+from acestep_worker.schema.request import JobRequest
 
 from .live_server import LiveServer
 

@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from acestep_worker.audio_io import decode
+from acestep_worker.audio.encode import decode
 
 from .conftest import REPO
 from .test_client import pod  # noqa: F401  (the real pod API on the tiny engine, as a fixture)

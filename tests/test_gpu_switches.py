@@ -4,14 +4,14 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from acestep_worker import tiny
-from acestep_worker.dit.attention import AttentionChoice, dit_attention, resolve_attention
-from acestep_worker.dit.loading import load_dit
-from acestep_worker.dit.model import compile_blocks
-from acestep_worker.dit.sampler import SamplingPlan, sample
-from acestep_worker.dit.schedules import turbo_timesteps
+from acestep_worker.dev import tiny
+from acestep_worker.models.dit.attention import AttentionChoice, dit_attention, resolve_attention
+from acestep_worker.models.dit.loading import load_dit
+from acestep_worker.models.dit.model import compile_blocks
+from acestep_worker.models.dit.sampler import SamplingPlan, sample
+from acestep_worker.models.dit.schedules import turbo_timesteps
+from acestep_worker.models.vae import DECODE_CHUNK_FRAMES, decode, decode_plan, load_vae
 from acestep_worker.settings import Settings, SettingsError
-from acestep_worker.vae import DECODE_CHUNK_FRAMES, decode, decode_plan, load_vae
 
 from .test_condition_cache import _inputs
 
@@ -124,7 +124,7 @@ def test_math_sdpa_backend_equals_auto_on_the_cpu_and_runs_every_unmasked_layer(
 def test_backends_without_grouped_heads_get_the_kv_heads_repeated_and_the_same_attention(tiny_root, monkeypatch):
     # The efficient and cuDNN kernels exist only on CUDA; here "efficient" is pointed at the math
     # kernel, which runs either way, so what is checked is the head expansion in front of it.
-    from acestep_worker.dit import attention
+    from acestep_worker.models.dit import attention
 
     transformer = load_dit(tiny_root / "acestep-v15-turbo").transformer
     assert transformer.config.num_attention_heads > transformer.config.num_key_value_heads  # GQA, as the real DiT
@@ -145,7 +145,7 @@ def test_backends_without_grouped_heads_get_the_kv_heads_repeated_and_the_same_a
 
 
 def test_sdpa_backend_setting_is_read_and_checked_against_the_device(tiny_env):
-    from acestep_worker.engine import Engine
+    from acestep_worker.pipeline.engine import Engine
 
     env = {"ACESTEP_CONFIG_PATH": "x"}
     assert Settings.from_env(env).sdpa_backend == "auto"

@@ -9,10 +9,10 @@ import gradio as gr
 import pytest
 from fastapi import FastAPI
 
-from acestep_worker.audio_io import decode
-from acestep_worker.request import parse
-from acestep_worker.server.tasks import TaskManager, TaskState
-from acestep_worker.server.ui import build_ui
+from acestep_worker.audio.encode import decode
+from acestep_worker.doors.pod.page.form import build_ui
+from acestep_worker.doors.pod.queue import TaskManager, TaskState
+from acestep_worker.schema.request import parse
 
 from .conftest import REPO
 from .live_server import LiveServer

@@ -6,11 +6,11 @@ import json
 import httpx
 import pytest
 
-from acestep_worker.dit.schedules import MAX_CUSTOM_TIMESTEPS, turbo_timesteps
+from acestep_worker.doors.pod.api import MAX_QUERY_IDS, ApiSettings, create_app
+from acestep_worker.doors.pod.queue import TaskManager
 from acestep_worker.errors import MAX_MESSAGE_CHARS, InputError, echo
-from acestep_worker.request import MAX_TIMESTEPS, JobRequest, parse
-from acestep_worker.server.api import MAX_QUERY_IDS, ApiSettings, create_app
-from acestep_worker.server.tasks import TaskManager
+from acestep_worker.models.dit.schedules import MAX_CUSTOM_TIMESTEPS, turbo_timesteps
+from acestep_worker.schema.request import MAX_TIMESTEPS, JobRequest, parse
 
 from .live_server import LiveServer
 

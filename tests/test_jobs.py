@@ -7,11 +7,11 @@ import threading
 
 import pytest
 
-from acestep_worker import jobs
-from acestep_worker.audio_io import decode
+from acestep_worker.audio.encode import decode
+from acestep_worker.doors import serverless as jobs
+from acestep_worker.doors.serverless import RESPONSE_LIMIT_BYTES, ThrottledProgress, run_job
 from acestep_worker.errors import GenerationCancelled, InputError
-from acestep_worker.engine import Progress
-from acestep_worker.jobs import RESPONSE_LIMIT_BYTES, ThrottledProgress, run_job
+from acestep_worker.pipeline.engine import Progress
 
 
 def _run(engine, job_id="job-1", **fields):

@@ -11,9 +11,9 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from acestep_worker.dit.loading import diffusers_to_official_key
-from acestep_worker.dit.model import build_modules
-from acestep_worker.weights import empty_modules
+from acestep_worker.models.dit.loading import diffusers_to_official_key
+from acestep_worker.models.dit.model import build_modules
+from acestep_worker.models.weights import empty_modules
 
 GOLDEN = Path(__file__).parent / "golden"
 PATTERNS = json.loads((GOLDEN / "state_dict_key_patterns.json").read_text())

@@ -7,9 +7,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from acestep_worker import tiny
-from acestep_worker.dit.loading import diffusers_to_official_key, load_dit, official_to_diffusers_key
+from acestep_worker.dev import tiny
 from acestep_worker.errors import CheckpointError
+from acestep_worker.models.dit.loading import diffusers_to_official_key, load_dit, official_to_diffusers_key
 
 from .conftest import GOLDEN
 
@@ -177,7 +177,7 @@ def test_vae_loads_without_random_init_to_the_same_weights_as_diffusers(tiny_roo
 
     from diffusers import AutoencoderOobleck
 
-    from acestep_worker.vae import load_vae
+    from acestep_worker.models.vae import load_vae
 
     ours = load_vae(tiny_root / tiny.VAE_FOLDER, "cpu", dtype)
     with warnings.catch_warnings():
@@ -193,7 +193,7 @@ def test_vae_loads_without_random_init_to_the_same_weights_as_diffusers(tiny_roo
 
 
 def test_vae_with_a_missing_tensor_is_named(tiny_root, tmp_path):
-    from acestep_worker.vae import load_vae
+    from acestep_worker.models.vae import load_vae
 
     folder = tmp_path / "vae"
     shutil.copytree(tiny_root / tiny.VAE_FOLDER, folder)
@@ -206,7 +206,7 @@ def test_vae_with_a_missing_tensor_is_named(tiny_root, tmp_path):
 
 
 def test_mapped_tensors_equal_safetensors_own_reader(tmp_path):
-    from acestep_worker.weights import iter_tensors
+    from acestep_worker.models.weights import iter_tensors
 
     tensors = {"a": torch.randn(3, 4).to(torch.bfloat16), "b": torch.arange(7, dtype=torch.int64),
                "c": torch.zeros(0, 5), "d": torch.randn(2, 2, 2, dtype=torch.float16), "e": torch.tensor(1.5)}
@@ -217,7 +217,7 @@ def test_mapped_tensors_equal_safetensors_own_reader(tmp_path):
 
 
 def test_truncated_safetensors_file_is_named(tmp_path):
-    from acestep_worker.weights import iter_tensors
+    from acestep_worker.models.weights import iter_tensors
 
     save_file({"w": torch.randn(64, 64)}, str(tmp_path / "m.safetensors"))
     data = (tmp_path / "m.safetensors").read_bytes()

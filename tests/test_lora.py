@@ -13,12 +13,12 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from acestep_worker.doors.pod.api import ApiSettings, create_app
+from acestep_worker.doors.pod.queue import TaskManager
+from acestep_worker.doors.serverless import run_job
 from acestep_worker.errors import GenerationCancelled, InputError
-from acestep_worker.jobs import run_job
-from acestep_worker.lora.adapters import Adapters
-from acestep_worker.request import parse
-from acestep_worker.server.api import ApiSettings, create_app
-from acestep_worker.server.tasks import TaskManager
+from acestep_worker.models.lora.adapters import Adapters
+from acestep_worker.schema.request import parse
 
 from .hub_standin import HubStandIn
 from .live_server import LiveServer
@@ -191,7 +191,7 @@ def test_a_failing_job_leaves_no_adapter_active(lora_engine):
 
 
 def test_recently_used_adapters_stay_loaded_up_to_the_slots(tiny_env, lora_dir):
-    from acestep_worker.engine import Engine
+    from acestep_worker.pipeline.engine import Engine
     from acestep_worker.settings import Settings
 
     engine = Engine(Settings.from_env({**tiny_env, "ACESTEP_LORA_DIR": str(lora_dir), "ACESTEP_LORA_SLOTS": "1"}))
@@ -243,7 +243,7 @@ def test_pod_lora_routes(lora_engine, tmp_path):
 
 
 def test_a_loaded_adapter_is_recognised_without_reading_its_file_again(lora_dir, monkeypatch, tmp_path):
-    from acestep_worker.lora import sources
+    from acestep_worker.models.lora import sources
 
     reads = []
     real = sources.file_sha256
@@ -262,7 +262,7 @@ def test_an_edited_peft_config_is_loaded_again_not_served_from_the_lru(tiny_env,
     import json
     import shutil
 
-    from acestep_worker.engine import Engine
+    from acestep_worker.pipeline.engine import Engine
     from acestep_worker.settings import Settings
 
     folder = tmp_path / "loras"

@@ -12,16 +12,16 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from acestep_worker.dit.model import compile_blocks
+from acestep_worker.doors.pod.api import ApiSettings, create_app
+from acestep_worker.doors.pod.queue import TaskManager
+from acestep_worker.doors.serverless import run_job
 from acestep_worker.errors import GenerationCancelled, InputError
-from acestep_worker.jobs import run_job
-from acestep_worker.lora import adapters as adapters_module
-from acestep_worker.lora import kron, merged
-from acestep_worker.lora.formats import normalise, read_adapter
-from acestep_worker.lora.lycoris import dora_delta
-from acestep_worker.request import parse
-from acestep_worker.server.api import ApiSettings, create_app
-from acestep_worker.server.tasks import TaskManager
+from acestep_worker.models.dit.model import compile_blocks
+from acestep_worker.models.lora import adapters as adapters_module
+from acestep_worker.models.lora import kron, merged
+from acestep_worker.models.lora.formats import normalise, read_adapter
+from acestep_worker.models.lora.lycoris import dora_delta
+from acestep_worker.schema.request import parse
 
 from .live_server import LiveServer
 from .test_lora import BASE, _audio, _hand_merged, _peft_deltas
@@ -449,7 +449,7 @@ def test_a_dora_job_adds_its_update_into_the_weights_and_takes_it_out(lora_engin
 
 
 def test_a_kronecker_only_adapter_takes_and_frees_an_lru_slot(tiny_env, lora_dir):
-    from acestep_worker.engine import Engine
+    from acestep_worker.pipeline.engine import Engine
     from acestep_worker.settings import Settings
 
     engine = Engine(Settings.from_env({**tiny_env, "ACESTEP_LORA_DIR": str(lora_dir), "ACESTEP_LORA_SLOTS": "1"}))

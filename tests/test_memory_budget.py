@@ -6,11 +6,11 @@ from dataclasses import replace
 import pytest
 import torch
 
-from acestep_worker import vae
-from acestep_worker.dit.conditioning import frames_for_duration
 from acestep_worker.errors import InputError
-from acestep_worker.memory_budget import check_fits, generation_need
-from acestep_worker.request import parse
+from acestep_worker.models import vae
+from acestep_worker.models.dit.conditioning import frames_for_duration
+from acestep_worker.pipeline.memory_budget import check_fits, generation_need
+from acestep_worker.schema.request import parse
 
 
 def test_the_need_grows_with_batch_duration_and_cfg(engine):
@@ -77,7 +77,7 @@ def test_given_codes_not_the_duration_set_the_length_that_is_checked(engine, mon
 
 
 def test_the_engine_checks_with_its_configured_vae_tile(tiny_env, engine):
-    from acestep_worker.engine import Engine
+    from acestep_worker.pipeline.engine import Engine
     from acestep_worker.settings import Settings
 
     config, frames = engine.dit().transformer.config, frames_for_duration(600)

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from acestep_worker import audio_io, mp3_segments, mp3_stream, segmenting
-from acestep_worker.audio_io import decode, encode
+from acestep_worker.audio import encode as audio_io
+from acestep_worker.audio import mp3_segments, mp3_stream, segmenting
+from acestep_worker.audio.encode import decode, encode
 
 RATE = 48_000
 TAGS = {"comment": "RANDOM-WEIGHT TEST MODEL: noise, not music", "title": "a title"}  # as outputs.py sets them

@@ -9,10 +9,16 @@ from dataclasses import replace
 
 import pytest
 
-from acestep_worker import outputs
-from acestep_worker.jobs import run_job
-from acestep_worker.outputs import (OutputWriteError, file_stem, prune_outputs, remove_stale_parts, tidy_output_dir,
-                                    write_all)
+from acestep_worker.delivery.files import (
+    OutputWriteError,
+    file_stem,
+    prune_outputs,
+    remove_stale_parts,
+    tidy_output_dir,
+    write_all,
+)
+from acestep_worker.doors.serverless import run_job
+from acestep_worker.net.bucket import files as outputs
 
 
 class InFolder:

@@ -150,7 +150,7 @@ def test_hub_json_matches_the_documented_schema():
 
 
 def test_tests_json_is_a_short_seeded_job_that_our_schema_accepts():
-    from acestep_worker.request import JobRequest, parse
+    from acestep_worker.schema.request import JobRequest, parse
 
     tests = json.loads((REPO / ".runpod" / "tests.json").read_text())
     jsonschema.validate(tests, TESTS_SCHEMA)
@@ -162,7 +162,7 @@ def test_tests_json_is_a_short_seeded_job_that_our_schema_accepts():
 
 @pytest.mark.parametrize("path", ["test_input.json"])
 def test_test_input_is_valid(path):
-    from acestep_worker.request import JobRequest, parse
+    from acestep_worker.schema.request import JobRequest, parse
 
     parse(json.loads((REPO / path).read_text())["input"], JobRequest)
 
@@ -172,7 +172,7 @@ def _hub() -> dict:
 
 
 def test_hub_presets_state_each_models_real_default_steps():
-    from acestep_worker.variants import detect_variant
+    from acestep_worker.models.variants import detect_variant
 
     for preset in _hub()["config"]["presets"]:
         claimed = re.search(r"(\d+) steps", preset["name"])

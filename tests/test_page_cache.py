@@ -5,9 +5,9 @@ import time
 
 import pytest
 
-from acestep_worker.server import page_app
-from acestep_worker.server.page_inputs import client_args
-from acestep_worker.server.tasks import TaskManager
+from acestep_worker.doors.pod.launch import page_app
+from acestep_worker.doors.pod.page.inputs import client_args
+from acestep_worker.doors.pod.queue import TaskManager
 
 from .live_server import LiveServer
 from .test_audio_in import _wav

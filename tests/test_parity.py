@@ -6,7 +6,7 @@ from functools import lru_cache
 
 import pytest
 
-from acestep_worker.parity import check_golden_dir
+from acestep_worker.dev.parity import check_golden_dir
 
 from .conftest import GOLDEN, REPO
 

@@ -8,14 +8,14 @@ import pytest
 import torch
 
 from acestep_worker.errors import CheckpointError, InputError, PlannerUnavailableError
-from acestep_worker.planner.constraints import CotConstraint
-from acestep_worker.planner.decoding import PairedDecoder, SamplingParams, filter_logits
-from acestep_worker.planner.lm import PlannerLM
-from acestep_worker.planner.metadata import KEYSCALES, Metadata, PlannerOutputError, cot_text, parse_cot
-from acestep_worker.planner.prompts import codes_prompts, cot_prompts, format_prompt, sample_prompt
-from acestep_worker.planning import query_hints
-from acestep_worker.request import parse
-from acestep_worker.request_values import LANGUAGES
+from acestep_worker.models.planner.chat_prompts import codes_prompts, cot_prompts, format_prompt, sample_prompt
+from acestep_worker.models.planner.constraints import CotConstraint
+from acestep_worker.models.planner.decoding import PairedDecoder, SamplingParams, filter_logits
+from acestep_worker.models.planner.lm import PlannerLM
+from acestep_worker.models.planner.metadata import KEYSCALES, Metadata, PlannerOutputError, cot_text, parse_cot
+from acestep_worker.pipeline.planner_pass import query_hints
+from acestep_worker.schema.request import parse
+from acestep_worker.schema.values import LANGUAGES
 
 CAPTION = "upbeat synth-pop with bright analog synths"
 LYRICS = "[Verse 1]\nCity lights are calling"
@@ -363,7 +363,7 @@ def test_switching_planners_frees_the_old_one_before_the_new_one_loads(tiny_root
     hold two models at once until the collector happens to run."""
     import weakref
 
-    from acestep_worker.engine import Engine
+    from acestep_worker.pipeline.engine import Engine
     from acestep_worker.settings import Settings
 
     root = tmp_path / "checkpoints"

@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from acestep_worker.server.page_inputs import client_args
+from acestep_worker.doors.pod.page.inputs import client_args
 
 from .conftest import REPO
 from .live_server import free_port

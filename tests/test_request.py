@@ -3,7 +3,7 @@
 import pytest
 
 from acestep_worker.errors import InputError
-from acestep_worker.request import parse
+from acestep_worker.schema.request import parse
 
 
 def test_defaults():

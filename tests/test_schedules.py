@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from acestep_worker.dit.schedules import TURBO_GRID, base_timesteps, snap_turbo_shift, turbo_timesteps
+from acestep_worker.models.dit.schedules import TURBO_GRID, base_timesteps, snap_turbo_shift, turbo_timesteps
 
 
 def test_turbo_shift3_is_the_distilled_table():

@@ -13,10 +13,10 @@ import schemathesis
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
-from acestep_worker.audio_io import decode
-from acestep_worker.server import PodSettings
-from acestep_worker.server.api import ApiSettings, create_app
-from acestep_worker.server.tasks import TaskManager
+from acestep_worker.audio.encode import decode
+from acestep_worker.doors.pod.api import ApiSettings, create_app
+from acestep_worker.doors.pod.launch import PodSettings
+from acestep_worker.doors.pod.queue import TaskManager
 
 from .live_server import LiveServer
 

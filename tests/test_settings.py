@@ -3,8 +3,8 @@
 import io
 from pathlib import Path
 
-from acestep_worker.audio_sources import SourcePolicy, check
-from acestep_worker.server.uploads import store
+from acestep_worker.audio.sources import SourcePolicy, check
+from acestep_worker.doors.pod.uploads import store
 from acestep_worker.settings import Settings
 
 from .test_audio_sources import WAV

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from acestep_worker import tiny
-from acestep_worker.text_encoder import load_tokenizer
+from acestep_worker.dev import tiny
+from acestep_worker.models.text_encoder import load_tokenizer
 
 
 def test_official_folder_names_and_markers(tiny_root):

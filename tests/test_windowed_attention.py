@@ -7,10 +7,15 @@ import torch
 import torch.nn.functional as F
 from diffusers.models.transformers import ace_step_transformer as ace
 
-from acestep_worker.dit import attention, windowed_attention
-from acestep_worker.dit.attention import AttentionChoice, dit_attention
-from acestep_worker.dit.loading import load_dit
-from acestep_worker.dit.windowed_attention import BandMask, band_block_mask, banded_attention, flex_band_attention
+from acestep_worker.models.dit import attention, windowed_attention
+from acestep_worker.models.dit.attention import AttentionChoice, dit_attention
+from acestep_worker.models.dit.loading import load_dit
+from acestep_worker.models.dit.windowed_attention import (
+    BandMask,
+    band_block_mask,
+    banded_attention,
+    flex_band_attention,
+)
 from acestep_worker.settings import Settings, SettingsError
 
 
@@ -89,8 +94,8 @@ def test_flex_block_mask_is_built_once_per_length_for_every_layer_and_step(tiny_
 
 
 def test_engine_uses_banded_attention_on_cpus_by_default_and_the_setting_switches_it(engine, monkeypatch):
-    from acestep_worker import engine as engine_module
-    from acestep_worker.request import parse
+    from acestep_worker.pipeline import engine as engine_module
+    from acestep_worker.schema.request import parse
 
     entered = []
 

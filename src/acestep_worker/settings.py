@@ -190,7 +190,7 @@ class Settings:
         )
 
     def audio_limits(self):
-        from .audio_in import AudioLimits
+        from .audio.decode import AudioLimits
 
         return AudioLimits(self.max_audio_bytes, self.max_audio_seconds)
 

@@ -1,0 +1,189 @@
+"""Finished songs as files: encoded, tagged, written all-or-nothing, described for the caller; and
+the output folder kept within its budget.
+
+Shared by the serverless job and the pod server, which present the same facts in their own shapes.
+A job's files are all written or none are (a full disk, a cancel or a crash between two songs
+leaves nothing behind), names are unique per job whatever its id, and the audio lives on disk
+only: a SavedSong holds its path, size and digest, not its bytes.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+from urllib.parse import quote
+
+from ..audio.encode import CONTENT_TYPES, FORMATS, encode_all
+from ..errors import AceStepError
+from ..pipeline.engine import GenerationResult
+from ..schema.request import GenerationRequest
+
+log = logging.getLogger(__name__)
+
+PART_SUFFIX = ".part"
+STALE_PART_S = 600.0  # a partial file this old belongs to no live writer (writes take seconds)
+_DISK_FULL = {errno.ENOSPC: "the disk is full", errno.EFBIG: "the file size limit was reached",
+              errno.EDQUOT: "the disk quota is exhausted"}
+
+
+class OutputWriteError(AceStepError):
+    """The songs were made but could not be written; nothing of the job was kept."""
+
+
+@dataclass(frozen=True)
+class SavedSong:
+    path: Path
+    size: int  # bytes on disk
+    sha256: str
+    seed: int
+    format: str
+    content_type: str
+    duration_s: float
+    sample_rate: int
+
+    @property
+    def file_url(self) -> str:
+        """The root-relative URL the pod server serves the file under."""
+        return f"/v1/audio?filename={quote(self.path.name)}"
+
+    def read(self) -> bytes:
+        return self.path.read_bytes()
+
+
+def safe_name(text: str) -> str:
+    """A file-system and URL safe stem (job and task ids come from callers)."""
+    cleaned = re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_")[:80]
+    return cleaned or "job"
+
+
+def file_stem(job_id: str) -> str:
+    """The stem of a job's files: the id itself when it is already safe, else its safe form plus a
+    digest of the real id, so that `a/b`, `a_b` and `a\\x00b` never share (and overwrite) a file."""
+    safe = safe_name(job_id)
+    if safe == job_id:
+        return safe
+    digest = hashlib.sha256(job_id.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return f"{safe}-{digest}"
+
+
+def save_songs(result: GenerationResult, request: GenerationRequest, stem: str, output_dir: Path,
+               check: Callable[[], object] | None = None) -> list[SavedSong]:
+    """Encode every song in the requested format and write `<stem>-<n>.<ext>` files, all or none.
+
+    `check` runs before the songs are encoded and once more before anything is written; it may raise
+    (a deadline or a cancel), and then nothing is written.
+    """
+    fmt = FORMATS[request.audio_format]
+    comment = ("RANDOM-WEIGHT TEST MODEL: noise, not music" if result.random_weights
+               else f"ACE-Step 1.5 ({result.model})")
+    tags = {"comment": comment, "title": str(result.params.get("caption") or request.caption)[:120]}
+    start = time.perf_counter()
+    if check is not None:
+        check()
+    datas = encode_all([(song.audio, song.sample_rate) for song in result.songs], fmt.name,
+                       bitrate_kbps=request.mp3_bitrate, tags=tags)
+    if check is not None:
+        check()
+    encoded = [(output_dir / f"{file_stem(stem)}-{index}.{fmt.extension}", data) for index, data in enumerate(datas, 1)]
+    write_all(encoded)
+    saved = [SavedSong(path, len(data), hashlib.sha256(data).hexdigest(), song.seed, fmt.name, fmt.content_type,
+                       song.duration_s, song.sample_rate) for (path, data), song in zip(encoded, result.songs)]
+    result.timings["encode"] = time.perf_counter() - start
+    return saved
+
+
+def write_all(files: list[tuple[Path, bytes]]) -> None:
+    """Write every file or none: each goes to a hidden `.part` file first, and only when all of
+    them are complete are they renamed into place. Any failure removes what this call wrote."""
+    temps: list[tuple[str, Path]] = []
+    placed: list[Path] = []
+    try:
+        for path, data in files:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PART_SUFFIX, dir=path.parent)
+            temps.append((temp, path))
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.chmod(temp, 0o644)  # mkstemp creates 0600; songs are meant to be served and shared
+        for temp, path in temps:
+            os.replace(temp, path)
+            placed.append(path)
+    except BaseException as exc:
+        for temp, _ in temps:
+            Path(temp).unlink(missing_ok=True)
+        for path in placed:
+            path.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            reason = _DISK_FULL.get(exc.errno, exc.strerror or type(exc).__name__)
+            folder = files[0][0].parent if files else "the output folder"
+            raise OutputWriteError(f"could not write the songs to {folder}: {reason}; nothing of this job "
+                                   "was kept") from None
+        raise
+
+
+def remove_stale_parts(folder: Path, older_than_s: float = STALE_PART_S, now: float | None = None) -> int:
+    """Delete partial files a killed writer left behind. Returns how many went."""
+    now = time.time() if now is None else now
+    removed = 0
+    try:
+        candidates = list(folder.glob(f".*{PART_SUFFIX}"))
+    except OSError:
+        return 0
+    for path in candidates:
+        try:
+            if now - path.stat().st_mtime > older_than_s:
+                path.unlink()
+                removed += 1
+        except OSError:
+            pass  # gone already, or not ours to delete
+    return removed
+
+
+def prune_outputs(folder: Path, max_files: int | None, max_bytes: int | None, keep: frozenset[Path] = frozenset(),
+                  ) -> int:
+    """Keep the folder's audio within `max_files` and `max_bytes` (None: no limit), deleting the
+    oldest files first and never one in `keep`. Only our audio types are counted or touched."""
+    if max_files is None and max_bytes is None:
+        return 0
+    entries = []
+    try:
+        for path in folder.iterdir():
+            if path.suffix.lstrip(".").lower() in CONTENT_TYPES and not path.name.startswith("."):
+                try:
+                    stat = path.stat()
+                except OSError:
+                    continue
+                if path.is_file():
+                    entries.append((stat.st_mtime, stat.st_size, path))
+    except OSError:
+        return 0
+    entries.sort()
+    count, total = len(entries), sum(size for _, size, _ in entries)
+    removed = 0
+    for _, size, path in entries:
+        if (max_files is None or count <= max_files) and (max_bytes is None or total <= max_bytes):
+            break
+        if path in keep:
+            continue
+        try:
+            path.unlink()
+        except OSError:
+            continue
+        count, total, removed = count - 1, total - size, removed + 1
+    if removed:
+        log.info("removed %d old output file(s) from %s to stay within the output budget", removed, folder)
+    return removed
+
+
+def tidy_output_dir(settings) -> None:
+    """At start: remove partial files a killed process left, then apply the output budget."""
+    remove_stale_parts(settings.output_dir, older_than_s=STALE_PART_S)
+    prune_outputs(settings.output_dir, settings.output_max_files, settings.output_max_bytes)

@@ -1,0 +1,1 @@
+"""Pod mode: the upstream-compatible HTTP API and the Gradio page in one process, over one task queue."""

@@ -1,0 +1,153 @@
+"""One serverless job: parse, generate under a deadline, keep the files, deliver, shape the output.
+
+This is everything `handler.py` does except talking to Runpod: progress goes to a callback and
+cancellation comes from a callable, so the whole job runs (and is tested) without the SDK.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from typing import Callable, Mapping
+
+from ..audio.sources import SourcePolicy, load_audio
+from ..delivery.files import SavedSong, prune_outputs, remove_stale_parts, save_songs
+from ..delivery.inline import check_deliverable, known_duration
+from ..errors import GenerationCancelled
+from ..net.bucket import Bucket, BucketConfig, attach_base64
+from ..pipeline.engine import Engine, Progress
+from ..pipeline.planner_pass import DEFAULT_DURATION_S
+from ..runner.deadline import Deadline, JobTimedOut  # noqa: F401  (JobTimedOut: part of this module's contract)
+from ..schema.request import JobRequest, parse, unused_fields
+
+RESPONSE_LIMIT_BYTES = 19_500_000  # Runpod refuses /runsync results over 20 MB; keep a margin
+RESPONSE_MARGIN_BYTES = 200_000  # the rest of the response beside the base64 text
+# Stages that report progress; none after sampling (see ThrottledProgress).
+PROGRESS_STAGES = {"planning", "audio_codes", "text_encoding", "conditioning", "diffusion"}
+
+
+# Outside the worker `file` is reachable only through a shared volume or a pod, so a serverless
+# caller is never told to fetch it.
+NO_BUCKET_HINT = ("set a bucket (s3Config) to receive songs as URLs, or ask for audio_format opus or mp3, "
+                  "a shorter duration or a smaller batch_size")
+
+
+class ThrottledProgress:
+    """Forward engine progress at most every `interval` seconds, and never near the end of a job.
+
+    Runpod delivers progress updates asynchronously; one sent just before the result can land after
+    it and leave the job looking IN_PROGRESS. So updates stop once sampling is done: decoding,
+    encoding and delivery still separate the last update from the result.
+    """
+
+    def __init__(self, send: Callable[[dict], None] | None, interval_s: float, clock=time.monotonic):
+        self.send, self.interval, self.clock = send, interval_s, clock
+        self.started = clock()
+        self.last: float | None = None
+        self.sent = 0
+
+    def __call__(self, progress: Progress) -> None:
+        if self.send is None or progress.stage not in PROGRESS_STAGES:
+            return
+        if progress.stage == "diffusion" and progress.step == progress.total_steps:
+            return
+        now = self.clock()
+        if self.last is not None and now - self.last < self.interval:
+            return
+        self.last = now
+        self.sent += 1
+        self.send({"stage": progress.stage, "step": progress.step, "total_steps": progress.total_steps,
+                   "percent": round(100 * progress.fraction, 1), "elapsed_s": round(now - self.started, 1)})
+
+
+def run_job(engine: Engine, job_id: str, raw_input: object, *, s3_config: object = None,
+            send_progress: Callable[[dict], None] | None = None, cancelled: threading.Event | None = None,
+            env: Mapping[str, str] | None = None) -> dict:
+    """Run one job; return the output dict or raise an AceStepError whose message is for the caller.
+
+    `timeout_seconds` covers the whole job: audio inputs, the planner, text encoding, diffusion,
+    decoding, encoding and delivery. Past it, or after a cancel, the job stops within one step and
+    leaves no file behind.
+    """
+    env = os.environ if env is None else env
+    request = parse(raw_input, JobRequest)
+    bucket_config = BucketConfig.from_job(s3_config) or BucketConfig.from_env(env)  # checked before any work
+    deadline = Deadline(request.timeout_seconds, cancelled)
+    settings = engine.settings
+
+    duration_s = known_duration(request, planner_loaded=engine.planner is not None, default_s=DEFAULT_DURATION_S)
+    check_deliverable(request, has_bucket=bucket_config is not None, duration_s=duration_s,
+                      response_limit=RESPONSE_LIMIT_BYTES - RESPONSE_MARGIN_BYTES)
+
+    engine.check(request)  # an unsupported task or a missing source is refused before any download
+    saved: list[SavedSong] = []
+    try:
+        t0 = time.perf_counter()
+        # Audio inputs are fetched inside the job's deadline, before any GPU time is spent.
+        loaded = load_audio(request, SourcePolicy.from_settings(settings, bucket=bucket_config), deadline.at,
+                            should_stop=deadline.cancelled.is_set)
+        fetched_s = time.perf_counter() - t0
+        result = engine.generate(request, on_progress=ThrottledProgress(send_progress, request.poll_interval),
+                                 should_stop=deadline, **({"audio": loaded.arrays} if loaded.arrays else {}))
+        saved = save_songs(result, request, job_id, settings.output_dir, check=deadline.check)
+        entries = [_describe(song, result.params) for song in saved]
+        timings = dict(result.timings, **({"audio_input": fetched_s} if loaded.arrays else {}))
+        if bucket_config is not None:
+            t0 = time.perf_counter()
+            for entry, song in zip(entries, saved):
+                deadline.check()
+                bucket = Bucket(bucket_config, timeout_s=deadline.remaining())
+                entry["url"] = bucket.upload(song.path, f"{job_id}/{song.path.name}", song.content_type)
+            timings["upload"] = time.perf_counter() - t0
+        deadline.check()
+    except GenerationCancelled as stopped:
+        for song in saved:  # a stopped job leaves nothing behind
+            song.path.unlink(missing_ok=True)
+        raise deadline.reason(stopped) from None
+    finally:
+        remove_stale_parts(settings.output_dir)
+        prune_outputs(settings.output_dir, settings.output_max_files, settings.output_max_bytes,
+                      keep=frozenset(song.path for song in saved))
+    if request.return_audio_base64:
+        attach_base64(entries, [song.read() for song in saved], request.max_base64_bytes,
+                      elsewhere="it is in the bucket: `url`" if bucket_config is not None else NO_BUCKET_HINT)
+    output = {
+        "task_id": job_id, "status": "completed", "duration": entries[0]["duration"],
+        "batch_size": len(entries), "model": result.model, "random_weights": result.random_weights,
+        "task_type": result.params.get("task_type", request.task_type), **loaded.output_fields(),
+        "results": entries, "params": {**_public_params(result.params), **_unused(request)},
+        "timings": {k: round(v, 3) for k, v in timings.items()},
+    }
+    output["timings"]["job_total"] = round(time.monotonic() - deadline.started, 3)
+    _fit_response(output)
+    return output
+
+
+def _describe(song: SavedSong, params: dict) -> dict:
+    return {"file": song.file_url, "filename": song.path.name, "seed": song.seed, "format": song.format,
+            "content_type": song.content_type, "bytes": song.size, "sha256": song.sha256,
+            "duration": song.duration_s, "sample_rate": song.sample_rate, "caption": params["caption"],
+            "bpm": params["bpm"], "key_scale": params["key_scale"], "time_signature": params["time_signature"],
+            "vocal_language": params["vocal_language"]}
+
+
+def _public_params(params: dict) -> dict:
+    hidden = {"caption", "lyrics", "seeds"}  # already per song, or echoed input
+    return {k: v for k, v in params.items() if k not in hidden}
+
+
+def _unused(request: JobRequest) -> dict:
+    unused = unused_fields(request)
+    return {"unused": unused} if unused else {}
+
+
+def _fit_response(output: dict) -> None:
+    """Drop inline audio from the last songs until the whole response fits Runpod's limit."""
+    for entry in reversed(output["results"]):
+        if len(json.dumps(output)) <= RESPONSE_LIMIT_BYTES:
+            return
+        if entry.pop("audio_base64", None) is not None:
+            entry["base64_omitted"] = (f"the response would exceed Runpod's {RESPONSE_LIMIT_BYTES} byte limit; "
+                                       + ("it is in the bucket: `url`" if "url" in entry else NO_BUCKET_HINT))

@@ -1,0 +1,165 @@
+"""The flow-matching sampling loop shared by the turbo and base/sft models.
+
+The loop keeps the latent in float32 whatever the model dtype (the DiT runs in bf16 on GPUs), takes
+Euler steps x <- x - v * (t - t_next) down to t = 0 (or, with SDE, re-noises the step's clean
+estimate), and for base/sft models combines conditional and unconditional predictions of one
+doubled batch inside the CFG interval. Editing runs (`Edit`) add repaint injection and blending,
+a cover-to-text2music condition switch and a partial start; DCW corrects each step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Literal
+
+import torch
+
+from .condition_cache import reusing_condition_projections
+from .conditioning import Conditions
+from .dcw import DCW
+from .guidance import ADG, APG
+from .model import DiTModel
+from .sampler_edits import Edit
+
+
+@dataclass(frozen=True)
+class SamplingPlan:
+    """How to sample: the timesteps (float32, final 0 implicit), the guidance rule and options.
+
+    CFG runs when `guidance_scale > 1`; it is applied on the steps whose t lies inside
+    `cfg_interval` (inclusive, compared in float32 as upstream does) and the conditional prediction
+    is used on the others. `kind` matters for SDE and repaint, where upstream's two samplers differ.
+    """
+
+    timesteps: torch.Tensor
+    guidance_scale: float = 1.0
+    cfg_interval: tuple[float, float] = (0.0, 1.0)
+    guidance: Literal["apg", "adg"] = "apg"
+    kind: Literal["turbo", "base"] = "turbo"
+    infer_method: Literal["ode", "sde"] = "ode"
+    dcw: DCW | None = None
+    velocity_norm_threshold: float = 0.0  # > 0: cap |v| at threshold * |x| per item
+    velocity_ema_factor: float = 0.0  # > 0: v <- (1 - f) v + f v_previous
+
+    @property
+    def uses_cfg(self) -> bool:
+        return self.guidance_scale > 1.0
+
+    @property
+    def steps(self) -> int:
+        return int(self.timesteps.numel())
+
+
+@dataclass
+class DecoderCall:
+    """One DiT evaluation, recorded for parity checks: inputs and raw output, before guidance."""
+
+    timestep: torch.Tensor  # [decoder_batch]
+    hidden_states: torch.Tensor  # [decoder_batch, T, C]
+    velocity: torch.Tensor  # [decoder_batch, T, C]
+    encoder_hidden_states: torch.Tensor  # [decoder_batch, L, hidden]
+    context_latents: torch.Tensor  # [decoder_batch, T, 2C]
+
+
+@dataclass
+class SamplerTrace:
+    """What a parity check compares beyond the result."""
+
+    calls: list[DecoderCall] = field(default_factory=list)
+    injections: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)  # (t_next, x)
+    before_blend: torch.Tensor | None = None
+
+
+@dataclass
+class SamplerHooks:
+    on_step: Callable[[int, int], None] | None = None  # (steps done, total); may raise to stop
+    trace: SamplerTrace | None = None
+    step_noise: Callable[[], torch.Tensor] | None = None  # fresh [B, T, C] noise for SDE steps
+
+
+def _in_interval(t: torch.Tensor, interval: tuple[float, float]) -> bool:
+    return bool((t >= interval[0]) & (t <= interval[1]))
+
+
+class _Condition:
+    """Condition tensors as the decoder takes them (model dtype, doubled for CFG)."""
+
+    def __init__(self, dit: DiTModel, conditions: Conditions, cfg: bool):
+        dtype = dit.dtype
+        self.encoder_states = conditions.encoder_hidden_states.to(dtype)
+        self.context = conditions.context_latents.to(dtype)
+        if cfg:
+            null = dit.null_condition_emb.to(dtype).expand_as(self.encoder_states)
+            self.encoder_states = torch.cat([self.encoder_states, null])
+            self.context = torch.cat([self.context, self.context])
+
+
+@reusing_condition_projections  # the conditions are fixed per call: project them once, not per step
+@torch.no_grad()
+def sample(dit: DiTModel, conditions: Conditions, noise: torch.Tensor, plan: SamplingPlan,
+           hooks: SamplerHooks | None = None, edit: Edit | None = None) -> torch.Tensor:
+    """Integrate from `noise` [B, T, C] at t = timesteps[0] to a clean latent [B, T, C] (float32)."""
+    hooks, edit = hooks or SamplerHooks(), edit or Edit()
+    trace, repaint, switch = hooks.trace, edit.repaint, edit.cover_switch
+    dtype, device = dit.dtype, dit.device
+    condition = _Condition(dit, conditions, plan.uses_cfg)
+    guide = (ADG() if plan.guidance == "adg" else APG()) if plan.uses_cfg else None
+
+    timesteps = plan.timesteps.to(device=device, dtype=torch.float32)
+    next_timesteps = torch.cat([timesteps[1:], timesteps.new_zeros(1)])
+    # What the loop decides per step is read from the CPU copy, so no step waits on the device.
+    host_times = plan.timesteps.to(dtype=torch.float32, device="cpu")
+    guided_steps = [plan.uses_cfg and _in_interval(t, plan.cfg_interval) for t in host_times]
+    host_times = host_times.tolist()
+    noise = noise.to(device=device, dtype=torch.float32)
+    x = noise if edit.start is None else edit.start.to(device=device, dtype=torch.float32)
+    previous_v = None
+    for step, (t, t_next) in enumerate(zip(timesteps, next_timesteps)):
+        if switch is not None and step == switch.at_step:
+            condition = _Condition(dit, switch.conditions, plan.uses_cfg)
+        x_in = torch.cat([x, x]) if plan.uses_cfg else x
+        t_in = t.expand(x_in.shape[0]).to(dtype)
+        velocity = dit.transformer(x_in.to(dtype), t_in, t_in, condition.encoder_states, condition.context,
+                                   return_dict=False)[0].float()
+        if trace is not None:
+            trace.calls.append(DecoderCall(t_in.float().cpu(), x_in.float().cpu(), velocity.cpu(),
+                                           condition.encoder_states.float().cpu(), condition.context.float().cpu()))
+        if plan.uses_cfg:
+            v_cond, v_uncond = velocity.chunk(2)
+            velocity = guide(v_cond, v_uncond, plan.guidance_scale, x=x, t=t) if guided_steps[step] else v_cond
+        velocity = _stabilised(velocity, x, previous_v, plan)
+        previous_v = velocity
+        x0 = x - velocity * t
+        last = step == plan.steps - 1
+        if plan.infer_method == "sde" and not last:
+            # Upstream's base sampler re-noises to the UNshifted schedule; turbo to its own.
+            target = 1.0 - (step + 1) / plan.steps if plan.kind == "base" else t_next
+            x_next = target * hooks.step_noise().to(x0) + (1 - target) * x0
+        else:
+            x_next = x - velocity * (t - t_next)
+        if plan.dcw is not None and plan.dcw.active:
+            x_next = plan.dcw(x_next, x0, host_times[step])
+        x = x_next
+        if repaint is not None and step < repaint.injection_steps and not (last and plan.kind == "turbo"):
+            x = repaint.inject(x, noise, t_next)
+            if trace is not None:
+                trace.injections.append((t_next.cpu(), x.cpu()))
+        if hooks.on_step is not None:
+            hooks.on_step(step + 1, plan.steps)
+    if repaint is not None:
+        if trace is not None:
+            trace.before_blend = x.cpu()
+        x = repaint.blend(x)
+    return x
+
+
+def _stabilised(velocity: torch.Tensor, x: torch.Tensor, previous: torch.Tensor | None,
+                plan: SamplingPlan) -> torch.Tensor:
+    """Upstream's optional velocity norm cap and EMA (both off by default)."""
+    if plan.velocity_norm_threshold > 0:
+        v_norm = torch.linalg.vector_norm(velocity, dim=(1, 2), keepdim=True)
+        x_norm = torch.linalg.vector_norm(x, dim=(1, 2), keepdim=True) + 1e-10
+        velocity = velocity * torch.clamp(plan.velocity_norm_threshold * x_norm / (v_norm + 1e-10), max=1.0)
+    if plan.velocity_ema_factor > 0 and previous is not None:
+        velocity = (1.0 - plan.velocity_ema_factor) * velocity + plan.velocity_ema_factor * previous
+    return velocity

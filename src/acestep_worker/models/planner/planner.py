@@ -1,0 +1,180 @@
+"""The planner: what the 5 Hz LM adds to a request.
+
+* `write_metadata` (phase 1): the chain of thought that fills bpm, caption, duration, key,
+  language and time signature; values the user gave are injected, never overridden.
+* `write_codes` (phase 2): 5 audio codes per second of music for each song of a batch, which the
+  DiT then follows (cover mode).
+* `format_input`: the LM rewrites a caption and lyrics and fills metadata around the user's values.
+* `create_sample`: a short description becomes a caption, lyrics and metadata.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from ...errors import GenerationCancelled, InputError
+from .chat_prompts import codes_prompts, cot_prompts, format_prompt, sample_prompt
+from .constraints import CotConstraint, Vocabulary
+from .decoding import PairedDecoder, SamplingParams, generators_for, sample_tokens
+from .lm import VALID_CODES, PlannerLM
+from .metadata import FIELD_ORDER, Metadata, cot_text, parse_cot
+
+CODES_PER_SECOND = 5
+MAX_LYRICS_TOKENS = 1536  # format/sample modes: the rewritten lyrics after </think>
+CONTEXT_TOKENS = 8192  # cap on prompt + generation, well inside every planner model's window
+
+StepCallback = Callable[[int, int], None]
+
+
+@dataclass
+class TextResult:
+    metadata: Metadata
+    lyrics: str | None  # format/sample modes only
+    text: str  # what the LM wrote, for logs and debugging
+    tokens: int
+    seconds: float
+
+
+class Planner:
+    def __init__(self, lm: PlannerLM):
+        self.lm = lm
+        self.vocab = Vocabulary(lm)
+
+    @property
+    def name(self) -> str:
+        return self.lm.name
+
+    def _context_limit(self) -> int:
+        return min(CONTEXT_TOKENS, int(getattr(self.lm.model.config, "max_position_embeddings", CONTEXT_TOKENS)))
+
+    def _encode_prompt(self, text: str, field: str, room: int) -> list[int]:
+        ids = self.lm.encode(text)
+        if len(ids) + room > self._context_limit():
+            raise InputError(field, f"the caption and lyrics are too long for the planner: {len(ids)} prompt tokens "
+                             f"plus {room} to generate exceed its {self._context_limit()}-token context; "
+                             "shorten the lyrics or turn the planner features off")
+        return ids
+
+    # -- phase 1 ----------------------------------------------------------------------------------
+
+    def write_metadata(self, caption: str, lyrics: str, user: Metadata, params: SamplingParams, seed: int,
+                       fields: list[str] | None = None, negative: str | None = None,
+                       should_stop: Callable[[], bool] | None = None) -> TextResult:
+        """Generate the `<think>` block (without `</think>`) for `fields` (default: all six)."""
+        cond, uncond = cot_prompts(self.lm, caption, lyrics, negative)
+        budget = 700  # six fields: names, values and a caption of at most 512 tokens
+        prompts = [self._encode_prompt(cond, "lyrics", budget)]
+        uncond_ids = [self._encode_prompt(uncond, "lyrics", budget)] if params.uses_cfg else None
+        constraint = CotConstraint(self.vocab, list(fields or FIELD_ORDER), user)
+        return self._generate_text(prompts, uncond_ids, constraint, params, seed, budget, should_stop)
+
+    # -- phase 2 ----------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def write_codes(self, caption: str, lyrics: str, metadata: Metadata, seconds: float, seeds: list[int],
+                    params: SamplingParams, negative: str | None = None, on_step: StepCallback | None = None,
+                    should_stop: Callable[[], bool] | None = None) -> list[list[int]]:
+        """Exactly `int(seconds * 5)` audio codes (0..63999) for each seed.
+
+        The count is fixed by construction: only code tokens are allowed until the count is reached,
+        and then the end token. So the loop runs a known number of steps and never has to look at a
+        sampled token on the host until the end.
+        """
+        count = int(seconds * CODES_PER_SECOND)
+        cond, uncond = codes_prompts(self.lm, caption, lyrics, cot_text(metadata), negative)
+        cond_ids = self.lm.encode(cond)
+        if len(cond_ids) + count + 1 > self._context_limit():
+            raise InputError("duration", f"{seconds:g} s needs {count} audio codes, which with the {len(cond_ids)}-token "
+                             f"prompt exceed the planner's {self._context_limit()}-token context; ask for a "
+                             "shorter duration or shorter lyrics")
+        batch = len(seeds)
+        decoder = PairedDecoder(self.lm, [cond_ids] * batch,
+                                [self.lm.encode(uncond)] * batch if params.uses_cfg else None, count)
+        generators = generators_for(seeds, self.lm.device)
+        first = self.lm.ids.first_code
+        codes = torch.empty((batch, count), dtype=torch.long, device=self.lm.device)
+        for step in range(count):
+            # Only the 64,000 valid code tokens may follow, so sample within that slice of the
+            # vocabulary: the rest would be -inf anyway, and sorting a third of the vocabulary for
+            # top-p is three times cheaper.
+            logits = decoder.guided_logits(params.cfg_scale)[:, first:first + VALID_CODES]
+            codes[:, step] = sample_tokens(logits, params, generators)
+            if step + 1 < count:
+                decoder.step(codes[:, step] + first)
+            if on_step is not None:
+                on_step(step + 1, count)
+            if should_stop is not None and should_stop():
+                raise GenerationCancelled("generation stopped on request")
+        return codes.tolist()
+
+    # -- format and sample modes ------------------------------------------------------------------
+
+    def format_input(self, caption: str, lyrics: str, user: Metadata, params: SamplingParams,
+                     seed: int, should_stop: Callable[[], bool] | None = None) -> TextResult:
+        """The LM rewrites caption and lyrics; the user's bpm/duration/key/time signature/language are
+        kept (injected) and the rest is filled in."""
+        prompt = self._encode_prompt(format_prompt(self.lm, caption, lyrics), "lyrics", 700 + MAX_LYRICS_TOKENS)
+        constraint = CotConstraint(self.vocab, list(FIELD_ORDER), Metadata(**{
+            k: v for k, v in user.as_dict().items() if k != "caption"}), close_think=True, free_text_after=True)
+        result = self._generate_text([prompt], None, constraint, _without_cfg(params), seed,
+                                     700 + MAX_LYRICS_TOKENS, should_stop)
+        result.lyrics = result.lyrics or lyrics
+        return result
+
+    def create_sample(self, query: str, instrumental: bool, language: str | None, params: SamplingParams,
+                      seed: int, should_stop: Callable[[], bool] | None = None) -> TextResult:
+        prompt = self._encode_prompt(sample_prompt(self.lm, query, instrumental), "sample_query",
+                                     700 + MAX_LYRICS_TOKENS)
+        user = Metadata(language=language) if language and language != "unknown" else Metadata()
+        constraint = CotConstraint(self.vocab, list(FIELD_ORDER), user, close_think=True, free_text_after=True)
+        result = self._generate_text([prompt], None, constraint, _without_cfg(params), seed,
+                                     700 + MAX_LYRICS_TOKENS, should_stop)
+        if not result.lyrics and instrumental:
+            result.lyrics = "[Instrumental]"
+        return result
+
+    # -- the token loop ---------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def _generate_text(self, prompts: list[list[int]], uncond: list[list[int]] | None, constraint: CotConstraint,
+                       params: SamplingParams, seed: int, max_tokens: int,
+                       should_stop: Callable[[], bool] | None = None) -> TextResult:
+        start = time.perf_counter()
+        decoder = PairedDecoder(self.lm, prompts, uncond, max_tokens)
+        generator = generators_for([seed], self.lm.device)
+        tokens: list[int] = []
+        while not constraint.done and len(tokens) < max_tokens:
+            logits = constraint.mask(decoder.guided_logits(params.cfg_scale)[0])
+            if constraint.done:  # the mask call may finish a caption that ended the plan
+                break
+            token = int(sample_tokens(logits[None], params, generator)[0])
+            constraint.advance(token)
+            tokens.append(token)
+            if not constraint.done and len(tokens) < max_tokens:
+                decoder.step(torch.tensor([token]))
+            if should_stop is not None and should_stop():
+                raise GenerationCancelled("generation stopped on request")
+        text = self.lm.decode(tokens)
+        metadata = parse_cot(text)
+        lyrics = _lyrics_after_think(text, self.lm.tokenizer.eos_token) if constraint.free_text_after else None
+        return TextResult(metadata, lyrics, text, len(tokens), time.perf_counter() - start)
+
+
+def _without_cfg(params: SamplingParams) -> SamplingParams:
+    # Format and sample modes run without guidance upstream.
+    return SamplingParams(params.temperature, params.top_k, params.top_p, cfg_scale=1.0)
+
+
+def _lyrics_after_think(text: str, eos: str) -> str | None:
+    if "</think>" not in text:
+        return None
+    lyrics = text.split("</think>", 1)[1].replace(eos, "").strip()
+    for header in ("# Lyrics\n", "# Lyric\n"):
+        if lyrics.lower().startswith(header.lower()):
+            lyrics = lyrics[len(header):].strip()
+            break
+    return lyrics or None

@@ -1,0 +1,1 @@
+"""One generation, top to bottom: the resolved plan, the planner's pass, the DiT's inputs, the synthesizer."""

@@ -1,0 +1,221 @@
+"""The synthesizer: caption and lyrics in, 48 kHz stereo songs out, for one batch.
+
+`Synthesizer.__call__` reads as the algorithm: encode the prompts, build the conditions, draw the
+noise, sample, decode. Every item of a batch has its own prompt, seed and (optional) code hints;
+items share one latent length, the longest, as upstream batches them. Editing tasks add a source
+song and/or a timbre reference (`edit_conditions.EditInputs`), already encoded by the VAE.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Callable, Iterator
+
+import torch
+
+from ..models.dit.conditioning import Conditions, at_batch_length, batch_frames, prepare_condition, silence_frames
+from ..models.dit.model import DiTModel
+from ..models.dit.sampler import SamplerHooks, SamplingPlan, sample
+from ..models.dit.sampler_edits import CoverSwitch, Edit, Repaint, nearest_start, renoise
+from ..models.dit.text_prompts import (
+    CAPTION_MAX_TOKENS,
+    LYRIC_MAX_TOKENS,
+    TEXT2MUSIC_INSTRUCTION,
+    Metas,
+    caption_prompt,
+    lyric_prompt,
+)
+from ..models.text_encoder import EncodedText, TextEncoder
+from ..models.vae import decode
+from ..schema.task_types import TASKS
+from .edit_conditions import EditInputs, source_at_length, source_rows, splice
+
+StageCallback = Callable[[str], None]
+StepCallback = Callable[[int, int], None]
+
+
+@dataclass
+class SongSpec:
+    """One item of a batch, fully resolved."""
+
+    caption: str
+    lyrics: str
+    language: str
+    metas: Metas
+    seed: int
+    frames: int  # latent frames at 25 Hz
+    instruction: str = TEXT2MUSIC_INSTRUCTION
+    code_hints: torch.Tensor | None = None  # [frames, channels] 25 Hz hints from planner codes (cover)
+
+
+@dataclass
+class SynthesisOutput:
+    audio: torch.Tensor  # [B, 2, frames * 1920] float32 on the CPU
+    frames: int
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+
+
+class Synthesizer:
+    """Text encoder + VAE, shared by every DiT the engine has loaded."""
+
+    def __init__(self, text_encoder: TextEncoder, vae: torch.nn.Module):
+        self.text_encoder = text_encoder
+        self.vae = vae
+
+    def __call__(self, dit: DiTModel, songs: list[SongSpec], plan: SamplingPlan,
+                 on_stage: StageCallback | None = None, on_step: StepCallback | None = None,
+                 check: Callable[[], object] | None = None, edit: EditInputs | None = None) -> SynthesisOutput:
+        """`check` runs between decoded songs and may raise to stop; `on_step` may raise between steps.
+        `edit` carries an editing task's source and reference (text2music without it)."""
+        timings: dict[str, float] = {}
+        edit = edit or EditInputs(TASKS["text2music"])
+        frames = batch_frames([song.frames for song in songs])  # codes under 5.12 s still give 128
+
+        with _stage("text_encoding", timings, on_stage):
+            captions, lyrics, non_cover = self.encode_prompts(songs, with_text2music=edit.cover_strength < 1)
+        with _stage("conditioning", timings, on_stage):
+            conditions = self.prepare_conditions(dit, songs, captions, lyrics, frames, edit)
+            generators = [torch.Generator("cpu").manual_seed(song.seed) for song in songs]
+            noise = draw_noise(generators, frames, dit.silence_latent.shape[-1])
+            plan, sampler_edit = self.editing_plan(dit, songs, plan, conditions, noise, lyrics, non_cover, edit)
+        with _stage("diffusion", timings, on_stage):
+            # SDE draws fresh noise each step from the same per-song generators: a seed fixes the song.
+            step_noise = (lambda: draw_noise(generators, frames, noise.shape[-1])) if plan.infer_method == "sde" else None
+            latents = sample(dit, conditions, noise, plan, SamplerHooks(on_step=on_step, step_noise=step_noise),
+                             sampler_edit)
+        with _stage("vae_decode", timings, on_stage):
+            audio = decode(self.vae, latents, check)
+        if edit.source is not None:
+            audio = audio[..., : edit.source.samples]  # a source task keeps the source's length
+            if edit.splice and edit.source.region is not None:
+                audio = splice(audio, edit.source, edit.wav_crossfade_s)
+        return SynthesisOutput(audio, frames, timings)
+
+    def editing_plan(self, dit: DiTModel, songs: list[SongSpec], plan: SamplingPlan, conditions: Conditions,
+                     noise: torch.Tensor, lyrics: EncodedText, non_cover: EncodedText | None,
+                     edit: EditInputs) -> tuple[SamplingPlan, Edit]:
+        """The sampler's editing extras: cover noise start, the cover switch, repaint injection."""
+        sampler_edit = Edit()
+        src = conditions.source_latents
+        if edit.cover_noise_strength > 0:
+            first = nearest_start(plan.timesteps, edit.cover_noise_strength)
+            plan = replace(plan, timesteps=plan.timesteps[first:])
+            sampler_edit.start = renoise(src.float().to(noise.device), noise, float(plan.timesteps[0]))
+        if non_cover is not None:
+            silence = silence_frames(dit, src.shape[1]).unsqueeze(0).expand_as(src)
+            switch = self._conditions(dit, non_cover, lyrics, silence, conditions.chunk_masks,
+                                      torch.zeros(len(songs), dtype=torch.bool, device=dit.device),
+                                      conditions.refs, conditions.refs_order)
+            sampler_edit.cover_switch = CoverSwitch(switch, int(plan.steps * edit.cover_strength))
+        if conditions.repaint_mask is not None:
+            sampler_edit.repaint = Repaint(conditions.repaint_mask, conditions.clean_latents,
+                                           round(edit.injection_ratio * plan.steps), edit.crossfade_frames)
+        return plan, sampler_edit
+
+    def encode_prompts(self, songs: list[SongSpec], with_text2music: bool = False
+                       ) -> tuple[EncodedText, EncodedText, EncodedText | None]:
+        """Caption prompts through the text encoder, lyric prompts through its embedding table.
+
+        A batch usually repeats one prompt; each distinct prompt is encoded once. `with_text2music`
+        also encodes every caption with the text2music instruction (a cover's second condition), in
+        the same batch so that it has the cover prompt's padded length, as upstream pads it.
+        """
+        caption_texts = [caption_prompt(s.caption, s.metas, s.instruction) for s in songs]
+        if with_text2music:
+            caption_texts += [caption_prompt(s.caption, s.metas, TEXT2MUSIC_INSTRUCTION) for s in songs]
+        lyric_texts = [lyric_prompt(s.lyrics, s.language) for s in songs]
+        captions = _encode_distinct(caption_texts, lambda texts: self.text_encoder.encode_captions(
+            texts, CAPTION_MAX_TOKENS))
+        lyrics = _encode_distinct(lyric_texts, lambda texts: self.text_encoder.embed_lyrics(
+            texts, LYRIC_MAX_TOKENS))
+        if not with_text2music:
+            return captions, lyrics, None
+        n = len(songs)
+        return (EncodedText(captions.hidden_states[:n], captions.attention_mask[:n]), lyrics,
+                EncodedText(captions.hidden_states[n:], captions.attention_mask[n:]))
+
+    @torch.no_grad()
+    def prepare_conditions(self, dit: DiTModel, songs: list[SongSpec], captions: EncodedText,
+                           lyrics: EncodedText, frames: int, edit: EditInputs) -> "BatchConditions":
+        """Condition sequence and context latents for `frames`-long items.
+
+        Without a reference audio the timbre input is the first `timbre_frames` of silence, one per
+        item; without a source the source is silence. Cover items (the task's rule, or planner
+        codes) follow hints of their source: the codes' hints, else the source's FSQ round trip.
+        """
+        batch, device = len(songs), dit.device
+        silence = silence_frames(dit, frames)
+        src_row, chunk_row, repaint_row = source_rows(edit, silence, frames)
+        src = src_row.unsqueeze(0).expand(batch, -1, -1).clone()
+        chunk_masks = chunk_row[:, None].expand(-1, src.shape[-1]).unsqueeze(0).expand(batch, -1, -1).clone()
+        reference = silence_frames(dit, dit.timbre_frames) if edit.reference is None else edit.reference.to(silence)
+        refs = reference.unsqueeze(0).expand(batch, -1, -1)
+        refs_order = torch.arange(batch, device=device)
+        is_covers = torch.tensor([s.code_hints is not None or edit.rule.follows_source_hints for s in songs],
+                                 device=device)
+        hints = None
+        if any(s.code_hints is not None for s in songs):
+            # Upstream's batch preparation (`_prepare_batch`) crops each item's decoded codes to the
+            # batch length or pads them with the silence latent from its frame 0, as it pads sources;
+            # an item without codes follows the silence latent itself.
+            hints = torch.stack([at_batch_length(s.code_hints, silence, frames) if s.code_hints is not None
+                                 else silence for s in songs])
+            # Codes stand in for a source song upstream: they are also the item's source latents,
+            # which cover noise starts from (the condition follows the hints either way).
+            with_codes = torch.tensor([s.code_hints is not None for s in songs], device=device)
+            src = torch.where(with_codes[:, None, None], hints, src)
+        conditions = self._conditions(dit, captions, lyrics, src, chunk_masks, is_covers, refs, refs_order, hints)
+        if repaint_row is not None:
+            clean = source_at_length(edit.source, silence, frames)
+            conditions.repaint_mask = repaint_row.unsqueeze(0).expand(batch, -1)
+            conditions.clean_latents = clean.unsqueeze(0).expand(batch, -1, -1)
+        return conditions
+
+    @staticmethod
+    def _conditions(dit, captions, lyrics, src, chunk_masks, is_covers, refs, refs_order, hints=None):
+        dtype = dit.dtype
+        base = prepare_condition(dit, captions.hidden_states.to(dtype), captions.attention_mask,
+                                 lyrics.hidden_states.to(dtype), lyrics.attention_mask, refs.to(dtype), refs_order,
+                                 src.to(dtype), chunk_masks.to(dtype), is_covers, code_hints=hints)
+        return BatchConditions(base.encoder_hidden_states, base.encoder_attention_mask, base.context_latents,
+                               source_latents=src, chunk_masks=chunk_masks, refs=refs, refs_order=refs_order)
+
+
+@dataclass
+class BatchConditions(Conditions):
+    """The conditions plus the inputs they were built from (a second condition reuses them)."""
+
+    source_latents: torch.Tensor | None = None  # [B, T, C] raw src (not the cover hints)
+    chunk_masks: torch.Tensor | None = None
+    refs: torch.Tensor | None = None
+    refs_order: torch.Tensor | None = None
+    repaint_mask: torch.Tensor | None = None  # [B, T] bool, True = generate
+    clean_latents: torch.Tensor | None = None  # [B, T, C] the unmodified source
+
+
+def draw_noise(generators: list[torch.Generator], frames: int, channels: int) -> torch.Tensor:
+    """[B, frames, channels] standard normal noise, item i from generator i.
+
+    Drawn on the CPU in float32 so that a seed gives the same starting point on every device.
+    """
+    return torch.cat([torch.randn((1, frames, channels), generator=g) for g in generators])
+
+
+def _encode_distinct(texts: list[str], encode: Callable[[list[str]], EncodedText]) -> EncodedText:
+    distinct = list(dict.fromkeys(texts))
+    encoded = encode(distinct)
+    index = torch.tensor([distinct.index(t) for t in texts], device=encoded.hidden_states.device)
+    return EncodedText(encoded.hidden_states[index], encoded.attention_mask[index])
+
+
+@contextmanager
+def _stage(name: str, timings: dict[str, float], on_stage: StageCallback | None) -> Iterator[None]:
+    if on_stage is not None:
+        on_stage(name)
+    start = time.perf_counter()
+    yield
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    timings[name] = time.perf_counter() - start

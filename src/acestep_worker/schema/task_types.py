@@ -1,0 +1,186 @@
+"""Upstream's seven task types as one table: the only place that knows the per-task rules.
+
+Each row says which inputs a task needs, the instruction line it writes into the caption prompt,
+how its source latents and masks are built (as flags the builder reads, never task names), whether
+the DiT follows FSQ hints of the source (a "cover"), whether upstream runs the planner LM for it, and
+which model families support it. Plain data and pure functions, no torch: the request schema and
+the HTTP client import it too.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+from dataclasses import dataclass
+
+from ..errors import InputError
+
+SAMPLE_RATE = 48_000
+FRAMES_PER_SECOND = 25  # latent frames per second (48,000 / 1,920)
+
+# Upstream's track names (acestep/constants.py), in its order.
+TRACK_NAMES = ("woodwinds", "brass", "fx", "synth", "strings", "percussion", "keyboard", "guitar", "bass",
+               "drums", "backing_vocals", "vocals")
+
+ALL_FAMILIES = ("turbo", "sft", "base")
+BASE_ONLY = ("base",)  # extract, lego and complete need the base model (XL base included)
+
+
+@dataclass(frozen=True)
+class TaskRule:
+    name: str
+    instruction: str  # may hold {track} or {classes}
+    instruction_without_track: str | None = None  # when no track name / classes are given
+    needs_source: bool = False  # src_audio required
+    uses_range: bool = False  # repainting_start/end select a region: chunk and repaint masks
+    silences_range: bool = False  # the region of the source latents is replaced by silence
+    follows_source_hints: bool = False  # cover: the DiT sees the FSQ round trip of the source
+    runs_planner: bool = True  # upstream skips the LM for tasks that only transform a source
+    families: tuple[str, ...] = ALL_FAMILIES
+
+
+TASKS: dict[str, TaskRule] = {rule.name: rule for rule in (
+    TaskRule("text2music", "Fill the audio semantic mask based on the given conditions:"),
+    TaskRule("cover", "Generate audio semantic tokens based on the given conditions:", needs_source=True,
+             follows_source_hints=True, runs_planner=False),
+    # cover-nofsq: the cover prompt, but the DiT sees the source latents themselves (no FSQ round trip).
+    TaskRule("cover-nofsq", "Generate audio semantic tokens based on the given conditions:", needs_source=True,
+             runs_planner=False),
+    TaskRule("repaint", "Repaint the mask area based on the given conditions:", needs_source=True,
+             uses_range=True, silences_range=True, runs_planner=False),
+    TaskRule("extract", "Extract the {track} track from the audio:", "Extract the track from the audio:",
+             needs_source=True, runs_planner=False, families=BASE_ONLY),
+    TaskRule("lego", "Generate the {track} track based on the audio context:",
+             "Generate the track based on the audio context:", needs_source=True, uses_range=True,
+             families=BASE_ONLY),
+    TaskRule("complete", "Complete the input track with {classes}:", "Complete the input track:",
+             needs_source=True, families=BASE_ONLY),
+)}
+TASK_TYPES = tuple(TASKS)
+
+REPAINT_MODES = ("balanced", "conservative", "aggressive")
+
+
+def family_supports(task_type: str, family: str) -> bool:
+    """XL models follow the rules of their size-less family (xl-base is a base model)."""
+    return family.removeprefix("xl-") in TASKS[task_type].families
+
+
+def supported_task_types(family: str) -> list[str]:
+    return [name for name in TASK_TYPES if family_supports(name, family)]
+
+
+def check_supported(task_type: str, model_name: str, family: str, installed: dict[str, str]) -> None:
+    """Refuse a task the model cannot do, naming the installed models that can."""
+    if family_supports(task_type, family):
+        return
+    able = [name for name, fam in installed.items() if family_supports(task_type, fam)]
+    where = f"installed models that do: {', '.join(able)}" if able else "no installed model does (it needs a base model)"
+    raise InputError("task_type", f"task_type {task_type!r} is not supported by {family} model {model_name!r}; "
+                     f"{where}")
+
+
+def instruction_for(task_type: str, track_name: str | None = None, track_classes: tuple[str, ...] | None = None,
+                    override: str | None = None) -> str:
+    """The instruction line: the user's override, else the task's, with track names upper-cased."""
+    if override and override.strip():
+        text = override.strip()
+    else:
+        rule = TASKS[task_type]
+        track = track_name.upper() if track_name else None
+        classes = " | ".join(c.upper() for c in track_classes) if track_classes else None
+        if ("{track}" in rule.instruction and track is None) or ("{classes}" in rule.instruction and classes is None):
+            text = rule.instruction_without_track or rule.instruction
+        else:
+            text = rule.instruction.format(track=track, classes=classes)
+    return text if text.endswith(":") else text + ":"
+
+
+@dataclass(frozen=True)
+class Region:
+    """A repaint/lego range on a (padded) source, in latent frames and audio samples."""
+
+    pad_left_samples: int  # silence added before the source (negative start)
+    pad_right_samples: int  # silence added after it (end past the source: an extension)
+    start_frame: int
+    end_frame: int  # exclusive
+
+    @property
+    def start_sample(self) -> int:
+        return self.start_frame * SAMPLE_RATE // FRAMES_PER_SECOND
+
+    @property
+    def end_sample(self) -> int:
+        return self.end_frame * SAMPLE_RATE // FRAMES_PER_SECOND
+
+
+def region_for(start_s: float, end_s: float | None, source_samples: int) -> Region:
+    """Upstream's seconds -> frames rule for repaint and lego ranges.
+
+    A missing or negative end means the end of the source. A negative start pads the source on
+    the left and shifts the range with it; an end past the source pads on the right. Seconds
+    become frames by floor(s * 25); the start is clamped to [0, T-1], the end to [start+1, T].
+    """
+    source_s = source_samples / SAMPLE_RATE
+    end = source_s if end_s is None or end_s < 0 else end_s
+    pad_left = max(0.0, -start_s)
+    start, end = start_s + pad_left, end + pad_left
+    pad_left_samples = int(round(pad_left * SAMPLE_RATE))
+    total_samples = pad_left_samples + source_samples
+    pad_right_samples = max(0, int(math.ceil(end * SAMPLE_RATE)) - total_samples)
+    frames = latent_frames(total_samples + pad_right_samples)
+    start_frame = min(max(int(start * FRAMES_PER_SECOND), 0), frames - 1)
+    end_frame = min(max(int(end * FRAMES_PER_SECOND), start_frame + 1), frames)
+    return Region(pad_left_samples, pad_right_samples, start_frame, end_frame)
+
+
+def latent_frames(samples: int) -> int:
+    """Latent frames covering `samples` of 48 kHz audio (the encoder's input is padded to whole frames)."""
+    return -(-samples // (SAMPLE_RATE // FRAMES_PER_SECOND))
+
+
+def repaint_schedule(mode: str, strength: float) -> tuple[float, int]:
+    """(injection ratio, latent crossfade frames) for a repaint mode, as upstream sets them."""
+    if mode == "conservative":
+        return 1.0, 25
+    if mode == "aggressive":
+        return 0.0, 0
+    return 1.0 - strength, round(FRAMES_PER_SECOND * (1.0 - strength))
+
+
+def reference_offsets(total_samples: int, piece: int, seed: int) -> list[int]:
+    """Start samples of the three reference pieces (upstream: 10 s each) from the front, middle and
+    back thirds of the (tiled) reference audio.
+
+    Upstream draws them with an unseeded RNG; ours derive from the job's seed so a request is
+    reproducible (our one deliberate difference from upstream here).
+    """
+    third = total_samples // 3
+    rng = random.Random(seed)
+    return [rng.randint(0, max(0, third - piece)), third + rng.randint(0, max(0, third - piece)),
+            2 * third + rng.randint(0, max(0, total_samples - 2 * third - piece))]
+
+
+_CODE = "<|audio_code_"
+
+
+def given_codes(request: object) -> list[int] | None:
+    """The request's own audio codes (`audio_code_string`), None when it gives none."""
+    return parse_audio_codes(getattr(request, "audio_code_string", "") or "") or None
+
+
+def replaced_fields(request: object) -> dict[str, str]:
+    """Fields of `request` that another of its fields replaces, as upstream's rules do, with the
+    reason, whether or not they were sent: nothing fetches or uses them, and results report the ones
+    that were sent as unused."""
+    if given_codes(request) is not None:
+        return {"src_audio": "audio_code_string gives audio codes, which replace the source song, as upstream's do"}
+    return {}
+
+
+def parse_audio_codes(text: str) -> list[int]:
+    """'<|audio_code_12|><|audio_code_7|>...' (or bare integers) -> [12, 7, ...]."""
+    if _CODE in text:
+        return [int(n) for n in re.findall(r"<\|audio_code_(\d+)\|>", text)]
+    return [int(n) for n in re.findall(r"\d+", text)]
