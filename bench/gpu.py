@@ -211,6 +211,7 @@ def planner_speed(device, runs: int, smoke: bool, deadline: float, save=lambda f
 
     from acestep_worker.models.planner.decoding import SamplingParams
     from acestep_worker.models.planner.metadata import Metadata
+    from acestep_worker.models.planner.planner import SongText
 
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     codes = pick("planner_codes", smoke)
@@ -226,7 +227,7 @@ def planner_speed(device, runs: int, smoke: bool, deadline: float, save=lambda f
                 continue
             params = SamplingParams(cfg_scale=cfg)
             seconds, _ = median_of(runs, lambda: timed(lambda: planner.write_codes(
-                "driving synthwave", "", meta, codes / 5, [1], params)))
+                SongText("driving synthwave", ""), meta, codes / 5, [1], params)))
             out[key] = round(codes / seconds, 1)
             save(out)
         del planner
@@ -312,7 +313,7 @@ def switches(engine, runs: int, smoke: bool, deadline: float, save=lambda figure
     from acestep_worker.models.dit.sampler import SamplingPlan, sample
     from acestep_worker.models.dit.schedules import turbo_timesteps
 
-    dit = engine.dit(None)
+    dit = engine.models.dit(None)
     plan = SamplingPlan(turbo_timesteps(3.0))
     inputs = {d: _loop_inputs(dit, d) for d in pick("switch_durations_s", smoke)}
     backends = list(SDPA_BACKENDS) if dit.device.type == "cuda" else list(CPU_SDPA_BACKENDS)

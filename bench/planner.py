@@ -38,10 +38,12 @@ def planner_for(size: str, device: str, dtype, compile_decode: str = "off"):
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
     from acestep_worker.dev import tiny
+    from acestep_worker.models.compile_policy import apply_compile_policy
     from acestep_worker.models.planner.lm import PlannerLM, load_tokenizer, token_ids
     from acestep_worker.models.planner.planner import Planner
     from acestep_worker.models.weights import empty_modules
 
+    apply_compile_policy()  # as an engine's start-up does
     root = CACHE / "tiny"
     folder = root / tiny.LM_FOLDER
     if not (folder / "config.json").is_file():  # absent, or a tree from before the planner existed
@@ -78,6 +80,7 @@ def measure(size: str, args) -> list[dict]:
     from acestep_worker.models.planner.chat_prompts import codes_prompts
     from acestep_worker.models.planner.decoding import SamplingParams
     from acestep_worker.models.planner.metadata import Metadata, cot_text
+    from acestep_worker.models.planner.planner import SongText
 
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
@@ -89,8 +92,9 @@ def measure(size: str, args) -> list[dict]:
     rows = []
     for label, cfg in (("ours, cfg", 2.0), ("ours, no cfg", 1.0)):
         params = SamplingParams(cfg_scale=cfg)
-        planner.write_codes("driving synthwave", "", meta, seconds, [0], params)  # warm-up (and compile)
-        elapsed = timed(lambda: planner.write_codes("driving synthwave", "", meta, seconds, [1], params))
+        text = SongText("driving synthwave", "")
+        planner.write_codes(text, meta, seconds, [0], params)  # warm-up (and compile)
+        elapsed = timed(lambda: planner.write_codes(text, meta, seconds, [1], params))
         rows.append((label, elapsed))
     prompt, _ = codes_prompts(planner.lm, "driving synthwave", "", cot_text(meta), None)
     ids = torch.tensor([planner.lm.encode(prompt)], device=device)

@@ -124,7 +124,7 @@ def measure(size: str, args: argparse.Namespace) -> dict:
     median = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     peak_gpu = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
     return {
-        "size": size, "device": str(engine.device), "dtype": str(engine.dtype).removeprefix("torch."),
+        "size": size, "device": str(engine.models.device), "dtype": str(engine.models.dtype).removeprefix("torch."),
         "duration_s": args.duration, "steps": args.steps, "runs": args.runs,
         "load_s": round(load_s, 2),
         "text_encoding_s": round(median["text_encoding"], 4),

@@ -67,4 +67,4 @@ def planner_engine(planner_env):
 
 @pytest.fixture(scope="session")
 def planner(planner_engine):
-    return planner_engine.planner
+    return planner_engine.models.planner

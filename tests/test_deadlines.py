@@ -39,10 +39,9 @@ class Wrapped:
     def __init__(self, engine, after=None, settings=None):
         self.engine, self.after, self.generated = engine, after, 0
         self.settings = settings or engine.settings
-        self.planner = engine.planner
 
-    def check(self, request, audio=None):
-        self.engine.check(request, audio)
+    def plan(self, request, seeds=None):
+        return self.engine.plan(request, seeds)
 
     def generate(self, request, **kwargs):
         result = self.engine.generate(request, **kwargs)

@@ -1,13 +1,16 @@
 """Undeliverable serverless jobs are refused before any compute, with what would work instead."""
 
+import base64
+
 import numpy as np
 import pytest
 
 from acestep_worker.audio.encode import encode
-from acestep_worker.delivery.inline import check_deliverable, encoded_bytes, inline_bytes, known_duration
+from acestep_worker.delivery.inline import base64_size, check_deliverable, encoded_bytes, inline_bytes
 from acestep_worker.doors import serverless as jobs
 from acestep_worker.errors import InputError
-from acestep_worker.net.bucket import base64_size
+from acestep_worker.models.variants import detect_variant
+from acestep_worker.pipeline.plan import EngineFacts, resolve
 from acestep_worker.schema.request import JobRequest, parse
 
 LIMIT = jobs.RESPONSE_LIMIT_BYTES - jobs.RESPONSE_MARGIN_BYTES
@@ -15,7 +18,7 @@ LIMIT = jobs.RESPONSE_LIMIT_BYTES - jobs.RESPONSE_MARGIN_BYTES
 
 def _check(has_bucket=False, **fields):
     request = parse({"return_audio_base64": True, **fields}, JobRequest)
-    check_deliverable(request, has_bucket=has_bucket, duration_s=request.duration, response_limit=LIMIT)
+    check_deliverable(request, request.duration, "duration", has_bucket=has_bucket, response_limit=LIMIT)
 
 
 def test_a_60_second_wav_without_a_bucket_is_refused_with_what_works():
@@ -42,9 +45,9 @@ def test_a_batch_too_big_is_told_the_batch_size_that_fits():
 
 def test_the_response_limit_binds_when_it_is_below_max_base64_bytes():
     request = parse({"return_audio_base64": True, "duration": 200, "max_base64_bytes": 15_000_000}, JobRequest)
-    check_deliverable(request, has_bucket=False, duration_s=200, response_limit=LIMIT)  # 6.4 MB: fits both
+    check_deliverable(request, 200, "duration", has_bucket=False, response_limit=LIMIT)  # 6.4 MB: fits both
     with pytest.raises(InputError, match="more than Runpod's response limit of 5,000,000 bytes allows"):
-        check_deliverable(request, has_bucket=False, duration_s=200, response_limit=5_000_000)
+        check_deliverable(request, 200, "duration", has_bucket=False, response_limit=5_000_000)
 
 
 @pytest.mark.parametrize("fields,has_bucket", [
@@ -56,13 +59,45 @@ def test_deliverable_jobs_pass(fields, has_bucket):
     _check(has_bucket=has_bucket, **fields)
 
 
+def _length(planner_loaded: bool, **fields):
+    facts = EngineFacts(detect_variant("acestep-v15-base", {}), {"acestep-v15-base": "base"}, planner_loaded)
+    return resolve(parse(fields, JobRequest), facts).length
+
+
 def test_the_duration_is_known_unless_the_planner_or_a_source_decides_it():
-    plain = parse({}, JobRequest)
-    assert known_duration(plain, planner_loaded=False, default_s=30.0) == 30.0
-    assert known_duration(plain, planner_loaded=True, default_s=30.0) is None  # the planner's CoT picks it
-    assert known_duration(parse({"duration": 75}, JobRequest), planner_loaded=True, default_s=30.0) == 75.0
-    no_cot = parse({"use_cot_metas": False}, JobRequest)
-    assert known_duration(no_cot, planner_loaded=True, default_s=30.0) == 30.0
+    assert (_length(False).source, _length(False).seconds) == ("default", 30.0)
+    assert (_length(True).source, _length(True).seconds) == ("planner", None)  # the planner's CoT picks it
+    assert (_length(True, duration=75).source, _length(True, duration=75).seconds) == ("duration", 75.0)
+    assert _length(True, use_cot_metas=False).seconds == 30.0
+    assert _length(True, task_type="cover", src_audio="https://example.com/a.wav", duration=10).source == "source"
+    codes = _length(True, duration=10, audio_code_string="<|audio_code_1|>" * 3000)  # 3000 codes: 600 s
+    assert (codes.source, codes.seconds) == ("codes", 600.0)
+
+
+def test_codes_that_make_a_long_song_are_refused_for_their_length_not_the_duration(engine, monkeypatch):
+    """`duration: 10` with codes for 10 minutes: the codes set the length, so 10 minutes of WAV is what
+    would have to fit inline; the job is refused before it runs, naming what would work."""
+    monkeypatch.setattr(engine, "generate", _never)
+    codes = "".join(f"<|audio_code_{n % 64000}|>" for n in range(3000))
+    with pytest.raises(InputError) as refused:
+        jobs.run_job(engine, "job-codes", {"duration": 10, "audio_code_string": codes, "audio_format": "wav",
+                                           "return_audio_base64": True}, env={})
+    message = str(refused.value)
+    assert "a song of 600 s (the length of its audio codes) as wav" in message
+    assert "an audio_code_string of at most 155 codes (31 s)" in message and "duration" not in message
+
+
+def test_a_source_longer_than_the_duration_is_refused_for_its_own_length_before_generating(engine, monkeypatch):
+    """A cover keeps its source's length: 20 s of WAV is predicted once the source is decoded (and
+    refused before any GPU time), not the 10 s that `duration` says."""
+    monkeypatch.setattr(engine, "generate", _never)
+    source = "data:audio/wav;base64," + base64.b64encode(encode(_test_signal(20), 48_000, "wav")).decode()
+    with pytest.raises(InputError) as refused:
+        jobs.run_job(engine, "job-source", {"task_type": "cover", "src_audio": source, "duration": 10,
+                                            "audio_format": "wav", "return_audio_base64": True,
+                                            "max_base64_bytes": 4_000_000}, env={})
+    assert "a song of 20 s (the length of its source song) as wav" in str(refused.value)
+    assert "a source song of at most" in str(refused.value)
 
 
 def _test_signal(seconds: float) -> np.ndarray:
@@ -86,11 +121,12 @@ def test_variable_rate_predictions_never_overstate(fmt):
     assert inline_bytes(fmt, 12, 2) == 2 * base64_size(encoded_bytes(fmt, 12))
 
 
-def test_the_job_is_refused_before_the_engine_runs(engine, monkeypatch):
-    def never(*args, **kwargs):
-        raise AssertionError("generation started for an undeliverable job")
+def _never(*args, **kwargs):
+    raise AssertionError("generation started for an undeliverable job")
 
-    monkeypatch.setattr(engine, "generate", never)
+
+def test_the_job_is_refused_before_the_engine_runs(engine, monkeypatch):
+    monkeypatch.setattr(engine, "generate", _never)
     with pytest.raises(InputError, match="as wav would be about"):
         jobs.run_job(engine, "job-big", {"duration": 60, "audio_format": "wav", "return_audio_base64": True},
                      env={})

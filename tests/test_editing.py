@@ -106,7 +106,7 @@ def test_seconds_become_frames_by_flooring(start, end, expected):
 
 def test_turbo_refuses_base_only_tasks_before_generating_naming_the_models_that_can(engine):
     with pytest.raises(InputError) as err:
-        engine.check(parse({"task_type": "extract", "track_name": "vocals"}), {"src_audio": SOURCE})
+        engine.plan(parse({"task_type": "extract", "track_name": "vocals"}))
     assert err.value.field == "task_type" and BASE in str(err.value) and "acestep-v15-turbo" in str(err.value)
 
 
@@ -177,8 +177,7 @@ def test_given_codes_replace_the_source_song_of_a_cover(engine):
 def test_codes_cannot_stand_in_for_a_source_with_a_range(engine, task):
     codes = "<|audio_code_1|>" * 30
     with pytest.raises(InputError) as err:
-        engine.check(parse({"caption": "x", "task_type": task, "audio_code_string": codes, "model": BASE}),
-                     {"src_audio": SOURCE})
+        engine.plan(parse({"caption": "x", "task_type": task, "audio_code_string": codes, "model": BASE}))
     assert err.value.field == "audio_code_string"
 
 
@@ -193,9 +192,9 @@ def test_codes_shorter_than_the_minimum_length_give_a_128_frame_song(engine):
 def test_code_hints_are_cropped_or_padded_with_silence_from_its_first_frame(engine, hint_frames):
     """As upstream pads both sources and code hints to the batch length (never zeros, never
     silence continuing at the hints' own length)."""
-    dit = engine.dit()
+    dit = engine.models.dit()
     hints = torch.full((hint_frames, dit.silence_latent.shape[-1]), 3.0)
-    song = SongSpec(caption="x", lyrics="", language="en", metas=Metas(), seed=1, frames=128, code_hints=hints)
+    song = SongSpec(caption="x", lyrics="", language="en", metas=Metas(), seed=1, code_hints=hints)
     captions, lyrics, _ = engine.synthesizer.encode_prompts([song])
     conditions = engine.synthesizer.prepare_conditions(dit, [song], captions, lyrics, 128,
                                                        edit_inputs.EditInputs(tasks.TASKS["text2music"]))

@@ -78,7 +78,7 @@ def test_unknown_model_lists_installed_ones(engine):
 
 
 def test_models_are_discovered_next_to_the_primary(engine):
-    names = {m.name: m for m in engine.models()}
+    names = {m.name: m for m in engine.models.installed()}
     assert names["acestep-v15-turbo"].is_default and names["acestep-v15-base"].family == "base"
 
 

@@ -25,7 +25,8 @@ from hypothesis import strategies as st
 
 from acestep_worker.doors.pod.api import ApiSettings, create_app
 from acestep_worker.doors.pod.queue import TaskManager
-from acestep_worker.pipeline.engine import GenerationResult, Song, resolve_seeds, sampling_plan
+from acestep_worker.pipeline.generation import GenerationResult, Song
+from acestep_worker.pipeline.sampling_plan import sampling_plan
 from acestep_worker.schema.request import JobRequest
 
 from .live_server import LiveServer
@@ -41,17 +42,17 @@ class ReplayEngine:
     def __init__(self, engine):
         self.engine = engine
         self.settings = engine.settings
-        self.planner = engine.planner
         # One real second of tiny-model audio: encoding it keeps thousands of examples fast.
         self.recorded = engine.generate(JobRequest(duration=10, seed=0)).songs[0].audio[:48000]
 
-    def check(self, request, audio=None):
-        self.engine.check(request, audio)
+    def plan(self, request, seeds=None):
+        return self.engine.plan(request, seeds)
 
-    def generate(self, request, on_progress=None, should_stop=None, audio=None):
-        dit = self.engine.dit(request.model)
-        plan, params = sampling_plan(request, dit)
-        songs = [Song(self.recorded, 48000, seed, 1.0) for seed in resolve_seeds(request)]
+    def generate(self, request, on_progress=None, should_stop=None, audio=None, plan=None):
+        plan = plan or self.engine.plan(request)
+        dit = self.engine.models.dit(request.model)
+        _, params = sampling_plan(request, plan.steps, dit.variant)
+        songs = [Song(self.recorded, 48000, seed, 1.0) for seed in plan.seeds]
         params.update(caption=request.caption, lyrics=request.lyrics, instrumental=request.instrumental,
                       vocal_language=request.vocal_language, bpm=request.bpm, key_scale=request.key_scale,
                       time_signature=request.time_signature, requested_duration=request.duration,

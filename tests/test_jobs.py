@@ -12,6 +12,7 @@ from acestep_worker.doors import serverless as jobs
 from acestep_worker.doors.serverless import RESPONSE_LIMIT_BYTES, ThrottledProgress, run_job
 from acestep_worker.errors import GenerationCancelled, InputError
 from acestep_worker.pipeline.engine import Progress
+from acestep_worker.runner.deadline import JobTimedOut
 
 
 def _run(engine, job_id="job-1", **fields):
@@ -81,7 +82,7 @@ def test_timeout_stops_the_engine_and_the_next_job_runs(engine, monkeypatch):
         return clock["t"]
 
     monkeypatch.setattr(jobs.time, "monotonic", fake_monotonic)
-    with pytest.raises(jobs.JobTimedOut, match=r"timed out after 2 s"):
+    with pytest.raises(JobTimedOut, match=r"timed out after 2 s"):
         _run(engine, timeout_seconds=2)
     monkeypatch.undo()
     assert _run(engine)["status"] == "completed"

@@ -33,7 +33,7 @@ def _audio(engine, **fields):
 
 def _hand_merged(engine, parts):
     """Add each adapter's low-rank product to the DiT's weights by hand; returns an undo function."""
-    transformer = engine.dit().transformer
+    transformer = engine.models.dit().transformer
     saved = {}
     for deltas, scale in parts:
         for module, delta in deltas.items():
@@ -171,14 +171,14 @@ def test_an_oversize_download_is_refused(lora_engine, file_server, tmp_path):
     small = dataclasses.replace(lora_engine.settings, max_lora_bytes=100, lora_cache_dir=tmp_path)
     adapters = Adapters(small)
     with pytest.raises(InputError, match=r"loras\[0\]: the adapter at that url is larger than"):
-        adapters.activate(lora_engine.dit(), parse({"loras": [{"url": f"{url}/comfy-style.safetensors"}]}).loras)
+        adapters.activate(lora_engine.models.dit(), parse({"loras": [{"url": f"{url}/comfy-style.safetensors"}]}).loras)
 
 
 def test_a_hub_repo_id_is_fetched_through_huggingface_hub(lora_engine, lora_dir):
     with HubStandIn({"someone/tiny-ace-lora": lora_dir / "peft-style"}) as hub:
         settings = dataclasses.replace(lora_engine.settings, hub_endpoint=hub.url)
-        used = Adapters(settings).activate(lora_engine.dit(), parse({"loras": [{"repo": "someone/tiny-ace-lora"}]}).loras)
-    lora_engine.adapters.deactivate(lora_engine.dit())
+        used = Adapters(settings).activate(lora_engine.models.dit(), parse({"loras": [{"repo": "someone/tiny-ace-lora"}]}).loras)
+    lora_engine.models.adapters.deactivate(lora_engine.models.dit())
     assert used[0]["format"] == "peft" and used[0]["sha256"] == hashlib.sha256(
         (lora_dir / "peft-style" / "adapter_model.safetensors").read_bytes()).hexdigest()
 
@@ -195,12 +195,12 @@ def test_recently_used_adapters_stay_loaded_up_to_the_slots(tiny_env, lora_dir):
     from acestep_worker.settings import Settings
 
     engine = Engine(Settings.from_env({**tiny_env, "ACESTEP_LORA_DIR": str(lora_dir), "ACESTEP_LORA_SLOTS": "1"}))
-    dit = engine.dit()
-    engine.adapters.activate(dit, parse({"loras": [{"name": "peft-style"}]}).loras)
-    engine.adapters.activate(dit, parse({"loras": [{"name": "comfy-style"}]}).loras)
+    dit = engine.models.dit()
+    engine.models.adapters.activate(dit, parse({"loras": [{"name": "peft-style"}]}).loras)
+    engine.models.adapters.activate(dit, parse({"loras": [{"name": "comfy-style"}]}).loras)
     assert len(dit.transformer.peft_config) == 1
     with pytest.raises(InputError, match="exceed the 1 this server keeps loaded"):
-        engine.adapters.activate(dit, parse({"loras": ["peft-style", "comfy-style"]}).loras)
+        engine.models.adapters.activate(dit, parse({"loras": ["peft-style", "comfy-style"]}).loras)
 
 
 def test_serverless_output_echoes_the_adapters_with_their_hashes(lora_engine, lora_dir):
@@ -239,7 +239,7 @@ def test_pod_lora_routes(lora_engine, tmp_path):
             assert httpx.get(f"{url}/v1/lora/status", headers=key).json()["data"]["adapters"] == []
     finally:
         manager.stop()
-        lora_engine.adapters.state.use_lora = True
+        lora_engine.models.adapters.state.use_lora = True
 
 
 def test_a_loaded_adapter_is_recognised_without_reading_its_file_again(lora_dir, monkeypatch, tmp_path):
@@ -268,13 +268,13 @@ def test_an_edited_peft_config_is_loaded_again_not_served_from_the_lru(tiny_env,
     folder = tmp_path / "loras"
     shutil.copytree(lora_dir / "peft-style", folder / "mine")
     engine = Engine(Settings.from_env({**tiny_env, "ACESTEP_LORA_DIR": str(folder)}))
-    dit = engine.dit()
+    dit = engine.models.dit()
     ref = parse({"loras": [{"name": "mine"}]}).loras
-    first = engine.adapters.load("loras[0]", ref[0], dit)
-    assert engine.adapters.load("loras[0]", ref[0], dit) is first  # unchanged: the LRU answers
+    first = engine.models.adapters.load("loras[0]", ref[0], dit)
+    assert engine.models.adapters.load("loras[0]", ref[0], dit) is first  # unchanged: the LRU answers
     config = json.loads((folder / "mine" / "adapter_config.json").read_text())
     (folder / "mine" / "adapter_config.json").write_text(json.dumps({**config, "lora_alpha": 2 * config["lora_alpha"]}))
-    second = engine.adapters.load("loras[0]", ref[0], dit)
+    second = engine.models.adapters.load("loras[0]", ref[0], dit)
     assert second is not first and second.sha256 == first.sha256  # same weights, new scaling
     a_key = next(k for k in dit.transformer.state_dict() if first.peft_name in k and "lora_B" in k)
     b_key = a_key.replace(first.peft_name, second.peft_name)

@@ -16,6 +16,7 @@ from acestep_worker.doors.pod.api import ApiSettings, create_app
 from acestep_worker.doors.pod.queue import TaskManager
 from acestep_worker.doors.serverless import run_job
 from acestep_worker.errors import GenerationCancelled, InputError
+from acestep_worker.models.compile_policy import apply_compile_policy
 from acestep_worker.models.dit.model import compile_blocks
 from acestep_worker.models.lora import adapters as adapters_module
 from acestep_worker.models.lora import kron, merged
@@ -85,7 +86,7 @@ def _loha_deltas(lora_dir, engine):
 def _dora_deltas(lora_dir, engine):
     """DoRA (peft): W' = m * (W + B A alpha/r) / ||W + B A alpha/r|| per output row; the update is W' - W."""
     tensors = load_file(str(lora_dir / "dora-peft" / "adapter_model.safetensors"))
-    transformer = engine.dit().transformer
+    transformer = engine.models.dit().transformer
     deltas = {}
     for key, down in tensors.items():
         if key.endswith(".lora_A.weight"):
@@ -229,7 +230,7 @@ def test_an_upstream_lokr_folder_reads_like_the_single_file(lora_engine, lora_di
     folder.mkdir()
     shutil.copy(lora_dir / "lokr-lycoris.safetensors", folder / "lokr_weights.safetensors")
     try:
-        assert "lokr-upstream" in lora_engine.adapters.available()
+        assert "lokr-upstream" in lora_engine.models.adapters.available()
         from_folder = read_adapter("loras[0]", folder)
         from_file = read_adapter("loras[0]", lora_dir / "lokr-lycoris.safetensors")
         assert from_folder.format == "lycoris-lokr" and from_folder.state_dict.keys() == from_file.state_dict.keys()
@@ -390,6 +391,7 @@ def test_compiled_blocks_follow_hooks_and_merges_made_after_compiling():
     torch.manual_seed(9)
     compiled, eager = _Blocks(), _Blocks()
     eager.load_state_dict(compiled.state_dict())
+    apply_compile_policy()  # what an engine sets at start-up
     compile_blocks(compiled, backend=count_graphs)
     x = torch.randn(2, 7, 64)
     factors = {f"layers.{i}.proj": (torch.randn(8, 8), torch.randn(8, 8)) for i in range(4)}
@@ -420,7 +422,7 @@ def test_compiled_blocks_follow_hooks_and_merges_made_after_compiling():
 
 
 def test_a_failing_job_leaves_no_hook_and_the_exact_weights_behind(lora_engine, plain):
-    transformer = lora_engine.dit().transformer
+    transformer = lora_engine.models.dit().transformer
     before = {name: tensor.clone() for name, tensor in transformer.state_dict().items() if "lora_" not in name}
     with pytest.raises(GenerationCancelled):
         lora_engine.generate(parse({**BASE, "loras": [{"name": "lokr-peft"}, {"name": "peft-style"},
@@ -433,18 +435,18 @@ def test_a_failing_job_leaves_no_hook_and_the_exact_weights_behind(lora_engine, 
 
 
 def test_a_dora_job_adds_its_update_into_the_weights_and_takes_it_out(lora_engine, lora_dir):
-    dit = lora_engine.dit()
+    dit = lora_engine.models.dit()
     module = "layers.0.cross_attn.to_q"
     linear = dit.transformer.get_submodule(module)
     weight = getattr(linear, "base_layer", linear).weight
     before = weight.detach().clone()
     delta = _dora_deltas(lora_dir, lora_engine)[module]  # against the base weights, so before merging
-    lora_engine.adapters.activate(dit, parse({"loras": [{"name": "dora-peft", "scale": 0.5}]}).loras)
+    lora_engine.models.adapters.activate(dit, parse({"loras": [{"name": "dora-peft", "scale": 0.5}]}).loras)
     try:
         assert merged.merged(dit.transformer) == 4
         torch.testing.assert_close(weight, before + 0.5 * delta, atol=1e-6, rtol=0)
     finally:
-        lora_engine.adapters.deactivate(dit)
+        lora_engine.models.adapters.deactivate(dit)
     assert merged.merged(dit.transformer) == 0 and torch.equal(weight, before)
 
 
@@ -453,17 +455,17 @@ def test_a_kronecker_only_adapter_takes_and_frees_an_lru_slot(tiny_env, lora_dir
     from acestep_worker.settings import Settings
 
     engine = Engine(Settings.from_env({**tiny_env, "ACESTEP_LORA_DIR": str(lora_dir), "ACESTEP_LORA_SLOTS": "1"}))
-    dit = engine.dit()
-    used = engine.adapters.activate(dit, parse({"loras": [{"name": "lokr-peft"}]}).loras)
+    dit = engine.models.dit()
+    used = engine.models.adapters.activate(dit, parse({"loras": [{"name": "lokr-peft"}]}).loras)
     assert (used[0]["rank"], used[0]["kron_layers"]) == (0, 8) and kron.attached(dit.transformer) == 8
     assert not getattr(dit.transformer, "peft_config", None)  # nothing went into peft
     lokr_sha = used[0]["sha256"]
-    engine.adapters.activate(dit, parse({"loras": [{"name": "peft-style"}]}).loras)  # evicts it: one slot
+    engine.models.adapters.activate(dit, parse({"loras": [{"name": "peft-style"}]}).loras)  # evicts it: one slot
     assert kron.attached(dit.transformer) == 0 and len(dit.transformer.peft_config) == 1
     loaded = adapters_module._LOADED[dit.transformer]
     (kept,) = loaded.values()
     assert kept.sha256 != lokr_sha  # the LoKr left the cache, not only its hooks
-    engine.adapters.activate(dit, parse({"loras": [{"name": "lokr-lycoris", "scale": 0.5}]}).loras)
+    engine.models.adapters.activate(dit, parse({"loras": [{"name": "lokr-lycoris", "scale": 0.5}]}).loras)
     assert kron.attached(dit.transformer) == 2 and len(dit.transformer.peft_config) == 1  # its rank-4 pairs
-    engine.adapters.deactivate(dit)
+    engine.models.adapters.deactivate(dit)
     assert kron.attached(dit.transformer) == 0

@@ -18,7 +18,7 @@ from acestep_worker.delivery.files import (
     write_all,
 )
 from acestep_worker.doors.serverless import run_job
-from acestep_worker.net.bucket import files as outputs
+from acestep_worker.delivery import files as outputs
 
 
 class InFolder:
@@ -26,10 +26,9 @@ class InFolder:
 
     def __init__(self, engine, **settings):
         self.engine, self.settings = engine, replace(engine.settings, **settings)
-        self.planner = engine.planner
 
-    def check(self, request, audio=None):
-        self.engine.check(request, audio)
+    def plan(self, request, seeds=None):
+        return self.engine.plan(request, seeds)
 
     def generate(self, request, **kwargs):
         return self.engine.generate(request, **kwargs)

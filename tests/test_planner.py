@@ -8,12 +8,15 @@ import pytest
 import torch
 
 from acestep_worker.errors import CheckpointError, InputError, PlannerUnavailableError
+from acestep_worker.models.compile_policy import apply_compile_policy
 from acestep_worker.models.planner.chat_prompts import codes_prompts, cot_prompts, format_prompt, sample_prompt
 from acestep_worker.models.planner.constraints import CotConstraint
 from acestep_worker.models.planner.decoding import PairedDecoder, SamplingParams, filter_logits
 from acestep_worker.models.planner.lm import PlannerLM
 from acestep_worker.models.planner.metadata import KEYSCALES, Metadata, PlannerOutputError, cot_text, parse_cot
+from acestep_worker.models.planner.planner import SongText
 from acestep_worker.pipeline.planner_pass import query_hints
+from acestep_worker.pipeline.planner_services import format_input
 from acestep_worker.schema.request import parse
 from acestep_worker.schema.values import LANGUAGES
 
@@ -143,7 +146,7 @@ def test_caption_ends_when_the_model_does_not_indent(planner):
 
 @pytest.mark.parametrize("seed", range(6))
 def test_a_random_model_always_writes_well_formed_metadata(planner, seed):
-    result = planner.write_metadata("lofi", "", Metadata(), SamplingParams(temperature=1.5), seed)
+    result = planner.write_metadata(SongText("lofi", ""), Metadata(), SamplingParams(temperature=1.5), seed)
     meta = result.metadata
     assert 30 <= meta.bpm <= 300 and 10 <= meta.duration <= 600
     assert meta.keyscale in KEYSCALES and meta.language in LANGUAGES and meta.timesignature in {"2", "3", "4", "6"}
@@ -154,7 +157,7 @@ def test_a_random_model_always_writes_well_formed_metadata(planner, seed):
 
 def test_user_values_are_injected_verbatim(planner):
     user = Metadata(bpm=123, duration=45, keyscale="Bb major", timesignature="3", language="ja")
-    result = planner.write_metadata("x", "", user, FAST, 0, fields=["bpm", "duration", "keyscale", "language",
+    result = planner.write_metadata(SongText("x", ""), user, FAST, 0, fields=["bpm", "duration", "keyscale", "language",
                                                                       "timesignature"])
     assert "bpm: 123\nduration: 45\nkeyscale: Bb major\nlanguage: ja\ntimesignature: 3\n" in result.text
     assert result.metadata == Metadata(bpm=123, duration=45, keyscale="Bb major", language="ja", timesignature="3")
@@ -163,7 +166,7 @@ def test_user_values_are_injected_verbatim(planner):
 # -- audio codes ----------------------------------------------------------------------------------
 
 def test_exactly_five_codes_per_second_all_valid(planner):
-    codes = planner.write_codes("x", "", Metadata(bpm=120, duration=11), 11, [1, 2], FAST)
+    codes = planner.write_codes(SongText("x", ""), Metadata(bpm=120, duration=11), 11, [1, 2], FAST)
     assert [len(c) for c in codes] == [55, 55]
     assert all(0 <= c < 64_000 for item in codes for c in item)
 
@@ -179,14 +182,14 @@ def test_codes_never_invalid_even_when_the_model_wants_them(planner, monkeypatch
         return logits
 
     monkeypatch.setattr(PairedDecoder, "guided_logits", tempting)
-    codes = planner.write_codes("x", "", Metadata(), 10, [5], FAST)
+    codes = planner.write_codes(SongText("x", ""), Metadata(), 10, [5], FAST)
     assert len(codes[0]) == 50 and max(codes[0]) < 64_000
 
 
 def test_codes_are_reproducible_per_item(planner):
-    a = planner.write_codes("x", "", Metadata(), 10, [7, 8], FAST)
-    b = planner.write_codes("x", "", Metadata(), 10, [8], FAST)
-    assert a == planner.write_codes("x", "", Metadata(), 10, [7, 8], FAST)
+    a = planner.write_codes(SongText("x", ""), Metadata(), 10, [7, 8], FAST)
+    b = planner.write_codes(SongText("x", ""), Metadata(), 10, [8], FAST)
+    assert a == planner.write_codes(SongText("x", ""), Metadata(), 10, [7, 8], FAST)
     assert a[1] == b[0] and a[0] != a[1]
 
 
@@ -256,7 +259,7 @@ def test_metadata_cot_fills_only_what_the_user_left_empty(planner_engine):
 
 
 def test_format_input_keeps_user_values(planner_engine):
-    out = planner_engine.format_input("lofi piano", "[Verse]\nrain", bpm=90, duration=40, seed=1)
+    out = format_input(planner_engine.models, parse({"caption": "lofi piano", "lyrics": "[Verse]\nrain", "bpm": 90, "duration": 40}), seed=1)
     assert out["bpm"] == 90 and out["duration"] == 40.0
     assert out["caption"] and out["lyrics"] and out["key_scale"] in KEYSCALES
 
@@ -293,6 +296,7 @@ def test_query_hints(query, language, instrumental):
 def test_compiled_decode_step_matches_eager(tiny_root, mode):
     """ACESTEP_LM_COMPILE=on|graphs: the compiled step must compute what the eager one does (on a CPU
     `graphs` captures nothing, but it takes its own path: a step marker and a copied output)."""
+    apply_compile_policy()  # what an engine sets at start-up
     eager = PlannerLM.load(tiny_root / "acestep-5Hz-lm-1.7B")
     compiled = PlannerLM.load(tiny_root / "acestep-5Hz-lm-1.7B", compile_decode=mode)
     assert compiled.compile_mode == {"on": "default", "graphs": "reduce-overhead"}[mode]
@@ -354,7 +358,7 @@ def test_every_graphed_planner_replays_on_the_same_thread(tiny_root):
 
 def test_a_duration_whose_codes_do_not_fit_the_context_is_refused(planner):
     with pytest.raises(InputError, match="needs 3000 audio codes") as err:
-        planner.write_codes("x", "la la, oh " * 1400, Metadata(bpm=90), 600, [1], FAST)
+        planner.write_codes(SongText("x", "la la, oh " * 1400), Metadata(bpm=90), 600, [1], FAST)
     assert err.value.field == "duration"
 
 
@@ -374,7 +378,7 @@ def test_switching_planners_frees_the_old_one_before_the_new_one_loads(tiny_root
     engine = Engine(Settings.from_env({"ACESTEP_CONFIG_PATH": str(root / "acestep-v15-turbo"), "ACESTEP_DEVICE": "cpu",
                                        "ACESTEP_LM_MODEL_PATH": str(root / "acestep-5Hz-lm-1.7B"),
                                        "ACESTEP_OUTPUT_DIR": str(tmp_path / "outputs")}))
-    old = engine.planner.lm
+    old = engine.models.planner.lm
     old.held_by_itself = old  # the cycle a compiled step makes, without compiling
     old_alive = weakref.ref(old)
     del old
@@ -386,5 +390,5 @@ def test_switching_planners_frees_the_old_one_before_the_new_one_loads(tiny_root
         return real_load(cls, *args, **kwargs)
 
     monkeypatch.setattr(PlannerLM, "load", classmethod(load))
-    engine.init_models(init_llm=True, lm_model="acestep-5Hz-lm-0.6B")
-    assert seen_when_loading == [False] and engine.planner.name == "acestep-5Hz-lm-0.6B"
+    engine.models.init_models(init_llm=True, lm_model="acestep-5Hz-lm-0.6B")
+    assert seen_when_loading == [False] and engine.models.planner.name == "acestep-5Hz-lm-0.6B"

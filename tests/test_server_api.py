@@ -1,6 +1,7 @@
 """The pod's HTTP API over real HTTP on loopback, with the tiny model: the upstream client flow,
 body formats, auth, the bounded queue, unknown ids, failures, path traversal, expiry, schemathesis."""
 
+import base64
 import json
 import os
 import threading
@@ -103,10 +104,16 @@ def test_unknown_ids_are_failed_not_pending(api):
 
 
 def test_failed_tasks_carry_their_error(api):
-    body = httpx.post(f"{api}/release_task", json={"duration": 10, "thinking": True}).json()
+    not_audio = "data:audio/wav;base64," + base64.b64encode(b"not audio at all" * 64).decode()
+    body = httpx.post(f"{api}/release_task", json={"duration": 10, "src_audio": not_audio}).json()
     entry = _wait(api, body["data"]["task_id"])
-    assert entry["status"] == 2 and "needs the 5 Hz planner" in entry["error"]
-    assert "Traceback" not in entry["result"] and "needs the 5 Hz planner" in json.loads(entry["result"])[0]["error"]
+    assert entry["status"] == 2 and "src_audio is not audio" in entry["error"]
+    assert "Traceback" not in entry["result"] and "src_audio is not audio" in json.loads(entry["result"])[0]["error"]
+
+
+def test_what_needs_the_planner_is_refused_at_submission_without_one(api):
+    response = httpx.post(f"{api}/release_task", json={"duration": 10, "thinking": True})
+    assert response.status_code == 400 and "thinking needs the 5 Hz planner" in response.json()["detail"]
 
 
 @pytest.mark.parametrize("request_kwargs,status,fragment", [

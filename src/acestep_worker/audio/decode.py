@@ -28,9 +28,9 @@ import numpy as np
 import soundfile as sf
 
 from ..errors import InputError
+from ..schema.units import SAMPLE_RATE, SAMPLES_PER_FRAME
 
-SAMPLE_RATE = 48_000  # what the VAE encodes
-MIN_SAMPLES = 1_920  # one 25 Hz latent frame at 48 kHz
+MIN_SAMPLES = SAMPLES_PER_FRAME  # one latent frame: less is nothing the model can read
 MIN_RATE_HZ, MAX_RATE_HZ = 16_000, 384_000
 MAX_CHANNELS = 2
 DEFAULT_MAX_BYTES = 128 * 1024 * 1024  # a 10-minute 16-bit 48 kHz stereo WAV (110 MiB) fits

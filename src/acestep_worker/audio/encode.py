@@ -1,7 +1,7 @@
 """Encoding finished songs to files: MP3, FLAC, WAV, Ogg Vorbis through libsndfile; Opus and AAC
 (.m4a) through PyAV (FFmpeg). Which library encodes a format, and from what length a song is cut
-into segments encoded on several cores, is data in `FORMATS`, chosen from measured speed at equal
-settings (bench/encode.py, figures in bench/README.md)."""
+into segments encoded on several cores, is data in the format table (`schema/formats.py`); this
+module carries it out. `decode` reads any of our files back (tests, bench)."""
 
 from __future__ import annotations
 
@@ -10,53 +10,21 @@ import logging
 import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable
 
 import numpy as np
 import soundfile as sf
 
+from ..schema.formats import DEFAULT_MP3_BITRATE_KBPS, FORMATS, AudioFormat
+
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class AudioFormat:
-    name: str
-    extension: str
-    container: str  # libsndfile major format, or FFmpeg muxer name when encoder == "av"
-    subtype: str | None  # libsndfile subtype, or FFmpeg encoder name when encoder == "av"
-    content_type: str
-    encoder: Literal["sndfile", "av"] = "sndfile"
-    bitrate_kbps: int | None = None  # fixed rate of the av formats; MP3's comes from the request
-    # A song at least twice this long is encoded as parallel segments when cores are free
-    # (mp3_segments.py for libsndfile's MP3, av_segments.py for PyAV's codecs); None: always one pass.
-    segment_min_s: float | None = None
-
-
-FORMATS = {
-    # libsndfile's LAME is ~20% faster than FFmpeg's libmp3lame wrapper at 192 kbps CBR.
-    # Segments of 10 s or more: each later segment also encodes ~1.2 s of lead-in, <12% extra work.
-    "mp3": AudioFormat("mp3", "mp3", "MP3", "MPEG_LAYER_III", "audio/mpeg", segment_min_s=10.0),
-    "flac": AudioFormat("flac", "flac", "FLAC", "PCM_16", "audio/flac"),
-    "wav": AudioFormat("wav", "wav", "WAV", "PCM_16", "audio/wav"),
-    "wav32": AudioFormat("wav32", "wav", "WAV", "FLOAT", "audio/wav"),
-    "ogg": AudioFormat("ogg", "ogg", "OGG", "VORBIS", "audio/ogg"),
-    # Same ~120 kbps as libsndfile's default, ~3x faster through FFmpeg's libopus (bench/encode.py).
-    # Opus and AAC segments, like MP3's, encode ~1 s of lead-in each: 10 s or more keeps that <11%.
-    "opus": AudioFormat("opus", "opus", "ogg", "libopus", "audio/ogg", "av", 120, segment_min_s=10.0),
-    "aac": AudioFormat("aac", "m4a", "ipod", "aac", "audio/mp4", "av", 192, segment_min_s=10.0),
-}
 # libsndfile gets audio in blocks of this many frames: libvorbis allocates its analysis buffer on the
 # stack (alloca of the whole pending input), so one write of a ~45 s song overflowed the 8 MiB
 # stack and killed the process. MP3, FLAC and WAV files are byte-identical however they are fed.
 _WRITE_BLOCK_FRAMES = 1 << 16
-MP3_BITRATES_KBPS = (32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)
-DEFAULT_MP3_BITRATE_KBPS = 192
-
-CONTENT_TYPES = {fmt.extension: fmt.content_type for fmt in FORMATS.values()}
-# File suffixes that are not a format's name (`song.m4a` asks for AAC).
-FORMAT_OF_SUFFIX = {fmt.extension: name for name, fmt in FORMATS.items() if fmt.extension not in FORMATS}
 
 
 def _mp3_compression_level(bitrate_kbps: int) -> float:

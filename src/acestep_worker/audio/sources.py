@@ -35,7 +35,6 @@ import numpy as np
 from ..errors import GenerationCancelled, InputError
 from ..net.bucket import Bucket, BucketConfig, DeliveryError, ObjectTooLarge
 from ..net.safe_http import checked_url, fetch
-from ..schema.task_types import replaced_fields
 from .decode import AudioLimits, DecodedAudio, decode, probe
 
 AUDIO_FIELDS = ("src_audio", "reference_audio")
@@ -133,19 +132,16 @@ def read_bytes(field_name: str, value: str, policy: SourcePolicy, deadline: floa
     return _base64(field_name, value, policy.limits)
 
 
-def load_audio(request: object, policy: SourcePolicy, deadline: float | None = None,
+def load_audio(values: Mapping[str, str], policy: SourcePolicy, deadline: float | None = None,
                should_stop: Callable[[], bool] | None = None) -> LoadedAudio:
-    """Fetch and decode every audio field the request sets and uses; raise InputError naming the
-    first bad one. A field another one replaces (`tasks.replaced_fields`) is not fetched."""
+    """Fetch and decode each audio field's value (field -> source descriptor, in order); raise
+    InputError naming the first bad one."""
     loaded = LoadedAudio()
-    replaced = replaced_fields(request)
-    for name in AUDIO_FIELDS:
-        value = getattr(request, name, None)
-        if value and name not in replaced:
-            data = read_bytes(name, value, policy, deadline, should_stop)
-            audio: DecodedAudio = decode(name, data, policy.limits)
-            loaded.arrays[name] = audio.samples
-            loaded.reports[name] = audio.report()
+    for name, value in values.items():
+        data = read_bytes(name, value, policy, deadline, should_stop)
+        audio: DecodedAudio = decode(name, data, policy.limits)
+        loaded.arrays[name] = audio.samples
+        loaded.reports[name] = audio.report()
     return loaded
 
 

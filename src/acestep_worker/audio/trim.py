@@ -17,7 +17,8 @@ from pathlib import Path
 import soundfile as sf
 
 from ..errors import InputError, echo
-from .decode import MIN_SAMPLES, SAMPLE_RATE, AudioLimits, probe
+from ..schema.units import SAMPLE_RATE
+from .decode import MIN_SAMPLES, AudioLimits, probe
 
 MIN_KEPT_S = MIN_SAMPLES / SAMPLE_RATE  # one latent frame: less is not a song the model can read
 _EXACT_16_BIT = {"PCM_S8", "PCM_U8", "PCM_16"}

@@ -1,7 +1,7 @@
 """Finished songs as files: encoded, tagged, written all-or-nothing, described for the caller; and
 the output folder kept within its budget.
 
-Shared by the serverless job and the pod server, which present the same facts in their own shapes.
+Written by the job runner for every door, which present the same facts in their own shapes.
 A job's files are all written or none are (a full disk, a cancel or a crash between two songs
 leaves nothing behind), names are unique per job whatever its id, and the audio lives on disk
 only: a SavedSong holds its path, size and digest, not its bytes.
@@ -18,13 +18,14 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol, Sequence
 from urllib.parse import quote
 
-from ..audio.encode import CONTENT_TYPES, FORMATS, encode_all
+import numpy as np
+
+from ..audio.encode import encode_all
 from ..errors import AceStepError
-from ..pipeline.engine import GenerationResult
-from ..schema.request import GenerationRequest
+from ..schema.formats import CONTENT_TYPES, FORMATS
 
 log = logging.getLogger(__name__)
 
@@ -74,30 +75,51 @@ def file_stem(job_id: str) -> str:
     return f"{safe}-{digest}"
 
 
-def save_songs(result: GenerationResult, request: GenerationRequest, stem: str, output_dir: Path,
+class SongAudio(Protocol):
+    audio: np.ndarray  # [samples, channels] float32 in [-1, 1]
+    sample_rate: int
+    seed: int
+    duration_s: float
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """How a job's songs are encoded: the format, MP3's bitrate, and the tags every file carries."""
+
+    format: str
+    mp3_bitrate: int
+    tags: dict[str, str]
+
+
+def song_tags(model: str, random_weights: bool, caption: str) -> dict[str, str]:
+    """A finished song's tags: its title, and which model made it (or that it is noise)."""
+    comment = "RANDOM-WEIGHT TEST MODEL: noise, not music" if random_weights else f"ACE-Step 1.5 ({model})"
+    return {"comment": comment, "title": caption[:120]}
+
+
+def job_paths(output_dir: Path, job_id: str, count: int, extension: str) -> list[Path]:
+    """`<stem>-1.<ext>`, `<stem>-2.<ext>`, ... in `output_dir`, the stem unique per job id."""
+    return [output_dir / f"{file_stem(job_id)}-{index}.{extension}" for index in range(1, count + 1)]
+
+
+def save_songs(songs: Sequence[SongAudio], encoding: Encoding, paths: list[Path],
                check: Callable[[], object] | None = None) -> list[SavedSong]:
-    """Encode every song in the requested format and write `<stem>-<n>.<ext>` files, all or none.
+    """Encode every song and write it to its path, all or none.
 
     `check` runs before the songs are encoded and once more before anything is written; it may raise
     (a deadline or a cancel), and then nothing is written.
     """
-    fmt = FORMATS[request.audio_format]
-    comment = ("RANDOM-WEIGHT TEST MODEL: noise, not music" if result.random_weights
-               else f"ACE-Step 1.5 ({result.model})")
-    tags = {"comment": comment, "title": str(result.params.get("caption") or request.caption)[:120]}
-    start = time.perf_counter()
+    fmt = FORMATS[encoding.format]
     if check is not None:
         check()
-    datas = encode_all([(song.audio, song.sample_rate) for song in result.songs], fmt.name,
-                       bitrate_kbps=request.mp3_bitrate, tags=tags)
+    datas = encode_all([(song.audio, song.sample_rate) for song in songs], fmt.name,
+                       bitrate_kbps=encoding.mp3_bitrate, tags=encoding.tags)
     if check is not None:
         check()
-    encoded = [(output_dir / f"{file_stem(stem)}-{index}.{fmt.extension}", data) for index, data in enumerate(datas, 1)]
+    encoded = list(zip(paths, datas))
     write_all(encoded)
-    saved = [SavedSong(path, len(data), hashlib.sha256(data).hexdigest(), song.seed, fmt.name, fmt.content_type,
-                       song.duration_s, song.sample_rate) for (path, data), song in zip(encoded, result.songs)]
-    result.timings["encode"] = time.perf_counter() - start
-    return saved
+    return [SavedSong(path, len(data), hashlib.sha256(data).hexdigest(), song.seed, fmt.name, fmt.content_type,
+                      song.duration_s, song.sample_rate) for (path, data), song in zip(encoded, songs)]
 
 
 def write_all(files: list[tuple[Path, bytes]]) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..audio.encode import FORMAT_OF_SUFFIX, FORMATS, encode_all, write_atomically
+from ..schema.formats import FORMAT_OF_SUFFIX, FORMATS
 from ..errors import AceStepError
 from ..schema.request import parse
 
@@ -76,13 +76,18 @@ def output_paths(out: Path, count: int, extension: str) -> list[Path]:
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from ..pipeline.engine import Engine  # heavy imports only when generating
+    from ..audio.sources import SourcePolicy  # heavy imports only when generating
+    from ..pipeline.engine import Engine
+    from ..runner.deadline import Deadline
+    from ..runner.job import Job, JobRunner
     from ..settings import Settings
 
     if args.checkpoints:
         _use_checkpoints(args.checkpoints, args.model)
     request = parse(_request(args) | ({"model": args.model} if args.model and not args.checkpoints else {}))
     engine = Engine(Settings.from_env())
+    runner, sources = JobRunner(engine), SourcePolicy.from_settings(engine.settings)
+    plan = runner.check(request, sources)
     bar = None if args.quiet else tqdm(total=100, unit="%", bar_format="{desc:<14}{bar}| {n:.0f}%")
 
     def on_progress(progress) -> None:
@@ -91,21 +96,15 @@ def run_generate(args: argparse.Namespace) -> int:
             bar.n = round(progress.fraction * 100)
             bar.refresh()
 
-    result = engine.generate(request, on_progress=on_progress)
+    finished = runner.run(Job("cli", plan, Deadline(), sources, lambda count, ext: output_paths(args.out, count, ext),
+                              on_progress=on_progress))
     if bar is not None:
         bar.close()
-    fmt = FORMATS[request.audio_format]
-    tags = {"comment": "RANDOM-WEIGHT TEST MODEL: noise, not music" if result.random_weights
-            else "made with ACE-Step 1.5", "title": request.caption[:120]}
-    paths = output_paths(args.out, len(result.songs), fmt.extension)
-    datas = encode_all([(song.audio, song.sample_rate) for song in result.songs], fmt.name,
-                       bitrate_kbps=request.mp3_bitrate, tags=tags)
-    for data, path in zip(datas, paths):
-        write_atomically(path, data)
-    summary = {"files": [str(p) for p in paths], "seeds": [s.seed for s in result.songs],
-               "duration_s": result.songs[0].duration_s, "model": result.model,
+    result = finished.result
+    summary = {"files": [str(song.path) for song in finished.songs], "seeds": [s.seed for s in finished.songs],
+               "duration_s": finished.songs[0].duration_s, "model": result.model,
                "random_weights": result.random_weights,
-               "timings_s": {k: round(v, 3) for k, v in result.timings.items()}}
+               "timings_s": {k: round(v, 3) for k, v in finished.timings.items()}}
     print(json.dumps(summary, indent=2))
     if result.random_weights:
         print("NOTE: these songs were made by random-weight tiny test checkpoints: expect noise, not music.",

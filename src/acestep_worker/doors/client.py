@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 from tqdm import tqdm
 
-from ..audio.encode import FORMAT_OF_SUFFIX
+from ..schema.formats import FORMAT_OF_SUFFIX
 from ..errors import InputError
 from ..schema.request import JobRequest, parse
 

@@ -1,7 +1,9 @@
-"""One serverless job: parse, generate under a deadline, keep the files, deliver, shape the output.
+"""The serverless door: a Runpod job's input in, the seed contract's output out.
 
-This is everything `handler.py` does except talking to Runpod: progress goes to a callback and
-cancellation comes from a callable, so the whole job runs (and is tested) without the SDK.
+It parses the job, picks its delivery (the job's bucket, or inline base64 within its budget), hands
+it to the job runner (runner/job.py) and shapes the result. This is everything `handler.py` does
+except talking to Runpod: progress goes to a callback and cancellation comes from an event, so the
+whole job runs (and is tested) without the SDK.
 """
 
 from __future__ import annotations
@@ -10,16 +12,17 @@ import json
 import os
 import threading
 import time
+from functools import partial
 from typing import Callable, Mapping
 
-from ..audio.sources import SourcePolicy, load_audio
-from ..delivery.files import SavedSong, prune_outputs, remove_stale_parts, save_songs
-from ..delivery.inline import check_deliverable, known_duration
-from ..errors import GenerationCancelled
-from ..net.bucket import Bucket, BucketConfig, attach_base64
+from ..audio.sources import SourcePolicy
+from ..delivery.files import SavedSong, job_paths, prune_outputs, remove_stale_parts
+from ..delivery.inline import attach_base64, check_deliverable
+from ..net.bucket import Bucket, BucketConfig
 from ..pipeline.engine import Engine, Progress
-from ..pipeline.planner_pass import DEFAULT_DURATION_S
-from ..runner.deadline import Deadline, JobTimedOut  # noqa: F401  (JobTimedOut: part of this module's contract)
+from ..pipeline.plan import JobPlan
+from ..runner.deadline import Deadline
+from ..runner.job import Finished, Job, JobRunner
 from ..schema.request import JobRequest, parse, unused_fields
 
 RESPONSE_LIMIT_BYTES = 19_500_000  # Runpod refuses /runsync results over 20 MB; keep a margin
@@ -62,6 +65,29 @@ class ThrottledProgress:
                    "percent": round(100 * progress.fraction, 1), "elapsed_s": round(now - self.started, 1)})
 
 
+class ServerlessDelivery:
+    """A serverless job's songs: uploaded to its bucket when it has one, else only inline, which must
+    fit `max_base64_bytes` and Runpod's response limit (checked before any GPU time is spent)."""
+
+    def __init__(self, request: JobRequest, job_id: str, bucket: BucketConfig | None):
+        self.request, self.job_id, self.bucket = request, job_id, bucket
+        self.urls: list[str] = []
+
+    def check(self, plan: JobPlan) -> None:
+        check_deliverable(self.request, plan.length.seconds, plan.length.source, has_bucket=self.bucket is not None,
+                          response_limit=RESPONSE_LIMIT_BYTES - RESPONSE_MARGIN_BYTES)
+
+    def deliver(self, songs: list[SavedSong], deadline: Deadline) -> dict[str, float]:
+        if self.bucket is None:
+            return {}
+        start = time.perf_counter()
+        for song in songs:
+            deadline.check()
+            bucket = Bucket(self.bucket, timeout_s=deadline.remaining())
+            self.urls.append(bucket.upload(song.path, f"{self.job_id}/{song.path.name}", song.content_type))
+        return {"upload": time.perf_counter() - start}
+
+
 def run_job(engine: Engine, job_id: str, raw_input: object, *, s3_config: object = None,
             send_progress: Callable[[dict], None] | None = None, cancelled: threading.Event | None = None,
             env: Mapping[str, str] | None = None) -> dict:
@@ -71,54 +97,42 @@ def run_job(engine: Engine, job_id: str, raw_input: object, *, s3_config: object
     decoding, encoding and delivery. Past it, or after a cancel, the job stops within one step and
     leaves no file behind.
     """
-    env = os.environ if env is None else env
     request = parse(raw_input, JobRequest)
-    bucket_config = BucketConfig.from_job(s3_config) or BucketConfig.from_env(env)  # checked before any work
+    bucket = BucketConfig.from_job(s3_config) or BucketConfig.from_env(os.environ if env is None else env)
     deadline = Deadline(request.timeout_seconds, cancelled)
     settings = engine.settings
-
-    duration_s = known_duration(request, planner_loaded=engine.planner is not None, default_s=DEFAULT_DURATION_S)
-    check_deliverable(request, has_bucket=bucket_config is not None, duration_s=duration_s,
-                      response_limit=RESPONSE_LIMIT_BYTES - RESPONSE_MARGIN_BYTES)
-
-    engine.check(request)  # an unsupported task or a missing source is refused before any download
-    saved: list[SavedSong] = []
+    sources = SourcePolicy.from_settings(settings, bucket=bucket)
+    delivery = ServerlessDelivery(request, job_id, bucket)
+    runner = JobRunner(engine)
+    plan = runner.check(request, sources, delivery)  # refused before any download or GPU time
+    job = Job(job_id, plan, deadline, sources, partial(job_paths, settings.output_dir, job_id), delivery,
+              on_progress=ThrottledProgress(send_progress, request.poll_interval))
+    finished = None
     try:
-        t0 = time.perf_counter()
-        # Audio inputs are fetched inside the job's deadline, before any GPU time is spent.
-        loaded = load_audio(request, SourcePolicy.from_settings(settings, bucket=bucket_config), deadline.at,
-                            should_stop=deadline.cancelled.is_set)
-        fetched_s = time.perf_counter() - t0
-        result = engine.generate(request, on_progress=ThrottledProgress(send_progress, request.poll_interval),
-                                 should_stop=deadline, **({"audio": loaded.arrays} if loaded.arrays else {}))
-        saved = save_songs(result, request, job_id, settings.output_dir, check=deadline.check)
-        entries = [_describe(song, result.params) for song in saved]
-        timings = dict(result.timings, **({"audio_input": fetched_s} if loaded.arrays else {}))
-        if bucket_config is not None:
-            t0 = time.perf_counter()
-            for entry, song in zip(entries, saved):
-                deadline.check()
-                bucket = Bucket(bucket_config, timeout_s=deadline.remaining())
-                entry["url"] = bucket.upload(song.path, f"{job_id}/{song.path.name}", song.content_type)
-            timings["upload"] = time.perf_counter() - t0
-        deadline.check()
-    except GenerationCancelled as stopped:
-        for song in saved:  # a stopped job leaves nothing behind
-            song.path.unlink(missing_ok=True)
-        raise deadline.reason(stopped) from None
+        finished = runner.run(job)
     finally:
         remove_stale_parts(settings.output_dir)
         prune_outputs(settings.output_dir, settings.output_max_files, settings.output_max_bytes,
-                      keep=frozenset(song.path for song in saved))
+                      keep=frozenset(song.path for song in (finished.songs if finished else ())))
+    return _output(job_id, request, finished, delivery, deadline)
+
+
+def _output(job_id: str, request: JobRequest, finished: Finished, delivery: ServerlessDelivery,
+            deadline: Deadline) -> dict:
+    """The job's result in the seed contract's shape, fitted under Runpod's response limit."""
+    result = finished.result
+    entries = [_describe(song, result.params) for song in finished.songs]
+    for entry, url in zip(entries, delivery.urls):
+        entry["url"] = url
     if request.return_audio_base64:
-        attach_base64(entries, [song.read() for song in saved], request.max_base64_bytes,
-                      elsewhere="it is in the bucket: `url`" if bucket_config is not None else NO_BUCKET_HINT)
+        attach_base64(entries, [song.read() for song in finished.songs], request.max_base64_bytes,
+                      elsewhere="it is in the bucket: `url`" if delivery.bucket is not None else NO_BUCKET_HINT)
     output = {
         "task_id": job_id, "status": "completed", "duration": entries[0]["duration"],
         "batch_size": len(entries), "model": result.model, "random_weights": result.random_weights,
-        "task_type": result.params.get("task_type", request.task_type), **loaded.output_fields(),
+        "task_type": result.params.get("task_type", request.task_type), **finished.sources,
         "results": entries, "params": {**_public_params(result.params), **_unused(request)},
-        "timings": {k: round(v, 3) for k, v in timings.items()},
+        "timings": {k: round(v, 3) for k, v in finished.timings.items()},
     }
     output["timings"]["job_total"] = round(time.monotonic() - deadline.started, 3)
     _fit_response(output)

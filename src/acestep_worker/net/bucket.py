@@ -1,4 +1,4 @@
-"""Getting finished files to the caller: inline base64 under a byte budget, or an S3-compatible bucket.
+"""S3-compatible buckets: reading a job's `s3://` sources and uploading its songs, answered with presigned URLs.
 
 Bucket credentials come from the same variables as runpod's `rp_upload` (`BUCKET_ENDPOINT_URL`,
 `BUCKET_ACCESS_KEY_ID`, `BUCKET_SECRET_ACCESS_KEY`, plus `BUCKET_NAME`) or from a job's `s3Config`
@@ -8,7 +8,6 @@ line or an error message.
 
 from __future__ import annotations
 
-import base64
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,24 +153,3 @@ def _describe(exc: Exception) -> str:
     if cause is not None:  # boto3's transfer errors wrap the service's ClientError
         return _describe(cause)
     return type(exc).__name__ + (f": {exc}" if str(exc) else "")
-
-
-def base64_size(raw_bytes: int) -> int:
-    return 4 * ((raw_bytes + 2) // 3)
-
-
-def attach_base64(results: list[dict], payloads: list[bytes], max_bytes: int, elsewhere: str) -> None:
-    """Add `audio_base64` to each result, in order, while the total base64 text fits `max_bytes`.
-
-    A song that does not fit gets `base64_omitted` with the reason and `elsewhere` (where else the
-    caller can get it) instead; later, smaller songs may still fit.
-    """
-    used = 0
-    for result, data in zip(results, payloads):
-        size = base64_size(len(data))
-        if used + size > max_bytes:
-            result["base64_omitted"] = (f"{size} bytes of base64 would exceed max_base64_bytes={max_bytes} "
-                                        f"({used} already used); {elsewhere}")
-            continue
-        result["audio_base64"] = base64.b64encode(data).decode("ascii")
-        used += size

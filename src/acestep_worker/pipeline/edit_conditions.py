@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..errors import InputError
-from ..models.dit.conditioning import SAMPLE_RATE, at_batch_length
+from ..models.dit.conditioning import at_batch_length
 from ..models.vae import encode
-from ..schema.request import MAX_DURATION_S, GenerationRequest
-from ..schema.task_types import Region, TaskRule, reference_offsets, region_for, repaint_schedule
+from ..schema.request import GenerationRequest
+from ..schema.task_types import Region, TaskRule, reference_offsets, repaint_schedule
+from ..schema.units import SAMPLE_RATE
+from .plan import JobPlan
+from .progress import ProgressTracker
 
 REFERENCE_SECONDS = 30  # three 10 s pieces; a checkpoint's `timbre_fix_frame` (750 frames) says so
 WAV_CROSSFADE_DEFAULT_S = 0.0  # upstream's default splice is a hard cut
@@ -76,18 +78,11 @@ def pcm_tensor(audio: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array.T))
 
 
-def prepare_source(vae, audio: np.ndarray, rule: TaskRule, request: GenerationRequest,
-                   generator: torch.Generator) -> Source:
-    """Pad the source for a repaint/lego range (negative start, extension) and encode it."""
+def prepare_source(vae, audio: np.ndarray, region: Region | None, generator: torch.Generator) -> Source:
+    """Pad the source for a repaint/lego `region` (negative start, extension) and encode it."""
     pcm = pcm_tensor(audio)
     digest = hashlib.sha256(np.ascontiguousarray(audio, dtype=np.float32).tobytes()).hexdigest()
-    region = None
-    if rule.uses_range:
-        region = region_for(request.repainting_start, request.repainting_end, pcm.shape[1])
-        total_s = (pcm.shape[1] + region.pad_left_samples + region.pad_right_samples) / SAMPLE_RATE
-        if total_s > MAX_DURATION_S:
-            raise InputError("repainting_end", f"the source with its repaint range would last {total_s:.1f} s; "
-                             f"songs are at most {MAX_DURATION_S:g} s")
+    if region is not None:
         pcm = torch.nn.functional.pad(pcm, (region.pad_left_samples, region.pad_right_samples))
     latents = encode(vae, pcm.unsqueeze(0), generator)[0]
     return Source(pcm, latents, audio.shape[0] / SAMPLE_RATE, digest, region)
@@ -110,8 +105,10 @@ def prepare_reference(vae, audio: np.ndarray, seed: int, generator: torch.Genera
     return encode(vae, reference_clip(audio, seed, seconds).unsqueeze(0), generator)[0]
 
 
-def edit_inputs(rule: TaskRule, request: GenerationRequest, source: Source | None,
-                reference: torch.Tensor | None) -> EditInputs:
+def edit_settings(rule: TaskRule, request: GenerationRequest, source: Source | None,
+                  reference: torch.Tensor | None) -> EditInputs:
+    """The request's editing options (repaint mode and strength, crossfades, cover strengths) under the
+    task's rule, around the encoded source and reference."""
     ratio, crossfade = repaint_schedule(request.repaint_mode, request.repaint_strength)
     if request.repaint_latent_crossfade_frames is not None and request.repaint_mode != "aggressive":
         crossfade = request.repaint_latent_crossfade_frames
@@ -174,9 +171,9 @@ def splice(generated: torch.Tensor, source: Source, crossfade_s: float) -> torch
     return out
 
 
-def resolve_edit(vae, rule: TaskRule, request: GenerationRequest, audio: dict, seed: int,
-                 on_stage=None, reference_seconds: float = REFERENCE_SECONDS) -> EditInputs:
-    """Encode the request's source and reference audio (stage "vae_encode") into EditInputs.
+def encode_edit_audio(vae, plan: JobPlan, audio: dict, reference_seconds: float,
+                      progress: ProgressTracker) -> EditInputs:
+    """Encode the job's source and reference audio (stage "vae_encode") into EditInputs.
 
     The VAE posterior is sampled, as upstream does, but from a generator seeded with the job's
     first seed so that the same request gives the same song.
@@ -184,15 +181,14 @@ def resolve_edit(vae, rule: TaskRule, request: GenerationRequest, audio: dict, s
     source = reference = None
     timings = {}
     if audio.get("src_audio") is not None or audio.get("reference_audio") is not None:
-        if on_stage is not None:
-            on_stage("vae_encode")
+        progress.stage("vae_encode")
         start = time.perf_counter()
-        generator = torch.Generator("cpu").manual_seed(seed)
-        if audio.get("src_audio") is not None and rule.needs_source:
-            source = prepare_source(vae, audio["src_audio"], rule, request, generator)
+        generator = torch.Generator("cpu").manual_seed(plan.seeds[0])
+        if audio.get("src_audio") is not None and plan.uses_source:
+            source = prepare_source(vae, audio["src_audio"], plan.region, generator)
         if audio.get("reference_audio") is not None:
-            reference = prepare_reference(vae, audio["reference_audio"], seed, generator, reference_seconds)
+            reference = prepare_reference(vae, audio["reference_audio"], plan.seeds[0], generator, reference_seconds)
         timings["vae_encode"] = time.perf_counter() - start
-    edit = edit_inputs(rule, request, source, reference)
+    edit = edit_settings(plan.task, plan.request, source, reference)
     edit.timings = timings
     return edit

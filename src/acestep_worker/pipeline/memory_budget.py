@@ -16,10 +16,9 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import InputError
-from ..models.dit.conditioning import SAMPLES_PER_FRAME
+from ..schema.units import FRAMES_PER_SECOND, LATENT_CHANNELS, SAMPLES_PER_FRAME
 from ..models.vae import DECODE_CHUNK_FRAMES, decode_bytes_per_frame
 
-LATENT_CHANNELS = 64
 
 
 @dataclass(frozen=True)
@@ -74,14 +73,24 @@ def _host_available() -> int:
     return 2**62  # unknown: do not refuse
 
 
-def check_fits(config, frames: int, batch: int, cfg: bool, dtype_bytes: int, device: torch.device,
-               override_mb: float | None = None, tile_frames: int | None = None) -> None:
+@dataclass(frozen=True)
+class MemoryBudget:
+    """Where a generation runs and what it may use: the device, the operator's budget
+    (ACESTEP_MEMORY_BUDGET_MB) instead of what the device reports free, and the operator's VAE tile."""
+
+    device: torch.device
+    override_mb: float | None = None
+    tile_frames: int | None = None
+
+
+def check_fits(config, frames: int, batch: int, cfg: bool, dtype_bytes: int, budget: MemoryBudget) -> None:
     """Raise InputError naming the largest batch that fits when this request would not."""
-    device_free, host_free = available_bytes(device, override_mb)
-    shared = device.type != "cuda" or override_mb is not None  # one pool: add both needs
+    device = budget.device
+    device_free, host_free = available_bytes(device, budget.override_mb)
+    shared = device.type != "cuda" or budget.override_mb is not None  # one pool: add both needs
 
     def fits(size: int) -> bool:
-        need = generation_need(config, frames, size, cfg, dtype_bytes, tile_frames)
+        need = generation_need(config, frames, size, cfg, dtype_bytes, budget.tile_frames)
         if shared:
             return need.device_bytes + need.host_bytes <= device_free
         return need.device_bytes <= device_free and need.host_bytes <= host_free
@@ -89,7 +98,7 @@ def check_fits(config, frames: int, batch: int, cfg: bool, dtype_bytes: int, dev
     if fits(batch):
         return
     largest = max((size for size in range(1, batch) if fits(size)), default=0)
-    seconds = frames / 25
+    seconds = frames / FRAMES_PER_SECOND
     if largest:
         raise InputError("batch_size", f"{batch} songs of {seconds:g} s would not fit in the memory this "
                          f"{device.type} has free; the largest batch that fits is {largest} (or ask for a "

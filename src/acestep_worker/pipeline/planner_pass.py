@@ -1,9 +1,9 @@
-"""From a request to what the synthesizer makes: the planner's part of a generation.
+"""The planner's pass over a job: caption, lyrics, metadata and audio codes, as the plan asks.
 
-Upstream's order, with the user always winning: a sample query (or sample mode) invents caption,
+Upstream's order, with the user always winning: a description (sample mode) invents caption,
 lyrics and metadata; `use_format` rewrites caption and lyrics; the metadata chain of thought fills
-whatever is still missing; `thinking` writes the audio codes. Without a planner, requests that need
-one fail with a clear error and the rest simply use what the user gave.
+whatever is still unset; `thinking` writes the audio codes. What runs is decided by the plan
+(`plan.PlannerWork`); this module carries it out and says what came of it.
 """
 
 from __future__ import annotations
@@ -11,15 +11,15 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Callable
 
-from ..errors import PlannerUnavailableError
 from ..models.planner.decoding import SamplingParams
-from ..models.planner.metadata import FIELD_ORDER, Metadata
-from ..models.planner.planner import Planner
+from ..models.planner.metadata import Metadata
+from ..models.planner.planner import Planner, SongText
 from ..schema.request import GenerationRequest
+from ..schema.units import DEFAULT_DURATION_S
+from .plan import PlannerWork
+from .progress import ProgressTracker
 
-DEFAULT_DURATION_S = 30.0
 DEFAULT_LANGUAGE = "en"
 
 # A sample query's language and "instrumental" hints, as upstream reads them (first match wins).
@@ -52,9 +52,31 @@ def query_hints(query: str) -> tuple[str | None, bool]:
     return language, instrumental
 
 
+@dataclass(frozen=True)
+class PlannerInputs:
+    """What the user gave the planner: the song's text, a description, the metadata they set (which
+    always wins), how to sample, and the requested duration."""
+
+    text: SongText
+    query: str
+    user: Metadata
+    params: SamplingParams
+    duration_s: float | None
+
+    @classmethod
+    def from_request(cls, request: GenerationRequest) -> "PlannerInputs":
+        user = Metadata(bpm=request.bpm, duration=int(request.duration) if request.duration else None,
+                        keyscale=request.key_scale, timesignature=request.time_signature,
+                        language=request.vocal_language)
+        params = SamplingParams(temperature=request.lm_temperature, top_k=request.lm_top_k, top_p=request.lm_top_p,
+                                cfg_scale=request.lm_cfg_scale)
+        return cls(SongText(request.caption, request.lyrics, request.lm_negative_prompt), request.sample_query,
+                   user, params, request.duration)
+
+
 @dataclass
 class Resolved:
-    """Everything the synthesizer needs for one request, after the planner (if any) ran."""
+    """The songs' text and metadata after the planner (if any) ran."""
 
     caption: str
     lyrics: str
@@ -63,80 +85,56 @@ class Resolved:
     key_scale: str | None
     time_signature: str | None
     duration_s: float
-    codes: list[list[int]] | None = None  # per song, 5 per second, when `thinking`
+    codes: list[list[int]] | None = None  # per song, 5 per second, when the planner wrote them
     lm_metadata: dict = field(default_factory=dict)  # what the planner wrote (not what the user gave)
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def sampling_params(request: GenerationRequest) -> SamplingParams:
-    return SamplingParams(temperature=request.lm_temperature, top_k=request.lm_top_k, top_p=request.lm_top_p,
-                          cfg_scale=request.lm_cfg_scale)
-
-
-def user_metadata(request: GenerationRequest) -> Metadata:
-    return Metadata(bpm=request.bpm, duration=int(request.duration) if request.duration else None,
-                    keyscale=request.key_scale, timesignature=request.time_signature,
-                    language=request.vocal_language if request.vocal_language != "unknown" else None)
-
-
-def resolve(request: GenerationRequest, planner: Planner | None, seeds: list[int],
-            on_stage: Callable[[str], None] | None = None, on_code_step: Callable[[int, int], None] | None = None,
-            should_stop: Callable[[], bool] | None = None) -> Resolved:
-    if request.needs_planner and planner is None:
-        wanted = [name for name, on in (("thinking", request.thinking), ("use_format", request.use_format),
-                                        ("sample_mode", request.sample_mode),
-                                        ("sample_query", bool(request.sample_query.strip()))) if on]
-        raise PlannerUnavailableError(f"{', '.join(wanted)} needs the 5 Hz planner LM, which this server does not "
-                                      "have (set ACESTEP_LM_MODEL_PATH); send the request without it")
-    user = user_metadata(request)
-    caption, lyrics, written, timings = request.caption, request.lyrics, Metadata(), {}
-    run_cot = planner is not None and request.use_cot_metas
-    params, seed = sampling_params(request), seeds[0]
-
-    def stage(name: str) -> float:
-        if on_stage is not None:
-            on_stage(name)
-        return time.perf_counter()
-
-    if planner is not None and (request.sample_mode or request.sample_query.strip()):
-        start = stage("planning")
-        hint_language, instrumental = query_hints(request.sample_query)
-        result = planner.create_sample(request.sample_query, instrumental, user.language or hint_language,
-                                       params, seed, should_stop)
-        caption, lyrics, written = result.metadata.caption or caption, result.lyrics or lyrics, result.metadata
-        run_cot = False  # the sample already carries its metadata
+def planner_pass(work: PlannerWork, given: PlannerInputs, planner: Planner | None, seeds: list[int],
+                 progress: ProgressTracker) -> Resolved:
+    """Run what `work` asks (nothing without a planner: the plan has refused what needs one)."""
+    text, written, timings = given.text, Metadata(), {}
+    run_metadata = bool(work.metadata)
+    if work.runs and work.sample:
+        start = _stage(progress)
+        language, instrumental = query_hints(given.query)
+        result = planner.create_sample(given.query, instrumental, given.user.language or language, given.params,
+                                       seeds[0], progress)
+        text = SongText(result.metadata.caption or text.caption, result.lyrics or text.lyrics, text.negative)
+        written = result.metadata
         timings["planner_sample"] = time.perf_counter() - start
-    if planner is not None and request.use_format:
-        start = stage("planning")
-        result = planner.format_input(caption, lyrics, user, params, seed, should_stop)
-        caption, lyrics = result.metadata.caption or caption, result.lyrics or lyrics
+    if work.runs and work.format:
+        start = _stage(progress)
+        result = planner.format_input(text, given.user, given.params, seeds[0], progress)
+        text = SongText(result.metadata.caption or text.caption, result.lyrics or text.lyrics, text.negative)
         written = result.metadata.merged_over(written)
-        run_cot = run_cot and result.metadata.duration is None
+        run_metadata = run_metadata and result.metadata.duration is None
         timings["planner_format"] = time.perf_counter() - start
-    prompt_caption = caption  # the LM's own prompts keep the caption from before its rewrite
-    if run_cot and not all((user.bpm, user.keyscale, user.timesignature, user.duration)):
-        start = stage("planning")
-        fields = [f for f in FIELD_ORDER if not (f == "caption" and not request.use_cot_caption)
-                  and not (f == "language" and not request.use_cot_language)]
-        result = planner.write_metadata(prompt_caption, lyrics, user, params, seed, fields,
-                                        request.lm_negative_prompt, should_stop)
+    caption = text.caption  # the LM's own prompts (`text`) keep the caption from before the metadata's rewrite
+    if work.runs and run_metadata:
+        start = _stage(progress)
+        result = planner.write_metadata(text, given.user, given.params, seeds[0], list(work.metadata),
+                                        progress)
         written = result.metadata.merged_over(written)
-        if request.use_cot_caption and result.metadata.caption:
+        if "caption" in work.metadata and result.metadata.caption:
             caption = result.metadata.caption
         timings["planner_metadata"] = time.perf_counter() - start
-
-    final = user.merged_over(written)  # the user's values always win
+    final = given.user.merged_over(written)  # the user's values always win
     resolved = Resolved(
-        caption=caption, lyrics=lyrics, language=final.language or DEFAULT_LANGUAGE, bpm=final.bpm,
+        caption=caption, lyrics=text.lyrics, language=final.language or DEFAULT_LANGUAGE, bpm=final.bpm,
         key_scale=final.keyscale, time_signature=final.timesignature,
-        duration_s=float(request.duration or final.duration or DEFAULT_DURATION_S),
-        lm_metadata={k: v for k, v in written.as_dict().items() if getattr(user, k) is None}, timings=timings)
-    if request.thinking:
-        start = stage("audio_codes")
+        duration_s=float(given.duration_s or final.duration or DEFAULT_DURATION_S),
+        lm_metadata={k: v for k, v in written.as_dict().items() if getattr(given.user, k) is None}, timings=timings)
+    if work.runs and work.writes_codes:
+        progress.stage("audio_codes")
+        start = time.perf_counter()
         cot = Metadata(bpm=resolved.bpm, caption=resolved.caption, duration=int(resolved.duration_s),
-                       keyscale=resolved.key_scale, language=resolved.language,
-                       timesignature=resolved.time_signature)
-        resolved.codes = planner.write_codes(prompt_caption, lyrics, cot, resolved.duration_s, seeds, params,
-                                             request.lm_negative_prompt, on_code_step, should_stop)
+                       keyscale=resolved.key_scale, language=resolved.language, timesignature=resolved.time_signature)
+        resolved.codes = planner.write_codes(text, cot, resolved.duration_s, seeds, given.params, progress)
         timings["planner_codes"] = time.perf_counter() - start
     return resolved
+
+
+def _stage(progress: ProgressTracker) -> float:
+    progress.stage("planning")
+    return time.perf_counter()

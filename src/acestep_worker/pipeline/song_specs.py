@@ -1,61 +1,53 @@
-"""From a request and its resolved metadata to the songs to make: one `SongSpec` per seed (text,
-metadata, length, instruction, code hints), and what a result reports of them.
+"""From a plan and what the planner resolved to the songs to make: one `SongSpec` per seed (text,
+metadata, instruction, code hints), and what a result reports of them.
 
-Codes, the planner's or the request's own `audio_code_string`, lead the DiT as a cover does and set
-a song's length, 5 latent frames per code, as upstream; otherwise a source task takes the source's
-length and text2music the duration's.
+Codes, the request's own `audio_code_string` or the planner's, lead the DiT as a cover does: the
+detokenizer turns each code into five 25 Hz latent hints. How long the songs are is the plan's.
 """
 
 from __future__ import annotations
 
-from ..models.dit.conditioning import MIN_FRAMES, frames_for_duration
+import torch
+
+from ..models.dit.conditioning import codes_to_quantized, detokenize
 from ..models.dit.model import DiTModel
-from ..models.dit.text_prompts import COVER_INSTRUCTION, Metas, is_instrumental
-from ..schema.request import GenerationRequest
-from ..schema.task_types import given_codes, instruction_for
+from ..models.dit.text_prompts import Metas
+from ..schema.values import is_instrumental
 from .edit_conditions import EditInputs
+from .plan import JobPlan
 from .planner_pass import Resolved
-from .sampling_plan import codes_to_hints
 from .synthesizer import SongSpec
 
 
-def song_specs(dit: DiTModel, request: GenerationRequest, resolved: Resolved, seeds: list[int],
-               edit: EditInputs) -> list[SongSpec]:
-    """One spec per song. Codes (the planner's, or `audio_code_string`) make a text2music song a
-    cover of them and set its length, 5 frames per code, whatever the duration says (given codes
-    also replace the source song, see `Engine.generate`); a source task takes the source's length."""
+def codes_to_hints(dit: DiTModel, codes: list[int] | tuple[int, ...]) -> torch.Tensor:
+    """Audio codes (5 Hz) -> 25 Hz latent hints [5 * len(codes), channels] through the detokenizer."""
+    with torch.no_grad():
+        indices = torch.tensor(codes, dtype=torch.long, device=dit.device).clamp(0, 63_999).view(1, -1, 1)
+        return detokenize(dit, codes_to_quantized(dit, indices))[0]
+
+
+def song_specs(dit: DiTModel, plan: JobPlan, resolved: Resolved, edit: EditInputs) -> list[SongSpec]:
+    """One spec per seed; the request's codes are one set of hints for every song, the planner's one each."""
     metas = Metas(bpm=resolved.bpm, time_signature=resolved.time_signature, key_scale=resolved.key_scale,
                   duration_s=edit.source.duration_s if edit.source else resolved.duration_s)
-    codes_given = given_codes(request)
-    instruction = instruction_for(request.task_type, request.track_name, request.track_classes,
-                                  request.instruction)
-    given_hints = codes_to_hints(dit, codes_given) if codes_given else None  # one for every song
-    frames = frames_for_duration(resolved.duration_s)
-    if edit.source is not None:
-        frames = max(MIN_FRAMES, edit.source.latents.shape[0])
+    given = codes_to_hints(dit, plan.codes) if plan.codes else None
     specs = []
-    for index, seed in enumerate(seeds):
-        spec = SongSpec(caption=resolved.caption, lyrics=resolved.lyrics, language=resolved.language,
-                        metas=metas, seed=seed, frames=frames, instruction=instruction)
-        codes = codes_given or (resolved.codes[index] if resolved.codes is not None else None)
-        if codes:
-            # 5 latent frames per code; the DiT follows them as a cover does.
-            spec.code_hints = given_hints if codes_given else codes_to_hints(dit, codes)
-            spec.frames = spec.code_hints.shape[0]
-            if request.task_type == "text2music" and not request.instruction:
-                spec.instruction = COVER_INSTRUCTION
-        specs.append(spec)
+    for index, seed in enumerate(plan.seeds):
+        hints = given if given is not None else (codes_to_hints(dit, resolved.codes[index]) if resolved.codes else None)
+        specs.append(SongSpec(caption=resolved.caption, lyrics=resolved.lyrics, language=resolved.language, metas=metas,
+                              seed=seed, instruction=plan.instruction, code_hints=hints))
     return specs
 
 
-def song_params(request: GenerationRequest, resolved: Resolved, songs: list[SongSpec], planner) -> dict:
-    """What a result reports of the songs it made: the resolved text and metadata, seeds, the planner's part."""
+def song_params(plan: JobPlan, resolved: Resolved, planner) -> dict:
+    """What a result reports of the songs it made: the resolved text and metadata, seeds, what set their
+    length, and the planner's part."""
     params = {"caption": resolved.caption, "lyrics": resolved.lyrics, "instrumental": is_instrumental(resolved.lyrics),
               "vocal_language": resolved.language, "bpm": resolved.bpm, "key_scale": resolved.key_scale,
               "time_signature": resolved.time_signature, "requested_duration": resolved.duration_s,
-              "seeds": [s.seed for s in songs]}
+              "duration_from": plan.length.source, "seeds": list(plan.seeds)}
     if planner is not None:
-        params["planner"] = {"model": planner.name, "thinking": request.thinking,
+        params["planner"] = {"model": planner.name, "thinking": plan.request.thinking,
                              "audio_codes": len(resolved.codes[0]) if resolved.codes else 0}
         params["lm_metadata"] = resolved.lm_metadata
     return params

@@ -11,11 +11,11 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Callable, Iterator
+from typing import Callable, Iterator, NamedTuple
 
 import torch
 
-from ..models.dit.conditioning import Conditions, at_batch_length, batch_frames, prepare_condition, silence_frames
+from ..models.dit.conditioning import Conditions, at_batch_length, prepare_condition, silence_frames
 from ..models.dit.model import DiTModel
 from ..models.dit.sampler import SamplerHooks, SamplingPlan, sample
 from ..models.dit.sampler_edits import CoverSwitch, Edit, Repaint, nearest_start, renoise
@@ -31,9 +31,7 @@ from ..models.text_encoder import EncodedText, TextEncoder
 from ..models.vae import decode
 from ..schema.task_types import TASKS
 from .edit_conditions import EditInputs, source_at_length, source_rows, splice
-
-StageCallback = Callable[[str], None]
-StepCallback = Callable[[int, int], None]
+from .progress import ProgressTracker
 
 
 @dataclass
@@ -45,7 +43,6 @@ class SongSpec:
     language: str
     metas: Metas
     seed: int
-    frames: int  # latent frames at 25 Hz
     instruction: str = TEXT2MUSIC_INSTRUCTION
     code_hints: torch.Tensor | None = None  # [frames, channels] 25 Hz hints from planner codes (cover)
 
@@ -57,6 +54,12 @@ class SynthesisOutput:
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
 
 
+class EncodedPrompts(NamedTuple):
+    captions: EncodedText  # the caption prompts, through the text encoder
+    lyrics: EncodedText  # the lyric prompts, through its embedding table
+    text2music: EncodedText | None  # a partial cover's second condition: the captions as text2music
+
+
 class Synthesizer:
     """Text encoder + VAE, shared by every DiT the engine has loaded."""
 
@@ -64,38 +67,36 @@ class Synthesizer:
         self.text_encoder = text_encoder
         self.vae = vae
 
-    def __call__(self, dit: DiTModel, songs: list[SongSpec], plan: SamplingPlan,
-                 on_stage: StageCallback | None = None, on_step: StepCallback | None = None,
-                 check: Callable[[], object] | None = None, edit: EditInputs | None = None) -> SynthesisOutput:
-        """`check` runs between decoded songs and may raise to stop; `on_step` may raise between steps.
-        `edit` carries an editing task's source and reference (text2music without it)."""
+    def __call__(self, dit: DiTModel, songs: list[SongSpec], frames: int, plan: SamplingPlan,
+                 progress: ProgressTracker, edit: EditInputs | None = None) -> SynthesisOutput:
+        """`frames`: the batch's latent length (the plan's). `progress` reports each stage and step and
+        stops the work between steps and between decoded songs. `edit` carries an editing task's
+        source and reference (text2music without it)."""
         timings: dict[str, float] = {}
         edit = edit or EditInputs(TASKS["text2music"])
-        frames = batch_frames([song.frames for song in songs])  # codes under 5.12 s still give 128
 
-        with _stage("text_encoding", timings, on_stage):
-            captions, lyrics, non_cover = self.encode_prompts(songs, with_text2music=edit.cover_strength < 1)
-        with _stage("conditioning", timings, on_stage):
-            conditions = self.prepare_conditions(dit, songs, captions, lyrics, frames, edit)
+        with _stage("text_encoding", timings, progress):
+            prompts = self.encode_prompts(songs, with_text2music=edit.cover_strength < 1)
+        with _stage("conditioning", timings, progress):
+            conditions = self.prepare_conditions(dit, songs, prompts.captions, prompts.lyrics, frames, edit)
             generators = [torch.Generator("cpu").manual_seed(song.seed) for song in songs]
             noise = draw_noise(generators, frames, dit.silence_latent.shape[-1])
-            plan, sampler_edit = self.editing_plan(dit, songs, plan, conditions, noise, lyrics, non_cover, edit)
-        with _stage("diffusion", timings, on_stage):
+            plan, sampler_edit = self.editing_plan(dit, plan, conditions, noise, prompts, edit)
+        with _stage("diffusion", timings, progress):
             # SDE draws fresh noise each step from the same per-song generators: a seed fixes the song.
             step_noise = (lambda: draw_noise(generators, frames, noise.shape[-1])) if plan.infer_method == "sde" else None
-            latents = sample(dit, conditions, noise, plan, SamplerHooks(on_step=on_step, step_noise=step_noise),
+            latents = sample(dit, conditions, noise, plan, SamplerHooks(on_step=progress.step, step_noise=step_noise),
                              sampler_edit)
-        with _stage("vae_decode", timings, on_stage):
-            audio = decode(self.vae, latents, check)
+        with _stage("vae_decode", timings, progress):
+            audio = decode(self.vae, latents, progress.check)
         if edit.source is not None:
             audio = audio[..., : edit.source.samples]  # a source task keeps the source's length
             if edit.splice and edit.source.region is not None:
                 audio = splice(audio, edit.source, edit.wav_crossfade_s)
         return SynthesisOutput(audio, frames, timings)
 
-    def editing_plan(self, dit: DiTModel, songs: list[SongSpec], plan: SamplingPlan, conditions: Conditions,
-                     noise: torch.Tensor, lyrics: EncodedText, non_cover: EncodedText | None,
-                     edit: EditInputs) -> tuple[SamplingPlan, Edit]:
+    def editing_plan(self, dit: DiTModel, plan: SamplingPlan, conditions: "BatchConditions", noise: torch.Tensor,
+                     prompts: EncodedPrompts, edit: EditInputs) -> tuple[SamplingPlan, Edit]:
         """The sampler's editing extras: cover noise start, the cover switch, repaint injection."""
         sampler_edit = Edit()
         src = conditions.source_latents
@@ -103,10 +104,10 @@ class Synthesizer:
             first = nearest_start(plan.timesteps, edit.cover_noise_strength)
             plan = replace(plan, timesteps=plan.timesteps[first:])
             sampler_edit.start = renoise(src.float().to(noise.device), noise, float(plan.timesteps[0]))
-        if non_cover is not None:
+        if prompts.text2music is not None:
             silence = silence_frames(dit, src.shape[1]).unsqueeze(0).expand_as(src)
-            switch = self._conditions(dit, non_cover, lyrics, silence, conditions.chunk_masks,
-                                      torch.zeros(len(songs), dtype=torch.bool, device=dit.device),
+            switch = self._conditions(dit, prompts.text2music, prompts.lyrics, silence, conditions.chunk_masks,
+                                      torch.zeros(src.shape[0], dtype=torch.bool, device=dit.device),
                                       conditions.refs, conditions.refs_order)
             sampler_edit.cover_switch = CoverSwitch(switch, int(plan.steps * edit.cover_strength))
         if conditions.repaint_mask is not None:
@@ -114,8 +115,7 @@ class Synthesizer:
                                            round(edit.injection_ratio * plan.steps), edit.crossfade_frames)
         return plan, sampler_edit
 
-    def encode_prompts(self, songs: list[SongSpec], with_text2music: bool = False
-                       ) -> tuple[EncodedText, EncodedText, EncodedText | None]:
+    def encode_prompts(self, songs: list[SongSpec], with_text2music: bool = False) -> EncodedPrompts:
         """Caption prompts through the text encoder, lyric prompts through its embedding table.
 
         A batch usually repeats one prompt; each distinct prompt is encoded once. `with_text2music`
@@ -131,10 +131,10 @@ class Synthesizer:
         lyrics = _encode_distinct(lyric_texts, lambda texts: self.text_encoder.embed_lyrics(
             texts, LYRIC_MAX_TOKENS))
         if not with_text2music:
-            return captions, lyrics, None
+            return EncodedPrompts(captions, lyrics, None)
         n = len(songs)
-        return (EncodedText(captions.hidden_states[:n], captions.attention_mask[:n]), lyrics,
-                EncodedText(captions.hidden_states[n:], captions.attention_mask[n:]))
+        return EncodedPrompts(EncodedText(captions.hidden_states[:n], captions.attention_mask[:n]), lyrics,
+                              EncodedText(captions.hidden_states[n:], captions.attention_mask[n:]))
 
     @torch.no_grad()
     def prepare_conditions(self, dit: DiTModel, songs: list[SongSpec], captions: EncodedText,
@@ -211,9 +211,8 @@ def _encode_distinct(texts: list[str], encode: Callable[[list[str]], EncodedText
 
 
 @contextmanager
-def _stage(name: str, timings: dict[str, float], on_stage: StageCallback | None) -> Iterator[None]:
-    if on_stage is not None:
-        on_stage(name)
+def _stage(name: str, timings: dict[str, float], progress: ProgressTracker) -> Iterator[None]:
+    progress.stage(name)
     start = time.perf_counter()
     yield
     if torch.cuda.is_available():

@@ -11,6 +11,7 @@ and what it accepts.
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import (
@@ -24,15 +25,14 @@ from pydantic import (
     model_validator,
 )
 
-from ..audio.encode import FORMATS, MP3_BITRATES_KBPS
 from ..errors import InputError, echo
-from ..models.dit.text_prompts import is_instrumental
 from . import values
+from .formats import FORMATS, MP3_BITRATES_KBPS
 from .lora_refs import LoraRef, parse_loras
 from .task_types import REPAINT_MODES, TASK_TYPES, TRACK_NAMES, replaced_fields
-from .values import MAX_SEED, MAX_TIMESTEPS, check_shape
+from .units import MAX_DURATION_S, MIN_DURATION_S
+from .values import MAX_SEED, MAX_TIMESTEPS, check_shape, is_instrumental, parse_audio_codes
 
-MIN_DURATION_S, MAX_DURATION_S = 10.0, 600.0
 MAX_BATCH = 8
 CAPTION_MAX_CHARS = 4_000
 LYRICS_MAX_CHARS = 20_000
@@ -320,6 +320,11 @@ class GenerationRequest(BaseModel):
             raise InputError("seed", f"seed lists {len(self.seed)} seeds but batch_size is {self.batch_size}; "
                              "give one seed, or one per song")
         return self
+
+    @cached_property
+    def given_codes(self) -> tuple[int, ...]:
+        """The audio codes `audio_code_string` holds, parsed once per request (empty: none given)."""
+        return tuple(parse_audio_codes(self.audio_code_string))
 
     @property
     def instrumental(self) -> bool:

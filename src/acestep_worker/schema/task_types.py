@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import math
 import random
-import re
 from dataclasses import dataclass
 
 from ..errors import InputError
+from .units import FRAMES_PER_SECOND, SAMPLE_RATE, latent_frames
 
-SAMPLE_RATE = 48_000
-FRAMES_PER_SECOND = 25  # latent frames per second (48,000 / 1,920)
 
 # Upstream's track names (acestep/constants.py), in its order.
 TRACK_NAMES = ("woodwinds", "brass", "fx", "synth", "strings", "percussion", "keyboard", "guitar", "bass",
@@ -135,11 +133,6 @@ def region_for(start_s: float, end_s: float | None, source_samples: int) -> Regi
     return Region(pad_left_samples, pad_right_samples, start_frame, end_frame)
 
 
-def latent_frames(samples: int) -> int:
-    """Latent frames covering `samples` of 48 kHz audio (the encoder's input is padded to whole frames)."""
-    return -(-samples // (SAMPLE_RATE // FRAMES_PER_SECOND))
-
-
 def repaint_schedule(mode: str, strength: float) -> tuple[float, int]:
     """(injection ratio, latent crossfade frames) for a repaint mode, as upstream sets them."""
     if mode == "conservative":
@@ -162,25 +155,24 @@ def reference_offsets(total_samples: int, piece: int, seed: int) -> list[int]:
             2 * third + rng.randint(0, max(0, total_samples - 2 * third - piece))]
 
 
-_CODE = "<|audio_code_"
+# The planner's fields, which a task that only transforms a source ignores, as upstream skips the LM.
+PLANNER_FIELDS = ("thinking", "use_format", "sample_mode", "sample_query", "use_cot_metas", "use_cot_caption",
+                  "use_cot_language")
 
 
-def given_codes(request: object) -> list[int] | None:
-    """The request's own audio codes (`audio_code_string`), None when it gives none."""
-    return parse_audio_codes(getattr(request, "audio_code_string", "") or "") or None
-
-
-def replaced_fields(request: object) -> dict[str, str]:
+def replaced_fields(request) -> dict[str, str]:
     """Fields of `request` that another of its fields replaces, as upstream's rules do, with the
     reason, whether or not they were sent: nothing fetches or uses them, and results report the ones
     that were sent as unused."""
-    if given_codes(request) is not None:
-        return {"src_audio": "audio_code_string gives audio codes, which replace the source song, as upstream's do"}
-    return {}
-
-
-def parse_audio_codes(text: str) -> list[int]:
-    """'<|audio_code_12|><|audio_code_7|>...' (or bare integers) -> [12, 7, ...]."""
-    if _CODE in text:
-        return [int(n) for n in re.findall(r"<\|audio_code_(\d+)\|>", text)]
-    return [int(n) for n in re.findall(r"\d+", text)]
+    replaced = {}
+    task = TASKS[request.task_type]
+    if request.given_codes:
+        replaced["src_audio"] = "audio_code_string gives audio codes, which replace the source song, as upstream's do"
+        replaced["thinking"] = "audio_code_string gives the audio codes; the planner writes none, as upstream"
+    elif task.needs_source:
+        replaced["thinking"] = (f"task_type {request.task_type!r} follows the source song; the planner writes no "
+                                "audio codes for it, as upstream")
+    if not task.runs_planner:
+        reason = f"task_type {request.task_type!r} only transforms the source song; the planner does not run for it, as upstream"
+        replaced.update({name: reason for name in PLANNER_FIELDS})
+    return replaced

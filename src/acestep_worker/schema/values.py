@@ -12,7 +12,6 @@ import re
 from typing import Any
 
 from ..errors import InputError, echo
-from .task_types import parse_audio_codes
 
 MAX_SEED = 2**32 - 1
 MAX_TIMESTEPS = 20  # custom turbo steps; the same number as models.dit.schedules.MAX_CUSTOM_TIMESTEPS
@@ -23,11 +22,20 @@ LANGUAGES = ("ar", "az", "bg", "bn", "ca", "cs", "da", "de", "el", "en", "es", "
              "hr", "ht", "hu", "id", "is", "it", "ja", "ko", "la", "lt", "ms", "ne", "nl", "no", "pa", "pl",
              "pt", "ro", "ru", "sa", "sk", "sr", "sv", "sw", "ta", "te", "th", "tl", "tr", "uk", "ur", "vi",
              "yue", "zh", "unknown")
+UNKNOWN_LANGUAGE = "unknown"
 TIME_SIGNATURES = ("2", "3", "4", "6")
 # A key as users write it: "C major", "Am", "C#m", "Bbm", "Ebmaj", "F# Major", "A minor", "G".
 _KEY = re.compile(r"^\s*([A-Ga-g])\s*(#|♯|b|♭|-?sharp|-?flat)?\s*(major|minor|maj|min|m|M)?\s*$")
 _ACCIDENTALS = {"": "", "#": "#", "♯": "#", "sharp": "#", "b": "b", "♭": "b", "flat": "b"}
 _TIME_SIGNATURE = re.compile(r"^\s*(\d+)\s*(?:/\s*(\d+))?\s*$")
+
+
+_INSTRUMENTAL_MARKERS = {"", "[inst]", "[instrumental]"}
+
+
+def is_instrumental(lyrics: str | None) -> bool:
+    """Empty lyrics, `[inst]` and `[instrumental]` (any case) mean no vocals."""
+    return (lyrics or "").strip().lower() in _INSTRUMENTAL_MARKERS
 
 
 def check_shape(data: Any) -> None:
@@ -141,12 +149,20 @@ def time_signature(value: str | None) -> str | None:
 
 
 def language(value: str | None) -> str | None:
+    """An ISO 639 code; upstream's "unknown" means none given, as does an empty value."""
     if value is None or not value.strip():
         return None
     code = value.strip().lower()
     if code not in LANGUAGES:
         raise ValueError("unknown language")
-    return code
+    return None if code == UNKNOWN_LANGUAGE else code
+
+
+def parse_audio_codes(text: str) -> list[int]:
+    """'<|audio_code_12|><|audio_code_7|>...' (or bare integers) -> [12, 7, ...]."""
+    if "<|audio_code_" in text:
+        return [int(n) for n in re.findall(r"<\|audio_code_(\d+)\|>", text)]
+    return [int(n) for n in re.findall(r"\d+", text)]
 
 
 def audio_codes(text: str) -> str:

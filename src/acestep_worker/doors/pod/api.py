@@ -24,9 +24,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
 
 from ... import __version__
-from ...audio.encode import CONTENT_TYPES
+from ...schema.formats import CONTENT_TYPES
 from ...errors import AceStepError, InputError, PlannerUnavailableError, echo
 from ...pipeline.engine import Engine
+from ...pipeline import planner_services
+from ...schema.messages import needs_planner
 from ...schema.request import GenerationRequest, TimedRequest, parse, unused_fields
 from . import lora_routes, model_routes
 from .guard import AccessGuard, keys_match
@@ -247,7 +249,7 @@ def create_app(engine: Engine, manager: TaskManager, settings: ApiSettings) -> F
                        open_paths=OPEN_PATHS, body_token_paths=BODY_TOKEN_PATHS)
 
     def lm_model() -> str:  # read each time: /v1/init may swap the planner
-        return engine.planner.name if engine.planner is not None else ""
+        return engine.models.planner.name if engine.models.planner is not None else ""
     output_dir = manager.output_dir.resolve()
 
     def settings_dep() -> ApiSettings:
@@ -260,9 +262,9 @@ def create_app(engine: Engine, manager: TaskManager, settings: ApiSettings) -> F
     @app.get("/health")
     async def health() -> dict:
         return wrap({"status": "ok", "service": "ACE-Step API", "version": __version__,
-                     "models_initialized": True, "llm_initialized": engine.planner is not None,
-                     "loaded_model": engine.default_model, "loaded_lm_model": lm_model() or None,
-                     "random_weights": engine.random_weights})
+                     "models_initialized": True, "llm_initialized": engine.models.planner is not None,
+                     "loaded_model": engine.models.default_model, "loaded_lm_model": lm_model() or None,
+                     "random_weights": engine.models.random_weights})
 
     def header_auth(request: Request) -> None:
         check_auth(request, settings)
@@ -284,8 +286,7 @@ def create_app(engine: Engine, manager: TaskManager, settings: ApiSettings) -> F
                                              manager.audio_policy.limits)
             generation = parse(fields, TimedRequest)
             # What the model cannot do, or bad audio, is a 400 now, not a failure in the queue.
-            await run_in_threadpool(manager.check, generation)
-            task = manager.submit(generation, inputs=stored)
+            task = await run_in_threadpool(manager.submit, generation, stored)
         except QueueFull as exc:
             discard(stored)
             return JSONResponse({"detail": "Server busy: queue is full"}, status_code=429,
@@ -347,8 +348,8 @@ def create_app(engine: Engine, manager: TaskManager, settings: ApiSettings) -> F
     async def format_input(request: Request, cfg: ApiSettings = Depends(settings_dep)) -> JSONResponse:
         body = await read_body(request)
         check_auth(request, cfg, body)
-        if engine.planner is None:
-            raise HTTPException(503, "the 5 Hz planner LM is not loaded on this server (set ACESTEP_LM_MODEL_PATH)")
+        if engine.models.planner is None:
+            raise HTTPException(503, needs_planner("/format_input"))
         params = _nested(body.get("param_obj"), "param_obj")
         # Validate through the one schema: the same names, aliases and ranges as everywhere else.
         fields = {"caption": body.get("prompt", body.get("caption", "")), "lyrics": body.get("lyrics", ""),
@@ -358,10 +359,8 @@ def create_app(engine: Engine, manager: TaskManager, settings: ApiSettings) -> F
                   "vocal_language": params.get("language")}
         checked = parse({k: v for k, v in fields.items() if v not in (None, "")})
         try:
-            data = await run_in_threadpool(  # the planner never runs on the event loop
-                engine.format_input, checked.caption, checked.lyrics, bpm=checked.bpm, duration=checked.duration,
-                key_scale=checked.key_scale, time_signature=checked.time_signature,
-                language=checked.vocal_language, temperature=checked.lm_temperature)
+            # the planner never runs on the event loop
+            data = await run_in_threadpool(planner_services.format_input, engine.models, checked)
         except PlannerUnavailableError as exc:
             raise HTTPException(503, str(exc)) from None
         except AceStepError as exc:

@@ -24,7 +24,7 @@ DEFAULT_NAME = "default"
 
 
 def register(app: FastAPI, engine: Engine, read_body, wrap) -> None:
-    adapters = engine.adapters
+    adapters = engine.models.adapters
 
     def failed(exc: InputError) -> dict:
         return wrap(None, 400, str(exc))
@@ -39,7 +39,7 @@ def register(app: FastAPI, engine: Engine, read_body, wrap) -> None:
         if name is not None and (not isinstance(name, str) or not 0 < len(name) <= 100):
             return failed(InputError("adapter_name", "adapter_name must be text of 1 to 100 characters"))
         try:
-            data = await run_in_threadpool(adapters.add_global, engine.dit(), name or DEFAULT_NAME,
+            data = await run_in_threadpool(adapters.add_global, engine.models.dit(), name or DEFAULT_NAME,
                                            LoraRef("path", path.strip()), replace=name is None)
         except InputError as exc:
             return failed(exc)

@@ -27,12 +27,12 @@ BodyAuth = Callable[[Request, dict], None]  # ai_token in the body, or the heade
 
 def inventory(engine: Engine) -> dict:
     """What upstream's `/v1/model_inventory` reports: DiTs with their task types, and the planner LMs."""
-    loaded_lm = engine.planner.name if engine.planner is not None else None
+    loaded_lm = engine.models.planner.name if engine.models.planner is not None else None
     return {"models": [{"name": m.name, "is_default": m.is_default, "is_loaded": m.loaded,
-                        "supported_task_types": engine.supported_task_types(m.name)} for m in engine.models()],
-            "default_model": engine.default_model,
-            "lm_models": [{"name": name, "is_loaded": name == loaded_lm} for name in engine.lm_models()],
-            "loaded_lm_model": loaded_lm, "llm_initialized": engine.planner is not None}
+                        "supported_task_types": engine.models.supported_task_types(m.name)} for m in engine.models.installed()],
+            "default_model": engine.models.default_model,
+            "lm_models": [{"name": name, "is_loaded": name == loaded_lm} for name in engine.models.lm_models()],
+            "loaded_lm_model": loaded_lm, "llm_initialized": engine.models.planner is not None}
 
 
 def register(app: FastAPI, engine: Engine, manager: TaskManager, header_auth: HeaderAuth, body_auth: BodyAuth,
@@ -48,7 +48,7 @@ def register(app: FastAPI, engine: Engine, manager: TaskManager, header_auth: He
              "pricing": {"prompt": "0", "completion": "0", "request": "0", "image": "0"},
              "description": f"AI music generation model ({m.family})", "architecture": None,
              "is_default": m.is_default, "is_loaded": m.loaded,
-             "supported_task_types": engine.supported_task_types(m.name)} for m in engine.models()],
+             "supported_task_types": engine.models.supported_task_types(m.name)} for m in engine.models.installed()],
             **{k: v for k, v in listing.items()}}
 
     @app.get("/v1/model_inventory")
@@ -67,7 +67,7 @@ def register(app: FastAPI, engine: Engine, manager: TaskManager, header_auth: He
                                                 "/v1/stats shows no queued or running jobs"), status_code=409)
         init_llm = str(body.get("init_llm", False)).strip().lower() in ("1", "true", "yes", "y", "on")
         try:
-            result = await run_in_threadpool(engine.init_models, body.get("model") or None, init_llm=init_llm,
+            result = await run_in_threadpool(engine.models.init_models, body.get("model") or None, init_llm=init_llm,
                                              lm_model=body.get("lm_model_path") or None)
         except InputError as exc:
             return JSONResponse(wrap(None, 400, str(exc)))

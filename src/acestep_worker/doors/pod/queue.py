@@ -21,11 +21,15 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
-from ...audio.sources import AUDIO_FIELDS, SourcePolicy, check, load_audio
-from ...delivery.files import SavedSong, save_songs
-from ...errors import AceStepError, GenerationCancelled
+from functools import partial
+
+from ...audio.sources import SourcePolicy
+from ...delivery.files import SavedSong, job_paths
+from ...errors import AceStepError
 from ...pipeline.engine import Engine, Progress
+from ...pipeline.plan import JobPlan
 from ...runner.deadline import Deadline
+from ...runner.job import Job, JobRunner
 from ...schema.request import DEFAULT_TIMEOUT_S, GenerationRequest
 from .uploads import clear_stale, discard
 
@@ -48,7 +52,7 @@ class TaskState(str, Enum):
 @dataclass
 class Task:
     id: str
-    request: GenerationRequest
+    plan: JobPlan  # the submission's: its seeds are the task's
     created: float
     state: TaskState = TaskState.QUEUED
     started: float | None = None
@@ -65,6 +69,10 @@ class Task:
     sources: dict = field(default_factory=dict)  # `source`/`reference` reports of the decoded audio
     done: threading.Event = field(default_factory=threading.Event, repr=False)
     cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    @property
+    def request(self) -> GenerationRequest:
+        return self.plan.request
 
     @property
     def timeout_s(self) -> float:
@@ -89,6 +97,7 @@ class TaskManager:
         self.max_tasks, self.max_bytes = max_tasks, max_bytes
         self.input_dir = Path(engine.settings.input_dir)
         self.audio_policy = SourcePolicy.for_pod(engine.settings, self.output_dir)
+        self.runner = JobRunner(engine)
         self._queue: queue.Queue[Task | None] = queue.Queue()
         self._pending: deque[str] = deque()
         self._tasks: dict[str, Task] = {}
@@ -116,23 +125,17 @@ class TaskManager:
 
     # -- submitting and reading -------------------------------------------------------------------
 
-    def check(self, request: GenerationRequest) -> None:
-        """Everything checked at submission, before a task exists, by every door (API and page):
-        what the chosen model cannot do, and what the audio fields say without downloading them
-        (file headers are read: call it off an event loop)."""
-        self.engine.check(request)
-        for name in AUDIO_FIELDS:
-            value = getattr(request, name, None)
-            if value:
-                check(name, value, self.audio_policy)
-
     def submit(self, request: GenerationRequest, inputs: list[Path] | None = None) -> Task:
-        """Queue a generation; raise QueueFull (creating nothing) when `maxsize` tasks already wait.
-        `inputs` are uploaded files the task owns from now on (the caller deletes them on QueueFull)."""
+        """Check and queue a generation: what the job runner refuses at submission (what the chosen
+        model cannot do, what the audio fields say without downloading them) is raised here, and a
+        full queue raises QueueFull; either way no task exists. File headers are read: call it off an
+        event loop. `inputs` are uploaded files the task owns once it exists (the caller deletes them
+        on an error)."""
+        plan = self.runner.check(request, self.audio_policy)
         with self._lock:
             if len(self._pending) >= self.maxsize:
                 raise QueueFull(self.retry_after_s())
-            task = Task(uuid.uuid4().hex, request, time.time(), inputs=list(inputs or ()))
+            task = Task(uuid.uuid4().hex, plan, time.time(), inputs=list(inputs or ()))
             self._tasks[task.id] = task
             self._pending.append(task.id)
             self._queue.put(task)
@@ -204,24 +207,21 @@ class TaskManager:
         task.done.set()
 
     def _run(self, task: Task) -> None:
-        deadline = Deadline(task.timeout_s, task.cancelled)
-
         def on_progress(progress: Progress) -> None:
             task.progress, task.stage = round(progress.fraction, 4), progress.stage
 
+        def on_stage(stage: str) -> None:
+            task.stage = stage
+
+        job = Job(task.id, task.plan, Deadline(task.timeout_s, task.cancelled), self.audio_policy,
+                  partial(job_paths, self.output_dir, task.id), on_progress=on_progress, on_stage=on_stage)
         try:
-            task.stage = "audio_input"
-            loaded = load_audio(task.request, self.audio_policy, deadline.at, should_stop=deadline.cancelled.is_set)
-            task.sources = loaded.output_fields()
-            result = self.engine.generate(task.request, on_progress=on_progress, should_stop=deadline,
-                                          **({"audio": loaded.arrays} if loaded.arrays else {}))
-            task.songs = save_songs(result, task.request, task.id, self.output_dir, check=deadline.check)
-            task.model, task.params, task.timings = result.model, result.params, result.timings
-            task.random_weights = result.random_weights
+            finished = self.runner.run(job)
+            task.songs, task.sources, task.timings = finished.songs, finished.sources, finished.timings
+            task.model, task.params = finished.result.model, finished.result.params
+            task.random_weights = finished.result.random_weights
             task.state, task.progress, task.stage = TaskState.SUCCEEDED, 1.0, "succeeded"
-        except GenerationCancelled as exc:
-            task.state, task.stage, task.error = TaskState.FAILED, "failed", str(deadline.reason(exc))
-        except AceStepError as exc:
+        except AceStepError as exc:  # the runner gives a stopped job the deadline's or the cancel's reason
             task.state, task.stage, task.error = TaskState.FAILED, "failed", str(exc)
         except Exception as exc:  # a fault of the machine or a bug: report it, keep serving
             log.exception("task %s failed", task.id)

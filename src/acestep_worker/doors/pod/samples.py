@@ -11,6 +11,8 @@ from __future__ import annotations
 import random
 
 from ...pipeline.engine import Engine
+from ...pipeline.planner_services import create_sample
+from ...schema.values import UNKNOWN_LANGUAGE
 
 # (description, instrumental, vocal language)
 DESCRIPTIONS = (
@@ -47,12 +49,11 @@ def random_sample(engine: Engine, sample_type: str, rng: random.Random) -> dict:
     description, instrumental, language = rng.choice(DESCRIPTIONS)
     if sample_type == "simple_mode":
         return {"description": description, "instrumental": instrumental, "vocal_language": language}
-    if engine.planner is not None:
-        form = engine.create_sample(description, instrumental=instrumental,
-                                    language=None if language == "unknown" else language,
-                                    seed=rng.randint(0, 2**32 - 1))
+    if engine.models.planner is not None:
+        form = create_sample(engine.models, description, instrumental=instrumental,
+                             language=None if language == UNKNOWN_LANGUAGE else language, seed=rng.randint(0, 2**32 - 1))
         if instrumental and not form["lyrics"].strip():
             form["lyrics"] = "[Instrumental]"
     else:
         form = dict(rng.choice(CUSTOM_EXAMPLES))
-    return {"think": engine.planner is not None, **form}
+    return {"think": engine.models.planner is not None, **form}

@@ -13,21 +13,6 @@ import torch.nn.functional as F
 
 from .model import DiTModel
 
-SAMPLE_RATE = 48_000
-SAMPLES_PER_FRAME = 1920  # the VAE hop: 25 latent frames per second
-MIN_FRAMES = 128  # upstream never generates fewer than 128 frames (5.12 s)
-
-
-def frames_for_duration(duration_s: float) -> int:
-    """Latent frames for a duration, with upstream's rounding: int(round(d, 1) * 48000) // 1920."""
-    return int(max(0.1, round(duration_s, 1)) * SAMPLE_RATE) // SAMPLES_PER_FRAME
-
-
-def batch_frames(item_frames: list[int]) -> int:
-    """All items of a batch share one length, the longest, and at least MIN_FRAMES."""
-    return max(MIN_FRAMES, max(item_frames))
-
-
 def at_batch_length(latents: torch.Tensor, silence: torch.Tensor, frames: int) -> torch.Tensor:
     """An item's latents [n, C] at the batch length [frames, C]: cropped, or padded with silence
     frames restarting at silence frame 0 (never zeros). Upstream pads a source's latents and an

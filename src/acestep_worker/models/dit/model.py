@@ -183,10 +183,8 @@ def compile_blocks(transformer: AceStepTransformer1DModel, backend: str = "induc
     attention switches (dit/attention.py) are traced in: the flex path's block mask enters each
     block as an input, so FlexAttention is fused into the block's graph.
 
-    Dynamo skips guards on module hooks by default, so a hook added after compiling would be
-    silently ignored; LoKr adapters in Kronecker form are per-job forward hooks (`lora.kron`), so
-    the guards are switched on: a new set of hooks recompiles once, later jobs reuse that graph.
+    Hooks added after compiling (LoKr adapters, `lora.kron`) are honoured because the process's
+    compile policy guards on them (models/compile_policy.py, applied when the models load).
     """
-    torch._dynamo.config.skip_nnmodule_hook_guards = False
     for layer in transformer.layers:
         layer.compile(dynamic=True, backend=backend)

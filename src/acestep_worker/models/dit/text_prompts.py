@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ...schema.values import is_instrumental
+
 TEXT2MUSIC_INSTRUCTION = "Fill the audio semantic mask based on the given conditions:"
 COVER_INSTRUCTION = "Generate audio semantic tokens based on the given conditions:"
 
@@ -18,13 +20,7 @@ CAPTION_MAX_TOKENS = 256
 LYRIC_MAX_TOKENS = 2048
 
 INSTRUMENTAL_LYRICS = "[Instrumental]"
-_INSTRUMENTAL_MARKERS = {"", "[inst]", "[instrumental]"}
 NOT_AVAILABLE = "N/A"
-
-
-def is_instrumental(lyrics: str | None) -> bool:
-    """Empty lyrics, `[inst]` and `[instrumental]` (any case) mean no vocals."""
-    return (lyrics or "").strip().lower() in _INSTRUMENTAL_MARKERS
 
 
 @dataclass(frozen=True)

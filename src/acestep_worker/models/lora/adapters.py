@@ -1,6 +1,6 @@
 """LoRA adapters on the DiT: loaded through diffusers' PEFT integration, kept in an LRU, applied per job.
 
-    with engine.adapters.session() as lora:     # inside the engine's generation lock
+    with engine.models.adapters.session() as lora:     # inside the engine's generation lock
         used = lora.apply(dit, request.loras)   # resolve, read, check shapes, activate with scales
         ...sample...                            # on exit, whatever happened, no adapter stays active
 

@@ -21,8 +21,8 @@ the job ends. The factors stay in the adapters' LRU on the DiT's device and dtyp
 computes in the layer's dtype.
 
 torch.compile (ACESTEP_DIT_COMPILE, each block compiled on its own): dynamo skips guards on module
-hooks by default and would silently ignore a hook added after compiling, so `compile_blocks`
-switches those guards on. Then a block whose hooks differ from every graph compiled so far (the
+hooks by default and would silently ignore a hook added after compiling, so the process's compile
+policy (models/compile_policy.py) switches those guards on. Then a block whose hooks differ from every graph compiled so far (the
 first job with a Kronecker adapter, a second adapter on the same layer) compiles one more graph;
 blocks with the same kind of hooks share it, and a new scale or another adapter's factors of the
 same shapes recompile nothing (checked in tests/test_lora_lycoris.py). Past dynamo's recompile

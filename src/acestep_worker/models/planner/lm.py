@@ -25,7 +25,6 @@ VALID_CODES = 64_000  # the FSQ codebook ([8, 8, 8, 5, 5, 5]); tokens for 64000.
 MAX_KEPT_CACHES = 2  # static KV caches kept for reuse (most recently used), each one shape
 # Compiled decode-step shapes kept: capacities up to the context (about 16 steps of 256 tokens) times
 # the batch sizes and guidance on or off that a worker sees.
-RECOMPILE_LIMIT = 64
 
 
 # ACESTEP_LM_COMPILE -> torch.compile's mode for the decode step (None: eager). "graphs" adds CUDA-graph
@@ -100,10 +99,7 @@ class PlannerLM:
         if self.compile_mode is None:
             return self.forward(ids, mask, positions, cache)
         if self._compiled_step is None:
-            # One graph per (rows, capacity) by design (dynamic=False; capacities step by 256 tokens,
-            # rows are the batch, doubled with guidance): past dynamo's recompile limit (8 by default)
-            # new shapes would silently run eager.
-            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
+            # One graph per (rows, capacity): models/compile_policy.py raises dynamo's recompile limit for it.
             self._compiled_step = torch.compile(self.forward, mode=self.compile_mode, dynamic=False, fullgraph=False)
         if self.compile_mode == "reduce-overhead":
             return _GRAPH_THREAD.submit(self._replay, ids, mask, positions, cache).result()

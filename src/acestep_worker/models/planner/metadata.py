@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 import yaml
 
 from ...errors import AceStepError
-from ...schema.request import MAX_DURATION_S, MIN_DURATION_S
+from ...schema.units import MAX_DURATION_S, MIN_DURATION_S
 from ...schema.values import LANGUAGES, TIME_SIGNATURES
 
 FIELD_ORDER = ("bpm", "caption", "duration", "keyscale", "language", "timesignature")

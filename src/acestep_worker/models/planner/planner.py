@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Protocol
 
 import torch
 
-from ...errors import GenerationCancelled, InputError
+from ...errors import InputError
 from .chat_prompts import codes_prompts, cot_prompts, format_prompt, sample_prompt
 from .constraints import CotConstraint, Vocabulary
 from .decoding import PairedDecoder, SamplingParams, generators_for, sample_tokens
@@ -27,7 +27,23 @@ CODES_PER_SECOND = 5
 MAX_LYRICS_TOKENS = 1536  # format/sample modes: the rewritten lyrics after </think>
 CONTEXT_TOKENS = 8192  # cap on prompt + generation, well inside every planner model's window
 
-StepCallback = Callable[[int, int], None]
+
+
+class Progress(Protocol):
+    """How the LM's loops report and stop: `check` raises to stop; `code_step` reports codes written."""
+
+    def check(self) -> object: ...
+
+    def code_step(self, done: int, total: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class SongText:
+    """The text the LM reads: the caption and lyrics, and the caption of its unconditional prompt."""
+
+    caption: str
+    lyrics: str
+    negative: str | None = None  # lm_negative_prompt (classifier-free guidance's other branch)
 
 
 @dataclass
@@ -61,23 +77,22 @@ class Planner:
 
     # -- phase 1 ----------------------------------------------------------------------------------
 
-    def write_metadata(self, caption: str, lyrics: str, user: Metadata, params: SamplingParams, seed: int,
-                       fields: list[str] | None = None, negative: str | None = None,
-                       should_stop: Callable[[], bool] | None = None) -> TextResult:
+    def write_metadata(self, text: SongText, user: Metadata, params: SamplingParams, seed: int,
+                       fields: list[str] | None = None, progress: Progress | None = None) -> TextResult:
         """Generate the `<think>` block (without `</think>`) for `fields` (default: all six)."""
-        cond, uncond = cot_prompts(self.lm, caption, lyrics, negative)
+        cond, uncond = cot_prompts(self.lm, text.caption, text.lyrics, text.negative)
         budget = 700  # six fields: names, values and a caption of at most 512 tokens
         prompts = [self._encode_prompt(cond, "lyrics", budget)]
         uncond_ids = [self._encode_prompt(uncond, "lyrics", budget)] if params.uses_cfg else None
         constraint = CotConstraint(self.vocab, list(fields or FIELD_ORDER), user)
-        return self._generate_text(prompts, uncond_ids, constraint, params, seed, budget, should_stop)
+        return self._generate_text(PairedDecoder(self.lm, prompts, uncond_ids, budget), constraint, params, seed,
+                                   budget, progress)
 
     # -- phase 2 ----------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def write_codes(self, caption: str, lyrics: str, metadata: Metadata, seconds: float, seeds: list[int],
-                    params: SamplingParams, negative: str | None = None, on_step: StepCallback | None = None,
-                    should_stop: Callable[[], bool] | None = None) -> list[list[int]]:
+    def write_codes(self, text: SongText, metadata: Metadata, seconds: float, seeds: list[int],
+                    params: SamplingParams, progress: Progress | None = None) -> list[list[int]]:
         """Exactly `int(seconds * 5)` audio codes (0..63999) for each seed.
 
         The count is fixed by construction: only code tokens are allowed until the count is reached,
@@ -85,7 +100,7 @@ class Planner:
         sampled token on the host until the end.
         """
         count = int(seconds * CODES_PER_SECOND)
-        cond, uncond = codes_prompts(self.lm, caption, lyrics, cot_text(metadata), negative)
+        cond, uncond = codes_prompts(self.lm, text.caption, text.lyrics, cot_text(metadata), text.negative)
         cond_ids = self.lm.encode(cond)
         if len(cond_ids) + count + 1 > self._context_limit():
             raise InputError("duration", f"{seconds:g} s needs {count} audio codes, which with the {len(cond_ids)}-token "
@@ -105,34 +120,35 @@ class Planner:
             codes[:, step] = sample_tokens(logits, params, generators)
             if step + 1 < count:
                 decoder.step(codes[:, step] + first)
-            if on_step is not None:
-                on_step(step + 1, count)
-            if should_stop is not None and should_stop():
-                raise GenerationCancelled("generation stopped on request")
+            if progress is not None:
+                progress.code_step(step + 1, count)
+                progress.check()
         return codes.tolist()
 
     # -- format and sample modes ------------------------------------------------------------------
 
-    def format_input(self, caption: str, lyrics: str, user: Metadata, params: SamplingParams,
-                     seed: int, should_stop: Callable[[], bool] | None = None) -> TextResult:
+    def format_input(self, text: SongText, user: Metadata, params: SamplingParams, seed: int,
+                     progress: Progress | None = None) -> TextResult:
         """The LM rewrites caption and lyrics; the user's bpm/duration/key/time signature/language are
         kept (injected) and the rest is filled in."""
-        prompt = self._encode_prompt(format_prompt(self.lm, caption, lyrics), "lyrics", 700 + MAX_LYRICS_TOKENS)
+        budget = 700 + MAX_LYRICS_TOKENS
+        prompt = self._encode_prompt(format_prompt(self.lm, text.caption, text.lyrics), "lyrics", budget)
         constraint = CotConstraint(self.vocab, list(FIELD_ORDER), Metadata(**{
             k: v for k, v in user.as_dict().items() if k != "caption"}), close_think=True, free_text_after=True)
-        result = self._generate_text([prompt], None, constraint, _without_cfg(params), seed,
-                                     700 + MAX_LYRICS_TOKENS, should_stop)
-        result.lyrics = result.lyrics or lyrics
+        result = self._generate_text(PairedDecoder(self.lm, [prompt], None, budget), constraint,
+                                     _without_cfg(params), seed, budget, progress)
+        result.lyrics = result.lyrics or text.lyrics
         return result
 
     def create_sample(self, query: str, instrumental: bool, language: str | None, params: SamplingParams,
-                      seed: int, should_stop: Callable[[], bool] | None = None) -> TextResult:
-        prompt = self._encode_prompt(sample_prompt(self.lm, query, instrumental), "sample_query",
-                                     700 + MAX_LYRICS_TOKENS)
-        user = Metadata(language=language) if language and language != "unknown" else Metadata()
+                      seed: int, progress: Progress | None = None) -> TextResult:
+        """A description becomes a caption, lyrics and metadata; `language` (a code, or None) is kept."""
+        budget = 700 + MAX_LYRICS_TOKENS
+        prompt = self._encode_prompt(sample_prompt(self.lm, query, instrumental), "sample_query", budget)
+        user = Metadata(language=language) if language else Metadata()
         constraint = CotConstraint(self.vocab, list(FIELD_ORDER), user, close_think=True, free_text_after=True)
-        result = self._generate_text([prompt], None, constraint, _without_cfg(params), seed,
-                                     700 + MAX_LYRICS_TOKENS, should_stop)
+        result = self._generate_text(PairedDecoder(self.lm, [prompt], None, budget), constraint,
+                                     _without_cfg(params), seed, budget, progress)
         if not result.lyrics and instrumental:
             result.lyrics = "[Instrumental]"
         return result
@@ -140,11 +156,9 @@ class Planner:
     # -- the token loop ---------------------------------------------------------------------------
 
     @torch.no_grad()
-    def _generate_text(self, prompts: list[list[int]], uncond: list[list[int]] | None, constraint: CotConstraint,
-                       params: SamplingParams, seed: int, max_tokens: int,
-                       should_stop: Callable[[], bool] | None = None) -> TextResult:
+    def _generate_text(self, decoder: PairedDecoder, constraint: CotConstraint, params: SamplingParams, seed: int,
+                       max_tokens: int, progress: Progress | None = None) -> TextResult:
         start = time.perf_counter()
-        decoder = PairedDecoder(self.lm, prompts, uncond, max_tokens)
         generator = generators_for([seed], self.lm.device)
         tokens: list[int] = []
         while not constraint.done and len(tokens) < max_tokens:
@@ -156,8 +170,8 @@ class Planner:
             tokens.append(token)
             if not constraint.done and len(tokens) < max_tokens:
                 decoder.step(torch.tensor([token]))
-            if should_stop is not None and should_stop():
-                raise GenerationCancelled("generation stopped on request")
+            if progress is not None:
+                progress.check()
         text = self.lm.decode(tokens)
         metadata = parse_cot(text)
         lyrics = _lyrics_after_think(text, self.lm.tokenizer.eos_token) if constraint.free_text_after else None

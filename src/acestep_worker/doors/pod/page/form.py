@@ -14,11 +14,12 @@ import time
 
 import gradio as gr
 
-from ....audio.encode import FORMATS
+from ....schema.formats import FORMATS
 from ....errors import AceStepError
 from ....models.variants import BASE, TURBO
+from ....pipeline import planner_services
 from ....pipeline.engine import Engine
-from ....schema.request import MAX_BATCH
+from ....schema.request import MAX_BATCH, parse
 from ....schema.values import LANGUAGES
 from ..queue import QueueFull, Task, TaskManager, TaskState
 from .edit_controls import EditingControls, editing_controls, optional_text
@@ -83,11 +84,11 @@ def _summary(task: Task) -> dict:
 
 
 def build_ui(engine: Engine, manager: TaskManager) -> gr.Blocks:
-    infos = {m.name: m.family for m in engine.models()}
-    has_planner = engine.planner is not None
+    infos = {m.name: m.family for m in engine.models.installed()}
+    has_planner = engine.models.planner is not None
     banner = ("**These are random-weight test checkpoints: every song is noise, not music.**"
-              if engine.random_weights else "")
-    defaults = model_defaults(infos.get(engine.default_model, "turbo"))
+              if engine.models.random_weights else "")
+    defaults = model_defaults(infos.get(engine.models.default_model, "turbo"))
 
     running: dict[str, str] = {}  # browser session -> the task it is waiting for (what Stop cancels)
 
@@ -126,7 +127,7 @@ def build_ui(engine: Engine, manager: TaskManager) -> gr.Blocks:
 
     def format_lyrics(caption: str, lyrics: str):
         try:
-            result = engine.format_input(caption, lyrics)
+            result = planner_services.format_input(engine.models, parse({"caption": caption, "lyrics": lyrics}))
         except AceStepError as exc:
             raise gr.Error(str(exc)) from None
         return result["caption"], result["lyrics"]
@@ -159,7 +160,7 @@ def build_ui(engine: Engine, manager: TaskManager) -> gr.Blocks:
             with gr.Column(scale=2):
                 duration = gr.Slider(10, 600, value=START["duration"], step=1, label="Duration (s)",
                                      elem_id="duration")
-                model = gr.Dropdown(list(infos), value=engine.default_model, label="Model", elem_id="model")
+                model = gr.Dropdown(list(infos), value=engine.models.default_model, label="Model", elem_id="model")
                 batch_size = gr.Slider(1, MAX_BATCH, value=START["batch_size"], step=1, label="Songs")
                 seed = gr.Textbox(label="Seed", placeholder="random (a,b,c: one per song)", elem_id="seed")
                 audio_format = gr.Dropdown(list(FORMATS), value=START["audio_format"], label="Format")

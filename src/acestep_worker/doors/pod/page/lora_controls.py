@@ -27,7 +27,7 @@ class LoraControls:
 
 
 def lora_controls(engine: Engine) -> LoraControls:
-    available = engine.adapters.available()
+    available = engine.models.adapters.available()
     with gr.Accordion("LoRA adapter", open=False, visible=bool(available), elem_id="lora"):
         with gr.Row():
             picker = gr.Dropdown([NO_ADAPTER, *available], value=START["lora_name"],

@@ -1,0 +1,248 @@
+"""A request resolved once: everything about a job that is known before any model runs.
+
+`resolve` turns a validated request and what the engine knows (the chosen DiT's variant, the
+installed models, whether the planner is loaded) into one `JobPlan`: the task's rule, the given
+audio codes parsed once, how long the songs will be and what decides it, whether and why the planner
+runs, the seeds, the fields another field replaces, and the output's predicted size. It refuses, by
+field name, what the chosen model cannot do. Once the source song is decoded, `with_source` fixes its
+length. The memory budget, the deliverability check, the planner's pass, the song specs and the
+result's echo all read the plan; none of them works any of it out again.
+
+The song's length, first rule that applies:
+
+| decided by | when                                        | latent frames                          |
+|------------|---------------------------------------------|----------------------------------------|
+| codes      | `audio_code_string` holds audio codes        | 5 per code (at least 128)              |
+| source     | the task edits a source song                | the source's, padded for its range     |
+| duration   | `duration` is given                         | upstream's rounding of the seconds     |
+| planner    | the planner runs and writes the metadata    | known after the planner's pass         |
+| default    | none of the above                           | 30 s                                   |
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field, replace
+from typing import Literal, Mapping
+
+from ..errors import InputError, PlannerUnavailableError
+from ..models.variants import Variant
+from ..schema.formats import FORMATS
+from ..schema.messages import needs_planner
+from ..schema.request import MAX_SEED, GenerationRequest
+from ..models.dit.text_prompts import COVER_INSTRUCTION
+from ..schema.task_types import (TASKS, Region, TaskRule, check_supported, instruction_for, region_for,
+                                 replaced_fields)
+from ..schema.units import (DEFAULT_DURATION_S, FRAMES_PER_CODE, FRAMES_PER_SECOND, MAX_DURATION_S, MIN_FRAMES,
+                            SAMPLE_RATE, SAMPLES_PER_FRAME, frames_for_duration, latent_frames)
+
+LengthSource = Literal["codes", "source", "duration", "planner", "default"]
+# The planner's chain-of-thought fields, in the order it writes them (models/planner/metadata.py).
+COT_FIELDS = ("bpm", "caption", "duration", "keyscale", "language", "timesignature")
+
+
+@dataclass(frozen=True)
+class SongLength:
+    """How long the songs will be, and what decides it. `frames` and `seconds` are None while the
+    planner or a source song still to be decoded decides."""
+
+    source: LengthSource
+    frames: int | None  # latent frames of the batch (at least MIN_FRAMES)
+    seconds: float | None  # of each finished song
+
+    @property
+    def known(self) -> bool:
+        return self.frames is not None
+
+
+@dataclass(frozen=True)
+class PlannerWork:
+    """Whether and why the planner runs, and what it is asked for. `runs` is False when nothing asks
+    for it, when the task does not run it (upstream skips the LM for tasks that only transform a
+    source), or when no planner is loaded and only optional steps (the chain of thought) asked."""
+
+    runs: bool = False
+    sample: bool = False  # a description (sample_query / sample_mode) invents caption, lyrics, metadata
+    format: bool = False  # use_format rewrites caption and lyrics
+    metadata: tuple[str, ...] = ()  # chain-of-thought fields to fill, when the user left some unset
+    writes_codes: bool = False  # thinking: the planner writes the audio codes the DiT follows
+    decides_length: bool = False  # no duration, codes or source: the planner's metadata sets it
+
+
+@dataclass(frozen=True)
+class OutputPlan:
+    format: str
+    mp3_bitrate: int
+    extension: str
+    content_type: str
+
+    def predicted_bytes(self, seconds: float) -> int:
+        """One encoded song of `seconds`: its headers and tags, and the format's bytes per second."""
+        return 4_096 + int(-(-FORMATS[self.format].predicted_bytes_per_s(self.mp3_bitrate) * seconds // 1))
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    request: GenerationRequest
+    task: TaskRule
+    variant: Variant
+    codes: tuple[int, ...] | None  # the request's own audio codes, parsed once
+    steps: int  # diffusion steps, within the variant's range
+    instruction: str  # the caption prompt's instruction line (the task's, or the request's own)
+    length: SongLength
+    planner: PlannerWork
+    seeds: tuple[int, ...]
+    output: OutputPlan
+    replaced: Mapping[str, str] = field(default_factory=dict)  # field -> why another field replaces it
+    region: Region | None = None  # the repaint/lego range on the decoded source (with_source)
+
+    @property
+    def audio_fields(self) -> tuple[str, ...]:
+        """The audio inputs this job fetches and decodes: those it sent that nothing replaces."""
+        return tuple(name for name in ("src_audio", "reference_audio")
+                     if getattr(self.request, name, None) and name not in self.replaced)
+
+    @property
+    def uses_source(self) -> bool:
+        """The source song is encoded and edited (its length then sets the songs')."""
+        return self.task.needs_source and self.codes is None
+
+    def with_source(self, samples: int) -> "JobPlan":
+        """The plan once the source song is decoded (`samples` at 48 kHz): its length is the songs'.
+        Refuses a repaint range that would make the song longer than songs may be."""
+        if not self.uses_source:
+            return self
+        padded, region = samples, None
+        if self.task.uses_range:
+            region = region_for(self.request.repainting_start, self.request.repainting_end, samples)
+            padded += region.pad_left_samples + region.pad_right_samples
+            if padded / SAMPLE_RATE > MAX_DURATION_S:
+                raise InputError("repainting_end", f"the source with its repaint range would last "
+                                 f"{padded / SAMPLE_RATE:.1f} s; songs are at most {MAX_DURATION_S:g} s")
+        length = SongLength("source", max(MIN_FRAMES, latent_frames(padded)), padded / SAMPLE_RATE)
+        return replace(self, length=length, region=region)
+
+    def frames_after_planner(self, written_duration_s: float, codes: list[list[int]] | None) -> int:
+        """The batch's latent frames once the planner has run: its codes' (5 frames each), else the
+        duration it resolved; the plan's own when they were known before."""
+        if self.length.known:
+            return self.length.frames
+        if codes:
+            return max(MIN_FRAMES, FRAMES_PER_CODE * max(len(c) for c in codes))
+        return max(MIN_FRAMES, frames_for_duration(written_duration_s))
+
+
+@dataclass(frozen=True)
+class EngineFacts:
+    """What the engine knows that a plan depends on, read without loading any weights."""
+
+    variant: Variant  # of the DiT the request names (or the default)
+    installed: Mapping[str, str]  # DiT name -> family
+    planner_loaded: bool
+
+
+def resolve(request: GenerationRequest, facts: EngineFacts, seeds: tuple[int, ...] | None = None, *,
+            has_source: bool | None = None) -> JobPlan:
+    """The plan for `request`; InputError or PlannerUnavailableError, naming the field, for what the
+    chosen model or this server cannot do. `seeds`: the songs' seeds when they are drawn already.
+    `has_source`: whether a source song comes with the job (None: when the request names one)."""
+    task = TASKS[request.task_type]
+    steps = check_steps(request, facts.variant)
+    check_supported(request.task_type, facts.variant.name, facts.variant.family, dict(facts.installed))
+    codes = request.given_codes or None
+    _check_source(request, task, codes, bool(request.src_audio) if has_source is None else has_source)
+    planner = planner_work(request, task, codes, facts.planner_loaded)
+    fmt = FORMATS[request.audio_format]
+    return JobPlan(
+        request=request, task=task, variant=facts.variant, codes=codes, steps=steps,
+        instruction=_instruction(request, bool(codes) or planner.writes_codes),
+        length=song_length(request, task, codes, planner), planner=planner, seeds=seeds or draw_seeds(request),
+        output=OutputPlan(fmt.name, request.mp3_bitrate, fmt.extension, fmt.content_type),
+        replaced=replaced_fields(request))
+
+
+def song_length(request: GenerationRequest, task: TaskRule, codes: tuple[int, ...] | None,
+                planner: PlannerWork) -> SongLength:
+    """The table in this module's docstring, before the source is decoded."""
+    if codes:
+        frames = max(MIN_FRAMES, FRAMES_PER_CODE * len(codes))
+        return SongLength("codes", frames, frames * SAMPLES_PER_FRAME / SAMPLE_RATE)
+    if task.needs_source:
+        return SongLength("source", None, None)
+    if planner.decides_length:
+        return SongLength("planner", None, None)
+    seconds = float(request.duration or DEFAULT_DURATION_S)
+    frames = max(MIN_FRAMES, frames_for_duration(seconds))
+    return SongLength("duration" if request.duration else "default", frames, frames / FRAMES_PER_SECOND)
+
+
+def planner_work(request: GenerationRequest, task: TaskRule, codes: tuple[int, ...] | None,
+                 loaded: bool) -> PlannerWork:
+    """Upstream's order, the user always winning: a description invents the song, use_format rewrites
+    caption and lyrics, the chain of thought fills unset metadata, thinking writes the codes (not
+    where a source or given codes already lead the DiT)."""
+    if not task.runs_planner:  # its planner fields are reported unused (schema.task_types.replaced_fields)
+        return PlannerWork()
+    writes_codes = request.thinking and not task.needs_source and codes is None
+    sample = request.sample_mode or bool(request.sample_query.strip())
+    asked = [name for name, on in (("thinking", writes_codes), ("use_format", request.use_format),
+                                   ("sample_mode", request.sample_mode),
+                                   ("sample_query", bool(request.sample_query.strip()))) if on]
+    if asked and not loaded:
+        raise PlannerUnavailableError(needs_planner(", ".join(asked)) + "; send the request without it")
+    if not loaded:
+        return PlannerWork()  # the chain of thought is optional: without a planner the user's values stand
+    given = (request.bpm, request.key_scale, request.time_signature, request.duration)
+    metadata = ()
+    if request.use_cot_metas and not sample and not all(given):
+        metadata = tuple(name for name in COT_FIELDS if not (name == "caption" and not request.use_cot_caption)
+                         and not (name == "language" and not request.use_cot_language))
+    runs = bool(sample or request.use_format or metadata or writes_codes)
+    decides = runs and (sample or request.use_format or bool(metadata)) and not request.duration
+    return PlannerWork(runs=runs, sample=sample, format=request.use_format, metadata=metadata,
+                       writes_codes=writes_codes, decides_length=decides and not task.needs_source and codes is None)
+
+
+def _instruction(request: GenerationRequest, led_by_codes: bool) -> str:
+    """The task's instruction line; text2music led by audio codes (given, or the planner's) is a cover of
+    them, as upstream."""
+    if led_by_codes and request.task_type == "text2music" and not request.instruction:
+        return COVER_INSTRUCTION
+    return instruction_for(request.task_type, request.track_name, request.track_classes, request.instruction)
+
+
+def check_steps(request: GenerationRequest, variant: Variant) -> int:
+    """The step count `request` asks of `variant`; InputError for what that model cannot do."""
+    rules = variant.rules
+    steps = request.inference_steps or rules.default_steps
+    if not 1 <= steps <= rules.max_steps:
+        raise InputError("inference_steps", f"inference_steps must be between 1 and {rules.max_steps} for "
+                         f"{rules.kind} model {variant.name!r}; got {steps}")
+    if rules.kind != "turbo" and request.timesteps is not None:
+        raise InputError("timesteps", "custom timesteps apply to turbo models only; use "
+                         "inference_steps and shift with base/sft models")
+    return steps
+
+
+def _check_source(request: GenerationRequest, task: TaskRule, codes: tuple[int, ...] | None, has_source: bool) -> None:
+    """A task that edits a source needs one; given codes stand in for it (upstream: codes replace the
+    source), except where a range of the source is repainted."""
+    if not task.needs_source:
+        return
+    if codes is not None:
+        if task.uses_range:  # a range repainted over the codes' own render would keep nothing of yours
+            raise InputError("audio_code_string", f"task_type {request.task_type!r} repaints a range of "
+                             "the source song in src_audio; audio codes cannot stand in for it")
+    elif not has_source:
+        raise InputError("src_audio", f"task_type {request.task_type!r} needs a source song in src_audio")
+
+
+def draw_seeds(request: GenerationRequest) -> tuple[int, ...]:
+    """One seed per song. A single seed s seeds the batch as s, s+1, ...; -1 entries are random."""
+    count = request.batch_size
+    given = None if request.use_random_seed else request.seed
+    if given is None:
+        return tuple(random.randint(0, MAX_SEED) for _ in range(count))
+    if len(given) == 1:
+        return tuple((given[0] + i) % (MAX_SEED + 1) for i in range(count))
+    return tuple(random.randint(0, MAX_SEED) if s == -1 else s for s in given)
