@@ -89,26 +89,25 @@ CODECS = {
 }
 
 
-def encode_segmented(audio: np.ndarray, sample_rate: int, segments: int, *, codec: str, container: str,
-                     bitrate_kbps: int | None, tags: dict[str, str] | None = None,
+def encode_segmented(audio: np.ndarray, sample_rate: int, segments: int, output: av_codecs.AvOutput, *,
                      pool: ThreadPoolExecutor | None = None,
                      encode_packets: Callable | None = None) -> bytes | None:
-    """Encode `audio` [samples, channels] as `segments` parts on threads and join them into one
-    `container` file; None when no valid join was found near a cut. `encode_packets` (default
-    av_codecs.encode_packets) is replaceable so a benchmark can time each segment."""
-    joining = CODECS[codec]
+    """Encode `audio` [samples, channels] as `segments` parts on threads and join them into the one
+    file `output` describes; None when no valid join was found near a cut. `encode_packets`
+    (default av_codecs.encode_packets) is replaceable so a benchmark can time each segment."""
+    joining = CODECS[output.codec]
     encode_one = encode_packets or av_codecs.encode_packets
     encoded = encode_parts(audio, segments, joining.frame_samples, joining.lead_in_frames, joining.lead_out_frames,
-                           lambda part: encode_one(part, sample_rate, codec=codec, bitrate_kbps=bitrate_kbps), pool)
+                           lambda part: encode_one(part, sample_rate, codec=output.codec,
+                                                   bitrate_kbps=output.bitrate_kbps), pool)
     try:
         packets = join(encoded.outputs, encoded.starts, encoded.cuts, joining)
     except NotJoinable as exc:
-        log.info("segmented %s not joinable (%s); encoding in one pass", codec, exc)
+        log.info("segmented %s not joinable (%s); encoding in one pass", output.codec, exc)
         return None
     if packets is None:
         return None
-    return av_codecs.mux(packets, sample_rate, audio.shape[1], codec=codec, container=container,
-                         bitrate_kbps=bitrate_kbps, tags=tags)
+    return av_codecs.mux(packets, sample_rate, audio.shape[1], output)
 
 
 def join(streams: list[list], starts: list[int], cuts: list[int], joining: Joining) -> list | None:
