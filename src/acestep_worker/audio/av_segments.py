@@ -44,7 +44,7 @@ from typing import Callable, Hashable
 import numpy as np
 
 from . import av_codecs
-from .segmenting import NotJoinable, encode_parts
+from .segmenting import NotJoinable, SegmentFraming, encode_parts
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +73,10 @@ def opus_toc(packet: bytes) -> Hashable | None:
 
 
 @dataclass(frozen=True)
-class Joining:
-    frame_samples: int  # samples per packet at the rates the product encodes
-    lead_in_frames: int
-    lead_out_frames: int
+class Joining(SegmentFraming):
+    """A codec's framing (frame_samples: samples per packet at the rates the product encodes) and
+    where its segments may be joined."""
+
     warm_frames: int  # a join never falls in the first packets of a segment's stream
     carried_state: Callable[[bytes], Hashable | None]  # what of packet j - 1 must agree for a join at j
 
@@ -97,9 +97,8 @@ def encode_segmented(audio: np.ndarray, sample_rate: int, segments: int, output:
     (default av_codecs.encode_packets) is replaceable so a benchmark can time each segment."""
     joining = CODECS[output.codec]
     encode_one = encode_packets or av_codecs.encode_packets
-    encoded = encode_parts(audio, segments, joining.frame_samples, joining.lead_in_frames, joining.lead_out_frames,
-                           lambda part: encode_one(part, sample_rate, codec=output.codec,
-                                                   bitrate_kbps=output.bitrate_kbps), pool)
+    encoded = encode_parts(audio, segments, joining, lambda part: encode_one(
+        part, sample_rate, codec=output.codec, bitrate_kbps=output.bitrate_kbps), pool)
     try:
         packets = join(encoded.outputs, encoded.starts, encoded.cuts, joining)
     except NotJoinable as exc:
