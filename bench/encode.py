@@ -54,7 +54,7 @@ def sndfile(fmt: str, subtype: str, **options):
 def pyav(codec: str, container: str, kbps: int | None):
     from acestep_worker.audio import av_codecs
 
-    return lambda audio: av_codecs.encode(audio, RATE, codec=codec, container=container, bitrate_kbps=kbps)
+    return lambda audio: av_codecs.encode(audio, RATE, av_codecs.AvOutput(codec, container, kbps))
 
 
 def candidates() -> list[tuple[str, str, object]]:
@@ -172,8 +172,8 @@ def segmented(fmt: str, seconds: float, segment_counts: list[int]) -> None:
             return run
 
         if spec.encoder == "av":
-            return av_segments.encode_segmented(audio, RATE, segments, codec=spec.subtype, container=spec.container,
-                                                bitrate_kbps=spec.bitrate_kbps, pool=pool,
+            output = av_codecs.AvOutput(spec.subtype, spec.container, spec.bitrate_kbps)
+            return av_segments.encode_segmented(audio, RATE, segments, output, pool=pool,
                                                 encode_packets=timed(av_codecs.encode_packets))
         return mp3_segments.encode_segmented(audio, segments, timed(lambda part: encode(part, RATE, "mp3")), pool)
 

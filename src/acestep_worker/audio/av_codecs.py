@@ -12,6 +12,7 @@ in its header and the end trimming in the last granule position.
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from fractions import Fraction
 
 import av
@@ -25,12 +26,21 @@ _BLOCK_SAMPLES = 48_000 * 10
 _LAYOUTS = {1: "mono", 2: "stereo"}
 
 
-def encode(audio: np.ndarray, sample_rate: int, *, codec: str, container: str, bitrate_kbps: int | None,
-           tags: dict[str, str] | None = None) -> bytes:
-    """Float audio [samples, channels] in [-1, 1] -> the bytes of a `container` file of `codec`."""
-    packets = encode_packets(audio, sample_rate, codec=codec, bitrate_kbps=bitrate_kbps)
-    return mux(packets, sample_rate, audio.shape[1], codec=codec, container=container, bitrate_kbps=bitrate_kbps,
-               tags=tags)
+@dataclass(frozen=True)
+class AvOutput:
+    """The file PyAV writes: which FFmpeg encoder and muxer, at what bitrate, with which tags. One
+    value for the one pass and for every segment of a segmented encode, so they cannot differ."""
+
+    codec: str  # FFmpeg encoder name: aac, libopus
+    container: str  # FFmpeg muxer name: ipod (.m4a), ogg
+    bitrate_kbps: int | None = None  # None: the encoder's default
+    tags: dict[str, str] | None = None
+
+
+def encode(audio: np.ndarray, sample_rate: int, output: AvOutput) -> bytes:
+    """Float audio [samples, channels] in [-1, 1] -> the bytes of the file `output` describes."""
+    packets = encode_packets(audio, sample_rate, codec=output.codec, bitrate_kbps=output.bitrate_kbps)
+    return mux(packets, sample_rate, audio.shape[1], output)
 
 
 def encode_packets(audio: np.ndarray, sample_rate: int, *, codec: str, bitrate_kbps: int | None) -> list[av.Packet]:
@@ -54,24 +64,23 @@ def encode_packets(audio: np.ndarray, sample_rate: int, *, codec: str, bitrate_k
     return packets
 
 
-def mux(packets: list[av.Packet], sample_rate: int, channels: int, *, codec: str, container: str,
-        bitrate_kbps: int | None, tags: dict[str, str] | None = None) -> bytes:
-    """Packets of `encode_packets` at these settings -> a `container` file with `tags`. The muxer
-    rebuilds every table the container keeps (MP4 sample tables and edit list, Ogg pages, granule
-    positions and CRCs) from the packets' timestamps and durations."""
+def mux(packets: list[av.Packet], sample_rate: int, channels: int, output: AvOutput) -> bytes:
+    """Packets of `encode_packets` at `output`'s codec and bitrate -> its container file with its
+    tags. The muxer rebuilds every table the container keeps (MP4 sample tables and edit list, Ogg
+    pages, granule positions and CRCs) from the packets' timestamps and durations."""
     buffer = io.BytesIO()
-    with av.open(buffer, "w", format=container) as output:
-        for key, value in (tags or {}).items():
+    with av.open(buffer, "w", format=output.container) as file:
+        for key, value in (output.tags or {}).items():
             text = "".join(ch for ch in value if ch.isprintable() or ch in "\t ").strip()
             if text:
-                output.metadata[key] = text
+                file.metadata[key] = text
         # The stream's own encoder is opened only for the codec header (AAC's AudioSpecificConfig,
         # OpusHead with its pre-skip), which it derives from the same settings as the packets'.
-        stream = output.add_stream(codec, rate=sample_rate, layout=_LAYOUTS[channels])
-        _configure(stream.codec_context, sample_rate, _LAYOUTS[channels], bitrate_kbps)
+        stream = file.add_stream(output.codec, rate=sample_rate, layout=_LAYOUTS[channels])
+        _configure(stream.codec_context, sample_rate, _LAYOUTS[channels], output.bitrate_kbps)
         for packet in packets:
             packet.stream = stream
-            output.mux(packet)
+            file.mux(packet)
     return buffer.getvalue()
 
 

@@ -44,7 +44,7 @@ from typing import Callable, Hashable
 import numpy as np
 
 from . import av_codecs
-from .segmenting import NotJoinable, encode_parts
+from .segmenting import NotJoinable, SegmentFraming, encode_parts
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +73,10 @@ def opus_toc(packet: bytes) -> Hashable | None:
 
 
 @dataclass(frozen=True)
-class Joining:
-    frame_samples: int  # samples per packet at the rates the product encodes
-    lead_in_frames: int
-    lead_out_frames: int
+class Joining(SegmentFraming):
+    """A codec's framing (frame_samples: samples per packet at the rates the product encodes) and
+    where its segments may be joined."""
+
     warm_frames: int  # a join never falls in the first packets of a segment's stream
     carried_state: Callable[[bytes], Hashable | None]  # what of packet j - 1 must agree for a join at j
 
@@ -89,26 +89,24 @@ CODECS = {
 }
 
 
-def encode_segmented(audio: np.ndarray, sample_rate: int, segments: int, *, codec: str, container: str,
-                     bitrate_kbps: int | None, tags: dict[str, str] | None = None,
+def encode_segmented(audio: np.ndarray, sample_rate: int, segments: int, output: av_codecs.AvOutput, *,
                      pool: ThreadPoolExecutor | None = None,
                      encode_packets: Callable | None = None) -> bytes | None:
-    """Encode `audio` [samples, channels] as `segments` parts on threads and join them into one
-    `container` file; None when no valid join was found near a cut. `encode_packets` (default
-    av_codecs.encode_packets) is replaceable so a benchmark can time each segment."""
-    joining = CODECS[codec]
+    """Encode `audio` [samples, channels] as `segments` parts on threads and join them into the one
+    file `output` describes; None when no valid join was found near a cut. `encode_packets`
+    (default av_codecs.encode_packets) is replaceable so a benchmark can time each segment."""
+    joining = CODECS[output.codec]
     encode_one = encode_packets or av_codecs.encode_packets
-    encoded = encode_parts(audio, segments, joining.frame_samples, joining.lead_in_frames, joining.lead_out_frames,
-                           lambda part: encode_one(part, sample_rate, codec=codec, bitrate_kbps=bitrate_kbps), pool)
+    encoded = encode_parts(audio, segments, joining, lambda part: encode_one(
+        part, sample_rate, codec=output.codec, bitrate_kbps=output.bitrate_kbps), pool)
     try:
         packets = join(encoded.outputs, encoded.starts, encoded.cuts, joining)
     except NotJoinable as exc:
-        log.info("segmented %s not joinable (%s); encoding in one pass", codec, exc)
+        log.info("segmented %s not joinable (%s); encoding in one pass", output.codec, exc)
         return None
     if packets is None:
         return None
-    return av_codecs.mux(packets, sample_rate, audio.shape[1], codec=codec, container=container,
-                         bitrate_kbps=bitrate_kbps, tags=tags)
+    return av_codecs.mux(packets, sample_rate, audio.shape[1], output)
 
 
 def join(streams: list[list], starts: list[int], cuts: list[int], joining: Joining) -> list | None:

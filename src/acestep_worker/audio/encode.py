@@ -45,16 +45,15 @@ def encode(audio: np.ndarray, sample_rate: int, fmt: str, *, bitrate_kbps: int =
     if spec.encoder == "av":
         from . import av_codecs  # FFmpeg's libraries load only when a format needs them
 
-        settings = {"codec": spec.subtype, "container": spec.container, "bitrate_kbps": spec.bitrate_kbps,
-                    "tags": tags}
+        output = av_codecs.AvOutput(spec.subtype, spec.container, spec.bitrate_kbps, tags)
         segments = _segments(spec, audio.shape[0], sample_rate, threads, bitrate_kbps)
         if segments > 1:
             from .av_segments import encode_segmented as encode_av_segmented
 
-            joined = _segmented(fmt, lambda: encode_av_segmented(audio, sample_rate, segments, **settings))
+            joined = _segmented(fmt, lambda: encode_av_segmented(audio, sample_rate, segments, output))
             if joined is not None:
                 return joined
-        return av_codecs.encode(audio, sample_rate, **settings)
+        return av_codecs.encode(audio, sample_rate, output)
     audio = np.clip(audio, -1.0, 1.0).astype(np.float32)
     segments = _segments(spec, audio.shape[0], sample_rate, threads, bitrate_kbps)
     if segments > 1:

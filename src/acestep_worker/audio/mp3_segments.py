@@ -32,13 +32,14 @@ from typing import Callable
 import numpy as np
 
 from .mp3_stream import FRAME_SAMPLES, NotJoinable, Stream, assemble, parse, splice
-from .segmenting import encode_parts
+from .segmenting import SegmentFraming, encode_parts
 
 log = logging.getLogger(__name__)
 
 LEAD_IN_FRAMES = 48  # ~1.2 s at 48 kHz: what a later segment encodes before its cut
 WARM_FRAMES = 16  # a join never falls in the first frames of a segment's stream
 LEAD_OUT_FRAMES = 4  # LAME's last two frames depend on where the input ends
+FRAMING = SegmentFraming(FRAME_SAMPLES, LEAD_IN_FRAMES, LEAD_OUT_FRAMES)
 
 
 def encode_segmented(audio: np.ndarray, segments: int, encode_one: Callable[[np.ndarray], bytes],
@@ -46,7 +47,7 @@ def encode_segmented(audio: np.ndarray, segments: int, encode_one: Callable[[np.
     """Encode `audio` [samples, channels] as `segments` parts with `encode_one` (a libsndfile MP3
     encode at the final settings) and join them; None when no valid join was found near a cut."""
     samples = audio.shape[0]
-    encoded = encode_parts(audio, segments, FRAME_SAMPLES, LEAD_IN_FRAMES, LEAD_OUT_FRAMES, encode_one, pool)
+    encoded = encode_parts(audio, segments, FRAMING, encode_one, pool)
     try:
         streams = [parse(data) for data in encoded.outputs]
         return join(streams, encoded.starts, encoded.cuts, samples)

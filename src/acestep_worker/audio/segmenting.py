@@ -28,20 +28,30 @@ def plan(samples: int, segments: int, frame_samples: int) -> list[tuple[int, int
 
 
 @dataclass(frozen=True)
+class SegmentFraming:
+    """The frame grid a codec's segments are cut on, and how far each one's encoding reaches past
+    its cut: `lead_in_frames` before (all but the first), `lead_out_frames` after (all but the last)."""
+
+    frame_samples: int  # samples per codec frame
+    lead_in_frames: int
+    lead_out_frames: int
+
+
+@dataclass(frozen=True)
 class Encoded:
     outputs: list  # what `encode_one` returned for each segment, in order
     starts: list[int]  # the song frame each segment's encoding starts at, lead-in included
     cuts: list[int]  # the song frame each segment nominally starts at
 
 
-def encode_parts(audio: np.ndarray, segments: int, frame_samples: int, lead_in_frames: int, lead_out_frames: int,
-                 encode_one: Callable[[np.ndarray], object], pool: ThreadPoolExecutor | None = None) -> Encoded:
+def encode_parts(audio: np.ndarray, segments: int, framing: SegmentFraming, encode_one: Callable[[np.ndarray], object],
+                 pool: ThreadPoolExecutor | None = None) -> Encoded:
     """Encode `audio` [samples, channels] as `segments` frame-aligned parts, on `pool` (or threads of
     its own); the encoders release the GIL, so the parts run on as many cores."""
-    samples = audio.shape[0]
+    samples, frame_samples = audio.shape[0], framing.frame_samples
     parts = plan(samples, segments, frame_samples)
-    starts = [max(0, first - lead_in_frames) if i else 0 for i, (first, _) in enumerate(parts)]
-    ends = [min(samples, (end + lead_out_frames) * frame_samples) if i < len(parts) - 1 else samples
+    starts = [max(0, first - framing.lead_in_frames) if i else 0 for i, (first, _) in enumerate(parts)]
+    ends = [min(samples, (end + framing.lead_out_frames) * frame_samples) if i < len(parts) - 1 else samples
             for i, (_, end) in enumerate(parts)]
 
     def one(i: int) -> object:

@@ -26,6 +26,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from ..models.dit.conditioning import (
+    ContextInputs,
+    EncoderInputs,
     codes_to_quantized,
     detokenize,
     encode_conditions,
@@ -83,26 +85,27 @@ def _fsq_input(dit: DiTModel, latents: torch.Tensor, silence: torch.Tensor) -> t
     return (x / clamp).tanh() * clamp
 
 
-def _encoder_inputs(t: dict) -> tuple:
-    return (t["in.text_hidden_states"], t["in.text_attention_mask"], t["in.lyric_hidden_states"],
-            t["in.lyric_attention_mask"], t["in.refer_audio_acoustic_hidden_states_packed"],
-            t["in.refer_audio_order_mask"])
+def _encoder_inputs(t: dict) -> EncoderInputs:
+    return EncoderInputs(t["in.text_hidden_states"], t["in.text_attention_mask"], t["in.lyric_hidden_states"],
+                         t["in.lyric_attention_mask"], t["in.refer_audio_acoustic_hidden_states_packed"],
+                         t["in.refer_audio_order_mask"])
 
 
 def run_encoder(dit: DiTModel, t: dict) -> dict:
-    text, text_mask, lyric, lyric_mask, refs, order = _encoder_inputs(t)
+    inputs = _encoder_inputs(t)
     enc = dit.condition_encoder
-    hidden, mask = encode_conditions(dit, *_encoder_inputs(t))
-    timbre, timbre_mask = enc.timbre_encoder(refs, order)
-    return {"mid.text_projected": enc.text_projector(text),
-            "mid.lyric_encoder_last_hidden_state": enc.lyric_encoder(lyric, lyric_mask),
+    hidden, mask = encode_conditions(dit, inputs)
+    timbre, timbre_mask = enc.timbre_encoder(inputs.refs_packed, inputs.refs_order)
+    return {"mid.text_projected": enc.text_projector(inputs.text_hidden),
+            "mid.lyric_encoder_last_hidden_state": enc.lyric_encoder(inputs.lyric_hidden, inputs.lyric_mask),
             "mid.timbre_embs_unpack": timbre, "mid.timbre_embs_mask": timbre_mask,
             "out.encoder_hidden_states": hidden, "out.encoder_attention_mask": mask}
 
 
 def _prepare(dit: DiTModel, t: dict):
-    return prepare_condition(dit, *_encoder_inputs(t), t["in.src_latents"], t["in.chunk_masks"],
-                             t["in.is_covers"], silence_latent=t["in.silence_latent"])
+    return prepare_condition(dit, _encoder_inputs(t),
+                             ContextInputs(t["in.src_latents"], t["in.chunk_masks"], t["in.is_covers"]),
+                             silence_latent=t["in.silence_latent"])
 
 
 def run_prepare_condition(dit: DiTModel, t: dict) -> dict:
@@ -183,9 +186,10 @@ def run_edit(dit: DiTModel, t: dict, kind: str, args: dict) -> dict:
     strength = float(args.get("audio_cover_strength", 1.0))
     if strength < 1.0 and "in.non_cover_text_hidden_states" in t:
         silence = t["in.silence_latent"][:, : t["in.src_latents"].shape[1]].expand_as(t["in.src_latents"])
+        non_cover_text = replace(_encoder_inputs(t), text_hidden=t["in.non_cover_text_hidden_states"],
+                                 text_mask=t["in.non_cover_text_attention_mask"])
         non_cover = prepare_condition(
-            dit, t["in.non_cover_text_hidden_states"], t["in.non_cover_text_attention_mask"],
-            *_encoder_inputs(t)[2:], silence, t["in.chunk_masks"], torch.zeros_like(t["in.is_covers"]),
+            dit, non_cover_text, ContextInputs(silence, t["in.chunk_masks"], torch.zeros_like(t["in.is_covers"])),
             silence_latent=t["in.silence_latent"])
         edit.cover_switch = CoverSwitch(non_cover, int(plan.steps * strength))
         out.update({"mid.context_latents_non_cover": non_cover.context_latents,

@@ -22,6 +22,7 @@ import argparse
 import json
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -80,37 +81,58 @@ QWEN3_STYLE_CHAT_TEMPLATE = """\
 """
 
 
-def official_dit_config(*, variant: str, hidden_size: int, intermediate_size: int, num_hidden_layers: int,
-                        num_attention_heads: int, num_key_value_heads: int, head_dim: int,
-                        text_hidden_dim: int, num_lyric_encoder_hidden_layers: int,
-                        num_timbre_encoder_hidden_layers: int, sliding_window: int) -> dict:
+@dataclass(frozen=True)
+class DitSize:
+    """The fields in which one ACE-Step 1.5 DiT's config.json differs from another's size."""
+
+    hidden_size: int
+    intermediate_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    head_dim: int
+    text_hidden_dim: int  # the text encoder's width
+    num_lyric_encoder_hidden_layers: int
+    num_timbre_encoder_hidden_layers: int
+    sliding_window: int
+
+
+# Small enough for a CPU generation in seconds, every interface (latent width, hop, FSQ) the real one.
+TINY_DIT = DitSize(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                   num_key_value_heads=2, head_dim=16, text_hidden_dim=32, num_lyric_encoder_hidden_layers=2,
+                   num_timbre_encoder_hidden_layers=1, sliding_window=16)
+# What the released checkpoints carry.
+REAL_DIT = DitSize(hidden_size=2048, intermediate_size=6144, num_hidden_layers=24, num_attention_heads=16,
+                   num_key_value_heads=8, head_dim=128, text_hidden_dim=1024, num_lyric_encoder_hidden_layers=8,
+                   num_timbre_encoder_hidden_layers=4, sliding_window=128)
+
+
+def official_dit_config(variant: str, size: DitSize) -> dict:
     """A DiT `config.json` with every field an official ACE-Step 1.5 checkpoint carries."""
     return {
         "architectures": ["AceStepConditionGenerationModel"], "model_type": "acestep",
         "attention_bias": False, "attention_dropout": 0.0, "audio_acoustic_hidden_dim": 64,
-        "data_proportion": 0.5, "dtype": "bfloat16", "fsq_dim": hidden_size,
-        "fsq_input_levels": [8, 8, 8, 5, 5, 5], "fsq_input_num_quantizers": 1, "head_dim": head_dim,
-        "hidden_act": "silu", "hidden_size": hidden_size, "in_channels": 192, "initializer_range": 0.02,
-        "intermediate_size": intermediate_size, "is_turbo": variant == "turbo",
-        "layer_types": ["sliding_attention" if i % 2 == 0 else "full_attention" for i in range(num_hidden_layers)],
+        "data_proportion": 0.5, "dtype": "bfloat16", "fsq_dim": size.hidden_size,
+        "fsq_input_levels": [8, 8, 8, 5, 5, 5], "fsq_input_num_quantizers": 1, "head_dim": size.head_dim,
+        "hidden_act": "silu", "hidden_size": size.hidden_size, "in_channels": 192, "initializer_range": 0.02,
+        "intermediate_size": size.intermediate_size, "is_turbo": variant == "turbo",
+        "layer_types": ["sliding_attention" if i % 2 == 0 else "full_attention"
+                        for i in range(size.num_hidden_layers)],
         "max_position_embeddings": 32768, "model_version": variant,
-        "num_attention_heads": num_attention_heads, "num_attention_pooler_hidden_layers": 2,
-        "num_audio_decoder_hidden_layers": num_hidden_layers, "num_hidden_layers": num_hidden_layers,
-        "num_key_value_heads": num_key_value_heads,
-        "num_lyric_encoder_hidden_layers": num_lyric_encoder_hidden_layers,
-        "num_timbre_encoder_hidden_layers": num_timbre_encoder_hidden_layers, "patch_size": 2,
+        "num_attention_heads": size.num_attention_heads, "num_attention_pooler_hidden_layers": 2,
+        "num_audio_decoder_hidden_layers": size.num_hidden_layers, "num_hidden_layers": size.num_hidden_layers,
+        "num_key_value_heads": size.num_key_value_heads,
+        "num_lyric_encoder_hidden_layers": size.num_lyric_encoder_hidden_layers,
+        "num_timbre_encoder_hidden_layers": size.num_timbre_encoder_hidden_layers, "patch_size": 2,
         "pool_window_size": 5, "rms_norm_eps": 1e-06, "rope_scaling": None, "rope_theta": 1000000,
-        "sliding_window": sliding_window, "text_hidden_dim": text_hidden_dim, "timbre_fix_frame": 750,
+        "sliding_window": size.sliding_window, "text_hidden_dim": size.text_hidden_dim, "timbre_fix_frame": 750,
         "timbre_hidden_dim": 64, "timestep_mu": -0.4, "timestep_sigma": 1.0, "use_cache": True,
         "use_sliding_window": True, "vocab_size": 64003,
     }
 
 
 def tiny_dit_config(variant: str) -> dict:
-    config = official_dit_config(
-        variant=variant, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, head_dim=16, text_hidden_dim=32, num_lyric_encoder_hidden_layers=2,
-        num_timbre_encoder_hidden_layers=1, sliding_window=16)
+    config = official_dit_config(variant, TINY_DIT)
     # A 3 s timbre clip instead of 30 s: the tiny VAE encoder is slow on a CPU, and the rules
     # (three pieces from the front, middle and back thirds) are the same at any length.
     config["timbre_fix_frame"] = 75
@@ -119,10 +141,7 @@ def tiny_dit_config(variant: str) -> dict:
 
 def real_dit_config(variant: str) -> dict:
     """The 2.39 B-parameter ACE-Step 1.5 DiT (turbo/base/sft share it)."""
-    return official_dit_config(
-        variant=variant, hidden_size=2048, intermediate_size=6144, num_hidden_layers=24,
-        num_attention_heads=16, num_key_value_heads=8, head_dim=128, text_hidden_dim=1024,
-        num_lyric_encoder_hidden_layers=8, num_timbre_encoder_hidden_layers=4, sliding_window=128)
+    return official_dit_config(variant, REAL_DIT)
 
 
 def _corpus() -> list[str]:

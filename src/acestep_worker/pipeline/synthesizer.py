@@ -15,7 +15,8 @@ from typing import Callable, Iterator, NamedTuple
 
 import torch
 
-from ..models.dit.conditioning import Conditions, at_batch_length, prepare_condition, silence_frames
+from ..models.dit.conditioning import (Conditions, ContextInputs, EncoderInputs, at_batch_length, prepare_condition,
+                                        silence_frames)
 from ..models.dit.model import DiTModel
 from ..models.dit.sampler import SamplerHooks, SamplingPlan, sample
 from ..models.dit.sampler_edits import CoverSwitch, Edit, Repaint, nearest_start, renoise
@@ -176,9 +177,10 @@ class Synthesizer:
     @staticmethod
     def _conditions(dit, captions, lyrics, src, chunk_masks, is_covers, refs, refs_order, hints=None):
         dtype = dit.dtype
-        base = prepare_condition(dit, captions.hidden_states.to(dtype), captions.attention_mask,
-                                 lyrics.hidden_states.to(dtype), lyrics.attention_mask, refs.to(dtype), refs_order,
-                                 src.to(dtype), chunk_masks.to(dtype), is_covers, code_hints=hints)
+        base = prepare_condition(dit, EncoderInputs(captions.hidden_states.to(dtype), captions.attention_mask,
+                                                    lyrics.hidden_states.to(dtype), lyrics.attention_mask,
+                                                    refs.to(dtype), refs_order),
+                                 ContextInputs(src.to(dtype), chunk_masks.to(dtype), is_covers, hints))
         return BatchConditions(base.encoder_hidden_states, base.encoder_attention_mask, base.context_latents,
                                source_latents=src, chunk_masks=chunk_masks, refs=refs, refs_order=refs_order)
 

@@ -76,6 +76,7 @@ def resolve_attention(sliding: str, sdpa: str, device: torch.device, dtype: torc
     return AttentionChoice(sliding, sdpa)
 
 
+# Stands in for diffusers' `_create_4d_mask`, which it calls by these keyword names: the signature is theirs.
 def _sliding_mask(seq_len, dtype, device, attention_mask=None, sliding_window=None, is_sliding_window=False,
                   is_causal=True):
     if is_sliding_window and sliding_window is not None and not is_causal and attention_mask is None:
@@ -86,6 +87,7 @@ def _sliding_mask(seq_len, dtype, device, attention_mask=None, sliding_window=No
     return _ORIGINAL_MASK(seq_len, dtype, device, attention_mask, sliding_window, is_sliding_window, is_causal)
 
 
+# Stands in for diffusers' `dispatch_attention_fn`, called by these keyword names: the signature is theirs.
 def _dispatch(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False,
               attention_kwargs=None, **kwargs):
     if isinstance(attn_mask, BandMask):

@@ -65,35 +65,54 @@ def detokenize(dit: DiTModel, quantized: torch.Tensor) -> torch.Tensor:
     return dit.audio_detokenizer(quantized)
 
 
-def encode_conditions(dit: DiTModel, text_hidden: torch.Tensor, text_mask: torch.Tensor,
-                      lyric_hidden: torch.Tensor, lyric_mask: torch.Tensor,
-                      refs_packed: torch.Tensor, refs_order: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+@dataclass(frozen=True)
+class EncoderInputs:
+    """What the condition encoder reads: caption and lyrics as text-encoder states with their
+    padding masks, and the timbre references packed across the batch."""
+
+    text_hidden: torch.Tensor  # [B, Lt, text_hidden] the caption prompt
+    text_mask: torch.Tensor  # [B, Lt]
+    lyric_hidden: torch.Tensor  # [B, Ll, text_hidden]
+    lyric_mask: torch.Tensor  # [B, Ll]
+    refs_packed: torch.Tensor  # [N, timbre frames, channels] every item's references in one batch
+    refs_order: torch.Tensor  # [N] the batch item each reference belongs to
+
+
+@dataclass(frozen=True)
+class ContextInputs:
+    """What the context latents are built from: each item's source (or its cover hints) and the
+    chunk mask saying which frames to generate."""
+
+    src_latents: torch.Tensor  # [B, T, C]
+    chunk_masks: torch.Tensor  # [B, T, C]
+    is_covers: torch.Tensor  # [B] bool: the item follows 25 Hz hints instead of its source
+    code_hints: torch.Tensor | None = None  # [B, >= T, C] from the planner's codes; None: from the source
+
+
+def encode_conditions(dit: DiTModel, inputs: EncoderInputs) -> tuple[torch.Tensor, torch.Tensor]:
     """The condition encoder: [lyrics | timbre | caption], valid tokens first (stable pack)."""
-    return dit.condition_encoder(text_hidden, text_mask, lyric_hidden, lyric_mask, refs_packed, refs_order)
+    return dit.condition_encoder(inputs.text_hidden, inputs.text_mask, inputs.lyric_hidden, inputs.lyric_mask,
+                                 inputs.refs_packed, inputs.refs_order)
 
 
-def prepare_condition(dit: DiTModel, text_hidden: torch.Tensor, text_mask: torch.Tensor,
-                      lyric_hidden: torch.Tensor, lyric_mask: torch.Tensor,
-                      refs_packed: torch.Tensor, refs_order: torch.Tensor,
-                      src_latents: torch.Tensor, chunk_masks: torch.Tensor, is_covers: torch.Tensor,
-                      code_hints: torch.Tensor | None = None,
+def prepare_condition(dit: DiTModel, encoder: EncoderInputs, context: ContextInputs,
                       silence_latent: torch.Tensor | None = None) -> Conditions:
     """Everything the sampler conditions on.
 
     Cover items use 25 Hz hints instead of their source latents: `code_hints` when the planner
     produced codes, else the FSQ round trip (tokenize then detokenize) of the source itself.
     """
-    hidden, mask = encode_conditions(dit, text_hidden, text_mask, lyric_hidden, lyric_mask,
-                                     refs_packed, refs_order)
+    hidden, mask = encode_conditions(dit, encoder)
+    src_latents = context.src_latents
     source = src_latents
-    covers = is_covers.to(torch.bool)
+    covers = context.is_covers.to(torch.bool)
     if bool(covers.any()):
         frames = src_latents.shape[1]
-        hints = code_hints
+        hints = context.code_hints
         if hints is None:
             quantized, _ = tokenize(dit, src_latents[covers], silence_latent)
             hints = torch.zeros_like(src_latents)
             hints[covers] = detokenize(dit, quantized)[:, :frames]
         source = torch.where(covers[:, None, None], hints[:, :frames].to(src_latents.dtype), src_latents)
-    context = torch.cat([source, chunk_masks.to(source.dtype)], dim=-1)
-    return Conditions(hidden, mask, context)
+    context_latents = torch.cat([source, context.chunk_masks.to(source.dtype)], dim=-1)
+    return Conditions(hidden, mask, context_latents)
