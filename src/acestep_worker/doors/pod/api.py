@@ -28,7 +28,7 @@ from ...audio.encode import CONTENT_TYPES
 from ...errors import AceStepError, InputError, PlannerUnavailableError, echo
 from ...pipeline.engine import Engine
 from ...schema.request import GenerationRequest, TimedRequest, parse, unused_fields
-from . import lora_routes, model_routes
+from . import defaults, lora_routes, model_routes
 from .guard import AccessGuard, keys_match
 from .queue import QueueFull, Task, TaskManager, TaskState
 from .uploads import UPLOAD_PARTS, attach, discard
@@ -41,7 +41,6 @@ NESTED_PARAMETER_OBJECTS = ("param_obj", "metas", "meta", "metadata", "user_meta
 # whose small bodies may carry the key as `ai_token` instead of a header.
 OPEN_PATHS = ("/health", "/v1/models")
 BODY_TOKEN_PATHS = ("/release_task", "/query_result", "/format_input", "/cancel_task", "/create_random_sample")
-DEFAULT_MAX_BODY_BYTES = 64_000_000
 MAX_NAME_BYTES, MAX_PATH_BYTES = 255, 4096  # the file system's own limits (NAME_MAX, PATH_MAX)
 MAX_QUERY_IDS = 100  # upstream clients poll one task, or a handful; the answer grows with each id
 MAX_TASK_ID_CHARS = 128  # ids this server mints are 32 hex digits; the answer echoes each id sent
@@ -51,7 +50,7 @@ MAX_TASK_ID_CHARS = 128  # ids this server mints are 32 hex digits; the answer e
 class ApiSettings:
     api_key: str | None = None  # None or "": no authentication
     env: str = "production"
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_body_bytes: int = defaults.MAX_BODY_BYTES
 
 
 def wrap(data: Any, code: int = 200, error: str | None = None, extra: Any = None) -> dict:
