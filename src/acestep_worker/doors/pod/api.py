@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -23,13 +23,15 @@ from fastapi.responses import FileResponse, JSONResponse
 from ... import __version__
 from ...audio.encode import CONTENT_TYPES
 from ...errors import AceStepError, InputError, PlannerUnavailableError, echo
-from ...pipeline.engine import Engine
 from ...schema.request import GenerationRequest, TimedRequest, parse, unused_fields
 from . import lora_routes, model_routes
 from .guard import AccessGuard
 from .queue import QueueFull, Task, TaskManager, TaskState
 from .uploads import attach, discard
 from .wire import ApiSettings, RouteContext, check_auth, read_body, wrap  # noqa: F401 (also this module's names)
+
+if TYPE_CHECKING:
+    from ...pipeline.engine import Engine
 
 log = logging.getLogger(__name__)
 

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from ...errors import AceStepError, InputError
-from ...pipeline.engine import Engine
 from .samples import random_sample
 from .wire import RouteContext, read_body, wrap
+
+if TYPE_CHECKING:
+    from ...pipeline.engine import Engine
 
 
 def inventory(engine: Engine) -> dict:

@@ -9,8 +9,10 @@ The examples are this project's own.
 from __future__ import annotations
 
 import random
+from typing import TYPE_CHECKING
 
-from ...pipeline.engine import Engine
+if TYPE_CHECKING:
+    from ...pipeline.engine import Engine
 
 # (description, instrumental, vocal language)
 DESCRIPTIONS = (

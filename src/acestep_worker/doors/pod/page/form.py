@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import gradio as gr
 
 from ....audio.encode import FORMATS
 from ....errors import AceStepError
 from ....models.variants import BASE, TURBO
-from ....pipeline.engine import Engine
 from ....schema.request import MAX_BATCH
 from ....schema.values import LANGUAGES
 from ..queue import QueueFull, Task, TaskManager, TaskState
@@ -26,6 +26,9 @@ from .edit_controls import EditingControls, editing_controls, optional_text
 from .inputs import STARTING_VALUES as START
 from .inputs import named, ordered
 from .lora_controls import LoraControls, lora_controls
+
+if TYPE_CHECKING:
+    from ....pipeline.engine import Engine
 
 MAX_PLAYERS = MAX_BATCH
 POLL_S = 0.5
