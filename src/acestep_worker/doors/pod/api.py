@@ -7,6 +7,9 @@ JSON string whose items carry a root-relative `file` URL. Where upstream is weak
 stricter: unknown ids are failed with "not found", failed tasks carry their error, a full queue is
 a 429 with Retry-After and no ghost job, `/v1/audio` serves only files inside the output folder,
 the API key is compared in constant time and an empty key means no auth.
+
+`create_app` assembles groups of routes, each a `register(app, ctx)` over one `RouteContext`
+(wire.py): health, models (model_routes.py), LoRA (lora_routes.py), tasks, planner, files, stats.
 """
 
 from __future__ import annotations
