@@ -18,8 +18,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..schema.formats import FORMAT_OF_SUFFIX, FORMATS
 from ..errors import AceStepError
+from ..schema.formats import FORMAT_OF_SUFFIX, FORMATS
 from ..schema.request import parse
 
 DEFAULT_MODEL = "acestep-v15-turbo"

@@ -21,8 +21,8 @@ from pathlib import Path
 import httpx
 from tqdm import tqdm
 
-from ..schema.formats import FORMAT_OF_SUFFIX
 from ..errors import InputError
+from ..schema.formats import FORMAT_OF_SUFFIX
 from ..schema.request import JobRequest, parse
 
 LYRICS_HELP = """Lyrics: one section tag per block, then its lines.

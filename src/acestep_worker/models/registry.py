@@ -21,8 +21,8 @@ import torch
 from ..errors import CheckpointError, InputError, echo
 from ..schema.task_types import supported_task_types
 from ..settings import Settings
-from .compile_policy import apply_compile_policy
 from .checkpoint_check import RANDOM_WEIGHTS_MARKER, require_model_folders
+from .compile_policy import apply_compile_policy
 from .dit.attention import AttentionChoice, resolve_attention
 from .dit.loading import is_diffusers_layout, load_dit, read_config
 from .dit.model import DiTModel, compile_blocks

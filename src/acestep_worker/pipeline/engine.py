@@ -17,8 +17,8 @@ from typing import Callable
 import numpy as np
 
 from ..models.dit.attention import dit_attention
-from ..schema.request import GenerationRequest
 from ..models.registry import ModelRegistry
+from ..schema.request import GenerationRequest
 from ..settings import Settings
 from .generation import GenerationPipeline, GenerationResult, Song
 from .plan import EngineFacts, JobPlan, resolve

@@ -16,9 +16,8 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import InputError
-from ..schema.units import FRAMES_PER_SECOND, LATENT_CHANNELS, SAMPLES_PER_FRAME
 from ..models.vae import DECODE_CHUNK_FRAMES, decode_bytes_per_frame
-
+from ..schema.units import FRAMES_PER_SECOND, LATENT_CHANNELS, SAMPLES_PER_FRAME
 
 
 @dataclass(frozen=True)

@@ -26,15 +26,23 @@ from dataclasses import dataclass, field, replace
 from typing import Literal, Mapping
 
 from ..errors import InputError, PlannerUnavailableError
+from ..models.dit.text_prompts import COVER_INSTRUCTION
 from ..models.variants import Variant
 from ..schema.formats import FORMATS
 from ..schema.messages import needs_planner
 from ..schema.request import MAX_SEED, GenerationRequest
-from ..models.dit.text_prompts import COVER_INSTRUCTION
-from ..schema.task_types import (TASKS, Region, TaskRule, check_supported, instruction_for, region_for,
-                                 replaced_fields)
-from ..schema.units import (DEFAULT_DURATION_S, FRAMES_PER_CODE, FRAMES_PER_SECOND, MAX_DURATION_S, MIN_FRAMES,
-                            SAMPLE_RATE, SAMPLES_PER_FRAME, frames_for_duration, latent_frames)
+from ..schema.task_types import TASKS, Region, TaskRule, check_supported, instruction_for, region_for, replaced_fields
+from ..schema.units import (
+    DEFAULT_DURATION_S,
+    FRAMES_PER_CODE,
+    FRAMES_PER_SECOND,
+    MAX_DURATION_S,
+    MIN_FRAMES,
+    SAMPLE_RATE,
+    SAMPLES_PER_FRAME,
+    frames_for_duration,
+    latent_frames,
+)
 
 LengthSource = Literal["codes", "source", "duration", "planner", "default"]
 # The planner's chain-of-thought fields, in the order it writes them (models/planner/metadata.py).

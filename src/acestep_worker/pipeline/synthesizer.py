@@ -15,8 +15,14 @@ from typing import Callable, Iterator, NamedTuple
 
 import torch
 
-from ..models.dit.conditioning import (Conditions, ContextInputs, EncoderInputs, at_batch_length, prepare_condition,
-                                        silence_frames)
+from ..models.dit.conditioning import (
+    Conditions,
+    ContextInputs,
+    EncoderInputs,
+    at_batch_length,
+    prepare_condition,
+    silence_frames,
+)
 from ..models.dit.model import DiTModel
 from ..models.dit.sampler import SamplerHooks, SamplingPlan, sample
 from ..models.dit.sampler_edits import CoverSwitch, Edit, Repaint, nearest_start, renoise

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
 
-from ..audio.sources import SourcePolicy, check as check_audio, load_audio
+from ..audio.sources import SourcePolicy, load_audio
+from ..audio.sources import check as check_audio
 from ..delivery.files import Encoding, SavedSong, save_songs, song_tags
 from ..errors import GenerationCancelled
 from ..pipeline.engine import Engine, GenerationResult, Progress

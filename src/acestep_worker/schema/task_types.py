@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from ..errors import InputError
 from .units import FRAMES_PER_SECOND, SAMPLE_RATE, latent_frames
 
-
 # Upstream's track names (acestep/constants.py), in its order.
 TRACK_NAMES = ("woodwinds", "brass", "fx", "synth", "strings", "percussion", "keyboard", "guitar", "bass",
                "drums", "backing_vocals", "vocals")

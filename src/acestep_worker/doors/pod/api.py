@@ -7,33 +7,36 @@ JSON string whose items carry a root-relative `file` URL. Where upstream is weak
 stricter: unknown ids are failed with "not found", failed tasks carry their error, a full queue is
 a 429 with Retry-After and no ghost job, `/v1/audio` serves only files inside the output folder,
 the API key is compared in constant time and an empty key means no auth.
+
+`create_app` assembles groups of routes, each a `register(app, ctx)` over one `RouteContext`
+(wire.py): health, models (model_routes.py), LoRA (lora_routes.py), tasks, planner, files, stats.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qsl
+from typing import TYPE_CHECKING, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
 
 from ... import __version__
-from ...schema.formats import CONTENT_TYPES
 from ...errors import AceStepError, InputError, PlannerUnavailableError, echo
-from ...pipeline.engine import Engine
 from ...pipeline import planner_services
+from ...schema.formats import CONTENT_TYPES
 from ...schema.messages import needs_planner
 from ...schema.request import GenerationRequest, TimedRequest, parse, unused_fields
 from . import lora_routes, model_routes
-from .guard import AccessGuard, keys_match
+from .guard import AccessGuard
 from .queue import QueueFull, Task, TaskManager, TaskState
-from .uploads import UPLOAD_PARTS, attach, discard
+from .uploads import attach, discard
+from .wire import ApiSettings, RouteContext, check_auth, read_body, wrap  # noqa: F401 (also this module's names)
+
+if TYPE_CHECKING:
+    from ...pipeline.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -43,66 +46,9 @@ NESTED_PARAMETER_OBJECTS = ("param_obj", "metas", "meta", "metadata", "user_meta
 # whose small bodies may carry the key as `ai_token` instead of a header.
 OPEN_PATHS = ("/health", "/v1/models")
 BODY_TOKEN_PATHS = ("/release_task", "/query_result", "/format_input", "/cancel_task", "/create_random_sample")
-DEFAULT_MAX_BODY_BYTES = 64_000_000
 MAX_NAME_BYTES, MAX_PATH_BYTES = 255, 4096  # the file system's own limits (NAME_MAX, PATH_MAX)
 MAX_QUERY_IDS = 100  # upstream clients poll one task, or a handful; the answer grows with each id
 MAX_TASK_ID_CHARS = 128  # ids this server mints are 32 hex digits; the answer echoes each id sent
-
-
-@dataclass(frozen=True)
-class ApiSettings:
-    api_key: str | None = None  # None or "": no authentication
-    env: str = "production"
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-
-
-def wrap(data: Any, code: int = 200, error: str | None = None, extra: Any = None) -> dict:
-    return {"data": data, "code": code, "error": error, "timestamp": int(time.time() * 1000), "extra": extra}
-
-
-# -- request bodies -------------------------------------------------------------------------------
-
-async def read_body(request: Request, uploads: list | None = None) -> dict:
-    """A body as a dict, from JSON, multipart or urlencoded forms, as upstream accepts them.
-
-    Audio file parts under upstream's names go to `uploads` as (request field, UploadFile); where
-    no list is given (endpoints that take no audio) they are ignored."""
-    content_type = request.headers.get("content-type", "").lower()
-    if "json" in content_type:
-        return _json_object(await request.body())
-    if content_type.startswith("application/x-www-form-urlencoded"):
-        raw = await request.body()
-        if raw.lstrip()[:1] == b"{":  # `curl -d '{...}'` labels JSON as a form; read it as JSON
-            return _json_object(raw)
-    if content_type.startswith("multipart/form-data") or content_type.startswith("application/x-www-form-urlencoded"):
-        form = await request.form()
-        for key, value in form.multi_items():
-            if uploads is not None and key in UPLOAD_PARTS and hasattr(value, "filename"):
-                if value.filename or value.size:  # a browser's empty file input is "not given"
-                    uploads.append((UPLOAD_PARTS[key], value))
-        return {key: value for key, value in form.items() if isinstance(value, str)}
-    raw = await request.body()
-    stripped = raw.lstrip()
-    if stripped[:1] in (b"{", b"["):
-        return _json_object(raw)
-    if b"=" in raw:
-        return dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
-    if not raw.strip():
-        return {}
-    raise HTTPException(415, f"Unsupported Content-Type: {content_type or '(missing)'}; use application/json, "
-                             "application/x-www-form-urlencoded, or multipart/form-data")
-
-
-def _json_object(raw: bytes) -> dict:
-    try:
-        data = json.loads(raw or b"{}")
-    except ValueError:
-        raise HTTPException(400, "Invalid JSON body (hint: set 'Content-Type: application/json')") from None
-    except RecursionError:  # json's parser recurses per nesting level
-        raise HTTPException(400, "the JSON body is nested too deeply") from None
-    if not isinstance(data, dict):
-        raise HTTPException(400, "JSON payload must be an object")
-    return data
 
 
 def _json_text(value: str, field: str) -> Any:
@@ -160,32 +106,6 @@ def task_ids(value: Any) -> list[str]:
 
 
 
-# -- auth -----------------------------------------------------------------------------------------
-
-def _header_token(request: Request) -> str | None:
-    header = request.headers.get("authorization")
-    if header is None:
-        return None
-    return header[7:].strip() if header.lower().startswith("bearer ") else header.strip()
-
-
-def check_auth(request: Request, settings: ApiSettings, body: dict | None = None) -> None:
-    """Upstream's rules; the header was already checked by AccessGuard, before the body was read."""
-    if not settings.api_key:
-        return
-    token = (body or {}).get("ai_token")
-    if token:
-        if not isinstance(token, str) or not keys_match(token, settings.api_key):
-            raise HTTPException(401, "Invalid ai_token")
-        return
-    header = _header_token(request)
-    if header is None:
-        raise HTTPException(401, "Missing ai_token or Authorization header" if body is not None
-                            else "Missing Authorization header")
-    if not keys_match(header, settings.api_key):
-        raise HTTPException(401, "Invalid API key")
-
-
 # -- results --------------------------------------------------------------------------------------
 
 def _metas(task: Task) -> dict:
@@ -236,102 +156,70 @@ def result_items(task: Task, lm_model: str, env: str) -> list[dict]:
 
 # -- the app --------------------------------------------------------------------------------------
 
+def create_app(engine: Engine, manager: TaskManager, settings: ApiSettings) -> FastAPI:
+    app = FastAPI(title="ACE-Step 1.5 API", version=__version__,
+                  description="Upstream-compatible ACE-Step 1.5 music generation API.")
+    app.add_middleware(AccessGuard, api_key=settings.api_key, max_body_bytes=settings.max_body_bytes,
+                       open_paths=OPEN_PATHS, body_token_paths=BODY_TOKEN_PATHS)
+    app.add_exception_handler(InputError, _input_error)
+    ctx = RouteContext(engine, manager, settings)
+    for register in (register_health, model_routes.register, lora_routes.register, register_tasks,
+                     register_planner, register_files, register_stats):  # the order /docs lists them in
+        register(app, ctx)
+    return app
+
+
+async def _input_error(_: Request, exc: InputError) -> JSONResponse:
+    return JSONResponse({"detail": str(exc), "field": exc.field}, status_code=400)
+
+
+def register_health(app: FastAPI, ctx: RouteContext) -> None:
+    engine = ctx.engine
+
+    @app.get("/health")
+    async def health() -> dict:
+        return wrap({"status": "ok", "service": "ACE-Step API", "version": __version__,
+                     "models_initialized": True, "llm_initialized": engine.models.planner is not None,
+                     "loaded_model": engine.models.default_model, "loaded_lm_model": ctx.lm_model() or None,
+                     "random_weights": engine.models.random_weights})
+
+
+# -- tasks: release, query, cancel ----------------------------------------------------------------
+
+_TEXT = {"type": "string"}
+_TEXTS = {"type": "array", "items": _TEXT}
+
+
 def _release_task_schema() -> dict:
     schema = GenerationRequest.model_json_schema()
     schema["properties"]["ai_token"] = {"type": "string"}
     return {"requestBody": {"required": False, "content": {"application/json": {"schema": schema}}}}
 
 
-def create_app(engine: Engine, manager: TaskManager, settings: ApiSettings) -> FastAPI:
-    app = FastAPI(title="ACE-Step 1.5 API", version=__version__,
-                  description="Upstream-compatible ACE-Step 1.5 music generation API.")
-    app.add_middleware(AccessGuard, api_key=settings.api_key, max_body_bytes=settings.max_body_bytes,
-                       open_paths=OPEN_PATHS, body_token_paths=BODY_TOKEN_PATHS)
+def _body_schema(**properties: dict) -> dict:
+    """openapi_extra for a JSON object body with these properties (name: JSON schema)."""
+    return {"requestBody": {"content": {"application/json": {"schema": {"type": "object", "properties": properties}}}}}
 
-    def lm_model() -> str:  # read each time: /v1/init may swap the planner
-        return engine.models.planner.name if engine.models.planner is not None else ""
-    output_dir = manager.output_dir.resolve()
 
-    def settings_dep() -> ApiSettings:
-        return settings
-
-    @app.exception_handler(InputError)
-    async def _input_error(_: Request, exc: InputError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc), "field": exc.field}, status_code=400)
-
-    @app.get("/health")
-    async def health() -> dict:
-        return wrap({"status": "ok", "service": "ACE-Step API", "version": __version__,
-                     "models_initialized": True, "llm_initialized": engine.models.planner is not None,
-                     "loaded_model": engine.models.default_model, "loaded_lm_model": lm_model() or None,
-                     "random_weights": engine.models.random_weights})
-
-    def header_auth(request: Request) -> None:
-        check_auth(request, settings)
-
-    def body_auth(request: Request, body: dict) -> None:
-        check_auth(request, settings, body)
-
-    model_routes.register(app, engine, manager, header_auth, body_auth, read_body, wrap)
-    lora_routes.register(app, engine, read_body, wrap)
+def register_tasks(app: FastAPI, ctx: RouteContext) -> None:
+    manager = ctx.manager
 
     @app.post("/release_task", openapi_extra=_release_task_schema())
-    async def release_task(request: Request, cfg: ApiSettings = Depends(settings_dep)) -> JSONResponse:
+    async def release_task(request: Request) -> JSONResponse:
         uploads: list = []
-        body = await read_body(request, uploads)
-        check_auth(request, cfg, body)
-        stored: list[Path] = []
-        try:
-            fields = await run_in_threadpool(attach, generation_fields(body), uploads, stored, manager.input_dir,
-                                             manager.audio_policy.limits)
-            generation = parse(fields, TimedRequest)
-            # What the model cannot do, or bad audio, is a 400 now, not a failure in the queue.
-            task = await run_in_threadpool(manager.submit, generation, stored)
-        except QueueFull as exc:
-            discard(stored)
-            return JSONResponse({"detail": "Server busy: queue is full"}, status_code=429,
-                                headers={"Retry-After": str(exc.retry_after_s)})
-        except BaseException:
-            discard(stored)
-            raise
-        unused = unused_fields(generation)
-        return JSONResponse(wrap({"task_id": task.id, "status": "queued",
-                                  "queue_position": manager.queue_position(task) or 1},
-                                 extra={"unused": unused} if unused else None))
+        body = await ctx.authorized_body(request, uploads)
+        return await _queue_generation(manager, body, uploads)
 
-    @app.post("/query_result", openapi_extra={"requestBody": {"content": {"application/json": {"schema": {
-        "type": "object", "properties": {"task_id_list": {"type": "array", "items": {"type": "string"}},
-                                         "ai_token": {"type": "string"}}}}}}})
-    async def query_result(request: Request, cfg: ApiSettings = Depends(settings_dep)) -> dict:
-        body = await read_body(request)
-        check_auth(request, cfg, body)
-        data = []
-        for task_id in task_ids(body.get("task_id_list")):
-            task = manager.get(task_id)
-            if task is None:
-                error = f"task {echo(task_id)} not found (unknown, or expired)"
-                data.append({"task_id": task_id, "status": 2, "error": error, "progress_text": error,
-                             "result": json.dumps([{"file": "", "status": 2, "stage": "not_found", "error": error}])})
-                continue
-            items = result_items(task, lm_model(), cfg.env)
-            entry = {"task_id": task.id, "status": STATUS_CODES[task.state],
-                     "result": json.dumps(items, ensure_ascii=False),
-                     "progress_text": task.error or f"{task.stage} ({round(100 * task.progress)}%)",
-                     "progress": task.progress, "stage": task.stage}
-            if task.state is TaskState.QUEUED:
-                entry["queue_position"] = manager.queue_position(task)
-            if task.error:
-                entry["error"] = task.error
-            data.append(entry)
-        return wrap(data)
+    @app.post("/query_result", openapi_extra=_body_schema(task_id_list=_TEXTS, ai_token=_TEXT))
+    async def query_result(request: Request) -> dict:
+        body = await ctx.authorized_body(request)
+        return wrap([_query_entry(ctx, task_id) for task_id in task_ids(body.get("task_id_list"))])
 
-    @app.post("/cancel_task", openapi_extra={"requestBody": {"content": {"application/json": {"schema": {
-        "type": "object", "properties": {"task_id": {"type": "string"}, "ai_token": {"type": "string"}}}}}}})
-    async def cancel_task(request: Request, cfg: ApiSettings = Depends(settings_dep)) -> dict:
+    @app.post("/cancel_task", openapi_extra=_body_schema(task_id=_TEXT, ai_token=_TEXT))
+    async def cancel_task(request: Request) -> dict:
         """Not in upstream (which has no cancel): a queued task leaves the queue, a running one
         stops at its next step and keeps no file; either is then failed with "cancelled"."""
-        body = await read_body(request)
-        check_auth(request, cfg, body)
+        body = await ctx.authorized_body(request)
         task_id = body.get("task_id")
         if not isinstance(task_id, str) or not task_id.strip():
             raise InputError("task_id", "task_id must be the id that /release_task returned")
@@ -342,22 +230,60 @@ def create_app(engine: Engine, manager: TaskManager, settings: ApiSettings) -> F
         return wrap({"task_id": task.id, "status": STATUS_CODES[task.state],
                      "stage": "cancelling" if stopping else task.stage, "error": task.error})
 
-    @app.post("/format_input", openapi_extra={"requestBody": {"content": {"application/json": {"schema": {
-        "type": "object", "properties": {"prompt": {"type": "string"}, "lyrics": {"type": "string"},
-                                         "temperature": {"type": "number"}, "param_obj": {"type": "object"}}}}}}})
-    async def format_input(request: Request, cfg: ApiSettings = Depends(settings_dep)) -> JSONResponse:
-        body = await read_body(request)
-        check_auth(request, cfg, body)
+
+async def _queue_generation(manager: TaskManager, body: dict, uploads: list) -> JSONResponse:
+    """/release_task's work: store the uploads, validate, check and queue; the answer or a 429."""
+    stored: list[Path] = []
+    try:
+        fields = await run_in_threadpool(attach, generation_fields(body), uploads, stored, manager.input_dir,
+                                         manager.audio_policy.limits)
+        generation = parse(fields, TimedRequest)
+        # What the model cannot do, or bad audio, is a 400 now, not a failure in the queue.
+        task = await run_in_threadpool(manager.submit, generation, stored)
+    except QueueFull as exc:
+        discard(stored)
+        return JSONResponse({"detail": "Server busy: queue is full"}, status_code=429,
+                            headers={"Retry-After": str(exc.retry_after_s)})
+    except BaseException:
+        discard(stored)
+        raise
+    unused = unused_fields(generation)
+    return JSONResponse(wrap({"task_id": task.id, "status": "queued",
+                              "queue_position": manager.queue_position(task) or 1},
+                             extra={"unused": unused} if unused else None))
+
+
+def _query_entry(ctx: RouteContext, task_id: str) -> dict:
+    """One task's item in /query_result's answer; an unknown id is a failed task that says so."""
+    task = ctx.manager.get(task_id)
+    if task is None:
+        error = f"task {echo(task_id)} not found (unknown, or expired)"
+        return {"task_id": task_id, "status": 2, "error": error, "progress_text": error,
+                "result": json.dumps([{"file": "", "status": 2, "stage": "not_found", "error": error}])}
+    items = result_items(task, ctx.lm_model(), ctx.settings.env)
+    entry = {"task_id": task.id, "status": STATUS_CODES[task.state],
+             "result": json.dumps(items, ensure_ascii=False),
+             "progress_text": task.error or f"{task.stage} ({round(100 * task.progress)}%)",
+             "progress": task.progress, "stage": task.stage}
+    if task.state is TaskState.QUEUED:
+        entry["queue_position"] = ctx.manager.queue_position(task)
+    if task.error:
+        entry["error"] = task.error
+    return entry
+
+
+# -- the planner: format_input --------------------------------------------------------------------
+
+def register_planner(app: FastAPI, ctx: RouteContext) -> None:
+    engine = ctx.engine
+
+    @app.post("/format_input", openapi_extra=_body_schema(prompt=_TEXT, lyrics=_TEXT, temperature={"type": "number"},
+                                                          param_obj={"type": "object"}))
+    async def format_input(request: Request) -> JSONResponse:
+        body = await ctx.authorized_body(request)
         if engine.models.planner is None:
             raise HTTPException(503, needs_planner("/format_input"))
-        params = _nested(body.get("param_obj"), "param_obj")
-        # Validate through the one schema: the same names, aliases and ranges as everywhere else.
-        fields = {"caption": body.get("prompt", body.get("caption", "")), "lyrics": body.get("lyrics", ""),
-                  "lm_temperature": body.get("temperature", 0.85), "duration": params.get("duration"),
-                  "bpm": params.get("bpm"), "key_scale": params.get("key_scale", params.get("key")),
-                  "time_signature": params.get("time_signature", body.get("time_signature")),
-                  "vocal_language": params.get("language")}
-        checked = parse({k: v for k, v in fields.items() if v not in (None, "")})
+        checked = _format_request(body)
         try:
             # the planner never runs on the event loop
             data = await run_in_threadpool(planner_services.format_input, engine.models, checked)
@@ -367,10 +293,28 @@ def create_app(engine: Engine, manager: TaskManager, settings: ApiSettings) -> F
             return JSONResponse(wrap(None, 500, f"format_sample failed: {exc}"))
         return JSONResponse(wrap(data))
 
+
+def _format_request(body: dict) -> GenerationRequest:
+    """/format_input's fields in upstream's names, validated through the one schema: the same names,
+    aliases and ranges as everywhere else."""
+    params = _nested(body.get("param_obj"), "param_obj")
+    fields = {"caption": body.get("prompt", body.get("caption", "")), "lyrics": body.get("lyrics", ""),
+              "lm_temperature": body.get("temperature", 0.85), "duration": params.get("duration"),
+              "bpm": params.get("bpm"), "key_scale": params.get("key_scale", params.get("key")),
+              "time_signature": params.get("time_signature", body.get("time_signature")),
+              "vocal_language": params.get("language")}
+    return parse({k: v for k, v in fields.items() if v not in (None, "")})
+
+
+# -- files and stats ------------------------------------------------------------------------------
+
+def register_files(app: FastAPI, ctx: RouteContext) -> None:
+    output_dir = ctx.manager.output_dir.resolve()
+
     @app.get("/v1/audio")
-    async def audio(request: Request, filename: str | None = Query(None), path: str | None = Query(None),
-                    cfg: ApiSettings = Depends(settings_dep)) -> FileResponse:
-        check_auth(request, cfg)
+    async def audio(request: Request, filename: str | None = Query(None),
+                    path: str | None = Query(None)) -> FileResponse:
+        ctx.header_auth(request)
         name = filename if filename is not None else path
         if not name:
             raise HTTPException(400, "give filename= (or upstream's path=)")
@@ -384,12 +328,12 @@ def create_app(engine: Engine, manager: TaskManager, settings: ApiSettings) -> F
             raise HTTPException(404, "Audio file not found")
         return FileResponse(target, media_type=media, filename=target.name)
 
-    @app.get("/v1/stats")
-    async def stats(request: Request, cfg: ApiSettings = Depends(settings_dep)) -> dict:
-        check_auth(request, cfg)
-        return wrap(manager.stats())
 
-    return app
+def register_stats(app: FastAPI, ctx: RouteContext) -> None:
+    @app.get("/v1/stats")
+    async def stats(request: Request) -> dict:
+        ctx.header_auth(request)
+        return wrap(ctx.manager.stats())
 
 
 def _inside(root: Path, name: str) -> Path:

@@ -17,21 +17,22 @@ from dataclasses import dataclass
 from typing import Callable, Mapping
 
 from ...settings import env_value, in_range
+from . import defaults
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class PodSettings:
-    host: str = "0.0.0.0"
-    port: int = 8000
-    gradio_port: int = 7860
-    queue_maxsize: int = 200
-    result_ttl_s: float = 86_400.0
+    host: str = defaults.HOST
+    port: int = defaults.API_PORT
+    gradio_port: int = defaults.GRADIO_PORT
+    queue_maxsize: int = defaults.QUEUE_MAXSIZE
+    result_ttl_s: float = defaults.RESULT_TTL_S
     api_key: str | None = None
-    max_body_bytes: int = 64_000_000
-    result_max_tasks: int | None = 500  # finished tasks kept (0/None: no cap); oldest go first
-    result_max_bytes: int | None = 5_000_000_000  # their audio on disk
+    max_body_bytes: int = defaults.MAX_BODY_BYTES
+    result_max_tasks: int | None = defaults.RESULT_MAX_TASKS  # finished tasks kept (0/None: no cap); oldest go first
+    result_max_bytes: int | None = defaults.RESULT_MAX_BYTES  # their audio on disk
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "PodSettings":
@@ -40,22 +41,28 @@ class PodSettings:
         if key is not None and not key.strip():
             log.warning("ACESTEP_API_KEY is set but empty: authentication is OFF")
         port = "an integer port from 1 to 65535"
-        return cls(host=env.get("ACESTEP_API_HOST") or "0.0.0.0",
-                   port=env_value(env, "ACESTEP_API_PORT", 8000, in_range(int, 1, 65535), port),
-                   gradio_port=env_value(env, "ACESTEP_GRADIO_PORT", 7860, in_range(int, 0, 65535),
+        return cls(host=env.get("ACESTEP_API_HOST") or defaults.HOST,
+                   port=env_value(env, "ACESTEP_API_PORT", defaults.API_PORT, in_range(int, 1, 65535), port),
+                   gradio_port=env_value(env, "ACESTEP_GRADIO_PORT", defaults.GRADIO_PORT, in_range(int, 0, 65535),
                                          port + " (0: no page)"),
-                   queue_maxsize=env_value(env, "ACESTEP_QUEUE_MAXSIZE", 200, in_range(int, 1, 100_000),
-                                           "an integer from 1 to 100000"),
-                   result_ttl_s=env_value(env, "ACESTEP_RESULT_TTL", 86_400.0, in_range(float, 1, 365 * 86_400),
-                                          "seconds from 1 to 31536000"),
+                   queue_maxsize=env_value(env, "ACESTEP_QUEUE_MAXSIZE", defaults.QUEUE_MAXSIZE,
+                                           in_range(int, 1, 100_000), "an integer from 1 to 100000"),
+                   result_ttl_s=env_value(env, "ACESTEP_RESULT_TTL", defaults.RESULT_TTL_S,
+                                          in_range(float, 1, 365 * 86_400), "seconds from 1 to 31536000"),
                    api_key=key.strip() if key and key.strip() else None,
-                   max_body_bytes=int(1_000_000 * env_value(env, "ACESTEP_MAX_BODY_MB", 64.0,
-                                                            in_range(float, 0.01, 4096), "megabytes from 0.01 to 4096")),
-                   result_max_tasks=env_value(env, "ACESTEP_RESULT_MAX_TASKS", 500, in_range(int, 0, 10**9),
-                                              "a whole number of tasks, or 0 for no limit") or None,
-                   result_max_bytes=int(1_000_000 * env_value(env, "ACESTEP_RESULT_MAX_MB", 5000.0,
-                                                              in_range(float, 0, 1e9), "megabytes, or 0 for no limit"))
-                   or None)
+                   max_body_bytes=_megabytes(env, "ACESTEP_MAX_BODY_MB", defaults.MAX_BODY_BYTES, 0.01, 4096,
+                                             "megabytes from 0.01 to 4096"),
+                   result_max_tasks=env_value(env, "ACESTEP_RESULT_MAX_TASKS", defaults.RESULT_MAX_TASKS,
+                                              in_range(int, 0, 10**9), "a whole number of tasks, or 0 for no limit")
+                   or None,
+                   result_max_bytes=_megabytes(env, "ACESTEP_RESULT_MAX_MB", defaults.RESULT_MAX_BYTES, 0, 1e9,
+                                               "megabytes, or 0 for no limit") or None)
+
+
+def _megabytes(env: Mapping[str, str], name: str, default_bytes: int, low: float, high: float,
+               accepted: str) -> int:
+    """A size the variable gives in megabytes (fractions allowed), in bytes; `default_bytes` when unset."""
+    return int(1_000_000 * env_value(env, name, default_bytes / 1_000_000, in_range(float, low, high), accepted))
 
 
 def build(engine, pod: PodSettings):
@@ -63,8 +70,8 @@ def build(engine, pod: PodSettings):
     from .api import ApiSettings, create_app
     from .queue import TaskManager
 
-    manager = TaskManager(engine, engine.settings.output_dir, pod.queue_maxsize, pod.result_ttl_s,
-                          pod.result_max_tasks, pod.result_max_bytes).start()
+    manager = TaskManager(engine, engine.settings.output_dir, maxsize=pod.queue_maxsize, ttl_s=pod.result_ttl_s,
+                          max_tasks=pod.result_max_tasks, max_bytes=pod.result_max_bytes).start()
     api = create_app(engine, manager, ApiSettings(api_key=pod.api_key, max_body_bytes=pod.max_body_bytes))
     page = page_app(engine, manager, pod.api_key, pod.max_body_bytes) if pod.gradio_port else None
     return api, page, manager

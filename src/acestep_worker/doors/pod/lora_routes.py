@@ -17,13 +17,14 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 
 from ...errors import InputError
-from ...pipeline.engine import Engine
 from ...schema.lora_refs import MAX_SCALE, LoraRef
+from .wire import RouteContext, read_body, wrap
 
 DEFAULT_NAME = "default"
 
 
-def register(app: FastAPI, engine: Engine, read_body, wrap) -> None:
+def register(app: FastAPI, ctx: RouteContext) -> None:
+    engine = ctx.engine
     adapters = engine.models.adapters
 
     def failed(exc: InputError) -> dict:

@@ -19,9 +19,8 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
-from pathlib import Path
-
 from functools import partial
+from pathlib import Path
 
 from ...audio.sources import SourcePolicy
 from ...delivery.files import SavedSong, job_paths
@@ -31,6 +30,7 @@ from ...pipeline.plan import JobPlan
 from ...runner.deadline import Deadline
 from ...runner.job import Job, JobRunner
 from ...schema.request import DEFAULT_TIMEOUT_S, GenerationRequest
+from . import defaults
 from .uploads import clear_stale, discard
 
 log = logging.getLogger(__name__)
@@ -88,8 +88,9 @@ class Task:
 
 
 class TaskManager:
-    def __init__(self, engine: Engine, output_dir: Path, maxsize: int = 200, ttl_s: float = 86_400.0,
-                 max_tasks: int | None = 500, max_bytes: int | None = 5_000_000_000):
+    def __init__(self, engine: Engine, output_dir: Path, maxsize: int = defaults.QUEUE_MAXSIZE,
+                 ttl_s: float = defaults.RESULT_TTL_S, max_tasks: int | None = defaults.RESULT_MAX_TASKS,
+                 max_bytes: int | None = defaults.RESULT_MAX_BYTES):
         self.engine = engine
         self.output_dir = Path(output_dir)
         self.maxsize = maxsize

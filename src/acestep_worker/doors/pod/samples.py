@@ -9,10 +9,10 @@ The examples are this project's own.
 from __future__ import annotations
 
 import random
+from typing import TYPE_CHECKING
 
-from ...pipeline.engine import Engine
-from ...pipeline.planner_services import create_sample
-from ...schema.values import UNKNOWN_LANGUAGE
+if TYPE_CHECKING:
+    from ...pipeline.engine import Engine
 
 # (description, instrumental, vocal language)
 DESCRIPTIONS = (
@@ -50,8 +50,10 @@ def random_sample(engine: Engine, sample_type: str, rng: random.Random) -> dict:
     if sample_type == "simple_mode":
         return {"description": description, "instrumental": instrumental, "vocal_language": language}
     if engine.models.planner is not None:
+        from ...pipeline.planner_services import create_sample  # the planner's: torch loads with it
+
         form = create_sample(engine.models, description, instrumental=instrumental,
-                             language=None if language == UNKNOWN_LANGUAGE else language, seed=rng.randint(0, 2**32 - 1))
+                             language=None if language == "unknown" else language, seed=rng.randint(0, 2**32 - 1))
         if instrumental and not form["lyrics"].strip():
             form["lyrics"] = "[Instrumental]"
     else:

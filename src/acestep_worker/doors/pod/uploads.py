@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import BinaryIO, Iterable
+from typing import TYPE_CHECKING, BinaryIO, Iterable
 
-from ...audio.decode import AudioLimits
-from ...audio.trim import TrimLabels, TrimRange, cut
 from ...errors import InputError
+
+if TYPE_CHECKING:
+    from ...audio.decode import AudioLimits
+    from ...audio.trim import TrimLabels, TrimRange
 
 # Upstream's multipart part names and the request field each one fills.
 UPLOAD_PARTS = {"src_audio": "src_audio", "ctx_audio": "src_audio",
@@ -49,6 +51,8 @@ def store_range(labels: TrimLabels, source: Path, trim: TrimRange, input_dir: Pa
     behind when the range is refused)."""
     input_dir.mkdir(parents=True, exist_ok=True)
     target = input_dir / f"{PREFIX}{labels.field}-{uuid.uuid4().hex}.flac"
+    from ...audio.trim import cut  # numpy and soundfile: only when a trimmed upload is stored
+
     cut(labels, source, target, trim, limits)
     return target
 

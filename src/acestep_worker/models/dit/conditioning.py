@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from .model import DiTModel
 
+
 def at_batch_length(latents: torch.Tensor, silence: torch.Tensor, frames: int) -> torch.Tensor:
     """An item's latents [n, C] at the batch length [frames, C]: cropped, or padded with silence
     frames restarting at silence frame 0 (never zeros). Upstream pads a source's latents and an

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import gradio as gr
 
-from ....schema.formats import FORMATS
 from ....errors import AceStepError
 from ....models.variants import BASE, TURBO
 from ....pipeline import planner_services
-from ....pipeline.engine import Engine
+from ....schema.formats import FORMATS
+from ....schema.messages import needs_planner
 from ....schema.request import MAX_BATCH, parse
 from ....schema.values import LANGUAGES
 from ..queue import QueueFull, Task, TaskManager, TaskState
@@ -26,6 +28,9 @@ from .edit_controls import EditingControls, editing_controls, optional_text
 from .inputs import STARTING_VALUES as START
 from .inputs import named, ordered
 from .lora_controls import LoraControls, lora_controls
+
+if TYPE_CHECKING:
+    from ....pipeline.engine import Engine
 
 MAX_PLAYERS = MAX_BATCH
 POLL_S = 0.5
@@ -35,7 +40,6 @@ LYRICS_HINT = ("One tag per section, then its lines: [Intro] [Verse] [Pre-Chorus
                "Empty or [inst] for an instrumental.")
 DESCRIPTION_HINT = ("One or two sentences; the planner writes the caption, the lyrics, tempo and key. "
                     "Name a language or say \"instrumental\" if you want one.")
-NO_PLANNER = "needs the 5 Hz planner, which this server does not load (ACESTEP_LM_MODEL_PATH)"
 
 
 def model_defaults(family: str) -> dict[str, str]:
@@ -84,119 +88,173 @@ def _summary(task: Task) -> dict:
 
 
 def build_ui(engine: Engine, manager: TaskManager) -> gr.Blocks:
+    """The page. Components are made in page order (Gradio numbers them so), then the events."""
     infos = {m.name: m.family for m in engine.models.installed()}
-    has_planner = engine.models.planner is not None
-    banner = ("**These are random-weight test checkpoints: every song is noise, not music.**"
-              if engine.models.random_weights else "")
-    defaults = model_defaults(infos.get(engine.models.default_model, "turbo"))
-
-    running: dict[str, str] = {}  # browser session -> the task it is waiting for (what Stop cancels)
-
-    # Gradio injects the request and the progress tracker only into leading positional parameters.
-    def generate(request: gr.Request, progress=gr.Progress(), *values):
-        by_name = named(values)
-        try:
-            task = editing.submit(manager, {**_fields(by_name), **adapters.fields(by_name)}, by_name)
-        except (AceStepError, QueueFull) as exc:
-            raise gr.Error(str(exc)) from None
-        running[request.session_hash] = task.id
-        try:
-            while not task.done.wait(POLL_S):
-                fraction, text = _progress_text(manager, task)
-                progress(fraction, desc=text)
-        finally:
-            running.pop(request.session_hash, None)
-        hidden = [gr.update(visible=False, value=None) for _ in range(MAX_PLAYERS)]
-        if task.state is TaskState.FAILED and task.cancelled.is_set():
-            return ["Stopped: the task was cancelled.", *hidden, None, None]  # asked for: not an error
-        if task.state is TaskState.FAILED:
-            raise gr.Error(task.error or "generation failed")
-        players = [gr.update(visible=True, value=str(s.path), label=f"Song {i + 1} (seed {s.seed})")
-                   for i, s in enumerate(task.songs)]
-        players += hidden[len(players):]
-        summary = _summary(task)
-        done = f"Done: {len(task.songs)} song(s) in {summary['total_seconds']} s"
-        return [done, *players, [str(s.path) for s in task.songs], summary]
-
-    def stop(request: gr.Request) -> str:
-        task_id = running.get(request.session_hash)
-        task = manager.cancel(task_id) if task_id else None
-        if task is None:
-            return "Nothing to stop."
-        return "Stopped: the task was cancelled." if task.finished else "Stopping at the next step..."
-
-    def format_lyrics(caption: str, lyrics: str):
-        try:
-            result = planner_services.format_input(engine.models, parse({"caption": caption, "lyrics": lyrics}))
-        except AceStepError as exc:
-            raise gr.Error(str(exc)) from None
-        return result["caption"], result["lyrics"]
-
-    def defaults_for(name: str):
-        hints = model_defaults(infos.get(name, "turbo"))
-        return [gr.update(placeholder=hints[k]) for k in ("steps", "guidance", "shift")]
-
     with gr.Blocks(title="ACE-Step 1.5") as page:
-        gr.Markdown("# ACE-Step 1.5 music generation" + (f"\n{banner}" if banner else ""))
-        mode = gr.State(START["mode"])
-        with gr.Row():
-            with gr.Column(scale=3):
-                with gr.Tabs():
-                    with gr.Tab("Custom: caption and lyrics", elem_id="tab-custom") as custom_tab:
-                        caption = gr.Textbox(label="Caption", info=CAPTION_HINT, lines=2, elem_id="caption",
-                                             placeholder="e.g. upbeat indie pop, jangly guitars, 120 bpm")
-                        lyrics = gr.Textbox(label="Lyrics", info=LYRICS_HINT, lines=8, elem_id="lyrics",
-                                            placeholder="[Verse]\nWalking down the street\n\n[Chorus]\nWe are alive")
-                        format_button = gr.Button("Format my lyrics (planner)", size="sm", elem_id="format",
-                                                  interactive=has_planner)
-                        if not has_planner:
-                            gr.Markdown(f"*Formatting {NO_PLANNER}.*")
-                    with gr.Tab("Simple: describe the song", elem_id="tab-simple") as simple_tab:
-                        description = gr.Textbox(label="Description", info=DESCRIPTION_HINT, lines=3,
-                                                 elem_id="description", interactive=has_planner,
-                                                 placeholder="a melancholic folk song about rain in Lisbon")
-                        if not has_planner:
-                            gr.Markdown(f"*Simple mode {NO_PLANNER}; use the Custom tab.*", elem_id="no-planner")
-            with gr.Column(scale=2):
-                duration = gr.Slider(10, 600, value=START["duration"], step=1, label="Duration (s)",
-                                     elem_id="duration")
-                model = gr.Dropdown(list(infos), value=engine.models.default_model, label="Model", elem_id="model")
-                batch_size = gr.Slider(1, MAX_BATCH, value=START["batch_size"], step=1, label="Songs")
-                seed = gr.Textbox(label="Seed", placeholder="random (a,b,c: one per song)", elem_id="seed")
-                audio_format = gr.Dropdown(list(FORMATS), value=START["audio_format"], label="Format")
-                thinking = gr.Checkbox(label="Planner writes audio codes (thinking)", value=START["thinking"],
-                                       interactive=has_planner)
-        with gr.Accordion("Advanced (empty: the model's default)", open=False, elem_id="advanced"):
-            with gr.Row():
-                steps = gr.Textbox(label="Steps", placeholder=defaults["steps"], elem_id="steps")
-                guidance = gr.Textbox(label="Guidance", placeholder=defaults["guidance"], elem_id="guidance")
-                shift = gr.Textbox(label="Shift", placeholder=defaults["shift"], elem_id="shift")
-            with gr.Row():
-                bpm = gr.Textbox(label="BPM", placeholder="the planner's, else free (30-300)", elem_id="bpm")
-                key = gr.Textbox(label="Key", placeholder="e.g. C major", elem_id="key")
-                time_signature = gr.Dropdown(["", "2", "3", "4", "6"], value=START["time_signature"],
-                                             label="Time signature")
-                language = gr.Dropdown(["auto", *LANGUAGES], value=START["vocal_language"], label="Vocal language")
+        gr.Markdown(_title(engine))
+        form = _song_form(engine, infos)
         editing: EditingControls = editing_controls()
         adapters: LoraControls = lora_controls(engine)
         with gr.Row():
             button = gr.Button("Generate", variant="primary", elem_id="generate", scale=3)
             stop_button = gr.Button("Stop", variant="stop", elem_id="stop", scale=1)
-        status = gr.Markdown(elem_id="status")
-        players = [gr.Audio(visible=False, type="filepath", interactive=False, elem_id=f"song-{i}")
-                   for i in range(MAX_PLAYERS)]
-        downloads = gr.File(label="Download", file_count="multiple", interactive=False)
-        metadata = gr.JSON(label="Settings used and the planner's metadata")
-        form = {"mode": mode, "description": description, "caption": caption, "lyrics": lyrics,
-                "duration": duration, "model": model, "batch_size": batch_size, "seed": seed,
-                "audio_format": audio_format, "inference_steps": steps, "guidance_scale": guidance, "shift": shift,
-                "bpm": bpm, "key_scale": key, "time_signature": time_signature, "vocal_language": language,
-                "thinking": thinking}
-        custom_tab.select(lambda: "custom", None, mode)
-        simple_tab.select(lambda: "simple", None, mode)
-        model.change(defaults_for, model, [steps, guidance, shift])
-        format_button.click(format_lyrics, [caption, lyrics], [caption, lyrics])
-        button.click(generate, ordered({**form, **editing.components, **adapters.components}),
-                     [status, *players, downloads, metadata], concurrency_limit=None)
-        stop_button.click(stop, None, status)
+        outputs = _outputs()
+        actions = PageActions(engine, manager, infos, editing, adapters)
+        form.wire(actions)
+        button.click(actions.generate, ordered({**form.components, **editing.components, **adapters.components}),
+                     outputs, concurrency_limit=None)
+        stop_button.click(actions.stop, None, outputs[0])
     return page
+
+
+def _title(engine: Engine) -> str:
+    banner = ("**These are random-weight test checkpoints: every song is noise, not music.**"
+              if engine.models.random_weights else "")
+    return "# ACE-Step 1.5 music generation" + (f"\n{banner}" if banner else "")
+
+
+# -- layout ---------------------------------------------------------------------------------------
+
+@dataclass
+class SongForm:
+    """The form's controls by their /generate names (page/inputs.py), and the ones its events hang on."""
+    components: dict
+    custom_tab: gr.Tab
+    simple_tab: gr.Tab
+    format_button: gr.Button
+
+    def wire(self, actions: "PageActions") -> None:
+        c = self.components
+        self.custom_tab.select(lambda: "custom", None, c["mode"])
+        self.simple_tab.select(lambda: "simple", None, c["mode"])
+        c["model"].change(actions.defaults_for, c["model"], [c["inference_steps"], c["guidance_scale"], c["shift"]])
+        self.format_button.click(actions.format_lyrics, [c["caption"], c["lyrics"]], [c["caption"], c["lyrics"]])
+
+
+def _song_form(engine: Engine, infos: dict[str, str]) -> SongForm:
+    """The song (two tabs), its settings beside it, and the advanced accordion below."""
+    has_planner = engine.models.planner is not None
+    mode = gr.State(START["mode"])
+    with gr.Row():
+        with gr.Column(scale=3):
+            with gr.Tabs():
+                with gr.Tab("Custom: caption and lyrics", elem_id="tab-custom") as custom_tab:
+                    caption = gr.Textbox(label="Caption", info=CAPTION_HINT, lines=2, elem_id="caption",
+                                         placeholder="e.g. upbeat indie pop, jangly guitars, 120 bpm")
+                    lyrics = gr.Textbox(label="Lyrics", info=LYRICS_HINT, lines=8, elem_id="lyrics",
+                                        placeholder="[Verse]\nWalking down the street\n\n[Chorus]\nWe are alive")
+                    format_button = gr.Button("Format my lyrics (planner)", size="sm", elem_id="format",
+                                              interactive=has_planner)
+                    if not has_planner:
+                        gr.Markdown(f"*{needs_planner('Formatting')}.*")
+                with gr.Tab("Simple: describe the song", elem_id="tab-simple") as simple_tab:
+                    description = gr.Textbox(label="Description", info=DESCRIPTION_HINT, lines=3,
+                                             elem_id="description", interactive=has_planner,
+                                             placeholder="a melancholic folk song about rain in Lisbon")
+                    if not has_planner:
+                        gr.Markdown(f"*{needs_planner('Simple mode')}; use the Custom tab.*", elem_id="no-planner")
+        with gr.Column(scale=2):
+            settings = _song_settings(engine, infos)
+    components = {"mode": mode, "description": description, "caption": caption, "lyrics": lyrics, **settings,
+                  **_advanced(model_defaults(infos.get(engine.models.default_model, "turbo")))}
+    return SongForm(components, custom_tab, simple_tab, format_button)
+
+
+def _song_settings(engine: Engine, infos: dict[str, str]) -> dict:
+    """Length, model, count, seed, format and thinking, by their /generate names."""
+    return {"duration": gr.Slider(10, 600, value=START["duration"], step=1, label="Duration (s)",
+                                  elem_id="duration"),
+            "model": gr.Dropdown(list(infos), value=engine.models.default_model, label="Model", elem_id="model"),
+            "batch_size": gr.Slider(1, MAX_BATCH, value=START["batch_size"], step=1, label="Songs"),
+            "seed": gr.Textbox(label="Seed", placeholder="random (a,b,c: one per song)", elem_id="seed"),
+            "audio_format": gr.Dropdown(list(FORMATS), value=START["audio_format"], label="Format"),
+            "thinking": gr.Checkbox(label="Planner writes audio codes (thinking)", value=START["thinking"],
+                                    interactive=engine.models.planner is not None)}
+
+
+def _advanced(defaults: dict[str, str]) -> dict:
+    """The accordion of fields whose empty value means the model's (or the planner's) own."""
+    with gr.Accordion("Advanced (empty: the model's default)", open=False, elem_id="advanced"):
+        with gr.Row():
+            steps = gr.Textbox(label="Steps", placeholder=defaults["steps"], elem_id="steps")
+            guidance = gr.Textbox(label="Guidance", placeholder=defaults["guidance"], elem_id="guidance")
+            shift = gr.Textbox(label="Shift", placeholder=defaults["shift"], elem_id="shift")
+        with gr.Row():
+            bpm = gr.Textbox(label="BPM", placeholder="the planner's, else free (30-300)", elem_id="bpm")
+            key = gr.Textbox(label="Key", placeholder="e.g. C major", elem_id="key")
+            time_signature = gr.Dropdown(["", "2", "3", "4", "6"], value=START["time_signature"],
+                                         label="Time signature")
+            language = gr.Dropdown(["auto", *LANGUAGES], value=START["vocal_language"], label="Vocal language")
+    return {"inference_steps": steps, "guidance_scale": guidance, "shift": shift, "bpm": bpm, "key_scale": key,
+            "time_signature": time_signature, "vocal_language": language}
+
+
+def _outputs() -> list:
+    """/generate's outputs in its order: the status line, the players, the downloads, the metadata."""
+    status = gr.Markdown(elem_id="status")
+    players = [gr.Audio(visible=False, type="filepath", interactive=False, elem_id=f"song-{i}")
+               for i in range(MAX_PLAYERS)]
+    downloads = gr.File(label="Download", file_count="multiple", interactive=False)
+    metadata = gr.JSON(label="Settings used and the planner's metadata")
+    return [status, *players, downloads, metadata]
+
+
+# -- events ---------------------------------------------------------------------------------------
+
+class PageActions:
+    """What the page's buttons do. Method names are the page's API names (/generate, /stop, ...)."""
+
+    def __init__(self, engine: Engine, manager: TaskManager, infos: dict[str, str], editing: EditingControls,
+                 adapters: LoraControls):
+        self.engine, self.manager, self.infos = engine, manager, infos
+        self.editing, self.adapters = editing, adapters
+        self.running: dict[str, str] = {}  # browser session -> the task it is waiting for (what Stop cancels)
+
+    # Gradio injects the request and the progress tracker only into leading positional parameters.
+    def generate(self, request: gr.Request, progress=gr.Progress(), *values):
+        by_name = named(values)
+        try:
+            task = self.editing.submit(self.manager, {**_fields(by_name), **self.adapters.fields(by_name)}, by_name)
+        except (AceStepError, QueueFull) as exc:
+            raise gr.Error(str(exc)) from None
+        self.running[request.session_hash] = task.id
+        try:
+            while not task.done.wait(POLL_S):
+                fraction, text = _progress_text(self.manager, task)
+                progress(fraction, desc=text)
+        finally:
+            self.running.pop(request.session_hash, None)
+        return _results(task)
+
+    def stop(self, request: gr.Request) -> str:
+        task_id = self.running.get(request.session_hash)
+        task = self.manager.cancel(task_id) if task_id else None
+        if task is None:
+            return "Nothing to stop."
+        return "Stopped: the task was cancelled." if task.finished else "Stopping at the next step..."
+
+    def format_lyrics(self, caption: str, lyrics: str):
+        try:
+            result = planner_services.format_input(self.engine.models, parse({"caption": caption, "lyrics": lyrics}))
+        except AceStepError as exc:
+            raise gr.Error(str(exc)) from None
+        return result["caption"], result["lyrics"]
+
+    def defaults_for(self, name: str):
+        hints = model_defaults(self.infos.get(name, "turbo"))
+        return [gr.update(placeholder=hints[k]) for k in ("steps", "guidance", "shift")]
+
+
+def _results(task: Task) -> list:
+    """/generate's outputs for a finished task: a failure is an error, a cancel a status line."""
+    hidden = [gr.update(visible=False, value=None) for _ in range(MAX_PLAYERS)]
+    if task.state is TaskState.FAILED and task.cancelled.is_set():
+        return ["Stopped: the task was cancelled.", *hidden, None, None]  # asked for: not an error
+    if task.state is TaskState.FAILED:
+        raise gr.Error(task.error or "generation failed")
+    players = [gr.update(visible=True, value=str(s.path), label=f"Song {i + 1} (seed {s.seed})")
+               for i, s in enumerate(task.songs)]
+    players += hidden[len(players):]
+    summary = _summary(task)
+    done = f"Done: {len(task.songs)} song(s) in {summary['total_seconds']} s"
+    return [done, *players, [str(s.path) for s in task.songs], summary]

@@ -4,13 +4,16 @@ and a scale slider, turned into the request's `loras` field."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import gradio as gr
 
-from ....pipeline.engine import Engine
 from ....schema.lora_refs import MAX_SCALE
 from .inputs import NO_ADAPTER
 from .inputs import STARTING_VALUES as START
+
+if TYPE_CHECKING:
+    from ....pipeline.engine import Engine
 
 
 @dataclass
