@@ -4,6 +4,7 @@ API and a local Runpod endpoint. The one-file root generate_music.py has its own
 import os
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 
@@ -19,6 +20,8 @@ from .test_handler import local_api  # noqa: F401  (the handler's --rp_serve_api
 @pytest.fixture(scope="module")
 def pod(engine):
     manager = TaskManager(engine, engine.settings.output_dir).start()
+    # Loopback URLs may be given, so that a task can fail where the client must report it: in the queue.
+    manager.audio_policy = replace(manager.audio_policy, allow_private=True)
     with LiveServer(create_app(engine, manager, ApiSettings())) as server:
         yield server.url
     manager.stop()
@@ -53,8 +56,15 @@ def test_unreachable_server(tmp_path):
 
 
 def test_failed_task_is_reported(pod, tmp_path):
+    nowhere = f"http://127.0.0.1:{free_port()}/take.wav"  # accepted at submission, fails when the task fetches it
+    result = _cli("--api-url", pod, "-d", "10", "--src-audio", nowhere, "-q", "--poll-interval", "0.2", cwd=tmp_path)
+    assert result.returncode == 1 and "generation failed" in result.stderr and "src_audio" in result.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_refused_task_is_reported(pod, tmp_path):
     result = _cli("--api-url", pod, "-d", "10", "--thinking", "-q", "--poll-interval", "0.2", cwd=tmp_path)
-    assert result.returncode == 1 and "generation failed" in result.stderr and "planner" in result.stderr
+    assert result.returncode == 1 and "thinking needs the 5 Hz planner" in result.stderr
     assert not list(tmp_path.iterdir())
 
 

@@ -57,8 +57,11 @@ class CheckpointError(AceStepError):
         self.path = str(path)
 
 
-class PlannerUnavailableError(AceStepError):
-    """The request needs the 5 Hz language model, but none is configured or it failed to load."""
+class PlannerUnavailableError(InputError):
+    """The request needs the 5 Hz language model, but none is loaded; `field` names what asked for it."""
+
+    def __init__(self, message: str, field: str = "thinking"):
+        super().__init__(field, message)
 
 
 class GenerationCancelled(AceStepError):

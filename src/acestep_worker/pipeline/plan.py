@@ -197,7 +197,7 @@ def planner_work(request: GenerationRequest, task: TaskRule, codes: tuple[int, .
                                    ("sample_mode", request.sample_mode),
                                    ("sample_query", bool(request.sample_query.strip()))) if on]
     if asked and not loaded:
-        raise PlannerUnavailableError(needs_planner(", ".join(asked)) + "; send the request without it")
+        raise PlannerUnavailableError(needs_planner(", ".join(asked)) + "; send the request without it", asked[0])
     if not loaded:
         return PlannerWork()  # the chain of thought is optional: without a planner the user's values stand
     given = (request.bpm, request.key_scale, request.time_signature, request.duration)

@@ -21,7 +21,7 @@ from ..schema.values import UNKNOWN_LANGUAGE
 
 def _planner(models: ModelRegistry, what: str):
     if models.planner is None:
-        raise PlannerUnavailableError(needs_planner(what))
+        raise PlannerUnavailableError(needs_planner(what), what)
     return models.planner
 
 
