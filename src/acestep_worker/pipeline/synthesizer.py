@@ -113,9 +113,9 @@ class Synthesizer:
             sampler_edit.start = renoise(src.float().to(noise.device), noise, float(plan.timesteps[0]))
         if prompts.text2music is not None:
             silence = silence_frames(dit, src.shape[1]).unsqueeze(0).expand_as(src)
-            switch = self._conditions(dit, prompts.text2music, prompts.lyrics, silence, conditions.chunk_masks,
-                                      torch.zeros(src.shape[0], dtype=torch.bool, device=dit.device),
-                                      conditions.refs, conditions.refs_order)
+            not_covers = torch.zeros(src.shape[0], dtype=torch.bool, device=dit.device)
+            switch = self._conditions(dit, prompts.text2music, prompts.lyrics, conditions.refs, conditions.refs_order,
+                                      ContextInputs(silence, conditions.chunk_masks, not_covers))
             sampler_edit.cover_switch = CoverSwitch(switch, int(plan.steps * edit.cover_strength))
         if conditions.repaint_mask is not None:
             sampler_edit.repaint = Repaint(conditions.repaint_mask, conditions.clean_latents,
@@ -173,7 +173,8 @@ class Synthesizer:
             # which cover noise starts from (the condition follows the hints either way).
             with_codes = torch.tensor([s.code_hints is not None for s in songs], device=device)
             src = torch.where(with_codes[:, None, None], hints, src)
-        conditions = self._conditions(dit, captions, lyrics, src, chunk_masks, is_covers, refs, refs_order, hints)
+        conditions = self._conditions(dit, captions, lyrics, refs, refs_order, ContextInputs(src, chunk_masks, is_covers,
+                                                                                              hints))
         if repaint_row is not None:
             clean = source_at_length(edit.source, silence, frames)
             conditions.repaint_mask = repaint_row.unsqueeze(0).expand(batch, -1)
@@ -181,14 +182,19 @@ class Synthesizer:
         return conditions
 
     @staticmethod
-    def _conditions(dit, captions, lyrics, src, chunk_masks, is_covers, refs, refs_order, hints=None):
+    def _conditions(dit: DiTModel, captions: EncodedText, lyrics: EncodedText, refs: torch.Tensor,
+                    refs_order: torch.Tensor, context: ContextInputs) -> "BatchConditions":
+        """The DiT's conditions in its dtype, kept with the inputs they were built from (a second
+        condition, a partial cover's, reuses them)."""
         dtype = dit.dtype
         base = prepare_condition(dit, EncoderInputs(captions.hidden_states.to(dtype), captions.attention_mask,
                                                     lyrics.hidden_states.to(dtype), lyrics.attention_mask,
                                                     refs.to(dtype), refs_order),
-                                 ContextInputs(src.to(dtype), chunk_masks.to(dtype), is_covers, hints))
+                                 replace(context, src_latents=context.src_latents.to(dtype),
+                                         chunk_masks=context.chunk_masks.to(dtype)))
         return BatchConditions(base.encoder_hidden_states, base.encoder_attention_mask, base.context_latents,
-                               source_latents=src, chunk_masks=chunk_masks, refs=refs, refs_order=refs_order)
+                               source_latents=context.src_latents, chunk_masks=context.chunk_masks, refs=refs,
+                               refs_order=refs_order)
 
 
 @dataclass
