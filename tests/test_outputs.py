@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import pytest
 
+from acestep_worker.delivery import files as outputs
 from acestep_worker.delivery.files import (
     OutputWriteError,
     file_stem,
@@ -18,7 +19,6 @@ from acestep_worker.delivery.files import (
     write_all,
 )
 from acestep_worker.doors.serverless import run_job
-from acestep_worker.net.bucket import files as outputs
 
 
 class InFolder:
