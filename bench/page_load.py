@@ -47,7 +47,7 @@ def serve_pod(workdir: Path, queue_maxsize: int) -> None:
     from acestep_worker.doors.pod.launch import PodSettings, build, run_servers
     from acestep_worker.pipeline.engine import Engine
     from acestep_worker.settings import Settings
-    from tests.live_server import free_port
+    from tests.support.live_server import free_port
 
     root = tiny.build(workdir / "checkpoints")
     env = {"ACESTEP_CONFIG_PATH": str(root / "acestep-v15-turbo"), "ACESTEP_DEVICE": "cpu",
