@@ -14,7 +14,7 @@ Three processes, so neither the users nor the prober share the server's interpre
 
 Prints p50/p95/max of /health per phase, the load average at each phase's end, and what the users
 got done, as JSON. A measurement, not a test: its figures depend on the machine and its neighbours
-(tests/test_bench_page_load.py runs it at its smallest size, 2 users, and checks only that it works).
+(tests/e2e/test_bench_smoke.py runs it at its smallest size, 2 users, and checks only that it works).
 """
 
 from __future__ import annotations
