@@ -1,6 +1,6 @@
 # Two entry points for a fresh machine (Python 3.11 with pip; no GPU, no model download):
 #   make demo   - build the tiny random-weight checkpoints and run a real generation on them
-#   make test   - run the test suite
+#   make test   - run the test suite (what CI runs); make test-fast: only tests/unit and tests/integration
 # Both create the virtual environment first when it is missing or out of date.
 
 PYTHON ?= python3
@@ -10,7 +10,7 @@ TINY ?= tiny-checkpoints
 LOCK_TMP ?= .lock-inputs
 GOLDEN ?= $(or $(ACESTEP_GOLDEN_DIR),tests/golden)
 
-.PHONY: demo test parity bench lock clean
+.PHONY: demo test test-fast parity bench lock clean
 
 # torch comes from pip (the CPU build on this disk); everything else from uv, whose --override
 # settles the one version conflict between runpod and gradio (see overrides.txt). The package's
@@ -50,6 +50,10 @@ demo: $(TINY)/random_weights.json
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
+
+# No child process, HTTP server or browser: the tests marked e2e (tests/e2e) are left out.
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -q -m "not e2e"
 
 parity: $(VENV)/.installed
 	$(PY) scripts/check_parity.py $(patsubst %/manifest.json,%,$(wildcard $(GOLDEN)/*/manifest.json))

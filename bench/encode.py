@@ -143,7 +143,7 @@ def segmented(fmt: str, seconds: float, segment_counts: list[int]) -> None:
     and the joined file, their difference relative to the codec's own noise (with, for scale, how
     far a one pass of the input plus a -100 dB dither lands from the one pass), and, in the frames
     where a join may fall, the largest difference and codec error; and per codec frame the bound
-    tests/test_av_segments.py sets near joins: how many frames of the whole file break it and by how
+    tests/unit/test_segmented_aac_opus.py sets near joins: how many frames of the whole file break it and by how
     much the worst does, in the file and near the joins (the dithered one pass breaks it too, now and
     then: the encoder's own variability)."""
     from concurrent.futures import ThreadPoolExecutor
@@ -231,7 +231,7 @@ def segmented(fmt: str, seconds: float, segment_counts: list[int]) -> None:
 
 
 def frames_over_join_bound_db(audio: np.ndarray, single: np.ndarray, other: np.ndarray, frame: int) -> np.ndarray:
-    """Per frame, how far `other`'s error is over the bound tests/test_av_segments.py asserts near
+    """Per frame, how far `other`'s error is over the bound tests/unit/test_segmented_aac_opus.py asserts near
     joins with this function: at most 10 dB over the one pass's error, or 20 dB under the music (dB;
     > 0 breaks it)."""
     frames = len(audio) // frame

@@ -338,7 +338,7 @@ def switches(engine, runs: int, smoke: bool, deadline: float, save=lambda figure
         measure(f"{sliding}_attention", sliding)
     for backend in backends:
         measure(f"sdpa_{backend}", "auto", backend)
-    if smoke:  # compiling on a CPU takes minutes; tests/test_gpu_switches.py checks its result
+    if smoke:  # compiling on a CPU takes minutes; tests/integration/test_gpu_switches.py checks its result
         return out
     if time.monotonic() > deadline:
         out.setdefault("switches_skipped", []).append("compiled_blocks")

@@ -14,7 +14,7 @@ Three processes, so neither the users nor the prober share the server's interpre
 
 Prints p50/p95/max of /health per phase, the load average at each phase's end, and what the users
 got done, as JSON. A measurement, not a test: its figures depend on the machine and its neighbours
-(tests/test_bench_page_load.py runs it at its smallest size, 2 users, and checks only that it works).
+(tests/e2e/test_bench_smoke.py runs it at its smallest size, 2 users, and checks only that it works).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def serve_pod(workdir: Path, queue_maxsize: int) -> None:
     from acestep_worker.doors.pod.launch import PodSettings, build, run_servers
     from acestep_worker.pipeline.engine import Engine
     from acestep_worker.settings import Settings
-    from tests.live_server import free_port
+    from tests.support.live_server import free_port
 
     root = tiny.build(workdir / "checkpoints")
     env = {"ACESTEP_CONFIG_PATH": str(root / "acestep-v15-turbo"), "ACESTEP_DEVICE": "cpu",

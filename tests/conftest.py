@@ -1,70 +1,23 @@
-"""Shared fixtures: one tiny random-weight checkpoint tree per session, built by the product's own
-builder in the official layout, and an engine loaded from it through the ordinary settings."""
+"""The test tree: unit/ (no model, no process, no server), integration/ (the tiny random-weight models
+in-process), e2e/ (child processes, HTTP servers, a browser). Each test is marked with its folder's name,
+so `pytest -m "not e2e"` runs the first two. The shared fixtures live in tests/support/."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-from acestep_worker.dev import tiny
+pytest_plugins = ["tests.support.models", "tests.support.pod", "tests.support.handler", "tests.support.web",
+                  "tests.support.s3"]
 
-REPO = Path(__file__).resolve().parents[1]
-# Upstream tensors ship with the repository (data, not code); ACESTEP_GOLDEN_DIR points at another set.
-GOLDEN = Path(os.environ.get("ACESTEP_GOLDEN_DIR") or REPO / "tests" / "golden")
-
-
-@pytest.fixture(scope="session")
-def tiny_root(tmp_path_factory) -> Path:
-    return tiny.build(tmp_path_factory.mktemp("ckpt") / "checkpoints")
+HERE = Path(__file__).parent
+LEVELS = ("unit", "integration", "e2e")
 
 
-@pytest.fixture(scope="session")
-def tiny_env(tiny_root) -> dict[str, str]:
-    """Environment that points every entry point at the tiny tree, as a deployment would."""
-    return {"ACESTEP_CONFIG_PATH": str(tiny_root / "acestep-v15-turbo"), "ACESTEP_DEVICE": "cpu",
-            "ACESTEP_LM_MODEL_PATH": "", "ACESTEP_OUTPUT_DIR": str(tiny_root.parent / "outputs"),
-            "ACESTEP_INPUT_DIR": str(tiny_root.parent / "inputs")}
-
-
-@pytest.fixture(scope="session")
-def engine(tiny_env):
-    from acestep_worker.pipeline.engine import Engine
-    from acestep_worker.settings import Settings
-
-    return Engine(Settings.from_env(tiny_env))
-
-
-@pytest.fixture(scope="module")
-def lora_dir(tiny_root):
-    return tiny_root / tiny.LORA_FOLDER
-
-
-@pytest.fixture(scope="module")
-def lora_engine(tiny_env, lora_dir, tmp_path_factory):
-    """An engine with the tiny tree's adapters as its ACESTEP_LORA_DIR (one per test module: adapters stay
-    loaded in its DiT)."""
-    from acestep_worker.pipeline.engine import Engine
-    from acestep_worker.settings import Settings
-
-    return Engine(Settings.from_env({**tiny_env, "ACESTEP_LORA_DIR": str(lora_dir), "ACESTEP_ALLOW_PRIVATE_URLS": "1",
-                                     "ACESTEP_LORA_CACHE_DIR": str(tmp_path_factory.mktemp("lora-cache"))}))
-
-
-@pytest.fixture(scope="session")
-def planner_env(tiny_env, tiny_root) -> dict[str, str]:
-    return {**tiny_env, "ACESTEP_LM_MODEL_PATH": str(tiny_root / tiny.LM_FOLDER)}
-
-
-@pytest.fixture(scope="session")
-def planner_engine(planner_env):
-    from acestep_worker.pipeline.engine import Engine
-    from acestep_worker.settings import Settings
-
-    return Engine(Settings.from_env(planner_env))
-
-
-@pytest.fixture(scope="session")
-def planner(planner_engine):
-    return planner_engine.models.planner
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        level = item.path.relative_to(HERE).parts[0]
+        if level not in LEVELS:
+            raise pytest.UsageError(f"{item.nodeid}: tests live in tests/unit, tests/integration or tests/e2e")
+        item.add_marker(getattr(pytest.mark, level))

@@ -27,7 +27,7 @@ Unlike LAME, neither encoder re-converges to the one pass's bytes after a lead-i
 come in short runs, and for AAC on noisy input not at all), so a later segment is another encoding
 of the same audio at the same settings: the decoded file differs from the one pass about as much as
 a one pass of the input plus a -100 dB dither does, has the same SNR against the input, and no frame
-near a join has an error far above the one pass's there (tests/test_av_segments.py bounds it; joins
+near a join has an error far above the one pass's there (tests/unit/test_segmented_aac_opus.py bounds it; joins
 without lead-in or lead-out break that bound by 5-19 dB: bench/README.md).
 
 When no packet near a cut qualifies, or a stream is not shaped as expected (`NotJoinable`),

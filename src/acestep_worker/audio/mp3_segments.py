@@ -18,7 +18,7 @@ encoded frames are joined into one valid, gapless stream:
 
 Frames before the first join are the single pass's bytes; later frames are another encoding of the
 same audio by a warmed-up encoder, so the decoded file differs from a single pass's decode by the
-codec's own noise, without clicks (measured in bench/README.md, asserted in tests/test_mp3_segments.py).
+codec's own noise, without clicks (measured in bench/README.md, asserted in tests/unit/test_segmented_mp3.py).
 When no frame near a cut satisfies (a) and (b), `encode_segmented` returns None and the caller
 encodes in one pass.
 """

@@ -25,7 +25,7 @@ hooks by default and would silently ignore a hook added after compiling, so the 
 policy (models/compile_policy.py) switches those guards on. Then a block whose hooks differ from every graph compiled so far (the
 first job with a Kronecker adapter, a second adapter on the same layer) compiles one more graph;
 blocks with the same kind of hooks share it, and a new scale or another adapter's factors of the
-same shapes recompile nothing (checked in tests/test_lora_lycoris.py). Past dynamo's recompile
+same shapes recompile nothing (checked in tests/unit/test_lycoris_adapters.py). Past dynamo's recompile
 limit a block runs eagerly: slower, never wrong.
 """
 

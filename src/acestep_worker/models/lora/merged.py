@@ -8,7 +8,7 @@ saved weights back, bit for bit, and the session calls it however the job ends. 
 touches nothing. The copies are transient (one per merged layer during the job); ΔW itself stays
 in the adapters' LRU on the DiT's device and dtype, so switching costs one add and one copy per
 layer. Under torch.compile the weights are graph inputs: changing them in place recompiles nothing
-(checked in tests/test_lora_lycoris.py). A merge happens in the weights' dtype, as `fuse_lora`'s.
+(checked in tests/unit/test_lycoris_adapters.py). A merge happens in the weights' dtype, as `fuse_lora`'s.
 """
 
 from __future__ import annotations

@@ -1,0 +1,102 @@
+"""Parity with upstream ACE-Step: every golden variant in tests/golden (or ACESTEP_GOLDEN_DIR) must pass."""
+
+from functools import lru_cache
+
+import pytest
+
+from acestep_worker.dev.parity import check_golden_dir
+
+from ..support.repo import GOLDEN
+
+VARIANTS = sorted(p for p in GOLDEN.glob("*") if (p / "manifest.json").is_file()) if GOLDEN.is_dir() else []
+
+
+@lru_cache(maxsize=None)
+def _rows(variant):
+    return tuple(check_golden_dir(variant))
+
+
+def test_golden_data_is_present():
+    assert VARIANTS, f"no golden variants found under {GOLDEN} (set ACESTEP_GOLDEN_DIR)"
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda p: p.name)
+def test_every_boundary_matches_upstream(variant):
+    rows = _rows(variant)
+    failures = [f"{r.file}/{r.tensor}: abs {r.max_abs:.3g} rel {r.max_rel:.3g}" for r in rows if not r.passed]
+    assert rows and not failures, failures
+    generated = {r.file for r in rows if r.file.startswith("generate_")}
+    assert generated, "a golden variant without sampler files checks nothing about sampling"
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda p: p.name)
+def test_every_golden_file_of_a_variant_is_checked(variant):
+    """The editing goldens and the DCW goldens are required, not optional."""
+    rows = _rows(variant)
+    checked = {r.file for r in rows}
+    present = {p.stem for p in variant.glob("*.safetensors")} - {"model"}
+    assert present <= checked, sorted(present - checked)
+    assert any(name.startswith("edit_") for name in checked), "no editing golden checked"
+    assert any(name.endswith("_dcw_default") for name in checked), "no DCW golden checked"
+    injected = [r for r in rows if r.tensor == "trace.repaint_injected_xt"]
+    assert injected and all(r.passed for r in injected)
+
+
+def _small_copy(variant, target):
+    """A copy of `variant` whose manifests name only two single-forward files (quick to check)."""
+    import json
+    import shutil
+
+    target.mkdir()
+    keep = ["decoder.safetensors", "prepare_condition.safetensors"]
+    for name in ["config.json", "model.safetensors", *keep]:
+        shutil.copy(variant / name, target / name)
+    manifest = json.loads((variant / "manifest.json").read_text())
+    manifest["files"] = {k: v for k, v in manifest["files"].items() if k in keep}
+    (target / "manifest.json").write_text(json.dumps(manifest))
+    return manifest
+
+
+def test_a_present_but_unnamed_golden_file_fails_the_run(tmp_path):
+    import shutil
+
+    copy = tmp_path / VARIANTS[0].name
+    _small_copy(VARIANTS[0], copy)
+    assert all(r.passed for r in check_golden_dir(copy))
+    shutil.copy(copy / "decoder.safetensors", copy / "edit_turbo_mystery.safetensors")
+    failed = [r for r in check_golden_dir(copy) if not r.passed]
+    assert [r.file for r in failed] == ["edit_turbo_mystery"], failed
+
+
+def test_a_named_golden_file_without_a_runner_or_file_fails_the_run(tmp_path):
+    import json
+    import shutil
+
+    copy = tmp_path / VARIANTS[0].name
+    manifest = _small_copy(VARIANTS[0], copy)
+    shutil.copy(copy / "decoder.safetensors", copy / "mystery_boundary.safetensors")
+    manifest["files"]["mystery_boundary.safetensors"] = {}
+    manifest["files"]["generate_gone.safetensors"] = {}
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    failed = {r.file: r.tensor for r in check_golden_dir(copy) if not r.passed}
+    assert set(failed) == {"mystery_boundary", "generate_gone"}, failed
+    assert "no runner" in failed["mystery_boundary"] and "missing" in failed["generate_gone"]
+
+
+def test_check_parity_fails_on_a_wrong_checkpoint(tmp_path):
+    """Perturb one weight: the comparison must notice (a parity check that cannot fail proves nothing)."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    variant = VARIANTS[0]
+    broken = tmp_path / variant.name
+    shutil.copytree(variant, broken)
+    weights = load_file(str(broken / "model.safetensors"))
+    key = next(k for k in weights if k.endswith("mlp.down_proj.weight") and k.startswith("decoder."))
+    weights[key] = weights[key] + 0.05 * torch.randn_like(weights[key])
+    save_file(weights, str(broken / "model.safetensors"))
+    rows = check_golden_dir(broken)
+    assert any(not r.passed and r.file == "decoder" for r in rows)
+    assert all(r.passed for r in rows if r.file == "tokenizer")  # untouched modules still match

@@ -1,0 +1,45 @@
+"""The planner's text handling without a model: the CoT YAML, its parser, top-p, and query hints."""
+
+import pytest
+import torch
+
+from acestep_worker.models.planner.decoding import filter_logits
+from acestep_worker.models.planner.metadata import Metadata, PlannerOutputError, cot_text, parse_cot
+from acestep_worker.pipeline.planner_pass import query_hints
+
+
+def test_cot_yaml_folds_long_captions_and_sorts_keys():
+    meta = Metadata(bpm=92, duration=200, keyscale="G major", language="en", timesignature="4/4",
+                    caption="A warm and intimate acoustic folk ballad featuring fingerpicked guitar, soft brushed "
+                            "drums, gentle upright bass and a tender male vocal that builds to an emotional chorus")
+    assert cot_text(meta) == (
+        "<think>\nbpm: 92\ncaption: A warm and intimate acoustic folk ballad featuring fingerpicked guitar, soft\n"
+        "  brushed drums, gentle upright bass and a tender male vocal that builds to an emotional\n  chorus\n"
+        "duration: 200\nkeyscale: G major\nlanguage: en\ntimesignature: 4\n</think>")
+    assert cot_text(Metadata()) == "<think>\n\n</think>"
+
+
+def test_parse_reads_continuations_and_rejects_malformed_values():
+    meta = parse_cot("<think>\nbpm: 118\ncaption: An upbeat\n  track.\nduration: 180\nkeyscale: A minor\n"
+                     "language: en\ntimesignature: 4\n<|im_end|>")
+    assert meta == Metadata(118, "An upbeat track.", 180, "A minor", "en", "4")
+    for text, field in [("bpm: 12\n", "bpm"), ("duration: 700\n", "duration"), ("keyscale: H major\n", "keyscale"),
+                        ("language: xx\n", "language"), ("timesignature: 5\n", "timesignature"),
+                        ("bpm: fast\n", "bpm")]:
+        with pytest.raises(PlannerOutputError, match=field):
+            parse_cot("<think>\n" + text)
+
+
+def test_top_p_keeps_the_token_that_crosses_p():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    kept = filter_logits(logits, 0, 0.7) > float("-inf")
+    assert kept.tolist() == [[True, True, False, False]]
+    assert (filter_logits(logits, 1, 1.0) > float("-inf")).tolist() == [[True, False, False, False]]
+
+
+@pytest.mark.parametrize("query,language,instrumental", [
+    ("a soft Bengali love song", "bn", False), ("Epic orchestral, instrumental", None, True),
+    ("guitar solo", None, True), ("français ballad", "fr", False), ("pop en français", "en", False), ("it rocks", "it", False),
+])
+def test_query_hints(query, language, instrumental):
+    assert query_hints(query) == (language, instrumental)

@@ -1,0 +1,62 @@
+"""Upstream's current request fields: null as the default, key spellings, sampling switches, unused fields
+that say why, and documented fields all defined."""
+
+import pytest
+
+from acestep_worker.errors import InputError
+from acestep_worker.schema.request import GenerationRequest, JobRequest, parse, unused_fields
+
+from ..support.upstream_api import DOC_FIELDS, PENDING_ELSEWHERE
+
+
+@pytest.mark.parametrize("name", list(JobRequest.model_fields))
+def test_null_means_the_default_for_every_field(name):
+    assert parse({name: None}, JobRequest) == parse({}, JobRequest)
+
+
+def test_null_alias_does_not_clash_with_a_value():
+    assert parse({"caption": "x", "prompt": None}).caption == "x"
+
+
+def test_unknown_fields_are_still_refused_even_when_null():
+    with pytest.raises(InputError, match="unknown field 'colour'; accepted fields are: caption"):
+        parse({"colour": None})
+
+
+@pytest.mark.parametrize("spelling,expected", [
+    ("Am", "A minor"), ("C#m", "C# minor"), ("Bbm", "Bb minor"), ("A minor", "A minor"), ("F# Major", "F# major"),
+    ("Ebmaj", "Eb major"), ("C", "C major"), ("CM", "C major"), ("g min", "G minor"), ("Db", "Db major"),
+    ("C sharp minor", "C# minor"), ("E-flat major", "Eb major"), ("F♯m", "F# minor"),
+])
+def test_key_spellings_users_send(spelling, expected):
+    assert parse({"key_scale": spelling}).key_scale == expected
+
+
+def test_sampling_switches_take_upstreams_off_values():
+    assert parse({"lm_top_k": -1}).lm_top_k == 0 and parse({"lm_top_p": 1.5}).lm_top_p == 1.0
+    with pytest.raises(InputError, match="lm_top_p must be a number above 0"):
+        parse({"lm_top_p": 0})
+
+
+def test_every_unused_field_says_why():
+    unused = {name: (f.json_schema_extra or {}).get("unused") for name, f in GenerationRequest.model_fields.items()}
+    assert {"lm_backend", "lm_repetition_penalty", "constrained_decoding", "lm_model_path",
+            "allow_lm_batch"} <= {n for n, why in unused.items() if why}
+    assert all(len(why) > 20 for why in unused.values() if why)
+
+
+def test_unused_fields_are_those_the_request_sent():
+    request = parse({"lm_backend": "pt", "constrained": True, "caption": "x"})
+    assert set(unused_fields(request)) == {"lm_backend", "constrained_decoding"}
+    assert "one LM backend" in unused_fields(request)["lm_backend"]
+    assert unused_fields(parse({"caption": "x"})) == {}
+
+
+def _known(name: str) -> bool:
+    return any(name == field or name in (getattr(f.validation_alias, "choices", None) or ())
+               for field, f in GenerationRequest.model_fields.items())
+
+
+def test_pending_fields_are_exactly_those_not_yet_in_the_schema():
+    not_defined = {name for name in DOC_FIELDS if not _known(name)}
+    assert not_defined == PENDING_ELSEWHERE
