@@ -68,7 +68,7 @@ def test_engine_uses_banded_attention_on_cpus_by_default_and_the_setting_switche
     banded = engine.generate(request).songs[0].audio
     songs = {}
     for path in ("dense", "flex"):
-        monkeypatch.setattr(engine, "settings", dataclasses.replace(engine.settings, sliding_attention=path))
+        monkeypatch.setattr(engine.models, "settings", dataclasses.replace(engine.models.settings, sliding_attention=path))
         songs[path] = engine.generate(request).songs[0].audio
     assert entered == ["banded", "dense", "flex"]
     assert abs(banded - songs["dense"]).max() < 1e-4 and abs(songs["flex"] - songs["dense"]).max() < 1e-4

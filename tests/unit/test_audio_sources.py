@@ -2,7 +2,6 @@
 rules that keep URLs off this machine's own networks."""
 
 import base64
-from types import SimpleNamespace
 
 import pytest
 
@@ -64,8 +63,7 @@ def test_pod_paths_stay_inside_the_input_and_output_folders(pod_policy):
 
 
 def test_load_audio_decodes_each_field_and_reports_what_arrived():
-    request = SimpleNamespace(src_audio=base64.b64encode(WAV).decode(), reference_audio=None)
-    loaded = load_audio(request, STRICT)
+    loaded = load_audio({"src_audio": base64.b64encode(WAV).decode()}, STRICT)
     assert set(loaded.arrays) == {"src_audio"} and loaded.arrays["src_audio"].shape == (48_000, 2)
     source = loaded.output_fields()["source"]
     assert source["field"] == "src_audio" and source["bytes"] == len(WAV) and source["duration_s"] == 1.0
