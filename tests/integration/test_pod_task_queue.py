@@ -1,6 +1,9 @@
-"""The pod's task queue without HTTP: timeouts per task, and retention by count and bytes."""
+"""The pod's task queue without HTTP: the submission check, timeouts per task, and retention by count and bytes."""
+
+import pytest
 
 from acestep_worker.doors.pod.queue import TaskManager, TaskState
+from acestep_worker.errors import InputError
 from acestep_worker.schema.request import TimedRequest, parse
 
 
@@ -40,3 +43,17 @@ def test_retention_caps_the_bytes_kept(engine, tmp_path):
     finally:
         manager.stop()
     assert manager.get(task.id) is None and list(tmp_path.iterdir()) == []
+
+
+def test_submit_checks_what_every_door_checks_and_creates_nothing_it_refuses(engine, tmp_path):
+    """The queue runs the job runner's submission check itself: a door that forgets to check first
+    still cannot queue a task the model cannot run."""
+    manager = TaskManager(engine, tmp_path)  # not started: nothing may run, nothing may be queued
+    for fields, field in (({"inference_steps": 500}, "inference_steps"), ({"task_type": "cover"}, "src_audio"),
+                          ({"thinking": True}, "thinking")):
+        with pytest.raises(InputError) as refused:
+            manager.submit(parse(fields, TimedRequest))
+        assert refused.value.field == field
+    assert manager.stats()["jobs"]["total"] == 0
+    task = manager.submit(parse({"duration": 10, "seed": 3}, TimedRequest))
+    assert task.plan.seeds == (3,) and task.plan.length.source == "duration"  # the plan travels with the task
