@@ -149,8 +149,8 @@ def segmented(fmt: str, seconds: float, segment_counts: list[int]) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     from acestep_worker.audio import av_codecs, av_segments, mp3_segments, mp3_stream, segmenting
-    from acestep_worker.schema.formats import FORMATS
     from acestep_worker.audio.encode import decode, encode
+    from acestep_worker.schema.formats import FORMATS
 
     spec = FORMATS[fmt]
     if spec.encoder == "av":

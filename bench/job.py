@@ -33,7 +33,7 @@ def main() -> int:
 
     from synth import tree_for
 
-    from acestep_worker.audio import encode as audio_io
+    from acestep_worker.audio import encode as audio_encode
     from acestep_worker.doors.serverless import run_job
     from acestep_worker.pipeline.engine import Engine
     from acestep_worker.settings import Settings
@@ -44,21 +44,21 @@ def main() -> int:
                ACESTEP_LM_MODEL_PATH="", ACESTEP_OUTPUT_DIR=str(output))
     engine = Engine(Settings.from_env(env))
     job = {"caption": "benchmark", "duration": args.duration, "seed": 1, "audio_format": "mp3"}
-    segmented = audio_io.FORMATS["mp3"]
+    segmented = audio_encode.FORMATS["mp3"]
     modes = {"one pass": dataclasses.replace(segmented, segment_min_s=None), "segmented": segmented}
     run_job(engine, "warm-up", job, env=env)
     times: dict[str, list[tuple[float, float]]] = {mode: [] for mode in modes}
     try:
         for run in range(args.runs):
             for mode, spec in modes.items():
-                audio_io.FORMATS["mp3"] = spec
+                audio_encode.FORMATS["mp3"] = spec
                 start = time.perf_counter()
                 out = run_job(engine, f"{mode.replace(' ', '-')}-{run}", job, env=env)
                 times[mode].append((time.perf_counter() - start, out.get("timings", {}).get("encode", float("nan"))))
     finally:
-        audio_io.FORMATS["mp3"] = segmented
+        audio_encode.FORMATS["mp3"] = segmented
     for mode, rows in times.items():
-        print(json.dumps({"mode": mode, "duration_s": args.duration, "cores": audio_io.usable_cores(),
+        print(json.dumps({"mode": mode, "duration_s": args.duration, "cores": audio_encode.usable_cores(),
                           "job_s": round(statistics.median(r[0] for r in rows), 2),
                           "encode_s": round(statistics.median(r[1] for r in rows), 2),
                           "load_avg_1min": round(os.getloadavg()[0], 1)}), flush=True)

@@ -9,12 +9,12 @@ from acestep_worker.doors.serverless import run_job
 from acestep_worker.errors import InputError
 from acestep_worker.models.dit.conditioning import silence_frames
 from acestep_worker.models.dit.text_prompts import Metas
-from acestep_worker.pipeline import edit_conditions as edit_inputs
+from acestep_worker.pipeline import edit_conditions
 from acestep_worker.pipeline.synthesizer import SongSpec
-from acestep_worker.schema import task_types as tasks
+from acestep_worker.schema import task_types
 from acestep_worker.schema.request import parse
 
-from ..support.audio import B64
+from ..support.audio import B64, decoded_song
 
 
 def _job(engine, job_id, s3_config=None, **fields):
@@ -32,14 +32,7 @@ BASE = "acestep-v15-base"
 SR = 48_000
 
 
-def _audio(seconds: float, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * SR)) / SR
-    tone = 0.3 * np.sin(2 * np.pi * 220 * t)[:, None] + 0.05 * rng.standard_normal((t.size, 2))
-    return tone.astype(np.float32)
-
-
-SOURCE = _audio(1.0)
+SOURCE = decoded_song(1.0)
 
 
 def _edit(engine, audio=None, **fields):
@@ -68,7 +61,7 @@ def test_each_source_task_runs_end_to_end_and_keeps_the_source_length(engine, ta
 def test_text2music_with_a_reference_audio_steers_timbre(engine):
     """The tiny checkpoints' timbre clip is 3 s (their timbre_fix_frame), the real ones' 30 s."""
     plain = _edit(engine, duration=10).songs[0].audio
-    steered = _edit(engine, {"reference_audio": _audio(0.5, seed=1)}, duration=10)
+    steered = _edit(engine, {"reference_audio": decoded_song(0.5, seed=1)}, duration=10)
     assert steered.params["reference_audio"] is True and steered.params["task_type"] == "text2music"
     assert steered.songs[0].audio.shape == plain.shape and not np.allclose(steered.songs[0].audio, plain)
 
@@ -141,7 +134,7 @@ def test_code_hints_are_cropped_or_padded_with_silence_from_its_first_frame(engi
     song = SongSpec(caption="x", lyrics="", language="en", metas=Metas(), seed=1, code_hints=hints)
     captions, lyrics, _ = engine.synthesizer.encode_prompts([song])
     conditions = engine.synthesizer.prepare_conditions(dit, [song], captions, lyrics, 128,
-                                                       edit_inputs.EditInputs(tasks.TASKS["text2music"]))
+                                                       edit_conditions.EditInputs(task_types.TASKS["text2music"]))
     followed = conditions.context_latents[0, :, :hints.shape[1]]  # [128, C]: what the DiT follows
     kept = min(hint_frames, 128)
     assert followed.shape[0] == 128 and followed[:kept].eq(3).all()
@@ -180,7 +173,7 @@ def test_tiled_vae_encode_matches_untiled(engine):
     from acestep_worker.models.vae import encode
 
     vae = engine.synthesizer.vae
-    audio = torch.from_numpy(_audio(1.6).T.copy()).unsqueeze(0)
+    audio = torch.from_numpy(decoded_song(1.6).T.copy()).unsqueeze(0)
     saved = vae.use_tiling, vae.tile_sample_min_length, vae.tile_sample_overlap
     try:
         vae.use_tiling = False

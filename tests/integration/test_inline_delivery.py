@@ -6,7 +6,7 @@ import base64
 import pytest
 
 from acestep_worker.delivery.inline import inline_bytes
-from acestep_worker.doors import serverless as jobs
+from acestep_worker.doors import serverless
 from acestep_worker.errors import InputError
 
 from ..support.audio import wav
@@ -19,13 +19,13 @@ def _never(*args, **kwargs):
 def test_the_job_is_refused_before_the_engine_runs(engine, monkeypatch):
     monkeypatch.setattr(engine, "generate", _never)
     with pytest.raises(InputError, match="as wav would be about"):
-        jobs.run_job(engine, "job-big", {"duration": 60, "audio_format": "wav", "return_audio_base64": True},
+        serverless.run_job(engine, "job-big", {"duration": 60, "audio_format": "wav", "return_audio_base64": True},
                      env={})
 
 
 def test_an_omitted_song_never_points_a_serverless_caller_at_file(engine):
     predicted = inline_bytes("flac", 10, 1)  # below the tiny model's noise, which FLAC cannot shrink
-    out = jobs.run_job(engine, "job-omit", {"duration": 10, "return_audio_base64": True, "audio_format": "flac",
+    out = serverless.run_job(engine, "job-omit", {"duration": 10, "return_audio_base64": True, "audio_format": "flac",
                                             "max_base64_bytes": predicted + 1}, env={})
     reason = out["results"][0]["base64_omitted"]
     assert "bucket" in reason and "`file`" not in reason
@@ -37,7 +37,7 @@ def test_codes_that_make_a_long_song_are_refused_for_their_length_not_the_durati
     monkeypatch.setattr(engine, "generate", _never)
     codes = "".join(f"<|audio_code_{n % 64000}|>" for n in range(3000))
     with pytest.raises(InputError) as refused:
-        jobs.run_job(engine, "job-codes", {"duration": 10, "audio_code_string": codes, "audio_format": "wav",
+        serverless.run_job(engine, "job-codes", {"duration": 10, "audio_code_string": codes, "audio_format": "wav",
                                            "return_audio_base64": True}, env={})
     message = str(refused.value)
     assert "a song of 600 s (the length of its audio codes) as wav" in message
@@ -50,7 +50,7 @@ def test_a_source_longer_than_the_duration_is_refused_for_its_own_length_before_
     monkeypatch.setattr(engine, "generate", _never)
     source = "data:audio/wav;base64," + base64.b64encode(wav(48_000, 20.0)).decode()
     with pytest.raises(InputError) as refused:
-        jobs.run_job(engine, "job-source", {"task_type": "cover", "src_audio": source, "duration": 10,
+        serverless.run_job(engine, "job-source", {"task_type": "cover", "src_audio": source, "duration": 10,
                                             "audio_format": "wav", "return_audio_base64": True,
                                             "max_base64_bytes": 4_000_000}, env={})
     assert "a song of 20 s (the length of its source song) as wav" in str(refused.value)

@@ -7,9 +7,9 @@ import torch
 
 from acestep_worker.errors import InputError
 from acestep_worker.models import vae
-from acestep_worker.schema.units import frames_for_duration
 from acestep_worker.pipeline.memory_budget import MemoryBudget, check_fits, generation_need
 from acestep_worker.schema.request import parse
+from acestep_worker.schema.units import frames_for_duration
 
 
 def test_the_need_grows_with_batch_duration_and_cfg(engine):

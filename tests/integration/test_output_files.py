@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from acestep_worker.delivery import files as outputs
+from acestep_worker.delivery import files
 from acestep_worker.delivery.files import (
     OutputWriteError,
     file_stem,
@@ -42,7 +42,7 @@ def test_a_full_disk_keeps_no_song_of_the_job(engine, tmp_path, monkeypatch):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real_fdopen(fd, *args, **kwargs)
 
-    monkeypatch.setattr(outputs.os, "fdopen", failing_second_file)
+    monkeypatch.setattr(files.os, "fdopen", failing_second_file)
     job = InFolder(engine, output_dir=tmp_path)
     with pytest.raises(OutputWriteError, match="the disk is full") as err:
         run_job(job, "full-disk", {"duration": 10, "batch_size": 2, "audio_format": "wav"}, env={})

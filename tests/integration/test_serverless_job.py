@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from acestep_worker.audio.encode import decode
-from acestep_worker.doors import serverless as jobs
+from acestep_worker.doors import serverless
 from acestep_worker.doors.serverless import run_job
 from acestep_worker.errors import GenerationCancelled, InputError
 from acestep_worker.runner.deadline import JobTimedOut
@@ -104,7 +104,7 @@ def test_timeout_stops_the_engine_and_the_next_job_runs(engine, monkeypatch):
         clock["t"] += 0.5  # every look at the clock costs half a second of "work"
         return clock["t"]
 
-    monkeypatch.setattr(jobs.time, "monotonic", fake_monotonic)
+    monkeypatch.setattr(serverless.time, "monotonic", fake_monotonic)
     with pytest.raises(JobTimedOut, match=r"timed out after 2 s"):
         _run(engine, timeout_seconds=2)
     monkeypatch.undo()

@@ -16,6 +16,15 @@ def tone(seconds=1.0, rate=44_100, channels=2, freq=1_000.0):
     return np.repeat(wave[:, None], channels, axis=1)
 
 
+def decoded_song(seconds: float, seed: int = 0) -> np.ndarray:
+    """What the engine takes as decoded audio: float32 [samples, 2] at 48 kHz, a tone with a little
+    seeded noise (so that two seeds give two different songs)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * 48_000)) / 48_000
+    song = 0.3 * np.sin(2 * np.pi * 220 * t)[:, None] + 0.05 * rng.standard_normal((t.size, 2))
+    return song.astype(np.float32)
+
+
 def encode(data, rate, fmt="WAV", subtype=None):
     buffer = io.BytesIO()
     sf.write(buffer, data, rate, format=fmt, subtype=subtype)

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from acestep_worker.schema.formats import FORMAT_OF_SUFFIX, FORMATS
 from acestep_worker.audio.encode import decode, encode, encode_all, write_atomically
+from acestep_worker.schema.formats import FORMAT_OF_SUFFIX, FORMATS
 
 
 def _tone(seconds=2.0, rate=48000):

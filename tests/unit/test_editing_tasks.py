@@ -1,26 +1,20 @@
 """Editing tasks without a model: regions, padding, instructions, task lists per family, reference clips."""
 
-import numpy as np
 import pytest
 import torch
 
 from acestep_worker.errors import InputError
-from acestep_worker.pipeline import edit_conditions as edit_inputs
-from acestep_worker.schema import task_types as tasks
+from acestep_worker.pipeline import edit_conditions
+from acestep_worker.schema import task_types
 from acestep_worker.schema.request import parse
+
+from ..support.audio import decoded_song
 
 SR = 48_000
 
 
-def _audio(seconds: float, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * SR)) / SR
-    tone = 0.3 * np.sin(2 * np.pi * 220 * t)[:, None] + 0.05 * rng.standard_normal((t.size, 2))
-    return tone.astype(np.float32)
-
-
 def test_a_negative_start_pads_the_source_on_the_left():
-    region = tasks.region_for(-0.5, 0.5, SR)
+    region = task_types.region_for(-0.5, 0.5, SR)
     assert region.pad_left_samples == SR // 2 and region.pad_right_samples == 0
     assert (region.start_frame, region.end_frame) == (0, 25)
 
@@ -28,14 +22,14 @@ def test_a_negative_start_pads_the_source_on_the_left():
 def test_the_condition_and_the_repaint_injection_pad_and_crop_the_source_alike():
     silence = torch.arange(8.0)[:, None].repeat(1, 4)  # frame i of silence holds i
     latents = torch.full((3, 4), -1.0)
-    source = edit_inputs.Source(torch.zeros(2, 3 * 1920), latents, 3 * 1920 / SR, "", tasks.Region(0, 0, 1, 2))
-    padded = edit_inputs.source_at_length(source, silence, 8)
+    source = edit_conditions.Source(torch.zeros(2, 3 * 1920), latents, 3 * 1920 / SR, "", task_types.Region(0, 0, 1, 2))
+    padded = edit_conditions.source_at_length(source, silence, 8)
     assert padded[:3].eq(-1).all() and padded[3:, 0].tolist() == [0, 1, 2, 3, 4]  # silence restarts at frame 0
-    assert edit_inputs.source_at_length(source, silence, 2).shape == (2, 4)  # a longer source is cropped
-    edit = edit_inputs.EditInputs(tasks.TASKS["repaint"], source=source)
+    assert edit_conditions.source_at_length(source, silence, 2).shape == (2, 4)  # a longer source is cropped
+    edit = edit_conditions.EditInputs(task_types.TASKS["repaint"], source=source)
     for frames in (8, 2):
-        clean = edit_inputs.source_at_length(source, silence, frames)  # what repaint injects
-        src, _, repaint = edit_inputs.source_rows(edit, silence, frames)  # what the model conditions on
+        clean = edit_conditions.source_at_length(source, silence, frames)  # what repaint injects
+        src, _, repaint = edit_conditions.source_rows(edit, silence, frames)  # what the model conditions on
         assert torch.equal(src[~repaint], clean[~repaint]) and src[1].eq(1).all()  # the range: silence's frame
     assert latents.eq(-1).all()  # silencing the range leaves the source itself alone
 
@@ -43,7 +37,7 @@ def test_the_condition_and_the_repaint_injection_pad_and_crop_the_source_alike()
 @pytest.mark.parametrize("start, end, expected", [(0.0, None, (0, 25)), (0.0, -1, (0, 25)), (0.33, 0.61, (8, 15)),
                                                   (0.99, 1.0, (24, 25))])
 def test_seconds_become_frames_by_flooring(start, end, expected):
-    region = tasks.region_for(start, end, SR)
+    region = task_types.region_for(start, end, SR)
     assert (region.start_frame, region.end_frame) == expected
 
 
@@ -62,26 +56,26 @@ def test_bad_editing_fields_name_the_field(fields, field):
 
 
 def test_instructions_follow_upstream_wording():
-    assert tasks.instruction_for("extract", "backing_vocals") == "Extract the BACKING_VOCALS track from the audio:"
-    assert tasks.instruction_for("lego") == "Generate the track based on the audio context:"
-    assert tasks.instruction_for("complete", track_classes=("bass", "drums")) == \
+    assert task_types.instruction_for("extract", "backing_vocals") == "Extract the BACKING_VOCALS track from the audio:"
+    assert task_types.instruction_for("lego") == "Generate the track based on the audio context:"
+    assert task_types.instruction_for("complete", track_classes=("bass", "drums")) == \
         "Complete the input track with BASS | DRUMS:"
-    assert tasks.instruction_for("cover-nofsq") == tasks.instruction_for("cover")
-    assert tasks.instruction_for("repaint", override="Make it brighter") == "Make it brighter:"
+    assert task_types.instruction_for("cover-nofsq") == task_types.instruction_for("cover")
+    assert task_types.instruction_for("repaint", override="Make it brighter") == "Make it brighter:"
 
 
 def test_model_families_support_upstream_task_lists():
     four = ["text2music", "cover", "cover-nofsq", "repaint"]
-    assert tasks.supported_task_types("turbo") == four and tasks.supported_task_types("xl-sft") == four
-    assert tasks.supported_task_types("xl-base") == list(tasks.TASK_TYPES)
+    assert task_types.supported_task_types("turbo") == four and task_types.supported_task_types("xl-sft") == four
+    assert task_types.supported_task_types("xl-base") == list(task_types.TASK_TYPES)
 
 
 def test_reference_slicing_is_reproducible_for_a_seed():
-    audio = _audio(40.0)
-    a, b = edit_inputs.reference_clip(audio, seed=7), edit_inputs.reference_clip(audio, seed=7)
-    c = edit_inputs.reference_clip(audio, seed=8)
+    audio = decoded_song(40.0)
+    a, b = edit_conditions.reference_clip(audio, seed=7), edit_conditions.reference_clip(audio, seed=7)
+    c = edit_conditions.reference_clip(audio, seed=8)
     assert a.shape == (2, 30 * SR) and torch.equal(a, b) and not torch.equal(a, c)
 
 
 def test_a_short_reference_is_tiled_to_thirty_seconds():
-    assert edit_inputs.reference_clip(_audio(4.0), seed=1).shape == (2, 30 * SR)
+    assert edit_conditions.reference_clip(decoded_song(4.0), seed=1).shape == (2, 30 * SR)

@@ -5,13 +5,13 @@ import pytest
 
 from acestep_worker.audio.encode import encode
 from acestep_worker.delivery.inline import base64_size, check_deliverable, encoded_bytes, inline_bytes
-from acestep_worker.doors import serverless as jobs
+from acestep_worker.doors import serverless
 from acestep_worker.errors import InputError
 from acestep_worker.models.variants import detect_variant
 from acestep_worker.pipeline.plan import EngineFacts, resolve
 from acestep_worker.schema.request import JobRequest, parse
 
-LIMIT = jobs.RESPONSE_LIMIT_BYTES - jobs.RESPONSE_MARGIN_BYTES
+LIMIT = serverless.RESPONSE_LIMIT_BYTES - serverless.RESPONSE_MARGIN_BYTES
 
 
 def _check(has_bucket=False, **fields):

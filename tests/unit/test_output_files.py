@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from acestep_worker.delivery import files as outputs
+from acestep_worker.delivery import files
 from acestep_worker.delivery.files import (
     OutputWriteError,
     prune_outputs,
@@ -23,7 +23,7 @@ def test_write_errors_say_what_happened(tmp_path, monkeypatch, code, reason):
         os.close(fd)
         raise OSError(code, os.strerror(code))
 
-    monkeypatch.setattr(outputs.os, "fdopen", failing_write)
+    monkeypatch.setattr(files.os, "fdopen", failing_write)
     with pytest.raises(OutputWriteError, match=reason):
         write_all([(tmp_path / "a-1.wav", b"one")])
     assert list(tmp_path.iterdir()) == []
@@ -39,7 +39,7 @@ def test_a_failed_rename_removes_the_songs_already_placed(tmp_path, monkeypatch)
             raise OSError(errno.ENOSPC, "No space left on device")
         real_replace(src, dst)
 
-    monkeypatch.setattr(outputs.os, "replace", second_fails)
+    monkeypatch.setattr(files.os, "replace", second_fails)
     with pytest.raises(OutputWriteError, match="disk is full"):
         write_all([(tmp_path / "a-1.mp3", b"one"), (tmp_path / "a-2.mp3", b"two")])
     assert list(tmp_path.iterdir()) == []

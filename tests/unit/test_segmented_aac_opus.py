@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from acestep_worker.audio import av_codecs, av_segments, segmenting
-from acestep_worker.audio import encode as audio_io
+from acestep_worker.audio import encode as audio_encode
 from acestep_worker.audio.encode import decode, encode
 
 from ..support.repo import load_bench
@@ -29,7 +29,7 @@ def short_segments(monkeypatch):
     """AAC and Opus segments from 2 s, so an 8 s song splits three ways in a test; records what
     each segmented encode returned (None: it fell back)."""
     for fmt in CODEC_OF:
-        monkeypatch.setitem(audio_io.FORMATS, fmt, dataclasses.replace(audio_io.FORMATS[fmt], segment_min_s=2.0))
+        monkeypatch.setitem(audio_encode.FORMATS, fmt, dataclasses.replace(audio_encode.FORMATS[fmt], segment_min_s=2.0))
     joined = []
     real = av_segments.encode_segmented
 
@@ -93,7 +93,7 @@ def test_short_songs_and_single_cores_encode_in_one_pass(short_segments):
 
 def test_a_batch_shares_the_cores_between_songs_and_segments(short_segments):
     songs = [(_music(5.0, seed), 48_000) for seed in range(2)]
-    datas = audio_io.encode_all(songs, "aac", threads=4, tags=TAGS)  # two songs, two segments each
+    datas = audio_encode.encode_all(songs, "aac", threads=4, tags=TAGS)  # two songs, two segments each
     assert len(short_segments) == 2 and all(joined is not None for joined in short_segments)
     for (audio, rate), data in zip(songs, datas):
         assert decode(data)[0].shape == decode(encode(audio, rate, "aac"))[0].shape

@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from acestep_worker.audio import encode as audio_io
+from acestep_worker.audio import encode as audio_encode
 from acestep_worker.audio import mp3_segments, mp3_stream, segmenting
 from acestep_worker.audio.encode import decode, encode
 
@@ -22,7 +22,7 @@ _music = load_bench("encode").music_signal  # (seconds, seed=0): notes with tran
 @pytest.fixture
 def short_segments(monkeypatch):
     """MP3 segments from 2.5 s, so a 12 s song splits four ways in a test."""
-    monkeypatch.setitem(audio_io.FORMATS, "mp3", dataclasses.replace(audio_io.FORMATS["mp3"], segment_min_s=2.5))
+    monkeypatch.setitem(audio_encode.FORMATS, "mp3", dataclasses.replace(audio_encode.FORMATS["mp3"], segment_min_s=2.5))
     joined = []
     real = mp3_segments.encode_segmented
 
@@ -65,7 +65,7 @@ def test_short_songs_single_cores_and_low_bitrates_encode_in_one_pass(short_segm
 
 def test_a_batch_shares_the_cores_between_songs_and_segments(short_segments):
     songs = [(_music(6.0, seed), RATE) for seed in range(2)]
-    datas = audio_io.encode_all(songs, "mp3", threads=4, tags=TAGS)  # two songs, two segments each
+    datas = audio_encode.encode_all(songs, "mp3", threads=4, tags=TAGS)  # two songs, two segments each
     assert len(short_segments) == 2 and all(joined is not None for joined in short_segments)
     for (audio, _), data in zip(songs, datas):
         assert decode(data)[0].shape == audio.shape

@@ -2,14 +2,14 @@
 
 import json
 
-from acestep_worker.doors import serverless as jobs
+from acestep_worker.doors import serverless
 from acestep_worker.doors.serverless import RESPONSE_LIMIT_BYTES, ThrottledProgress
 from acestep_worker.pipeline.engine import Progress
 
 
 def test_response_never_exceeds_runpods_limit():
     output = {"results": [{"audio_base64": "x" * 12_000_000}, {"audio_base64": "y" * 12_000_000}]}
-    jobs._fit_response(output)
+    serverless._fit_response(output)
     assert len(json.dumps(output)) <= RESPONSE_LIMIT_BYTES
     assert "audio_base64" in output["results"][0] and "base64_omitted" in output["results"][1]
 
