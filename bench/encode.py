@@ -45,7 +45,7 @@ def sndfile(fmt: str, subtype: str, **options):
     def run(audio: np.ndarray) -> bytes:
         buffer = io.BytesIO()
         with sf.SoundFile(buffer, "w", RATE, 2, format=fmt, subtype=subtype, **options) as handle:
-            for start in range(0, len(audio), 1 << 16):  # as audio_io does: one big Vorbis write segfaults
+            for start in range(0, len(audio), 1 << 16):  # as audio/encode.py does: one big Vorbis write segfaults
                 handle.write(audio[start:start + (1 << 16)])
         return buffer.getvalue()
     return run

@@ -165,7 +165,7 @@ def generation(engine, runs: int, smoke: bool) -> dict:
 
 
 def whole_job(engine, env: dict[str, str], runs: int, smoke: bool) -> dict:
-    """The goal's own figure: one serverless job (`jobs.run_job`) from caption to the MP3 file
+    """The goal's own figure: one serverless job (`doors.serverless.run_job`) from caption to the MP3 file
     written, a 240 s turbo song, with the job's stage timings of the median run."""
     from acestep_worker.doors.serverless import run_job
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""End-to-end job time on the tiny tree: one serverless job (`jobs.run_job`: generation, MP3
+"""End-to-end job time on the tiny tree: one serverless job (`doors.serverless.run_job`: generation, MP3
 encoding, writing the file) with MP3 encoded in one pass against segments on all usable cores,
 alternating run by run so machine load falls on both alike.
 

@@ -16,15 +16,16 @@ from typing import Callable, Mapping, TypeVar
 import torch
 
 from .errors import AceStepError
+from .schema.units import MAX_DURATION_S
 
 DEFAULT_DIT_PATH = "checkpoints/acestep-v15-turbo"
 VAE_FOLDER = "vae"
 TEXT_ENCODER_FOLDER = "Qwen3-Embedding-0.6B"
 _OFF = {"", "none", "no", "off", "false", "0"}
 _ON = {"1", "true", "yes", "on"}
-# ACESTEP_WINDOWED_ATTENTION and ACESTEP_SDPA_BACKEND (see dit/attention.py for what each does)
+# ACESTEP_WINDOWED_ATTENTION and ACESTEP_SDPA_BACKEND (see models/dit/attention.py for what each does)
 SLIDING_ATTENTION_PATHS = ("auto", "dense", "banded", "flex")
-PLANNER_COMPILE_MODES = ("off", "on", "graphs")  # ACESTEP_LM_COMPILE; planner/lm.py's DECODE_COMPILE_MODES
+PLANNER_COMPILE_MODES = ("off", "on", "graphs")  # ACESTEP_LM_COMPILE; models/planner/lm.py's DECODE_COMPILE_MODES
 SDPA_BACKEND_NAMES = ("auto", "flash", "efficient", "cudnn", "math")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+|mps)$")
@@ -102,7 +103,7 @@ class Settings:
     dtype: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16
     output_dir: Path = field(default_factory=lambda: Path("outputs"))
     # ACESTEP_LM_COMPILE: the planner's decode step eager (off), torch.compiled (on), or compiled with
-    # CUDA-graph capture (graphs); planner/lm.py's DECODE_COMPILE_MODES.
+    # CUDA-graph capture (graphs); models/planner/lm.py's DECODE_COMPILE_MODES.
     compile_planner: str = "off"
     compile_dit: bool = False  # ACESTEP_DIT_COMPILE=1: torch.compile each DiT block (regional compile)
     vae_tile_frames: int | None = None  # ACESTEP_VAE_TILE_FRAMES; None: 512 on CPUs, largest fitting on GPUs
@@ -116,7 +117,7 @@ class Settings:
     # Audio sent in for editing tasks (src_audio, reference_audio): caps, where pod files may be read
     # from, and whether URLs may point at this machine's own networks.
     max_audio_bytes: int = 128 * 1024 * 1024  # ACESTEP_MAX_AUDIO_MB
-    max_audio_seconds: float = 600.0  # ACESTEP_MAX_AUDIO_SECONDS
+    max_audio_seconds: float = MAX_DURATION_S  # ACESTEP_MAX_AUDIO_SECONDS
     audio_fetch_timeout_s: float = 120.0  # ACESTEP_AUDIO_FETCH_TIMEOUT: one download, at most
     allow_private_urls: bool = False  # ACESTEP_ALLOW_PRIVATE_URLS=1: loopback/private hosts and http://
     input_dir: Path = field(default_factory=lambda: Path("inputs"))  # ACESTEP_INPUT_DIR
@@ -168,7 +169,7 @@ class Settings:
                                       "latent frames per VAE decode tile, above 128") or None,
             max_audio_bytes=int(env_value(env, "ACESTEP_MAX_AUDIO_MB", 128.0, in_range(float, 0.001, 1e6),
                                           "a size in MB above 0") * 1024 * 1024),
-            max_audio_seconds=env_value(env, "ACESTEP_MAX_AUDIO_SECONDS", 600.0, in_range(float, 0.1, 86_400),
+            max_audio_seconds=env_value(env, "ACESTEP_MAX_AUDIO_SECONDS", MAX_DURATION_S, in_range(float, 0.1, 86_400),
                                         "seconds from 0.1 to 86400"),
             audio_fetch_timeout_s=env_value(env, "ACESTEP_AUDIO_FETCH_TIMEOUT", 120.0, in_range(float, 0.1, 86_400),
                                             "seconds from 0.1 to 86400"),

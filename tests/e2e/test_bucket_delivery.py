@@ -35,10 +35,10 @@ def test_per_job_s3config_wins_over_env(engine, s3_server):
     assert "job-cfg/job-cfg-1.mp3" in out["results"][0]["url"]
 
 
-def test_failed_upload_is_a_clear_error_keeps_the_file_and_hides_secrets(engine, s3_server):
+def test_failed_upload_is_a_clear_error_leaves_no_file_and_hides_secrets(engine, s3_server):
     with pytest.raises(DeliveryError) as err:
         run_job(engine, "job-nobucket", {"duration": 10}, env=_env(s3_server, bucket="missing-bucket"))
     message = str(err.value)
-    assert "NoSuchBucket" in message and "missing-bucket" in message and "kept at" in message
+    assert "NoSuchBucket" in message and "missing-bucket" in message and "songs are not kept" in message
     assert SECRET not in message and SECRET not in repr(err.value.__context__ or "")
-    assert (engine.settings.output_dir / "job-nobucket-1.mp3").is_file()
+    assert not list(engine.settings.output_dir.glob("job-nobucket*"))  # a failed delivery leaves nothing behind

@@ -1,4 +1,4 @@
-"""The package CLI client (python -m acestep_worker.doors.client), run as a user runs it: against a live pod
+"""The package CLI client (python -m acestep_worker client), run as a user runs it: against a live pod
 API and a local Runpod endpoint, with and without audio inputs (multipart to the pod, data URIs to Runpod).
 The one-file root generate_music.py has its own tests."""
 
@@ -14,7 +14,7 @@ from ..support.live_server import free_port
 
 
 def _cli_quiet(*args, cwd, quiet=True):
-    return subprocess.run([sys.executable, "-m", "acestep_worker.doors.client", *args, *(["-q"] if quiet else []),
+    return subprocess.run([sys.executable, "-m", "acestep_worker", "client", *args, *(["-q"] if quiet else []),
                            "--poll-interval", "0.2"],
                           cwd=cwd, capture_output=True, text=True, timeout=300, env=dict(os.environ))
 
@@ -53,7 +53,7 @@ def test_a_url_is_passed_on_for_the_server_to_fetch_and_judge(api, tmp_path):
 
 
 def _cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "acestep_worker.doors.client", *args], cwd=cwd, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "acestep_worker", "client", *args], cwd=cwd, capture_output=True,
                           text=True, timeout=300, env=dict(os.environ))
 
 

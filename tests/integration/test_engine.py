@@ -98,6 +98,29 @@ def test_progress_is_monotonic_and_ends_at_one(engine):
     assert steps[-1] == 8 and [p.stage for p in seen][0] == "text_encoding"
 
 
+def test_diffusion_progress_counts_the_schedules_steps(engine):
+    """Custom timesteps set how many steps run; the stage's first report says so too."""
+    seen = []
+    engine.generate(parse({"duration": 10, "inference_steps": 2, "timesteps": [1.0, 0.5, 0.25]}),
+                    on_progress=seen.append)
+    assert {p.total_steps for p in seen if p.stage == "diffusion"} == {3}
+
+
+def test_a_job_planned_for_the_default_model_runs_on_the_default_held_when_it_runs(tiny_env):
+    """A pod task queued with no `model` while /v1/init switches the DiT runs on the new default
+    (checked against its rules), not on the one it was submitted under."""
+    from acestep_worker.pipeline.engine import Engine
+    from acestep_worker.settings import Settings
+
+    own = Engine(Settings.from_env(tiny_env))
+    plan = own.plan(parse({"duration": 10, "seed": 3}))
+    assert plan.variant.name == "acestep-v15-turbo"
+    own.models.init_models("acestep-v15-base")
+    result = own.run(plan)
+    assert result.model == "acestep-v15-base" and result.params["seeds"] == [3]
+    assert [info.name for info in own.models.installed() if info.loaded] == ["acestep-v15-base"]  # one DiT held
+
+
 def test_should_stop_cancels_between_steps_and_engine_keeps_working(engine):
     calls = []
 

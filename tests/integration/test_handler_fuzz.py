@@ -41,8 +41,8 @@ class ReplayEngine:
     def plan(self, request, seeds=None):
         return self.engine.plan(request, seeds)
 
-    def generate(self, request, on_progress=None, should_stop=None, audio=None, plan=None):
-        plan = plan or self.engine.plan(request)
+    def run(self, plan, on_progress=None, should_stop=None, audio=None):
+        request = plan.request
         dit = self.engine.models.dit(request.model)
         _, params = sampling_plan(request, plan.steps, dit.variant)
         songs = [Song(self.recorded, 48000, seed, 1.0) for seed in plan.seeds]

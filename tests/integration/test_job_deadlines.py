@@ -36,8 +36,8 @@ class Wrapped:
     def plan(self, request, seeds=None):
         return self.engine.plan(request, seeds)
 
-    def generate(self, request, **kwargs):
-        result = self.engine.generate(request, **kwargs)
+    def run(self, plan, *args):
+        result = self.engine.run(plan, *args)
         self.generated += 1
         if self.after is not None:
             self.after()

@@ -27,8 +27,8 @@ class InFolder:
     def plan(self, request, seeds=None):
         return self.engine.plan(request, seeds)
 
-    def generate(self, request, **kwargs):
-        return self.engine.generate(request, **kwargs)
+    def run(self, plan, *args):
+        return self.engine.run(plan, *args)
 
 
 def test_a_full_disk_keeps_no_song_of_the_job(engine, tmp_path, monkeypatch):

@@ -200,6 +200,16 @@ def test_thinking_job_produces_audio_whose_length_matches_the_codes(planner_engi
     assert result.params["requested_duration"] == 11.0
 
 
+@pytest.mark.parametrize("duration", [10.2, 10.3])
+def test_thinking_with_a_fractional_duration_takes_the_length_of_the_codes_written(planner_engine, duration):
+    """The planner writes int(d * 5) codes and they set the song (255 frames for 10.2 s and 10.3 s), not
+    upstream's rounding of the duration (254 or 257 frames: a code cut off, or silence hints)."""
+    result = planner_engine.generate(parse({"caption": "x", "duration": duration, "thinking": True, "seed": 2,
+                                            "use_cot_caption": False}))
+    assert result.params["planner"]["audio_codes"] == 51
+    assert result.songs[0].audio.shape == (51 * 5 * 1920, 2)
+
+
 def test_thinking_is_reproducible_and_codes_steer_the_dit(planner_engine):
     request = {"caption": "x", "duration": 10, "thinking": True, "seed": 4, "use_cot_caption": False,
                "bpm": 100, "key_scale": "C major", "time_signature": "4"}

@@ -91,3 +91,4 @@ def test_variable_rate_predictions_never_overstate(fmt):
     """A low estimate: a job is refused only when even the smallest plausible file would not fit."""
     assert encoded_bytes(fmt, 12) <= len(encode(_test_signal(12), 48_000, fmt))
     assert inline_bytes(fmt, 12, 2) == 2 * base64_size(encoded_bytes(fmt, 12))
+

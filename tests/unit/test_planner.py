@@ -1,11 +1,15 @@
-"""The planner's text handling without a model: the CoT YAML, its parser, top-p, and query hints."""
+"""The planner without a model: the CoT YAML, its parser, top-p, query hints, and a planner that is gone."""
 
 import pytest
 import torch
 
+from acestep_worker.errors import PlannerUnavailableError
 from acestep_worker.models.planner.decoding import filter_logits
 from acestep_worker.models.planner.metadata import Metadata, PlannerOutputError, cot_text, parse_cot
-from acestep_worker.pipeline.planner_pass import query_hints
+from acestep_worker.pipeline.plan import PlannerWork
+from acestep_worker.pipeline.planner_pass import PlannerInputs, planner_pass, query_hints
+from acestep_worker.pipeline.progress import ProgressTracker
+from acestep_worker.schema.request import parse
 
 
 def test_cot_yaml_folds_long_captions_and_sorts_keys():
@@ -43,3 +47,11 @@ def test_top_p_keeps_the_token_that_crosses_p():
 ])
 def test_query_hints(query, language, instrumental):
     assert query_hints(query) == (language, instrumental)
+
+
+def test_a_planner_gone_since_the_job_was_planned_is_a_clear_error_not_a_crash():
+    """A failed /v1/init switch can leave no planner after a job asking for one was planned."""
+    inputs = PlannerInputs.from_request(parse({"thinking": True, "duration": 10}))
+    with pytest.raises(PlannerUnavailableError, match="needs the 5 Hz planner") as refused:
+        planner_pass(PlannerWork(runs=True, writes_codes=True), inputs, None, [1], ProgressTracker(None, None))
+    assert refused.value.field == "thinking"

@@ -15,7 +15,7 @@ from acestep_worker.audio.encode import decode, encode
 
 from ..support.repo import load_bench
 
-TAGS = {"comment": "RANDOM-WEIGHT TEST MODEL: noise, not music", "title": "a title"}  # as outputs.py sets them
+TAGS = {"comment": "RANDOM-WEIGHT TEST MODEL: noise, not music", "title": "a title"}  # as delivery/files.song_tags sets them
 CODEC_OF = {"aac": "aac", "opus": "libopus"}
 
 

@@ -13,7 +13,7 @@ from acestep_worker.audio.encode import decode, encode
 from ..support.repo import load_bench
 
 RATE = 48_000
-TAGS = {"comment": "RANDOM-WEIGHT TEST MODEL: noise, not music", "title": "a title"}  # as outputs.py sets them
+TAGS = {"comment": "RANDOM-WEIGHT TEST MODEL: noise, not music", "title": "a title"}  # as delivery/files.song_tags sets them
 
 
 _music = load_bench("encode").music_signal  # (seconds, seed=0): notes with transients and noise bursts, 48 kHz stereo

@@ -52,6 +52,20 @@ def test_unused_fields_are_those_the_request_sent():
     assert unused_fields(parse({"caption": "x"})) == {}
 
 
+def test_planner_fields_a_task_ignores_are_reported_only_when_they_ask_for_something():
+    """Upstream skips the LM for tasks that only transform a source, and writes no codes where a source
+    or given codes lead: fields that ask the planner for something are reported; `false` asks nothing."""
+    cover = parse({"task_type": "cover", "src_audio": "https://example.com/a.wav", "thinking": True,
+                   "use_format": True, "use_cot_metas": False, "sample_query": ""})
+    assert set(unused_fields(cover)) == {"thinking", "use_format"}
+    assert "does not run for it" in unused_fields(cover)["use_format"]
+    lego = parse({"task_type": "lego", "src_audio": "https://example.com/a.wav", "thinking": False, "use_format": True})
+    assert unused_fields(lego) == {}  # lego runs the planner; thinking false asks for nothing
+    codes = parse({"audio_code_string": "<|audio_code_5|>", "thinking": True, "src_audio": "https://example.com/a"})
+    assert set(unused_fields(codes)) == {"thinking", "src_audio"}
+    assert unused_fields(parse({"audio_code_string": "<|audio_code_5|>", "thinking": False})) == {}
+
+
 def _known(name: str) -> bool:
     return any(name == field or name in (getattr(f.validation_alias, "choices", None) or ())
                for field, f in GenerationRequest.model_fields.items())

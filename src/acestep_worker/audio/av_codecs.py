@@ -18,11 +18,13 @@ from fractions import Fraction
 import av
 import numpy as np
 
+from ..schema.units import SAMPLE_RATE
+
 # Constrained VBR keeps Opus files at the size libsndfile's default gives (~120 kbps) on every kind
 # of input; FFmpeg's unconstrained default overshoots on dense, noisy mixes.
 _CODEC_OPTIONS = {"libopus": {"vbr": "constrained"}}
 # FFmpeg encodes in blocks of this many samples per channel per call; larger blocks only cost memory.
-_BLOCK_SAMPLES = 48_000 * 10
+_BLOCK_SAMPLES = SAMPLE_RATE * 10
 _LAYOUTS = {1: "mono", 2: "stereo"}
 
 

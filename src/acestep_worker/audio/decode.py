@@ -28,13 +28,13 @@ import numpy as np
 import soundfile as sf
 
 from ..errors import InputError
-from ..schema.units import SAMPLE_RATE, SAMPLES_PER_FRAME
+from ..schema.units import MAX_DURATION_S, SAMPLE_RATE, SAMPLES_PER_FRAME
 
 MIN_SAMPLES = SAMPLES_PER_FRAME  # one latent frame: less is nothing the model can read
 MIN_RATE_HZ, MAX_RATE_HZ = 16_000, 384_000
 MAX_CHANNELS = 2
 DEFAULT_MAX_BYTES = 128 * 1024 * 1024  # a 10-minute 16-bit 48 kHz stereo WAV (110 MiB) fits
-DEFAULT_MAX_SECONDS = 600.0  # the longest song the model makes
+DEFAULT_MAX_SECONDS = MAX_DURATION_S  # the longest song the model makes
 READABLE = "WAV, FLAC, Ogg/Vorbis, Opus or MP3"
 # Compressed formats whose header frame count is an estimate: allow this much shortfall before
 # calling the data truncated.

@@ -1,7 +1,10 @@
-"""Local command line: generate songs on this machine, no server involved.
+"""`python -m acestep_worker`: generate songs on this machine (no server involved), serve pod mode,
+download the checkpoints, or run the client against a pod or a Runpod endpoint.
 
     python -m acestep_worker generate --caption "lofi piano" --duration 30 --out song.mp3
     python -m acestep_worker generate --checkpoints ./tiny --caption test --out test.mp3
+    python -m acestep_worker serve
+    python -m acestep_worker client --api-url http://<pod>:8000 --caption "lofi piano" -d 30
 
 Checkpoints come from the usual settings (ACESTEP_CONFIG_PATH and friends) unless `--checkpoints`
 points at a checkpoint root; `--model` picks a DiT folder inside it.
@@ -147,11 +150,17 @@ def main(argv: list[str] | None = None) -> int:
     _serve_parser(sub)
     sub.add_parser("download", help="download and verify the official checkpoints (download --help)",
                    add_help=False)
+    sub.add_parser("client", help="submit to a pod or a Runpod endpoint, poll, download (client --help)",
+                   add_help=False)
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["download"]:  # its own parser, shared with `python -m acestep_worker.models.download`
         from ..models.download import main as download_main
 
         return download_main(argv[1:])
+    if argv[:1] == ["client"]:  # its own parser; the client loads no model library
+        from .client import main as client_main
+
+        return client_main(argv[1:])
     args = parser.parse_args(argv)
     default_level = "INFO" if args.command == "serve" else "WARNING"
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", default_level).upper(),

@@ -47,7 +47,7 @@ class ClientError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m acestep_worker.doors.client",
+    p = argparse.ArgumentParser(prog="python -m acestep_worker client",
                                 description="Generate music with an ACE-Step 1.5 server.")
     target = p.add_argument_group("where")
     target.add_argument("--api-url", default=os.environ.get("ACESTEP_API_URL", "http://localhost:8000"),

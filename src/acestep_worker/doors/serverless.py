@@ -131,7 +131,7 @@ def _output(job_id: str, request: JobRequest, finished: Finished, delivery: Serv
         "task_id": job_id, "status": "completed", "duration": entries[0]["duration"],
         "batch_size": len(entries), "model": result.model, "random_weights": result.random_weights,
         "task_type": result.params.get("task_type", request.task_type), **finished.sources,
-        "results": entries, "params": {**_public_params(result.params), **_unused(request)},
+        "results": entries, "params": {**_public_params(result.params), **_unused(request, finished.plan)},
         "timings": {k: round(v, 3) for k, v in finished.timings.items()},
     }
     output["timings"]["job_total"] = round(time.monotonic() - deadline.started, 3)
@@ -152,8 +152,8 @@ def _public_params(params: dict) -> dict:
     return {k: v for k, v in params.items() if k not in hidden}
 
 
-def _unused(request: JobRequest) -> dict:
-    unused = unused_fields(request)
+def _unused(request: JobRequest, plan: JobPlan) -> dict:
+    unused = unused_fields(request, plan.replaced)
     return {"unused": unused} if unused else {}
 
 

@@ -15,13 +15,17 @@ import torch
 RECOMPILE_LIMIT = 64
 
 
-def apply_compile_policy() -> None:
-    """Raise dynamo's recompile limit to RECOMPILE_LIMIT, and guard compiled modules on their hooks.
+def apply_compile_policy(dit: bool = True, planner: bool = True) -> None:
+    """What compiling the DiT's blocks (`dit`) and the planner's decode step (`planner`) needs.
 
-    Dynamo skips guards on module hooks by default, so a hook added after compiling would be silently
-    ignored; LoKr adapters in Kronecker form are per-job forward hooks on compiled DiT blocks
-    (lora/kron.py), so the guards are on: a new set of hooks recompiles once, later jobs reuse that
-    graph. Idempotent."""
+    The planner: dynamo's recompile limit raised to RECOMPILE_LIMIT. The DiT: guards on module hooks.
+    Dynamo skips them by default, so a hook added after compiling would be silently ignored; LoKr
+    adapters in Kronecker form are per-job forward hooks on compiled DiT blocks (lora/kron.py), so the
+    guards are on: a new set of hooks recompiles once, later jobs reuse that graph. They are on for
+    the whole process, so a planner compiled beside such a DiT guards on hooks too (a few microseconds
+    a token). Idempotent."""
     config = torch._dynamo.config
-    config.recompile_limit = max(config.recompile_limit, RECOMPILE_LIMIT)
-    config.skip_nnmodule_hook_guards = False
+    if planner:
+        config.recompile_limit = max(config.recompile_limit, RECOMPILE_LIMIT)
+    if dit:
+        config.skip_nnmodule_hook_guards = False

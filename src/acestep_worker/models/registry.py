@@ -50,7 +50,7 @@ class ModelInfo:
 class ModelRegistry:
     def __init__(self, settings: Settings):
         self.settings = settings
-        apply_compile_policy()
+        apply_compile_policy(dit=settings.compile_dit, planner=settings.compile_planner != "off")
         self.device = settings.torch_device()
         self.dtype = settings.torch_dtype()
         self.lock = threading.Lock()

@@ -10,14 +10,15 @@ import torch
 from diffusers import AutoencoderOobleck
 
 from ..errors import CheckpointError, GenerationFailed
+from ..schema.units import SAMPLE_RATE, SAMPLES_PER_FRAME
 from .weights import empty_modules, iter_tensors, load_into
 
 # Upstream's tiled decode: 512-frame windows, 64 frames of context on each side, 384-frame cores.
 DECODE_CHUNK_FRAMES = 512
 DECODE_OVERLAP_FRAMES = 64
 # Upstream's tiled encode: 30 s windows with 2 s of context on each side (26 s cores).
-ENCODE_CHUNK_SAMPLES = 48_000 * 30
-ENCODE_OVERLAP_SAMPLES = 48_000 * 2
+ENCODE_CHUNK_SAMPLES = SAMPLE_RATE * 30
+ENCODE_OVERLAP_SAMPLES = SAMPLE_RATE * 2
 
 
 def load_vae(folder: str | Path, device: torch.device | str, dtype: torch.dtype,
@@ -61,7 +62,7 @@ def check_latents(latents: torch.Tensor) -> None:
 # float32, CPU, untiled, peak over baseline at 16/32/64 frames): 4.44 MB per frame, linear, i.e.
 # 4.5 such tensors live at once; five keeps the estimate above it. Sizes GPU tiles and batches
 # against free memory (with half of it kept in reserve) and the memory check's decode share.
-_DECODE_BYTES_PER_FRAME_PER_DTYPE_BYTE = 1920 * 128 * 5
+_DECODE_BYTES_PER_FRAME_PER_DTYPE_BYTE = SAMPLES_PER_FRAME * 128 * 5
 
 
 def decode_bytes_per_frame(dtype_bytes: int) -> int:

@@ -141,7 +141,7 @@ class Bucket:
                 "get_object", Params={"Bucket": self.config.bucket, "Key": key}, ExpiresIn=expires_s)
         except (Boto3Error, BotoCoreError, ClientError) as exc:
             raise DeliveryError(f"upload of {path.name} to bucket {self.config.bucket!r} failed: "
-                                f"{_describe(exc)}; the file is kept at {path}") from None
+                                f"{_describe(exc)}; the job's songs are not kept") from None
 
 
 def _describe(exc: Exception) -> str:

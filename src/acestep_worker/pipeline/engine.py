@@ -46,24 +46,32 @@ class Engine:
         return resolve(request, facts, seeds, has_source=has_source)
 
     def generate(self, request: GenerationRequest, on_progress: Callable[[Progress], None] | None = None,
-                 should_stop: Callable[[], bool] | None = None, audio: dict[str, np.ndarray] | None = None,
-                 plan: JobPlan | None = None) -> GenerationResult:
-        """Generate `request.batch_size` songs. Raises InputError, PlannerUnavailableError,
-        GenerationCancelled, GenerationFailed.
+                 should_stop: Callable[[], bool] | None = None,
+                 audio: dict[str, np.ndarray] | None = None) -> GenerationResult:
+        """Plan `request` and generate its `batch_size` songs (see `run`). `audio` holds the decoded
+        editing inputs by field name ("src_audio", "reference_audio"), each float32 [samples, 2] at
+        48 kHz (see audio/sources.py)."""
+        source = (audio or {}).get("src_audio")
+        plan = self.plan(request, has_source=source is not None and len(source) > 0)
+        return self.run(plan, on_progress, should_stop, audio)
 
-        `audio` holds the decoded editing inputs by field name ("src_audio", "reference_audio"),
-        each float32 [samples, 2] at 48 kHz (see audio/sources.py). `plan`: the request's plan when
-        the caller made it already (its seeds are kept); its source length is set here."""
-        audio = audio or {}
-        source = audio.get("src_audio")
-        plan = plan or self.plan(request, has_source=source is not None and len(source) > 0)
-        audio = {name: pcm for name, pcm in audio.items() if name not in plan.replaced}
-        if plan.uses_source and not plan.length.known:
-            plan = plan.with_source(len(audio["src_audio"]))
-        tracker = ProgressTracker(on_progress, should_stop, plan.steps, uses_planner=plan.planner.runs,
-                                  writes_codes=plan.planner.writes_codes, encodes_audio=bool(audio))
-        # No adapter outlives the job; the attention hooks are the job's too.
-        with self.models.lock, self.models.adapters.session() as loras, dit_attention(self.models.attention_choice()):
-            result = self.pipeline(plan, audio, tracker, loras)
-        tracker.finish()
+    def run(self, plan: JobPlan, on_progress: Callable[[Progress], None] | None = None,
+            should_stop: Callable[[], bool] | None = None,
+            audio: dict[str, np.ndarray] | None = None) -> GenerationResult:
+        """Generate a planned job's songs under the accelerator's lock. Raises InputError,
+        PlannerUnavailableError, GenerationCancelled, GenerationFailed."""
+        audio = {name: pcm for name, pcm in (audio or {}).items() if name not in plan.replaced}
+        with self.models.lock:
+            if plan.request.model is None and plan.variant.name != self.models.default_model:
+                # /v1/init made another DiT the default since the job was planned: "the default" is the
+                # one held now, as when it was submitted (checked again against its rules).
+                plan = self.plan(plan.request, plan.seeds, has_source="src_audio" in audio)
+            if plan.uses_source and not plan.length.known:
+                plan = plan.with_source(len(audio["src_audio"]))
+            tracker = ProgressTracker(on_progress, should_stop, uses_planner=plan.planner.runs,
+                                      writes_codes=plan.planner.writes_codes, encodes_audio=bool(audio))
+            # No adapter outlives the job; the attention hooks are the job's too.
+            with self.models.adapters.session() as loras, dit_attention(self.models.attention_choice()):
+                result = self.pipeline(plan, audio, tracker, loras)
+            tracker.finish()
         return result

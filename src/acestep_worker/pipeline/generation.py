@@ -64,6 +64,7 @@ class GenerationPipeline:
         adapters = loras.apply(dit, plan.request.loras) if loras is not None else []
         # 2. The sampling schedule under the DiT's rules.
         schedule, sampling = sampling_plan(plan.request, plan.steps, dit.variant)
+        progress.expect_steps(schedule.steps)
         # 3. What would not fit in memory is refused before any model runs, when the length is known.
         if plan.length.known:
             self._check_memory(dit, plan.length.frames, len(plan.seeds), schedule.uses_cfg)

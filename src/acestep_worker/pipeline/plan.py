@@ -27,12 +27,14 @@ from typing import Literal, Mapping
 
 from ..errors import InputError, PlannerUnavailableError
 from ..models.dit.text_prompts import COVER_INSTRUCTION
+from ..models.planner.metadata import FIELD_ORDER
 from ..models.variants import Variant
 from ..schema.formats import FORMATS
 from ..schema.messages import needs_planner
 from ..schema.request import MAX_SEED, GenerationRequest
 from ..schema.task_types import TASKS, Region, TaskRule, check_supported, instruction_for, region_for, replaced_fields
 from ..schema.units import (
+    CODES_PER_SECOND,
     DEFAULT_DURATION_S,
     FRAMES_PER_CODE,
     FRAMES_PER_SECOND,
@@ -45,8 +47,6 @@ from ..schema.units import (
 )
 
 LengthSource = Literal["codes", "source", "duration", "planner", "default"]
-# The planner's chain-of-thought fields, in the order it writes them (models/planner/metadata.py).
-COT_FIELDS = ("bpm", "caption", "duration", "keyscale", "language", "timesignature")
 
 
 @dataclass(frozen=True)
@@ -84,9 +84,6 @@ class OutputPlan:
     extension: str
     content_type: str
 
-    def predicted_bytes(self, seconds: float) -> int:
-        """One encoded song of `seconds`: its headers and tags, and the format's bytes per second."""
-        return 4_096 + int(-(-FORMATS[self.format].predicted_bytes_per_s(self.mp3_bitrate) * seconds // 1))
 
 
 @dataclass(frozen=True)
@@ -131,12 +128,12 @@ class JobPlan:
         return replace(self, length=length, region=region)
 
     def frames_after_planner(self, written_duration_s: float, codes: list[list[int]] | None) -> int:
-        """The batch's latent frames once the planner has run: its codes' (5 frames each), else the
-        duration it resolved; the plan's own when they were known before."""
-        if self.length.known:
-            return self.length.frames
+        """The batch's latent frames once the planner has run: the codes it wrote (5 frames each), else
+        the plan's own when they were known before, else the duration the planner chose."""
         if codes:
             return max(MIN_FRAMES, FRAMES_PER_CODE * max(len(c) for c in codes))
+        if self.length.known:
+            return self.length.frames
         return max(MIN_FRAMES, frames_for_duration(written_duration_s))
 
 
@@ -180,7 +177,10 @@ def song_length(request: GenerationRequest, task: TaskRule, codes: tuple[int, ..
     if planner.decides_length:
         return SongLength("planner", None, None)
     seconds = float(request.duration or DEFAULT_DURATION_S)
-    frames = max(MIN_FRAMES, frames_for_duration(seconds))
+    if planner.writes_codes:  # the planner writes int(seconds * 5) codes, and they set the length
+        frames = max(MIN_FRAMES, FRAMES_PER_CODE * int(seconds * CODES_PER_SECOND))
+    else:
+        frames = max(MIN_FRAMES, frames_for_duration(seconds))
     return SongLength("duration" if request.duration else "default", frames, frames / FRAMES_PER_SECOND)
 
 
@@ -203,7 +203,7 @@ def planner_work(request: GenerationRequest, task: TaskRule, codes: tuple[int, .
     given = (request.bpm, request.key_scale, request.time_signature, request.duration)
     metadata = ()
     if request.use_cot_metas and not sample and not all(given):
-        metadata = tuple(name for name in COT_FIELDS if not (name == "caption" and not request.use_cot_caption)
+        metadata = tuple(name for name in FIELD_ORDER if not (name == "caption" and not request.use_cot_caption)
                          and not (name == "language" and not request.use_cot_language))
     runs = bool(sample or request.use_format or metadata or writes_codes)
     decides = runs and (sample or request.use_format or bool(metadata)) and not request.duration

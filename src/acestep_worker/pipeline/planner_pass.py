@@ -12,9 +12,11 @@ import re
 import time
 from dataclasses import dataclass, field
 
+from ..errors import PlannerUnavailableError
 from ..models.planner.decoding import SamplingParams
 from ..models.planner.metadata import Metadata
 from ..models.planner.planner import Planner, SongText
+from ..schema.messages import needs_planner
 from ..schema.request import GenerationRequest
 from ..schema.units import DEFAULT_DURATION_S
 from .plan import PlannerWork
@@ -93,6 +95,8 @@ class Resolved:
 def planner_pass(work: PlannerWork, given: PlannerInputs, planner: Planner | None, seeds: list[int],
                  progress: ProgressTracker) -> Resolved:
     """Run what `work` asks (nothing without a planner: the plan has refused what needs one)."""
+    if work.runs and planner is None:  # unloaded since the job was planned (a failed /v1/init switch)
+        raise PlannerUnavailableError(needs_planner("this job"), "thinking" if work.writes_codes else "use_cot_metas")
     text, written, timings = given.text, Metadata(), {}
     run_metadata = bool(work.metadata)
     if work.runs and work.sample:

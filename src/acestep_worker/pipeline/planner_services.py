@@ -11,15 +11,16 @@ import random
 
 from ..errors import PlannerUnavailableError
 from ..models.planner.decoding import SamplingParams
-from ..models.planner.metadata import Metadata
 from ..models.planner.planner import SongText
 from ..models.registry import ModelRegistry
 from ..schema.messages import needs_planner
 from ..schema.request import MAX_SEED, GenerationRequest
 from ..schema.values import UNKNOWN_LANGUAGE
+from .planner_pass import PlannerInputs
 
 
 def _planner(models: ModelRegistry, what: str):
+    """The planner held now; call it under the lock, which /v1/init takes to swap it."""
     if models.planner is None:
         raise PlannerUnavailableError(needs_planner(what), what)
     return models.planner
@@ -28,13 +29,12 @@ def _planner(models: ModelRegistry, what: str):
 def format_input(models: ModelRegistry, request: GenerationRequest, seed: int | None = None) -> dict:
     """The planner rewrites the request's caption and lyrics, keeping the metadata it gives (bpm,
     duration, key, time signature, language) and filling the rest; sampled at `lm_temperature`."""
-    planner = _planner(models, "format_input")
-    user = Metadata(bpm=request.bpm, duration=int(request.duration) if request.duration else None,
-                    keyscale=request.key_scale, timesignature=request.time_signature, language=request.vocal_language)
+    user = PlannerInputs.from_request(request).user
+    seed = seed if seed is not None else random.randint(0, MAX_SEED)
     with models.lock:
+        planner = _planner(models, "format_input")
         result = planner.format_input(SongText(request.caption, request.lyrics), user,
-                                      SamplingParams(temperature=request.lm_temperature),
-                                      seed if seed is not None else random.randint(0, MAX_SEED))
+                                      SamplingParams(temperature=request.lm_temperature), seed)
     final = user.merged_over(result.metadata)
     return {"caption": result.metadata.caption or request.caption, "lyrics": result.lyrics or request.lyrics,
             "bpm": final.bpm, "duration": float(final.duration) if final.duration else None,
@@ -45,10 +45,10 @@ def format_input(models: ModelRegistry, request: GenerationRequest, seed: int | 
 def create_sample(models: ModelRegistry, query: str, *, language: str | None = None, instrumental: bool = False,
                   temperature: float = 0.85, seed: int | None = None) -> dict:
     """The planner's sample mode: caption, lyrics and metadata invented from a description."""
-    planner = _planner(models, "sample mode")
+    seed = seed if seed is not None else random.randint(0, MAX_SEED)
     with models.lock:
-        result = planner.create_sample(query, instrumental, language, SamplingParams(temperature=temperature),
-                                       seed if seed is not None else random.randint(0, MAX_SEED))
+        planner = _planner(models, "sample mode")
+        result = planner.create_sample(query, instrumental, language, SamplingParams(temperature=temperature), seed)
     meta = result.metadata
     return {"caption": meta.caption or query, "lyrics": result.lyrics or "", "bpm": meta.bpm,
             "duration": meta.duration, "keyscale": meta.keyscale, "language": meta.language or language,

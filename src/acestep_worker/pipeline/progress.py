@@ -21,9 +21,10 @@ class Progress:
 class ProgressTracker:
     """Turns stage/step callbacks into Progress reports and honours `should_stop` between steps."""
 
-    def __init__(self, on_progress, should_stop, diffusion_steps: int, uses_planner: bool = False,
-                 writes_codes: bool = False, encodes_audio: bool = False):
-        self.on_progress, self.should_stop, self.steps = on_progress, should_stop, diffusion_steps
+    def __init__(self, on_progress, should_stop, uses_planner: bool = False, writes_codes: bool = False,
+                 encodes_audio: bool = False):
+        self.on_progress, self.should_stop = on_progress, should_stop
+        self.steps = 1  # diffusion steps, once the schedule is known (expect_steps)
         weights = dict(STAGE_WEIGHTS)
         if uses_planner:
             weights["planning"] = 0.10
@@ -35,6 +36,10 @@ class ProgressTracker:
         self.weights = {k: v / total for k, v in weights.items()}
         self.done = 0.0
         self.current: str | None = None
+
+    def expect_steps(self, diffusion_steps: int) -> None:
+        """The schedule's step count, which the diffusion stage's reports count against."""
+        self.steps = diffusion_steps
 
     def check(self) -> bool:
         if self.should_stop is not None and self.should_stop():

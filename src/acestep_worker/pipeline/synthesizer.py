@@ -2,7 +2,8 @@
 
 `Synthesizer.__call__` reads as the algorithm: encode the prompts, build the conditions, draw the
 noise, sample, decode. Every item of a batch has its own prompt, seed and (optional) code hints;
-items share one latent length, the longest, as upstream batches them. Editing tasks add a source
+items share one latent length, the plan's (the longest item's, as upstream batches them; codes and
+sources shorter than it are padded with the silence latent). Editing tasks add a source
 song and/or a timbre reference (`edit_conditions.EditInputs`), already encoded by the VAE.
 """
 

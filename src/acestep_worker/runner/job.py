@@ -9,7 +9,8 @@
 order: its audio inputs fetched and decoded inside its deadline; the plan completed with the
 source's length and checked again by the door's delivery (a serverless job's inline budget);
 generation; the songs written all or none; delivery (a bucket upload). A cancel or the deadline
-stops it within one step, and a stopped job leaves no file behind. The serverless handler, the
+stops it within one step, and a job that does not finish (stopped, or its delivery failed) leaves
+no file behind. The serverless handler, the
 pod's queue (API and page) and the local CLI each translate their own shapes around these two
 calls.
 """
@@ -66,6 +67,7 @@ class Job:
 
 @dataclass
 class Finished:
+    plan: JobPlan  # as it ran: with the source's length
     songs: list[SavedSong]
     result: GenerationResult
     sources: dict  # `source` / `reference`: what was decoded of each audio input
@@ -93,20 +95,21 @@ class JobRunner:
         deadline = job.deadline
         try:
             plan, loaded, timings = self._audio_inputs(job)
-            result = self.engine.generate(plan.request, on_progress=job.on_progress, should_stop=deadline,
-                                          audio=loaded.arrays, plan=plan)
+            result = self.engine.run(plan, job.on_progress, deadline, loaded.arrays)
             start = time.perf_counter()
             saved = save_songs(result.songs, _encoding(plan, result), job.paths(len(result.songs),
                                                                                plan.output.extension), deadline.check)
             timings.update(result.timings, encode=time.perf_counter() - start)
             timings.update(job.delivery.deliver(saved, deadline))
             deadline.check()
-        except GenerationCancelled as stopped:
-            for song in saved:  # a stopped job leaves nothing behind
+        except BaseException as failed:
+            for song in saved:  # a job that does not finish (stopped, or its delivery failed) leaves nothing
                 song.path.unlink(missing_ok=True)
-            raise deadline.reason(stopped) from None
+            if isinstance(failed, GenerationCancelled):
+                raise deadline.reason(failed) from None
+            raise
         result.timings = timings
-        return Finished(saved, result, loaded.output_fields(), timings)
+        return Finished(plan, saved, result, loaded.output_fields(), timings)
 
     def _audio_inputs(self, job: Job):
         """Fetch and decode the audio inputs inside the deadline, before any GPU time is spent; the

@@ -12,7 +12,7 @@ and what it accepts.
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 
 from pydantic import (
     AliasChoices,
@@ -323,26 +323,25 @@ class GenerationRequest(BaseModel):
 
     @cached_property
     def given_codes(self) -> tuple[int, ...]:
-        """The audio codes `audio_code_string` holds, parsed once per request (empty: none given)."""
+        """The audio codes `audio_code_string` holds, parsed once per request (empty: none given).
+        Requests are frozen; a `model_copy` that changed `audio_code_string` would carry this stale,
+        and none is made."""
         return tuple(parse_audio_codes(self.audio_code_string))
 
     @property
     def instrumental(self) -> bool:
         return is_instrumental(self.lyrics)
 
-    @property
-    def needs_planner(self) -> bool:
-        return self.thinking or self.use_format or self.sample_mode or bool(self.sample_query.strip())
-
 
 def field_names(model: type[BaseModel]) -> list[str]:
     return list(model.model_fields)
 
 
-def unused_fields(request: BaseModel) -> dict[str, str]:
+def unused_fields(request: BaseModel, replaced: Mapping[str, str] | None = None) -> dict[str, str]:
     """The fields this request sent that the server accepts but does not act on, with the reasons:
-    always (the field's `unused`), or because another field of the request replaces it."""
-    replaced = replaced_fields(request)
+    always (the field's `unused`), or because another field of the request replaces it (`replaced`,
+    the job's plan's when it has one)."""
+    replaced = replaced_fields(request) if replaced is None else replaced
     reasons = {}
     for name in sorted(request.model_fields_set):
         reason = replaced.get(name) or (type(request).model_fields[name].json_schema_extra or {}).get("unused")

@@ -161,17 +161,19 @@ PLANNER_FIELDS = ("thinking", "use_format", "sample_mode", "sample_query", "use_
 
 def replaced_fields(request) -> dict[str, str]:
     """Fields of `request` that another of its fields replaces, as upstream's rules do, with the
-    reason, whether or not they were sent: nothing fetches or uses them, and results report the ones
-    that were sent as unused."""
+    reason: nothing fetches or uses them, and results report the ones that were sent as unused. A
+    planner field counts only when it asks for something (`thinking: false` replaces nothing)."""
     replaced = {}
     task = TASKS[request.task_type]
     if request.given_codes:
         replaced["src_audio"] = "audio_code_string gives audio codes, which replace the source song, as upstream's do"
+    if request.thinking and request.given_codes:
         replaced["thinking"] = "audio_code_string gives the audio codes; the planner writes none, as upstream"
-    elif task.needs_source:
+    elif request.thinking and task.needs_source:
         replaced["thinking"] = (f"task_type {request.task_type!r} follows the source song; the planner writes no "
                                 "audio codes for it, as upstream")
     if not task.runs_planner:
-        reason = f"task_type {request.task_type!r} only transforms the source song; the planner does not run for it, as upstream"
-        replaced.update({name: reason for name in PLANNER_FIELDS})
+        reason = (f"task_type {request.task_type!r} only transforms the source song; the planner does not run "
+                  "for it, as upstream")
+        replaced.update({name: reason for name in PLANNER_FIELDS if getattr(request, name)})
     return replaced

@@ -28,7 +28,3 @@ def latent_frames(samples: int) -> int:
     """Latent frames covering `samples` of 48 kHz audio (the encoder's input is padded to whole frames)."""
     return -(-samples // SAMPLES_PER_FRAME)
 
-
-def batch_frames(item_frames: list[int]) -> int:
-    """All items of a batch share one length, the longest, and at least MIN_FRAMES."""
-    return max(MIN_FRAMES, max(item_frames))

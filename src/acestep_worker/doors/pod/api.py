@@ -247,7 +247,7 @@ async def _queue_generation(manager: TaskManager, body: dict, uploads: list) -> 
     except BaseException:
         discard(stored)
         raise
-    unused = unused_fields(generation)
+    unused = unused_fields(generation, task.plan.replaced)
     return JSONResponse(wrap({"task_id": task.id, "status": "queued",
                               "queue_position": manager.queue_position(task) or 1},
                              extra={"unused": unused} if unused else None))

@@ -11,6 +11,9 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING
 
+from ...schema import values
+from ...schema.values import MAX_SEED
+
 if TYPE_CHECKING:
     from ...pipeline.engine import Engine
 
@@ -53,7 +56,7 @@ def random_sample(engine: Engine, sample_type: str, rng: random.Random) -> dict:
         from ...pipeline.planner_services import create_sample  # the planner's: torch loads with it
 
         form = create_sample(engine.models, description, instrumental=instrumental,
-                             language=None if language == "unknown" else language, seed=rng.randint(0, 2**32 - 1))
+                             language=values.language(language), seed=rng.randint(0, MAX_SEED))
         if instrumental and not form["lyrics"].strip():
             form["lyrics"] = "[Instrumental]"
     else:

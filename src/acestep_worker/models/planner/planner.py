@@ -17,13 +17,13 @@ from typing import Protocol
 import torch
 
 from ...errors import InputError
+from ...schema.units import CODES_PER_SECOND
 from .chat_prompts import codes_prompts, cot_prompts, format_prompt, sample_prompt
 from .constraints import CotConstraint, Vocabulary
 from .decoding import PairedDecoder, SamplingParams, generators_for, sample_tokens
 from .lm import VALID_CODES, PlannerLM
 from .metadata import FIELD_ORDER, Metadata, cot_text, parse_cot
 
-CODES_PER_SECOND = 5
 MAX_LYRICS_TOKENS = 1536  # format/sample modes: the rewritten lyrics after </think>
 CONTEXT_TOKENS = 8192  # cap on prompt + generation, well inside every planner model's window
 

@@ -25,6 +25,7 @@ from ....audio.decode import AudioLimits, probe
 from ....audio.trim import TrimLabels, parse_range
 from ....errors import AceStepError
 from ....schema.request import GenerationRequest, parse
+from ....schema.units import SAMPLE_RATE
 from ..queue import TaskManager
 from ..uploads import discard, store, store_range
 from .inputs import STARTING_VALUES as START
@@ -118,7 +119,7 @@ def _upload_with_trim(field: str, title: str, elem: str) -> tuple:
         # The editor's own trim decodes in the browser and uploads a WAV at this rate: the model's, so
         # the server does not resample it a second time.
         audio = gr.Audio(label=f"{title} ({field})", type="filepath", sources=["upload"], elem_id=elem,
-                         editable=True, waveform_options=gr.WaveformOptions(sample_rate=48_000))
+                         editable=True, waveform_options=gr.WaveformOptions(sample_rate=SAMPLE_RATE))
         length = gr.Markdown(elem_id=f"{elem}-length")
         with gr.Row():
             # Text, not gr.Number: empty means "the whole song", which a Number field cannot show.
