@@ -40,7 +40,7 @@ def test_a_bucket_key_with_the_jobs_s3config(engine, s3_server):
 
 def test_private_urls_are_refused_by_default_before_generating(handler_module, web, monkeypatch):
     base, port = web
-    monkeypatch.setattr(handler_module._engine, "generate", lambda *a, **k: pytest.fail("generated anyway"))
+    monkeypatch.setattr(handler_module._engine, "run", lambda *a, **k: pytest.fail("generated anyway"))
     for url in (f"{base}/song.wav", f"https://localhost:{port}/song.wav"):
         out = handler_module.handle({"id": "ssrf", "input": {"src_audio": url}})
         assert set(out) == {"error"} and out["error"].startswith("src_audio ")

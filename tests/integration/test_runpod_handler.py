@@ -29,7 +29,7 @@ def test_out_of_memory_asks_for_a_fresh_worker_and_next_job_succeeds(handler_mod
     def oom(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(handler_module._engine, "generate", oom)
+    monkeypatch.setattr(handler_module._engine, "run", oom)
     out = handler_module.handle(_job())
     assert out["refresh_worker"] is True and "ran out of memory" in out["error"]
     monkeypatch.undo()
