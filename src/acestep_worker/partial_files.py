@@ -101,8 +101,8 @@ def sweep(folder: Path, foreign_after_s: float = STALE_PART_S, now: float | None
             if orphaned(path.name, now - path.lstat().st_mtime, foreign_after_s):
                 path.unlink()
                 removed += 1
-        except OSError:
-            pass  # gone already, or not ours to delete
+        except (OSError, ValueError, IndexError):
+            pass  # gone already, not ours to delete, or an owner /proc cannot describe: kept
     if removed:
         log.info("removed %d partial file(s) that no live process writes from %s", removed, folder)
     return removed
