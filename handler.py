@@ -63,8 +63,8 @@ def load_engine() -> Engine | None:
     if _engine is None and _load_error is None:
         try:
             settings = Settings.from_env()
-            _engine = Engine(settings)
             tidy_output_dir(settings)  # what a killed worker left, and the budget, before the first job
+            _engine = Engine(settings)
         except AceStepError as exc:
             _load_error = str(exc)
             log.error("cannot load the models: %s", exc)

@@ -5,6 +5,7 @@ import base64
 import json
 import os
 import time
+from dataclasses import replace
 from urllib.parse import quote
 
 import httpx
@@ -17,7 +18,7 @@ from acestep_worker.audio.encode import decode
 from acestep_worker.doors.pod.api import ApiSettings, create_app
 from acestep_worker.doors.pod.queue import TaskManager
 
-from ..support.live_server import LiveServer
+from ..support.live_server import LiveServer, free_port
 
 KEY = "s3cret-key"
 
@@ -88,12 +89,28 @@ def test_unknown_ids_are_failed_not_pending(api):
     assert httpx.post(f"{api}/query_result", json={"task_ids": ["x"]}).json()["data"] == []
 
 
-def test_failed_tasks_carry_their_error(api):
-    not_audio = "data:audio/wav;base64," + base64.b64encode(b"not audio at all" * 64).decode()
-    body = httpx.post(f"{api}/release_task", json={"duration": 10, "src_audio": not_audio}).json()
+def test_failed_tasks_carry_their_error(api, manager, monkeypatch):
+    # A loopback URL passes submission here (private URLs allowed) and fails when the task fetches it.
+    monkeypatch.setattr(manager, "audio_policy", replace(manager.audio_policy, allow_private=True))
+    nowhere = f"http://127.0.0.1:{free_port()}/take.wav"
+    body = httpx.post(f"{api}/release_task", json={"duration": 10, "src_audio": nowhere}).json()
     entry = _wait(api, body["data"]["task_id"])
-    assert entry["status"] == 2 and "src_audio is not audio" in entry["error"]
-    assert "Traceback" not in entry["result"] and "src_audio is not audio" in json.loads(entry["result"])[0]["error"]
+    assert entry["status"] == 2 and entry["error"].startswith("src_audio ")
+    assert "Traceback" not in entry["result"] and json.loads(entry["result"])[0]["error"] == entry["error"]
+
+
+def test_inline_audio_is_refused_at_submission_like_an_upload(api, manager):
+    """A data URI or plain base64 in JSON is checked when it arrives, as the same bytes uploaded are:
+    a 400 naming the field, not a task accepted and failed in the queue."""
+    not_audio = b"not audio at all" * 400  # plain base64 of it is longer than any pod path
+    uploaded = httpx.post(f"{api}/release_task", data={"duration": "10"}, files={"src_audio": ("a.wav", not_audio)})
+    total = manager.stats()["jobs"]["total"]
+    for value in ("data:audio/wav;base64," + base64.b64encode(not_audio).decode(),
+                  base64.b64encode(not_audio).decode()):
+        response = httpx.post(f"{api}/release_task", json={"duration": 10, "src_audio": value})
+        assert response.status_code == 400 and response.json()["field"] == "src_audio"
+        assert response.json()["detail"] == uploaded.json()["detail"]
+    assert uploaded.status_code == 400 and manager.stats()["jobs"]["total"] == total  # no task was made
 
 
 def test_what_needs_the_planner_is_refused_at_submission_without_one(api):

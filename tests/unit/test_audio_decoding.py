@@ -72,6 +72,15 @@ def test_bad_audio_is_one_sentence_naming_the_field(case):
     assert fragment in message and "\n" not in message and len(message) < 300
 
 
+@pytest.mark.parametrize("case", ["NaN samples", "infinite samples"])
+def test_a_refusal_found_while_decoding_is_not_wrapped_in_another(case):
+    data, limits, _ = BAD[case]
+    with pytest.raises(InputError) as err:
+        decode("src_audio", data, limits)
+    message = str(err.value)  # once: "src_audio is truncated or corrupt (src_audio contains NaN ...)" before
+    assert message.count("src_audio") == 1 and "corrupt" not in message and "(" not in message
+
+
 def test_the_header_alone_refuses_a_long_file_before_decoding_it():
     long_file = io.BytesIO(wav(seconds=5.0))
     with pytest.raises(InputError, match="5.0 s long; the limit is 4 s"):

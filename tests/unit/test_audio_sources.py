@@ -10,7 +10,7 @@ from acestep_worker.audio.sources import SourcePolicy, check, kind_of, load_audi
 from acestep_worker.errors import InputError
 from acestep_worker.net.safe_http import address_allowed
 
-from ..support.audio import WAV
+from ..support.audio import WAV, wav
 
 STRICT = SourcePolicy()
 
@@ -35,6 +35,23 @@ def test_data_uris_and_plain_base64():
         read_bytes("src_audio", "not base64 at all!", STRICT)
     with pytest.raises(InputError, match="the limit is"):
         read_bytes("src_audio", encoded, SourcePolicy(AudioLimits(max_bytes=1_000)))
+
+
+def test_inline_audio_is_decoded_and_its_header_checked_at_submission():
+    encoded = base64.b64encode(WAV).decode()
+    assert check("src_audio", "data:audio/wav;base64," + encoded, STRICT) == "data"
+    assert check("src_audio", encoded, STRICT) == "base64"
+    not_audio = base64.b64encode(b"not audio at all" * 64).decode()
+    for value in ("data:audio/wav;base64," + not_audio, not_audio):
+        with pytest.raises(InputError, match="^src_audio is not audio this server can read") as err:
+            check("src_audio", value, STRICT)
+        assert err.value.field == "src_audio"
+    for value, fragment in (("data:audio/wav,RIFF", "without base64"), ("not base64 at all!", "valid base64"),
+                            (encoded, "the limit is")):
+        with pytest.raises(InputError, match=fragment):
+            check("src_audio", value, SourcePolicy(AudioLimits(max_bytes=1_000)))
+    with pytest.raises(InputError, match="3.0 s long; the limit is 0.5 s"):  # the header's length cap
+        check("src_audio", base64.b64encode(wav(seconds=3.0)).decode(), SourcePolicy(AudioLimits(max_seconds=0.5)))
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ outputs do not pile up."""
 
 import errno
 import os
-import time
 
 import pytest
 
@@ -11,7 +10,6 @@ from acestep_worker.delivery import files
 from acestep_worker.delivery.files import (
     OutputWriteError,
     prune_outputs,
-    remove_stale_parts,
     write_all,
 )
 
@@ -43,17 +41,6 @@ def test_a_failed_rename_removes_the_songs_already_placed(tmp_path, monkeypatch)
     with pytest.raises(OutputWriteError, match="disk is full"):
         write_all([(tmp_path / "a-1.mp3", b"one"), (tmp_path / "a-2.mp3", b"two")])
     assert list(tmp_path.iterdir()) == []
-
-
-def test_stale_partial_files_are_removed_and_fresh_ones_kept(tmp_path):
-    stale, fresh = tmp_path / ".song-1.mp3.abc.part", tmp_path / ".song-2.mp3.def.part"
-    stale.write_bytes(b"half")
-    fresh.write_bytes(b"half")
-    old = time.time() - 3600
-    os.utime(stale, (old, old))
-    (tmp_path / "keep.mp3").write_bytes(b"song")
-    assert remove_stale_parts(tmp_path) == 1
-    assert not stale.exists() and fresh.exists() and (tmp_path / "keep.mp3").exists()
 
 
 def test_no_budget_means_unbounded(tmp_path):

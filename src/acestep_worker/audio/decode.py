@@ -108,6 +108,8 @@ def decode(field: str, data: bytes, limits: AudioLimits = AudioLimits()) -> Deco
     max_frames = int(limits.max_seconds * info.sample_rate) + 1
     try:
         samples, got = _decode_blocks(field, data, info.sample_rate, max_frames)
+    except InputError:
+        raise  # already one sentence naming the field (an InputError is a ValueError too)
     except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
         raise InputError(field, f"{field} is truncated or corrupt ({_reason(exc)}); re-export the file") from None
     allowance = _ESTIMATED_LENGTH.get(info.format, 0.0) * info.frames

@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import logging
 import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
@@ -16,6 +15,7 @@ from typing import Callable
 import numpy as np
 import soundfile as sf
 
+from ..partial_files import create as create_part
 from ..schema.formats import DEFAULT_MP3_BITRATE_KBPS, FORMATS, AudioFormat
 
 log = logging.getLogger(__name__)
@@ -149,9 +149,10 @@ def _set_tag(handle: sf.SoundFile, key: str, value: str) -> None:
 
 
 def write_atomically(path: Path, data: bytes) -> None:
-    """Write bytes so that `path` either holds the whole file or does not exist."""
+    """Write bytes so that `path` either holds the whole file or does not exist (the partial file
+    is named after this process, so a sweep removes it if the process dies mid-write)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    fd, temp = create_part(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)

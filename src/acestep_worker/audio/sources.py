@@ -95,8 +95,9 @@ def kind_of(value: str, policy: SourcePolicy) -> str:
 
 
 def check(field_name: str, value: str, policy: SourcePolicy) -> str:
-    """The checks that need no network and no decoding: syntax, scheme, folder confinement, and for
-    server files the header. Adapters call it when a request arrives; returns the kind."""
+    """The checks that need no network and no decoding of samples: syntax, scheme, folder
+    confinement, and the header of the audio already at hand (server files, data URIs and base64,
+    decoded within the byte cap). Adapters call it when a request arrives; returns the kind."""
     kind = kind_of(value, policy)
     if kind == "url":
         checked_url(field_name, value, policy.allow_private)
@@ -106,6 +107,8 @@ def check(field_name: str, value: str, policy: SourcePolicy) -> str:
         path = _confined_path(field_name, value, policy.path_roots)
         with path.open("rb") as handle:
             probe(field_name, handle, policy.limits)
+    else:  # data, base64: in the request itself, so refused at submission like an upload
+        probe(field_name, _inline(field_name, value, kind, policy.limits), policy.limits)
     return kind
 
 
@@ -118,11 +121,7 @@ def read_bytes(field_name: str, value: str, policy: SourcePolicy, deadline: floa
     if kind == "url":
         return _download(field_name, value, policy, deadline, should_stop or (lambda: False))
     if kind == "data":
-        header, sep, payload = value.partition(",")
-        if not sep or not header.lower().endswith(";base64"):
-            raise InputError(field_name, f"{field_name} is a data URI without base64 audio; send "
-                                         "data:audio/<type>;base64,<data>")
-        return _base64(field_name, payload, policy.limits)
+        return _inline(field_name, value, kind, policy.limits)
     if kind == "s3":
         return _read_object(field_name, value, policy, deadline)
     if kind == "path":
@@ -146,6 +145,17 @@ def load_audio(values: Mapping[str, str], policy: SourcePolicy, deadline: float 
 
 
 # -- base64 ---------------------------------------------------------------------------------------
+
+def _inline(field_name: str, value: str, kind: str, limits: AudioLimits) -> bytes:
+    """The bytes of a `data` URI or plain `base64` value."""
+    if kind == "data":
+        header, sep, payload = value.partition(",")
+        if not sep or not header.lower().endswith(";base64"):
+            raise InputError(field_name, f"{field_name} is a data URI without base64 audio; send "
+                                         "data:audio/<type>;base64,<data>")
+        return _base64(field_name, payload, limits)
+    return _base64(field_name, value, limits)
+
 
 def _base64(field_name: str, text: str, limits: AudioLimits) -> bytes:
     compact = "".join(text.split())

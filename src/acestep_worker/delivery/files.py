@@ -14,8 +14,6 @@ import hashlib
 import logging
 import os
 import re
-import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol, Sequence
@@ -25,12 +23,11 @@ import numpy as np
 
 from ..audio.encode import encode_all
 from ..errors import AceStepError
+from ..partial_files import STALE_PART_S, create as create_part, sweep as sweep_parts
 from ..schema.formats import CONTENT_TYPES, FORMATS
 
 log = logging.getLogger(__name__)
 
-PART_SUFFIX = ".part"
-STALE_PART_S = 600.0  # a partial file this old belongs to no live writer (writes take seconds)
 _DISK_FULL = {errno.ENOSPC: "the disk is full", errno.EFBIG: "the file size limit was reached",
               errno.EDQUOT: "the disk quota is exhausted"}
 
@@ -123,14 +120,15 @@ def save_songs(songs: Sequence[SongAudio], encoding: Encoding, paths: list[Path]
 
 
 def write_all(files: list[tuple[Path, bytes]]) -> None:
-    """Write every file or none: each goes to a hidden `.part` file first, and only when all of
-    them are complete are they renamed into place. Any failure removes what this call wrote."""
+    """Write every file or none: each goes to a hidden `.part` file named after this process
+    first (partial_files.py: a sweep removes it once the process is gone), and only when all of them
+    are complete are they renamed into place. Any failure removes what this call wrote."""
     temps: list[tuple[str, Path]] = []
     placed: list[Path] = []
     try:
         for path, data in files:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PART_SUFFIX, dir=path.parent)
+            fd, temp = create_part(path)
             temps.append((temp, path))
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
@@ -151,22 +149,10 @@ def write_all(files: list[tuple[Path, bytes]]) -> None:
         raise
 
 
-def remove_stale_parts(folder: Path, older_than_s: float = STALE_PART_S, now: float | None = None) -> int:
-    """Delete partial files a killed writer left behind. Returns how many went."""
-    now = time.time() if now is None else now
-    removed = 0
-    try:
-        candidates = list(folder.glob(f".*{PART_SUFFIX}"))
-    except OSError:
-        return 0
-    for path in candidates:
-        try:
-            if now - path.stat().st_mtime > older_than_s:
-                path.unlink()
-                removed += 1
-        except OSError:
-            pass  # gone already, or not ours to delete
-    return removed
+def remove_orphaned_parts(folder: Path, foreign_after_s: float = STALE_PART_S, now: float | None = None) -> int:
+    """Delete the partial files whose writer is gone (killed mid-write), whatever their age; another
+    machine's (a shared volume) once older than `foreign_after_s`. Returns how many went."""
+    return sweep_parts(folder, foreign_after_s, now)
 
 
 def prune_outputs(folder: Path, max_files: int | None, max_bytes: int | None, keep: frozenset[Path] = frozenset(),
@@ -206,6 +192,6 @@ def prune_outputs(folder: Path, max_files: int | None, max_bytes: int | None, ke
 
 
 def tidy_output_dir(settings) -> None:
-    """At start: remove partial files a killed process left, then apply the output budget."""
-    remove_stale_parts(settings.output_dir, older_than_s=STALE_PART_S)
+    """At start: remove the partial files no live process writes, then apply the output budget."""
+    remove_orphaned_parts(settings.output_dir)
     prune_outputs(settings.output_dir, settings.output_max_files, settings.output_max_bytes)

@@ -16,7 +16,7 @@ from functools import partial
 from typing import Callable, Mapping
 
 from ..audio.sources import SourcePolicy
-from ..delivery.files import SavedSong, job_paths, prune_outputs, remove_stale_parts
+from ..delivery.files import SavedSong, job_paths, prune_outputs, remove_orphaned_parts
 from ..delivery.inline import attach_base64, check_deliverable
 from ..net.bucket import Bucket, BucketConfig
 from ..pipeline.engine import Engine, Progress
@@ -111,7 +111,7 @@ def run_job(engine: Engine, job_id: str, raw_input: object, *, s3_config: object
     try:
         finished = runner.run(job)
     finally:
-        remove_stale_parts(settings.output_dir)
+        remove_orphaned_parts(settings.output_dir)
         prune_outputs(settings.output_dir, settings.output_max_files, settings.output_max_bytes,
                       keep=frozenset(song.path for song in (finished.songs if finished else ())))
     return _output(job_id, request, finished, delivery, deadline)

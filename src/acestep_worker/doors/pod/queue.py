@@ -6,7 +6,8 @@ simply unknown; failed tasks keep their error message. Each task runs under its 
 (`timeout_seconds`, counted from when it starts) and can be cancelled: a queued task is removed, a
 running one stops at its next step and leaves no file. Finished tasks keep their songs on disk
 only, and are deleted with their files after `ttl_s`, or sooner, oldest first, when more than
-`max_tasks` of them or more than `max_bytes` of their audio are kept.
+`max_tasks` of them or more than `max_bytes` of their audio are kept. The same thread removes, at
+start and every minute, the partial files in the output folder that no live process writes.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from functools import partial
 from pathlib import Path
 
 from ...audio.sources import SourcePolicy
-from ...delivery.files import SavedSong, job_paths
+from ...delivery.files import SavedSong, job_paths, remove_orphaned_parts
 from ...errors import AceStepError
+from ...partial_files import SWEEP_PERIOD_S
 from ...pipeline.engine import Engine, Progress
 from ...pipeline.plan import JobPlan
 from ...runner.deadline import Deadline
@@ -106,11 +108,13 @@ class TaskManager:
         self._durations: deque[float] = deque([30.0], maxlen=50)
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
+        self.sweep_period_s = SWEEP_PERIOD_S
 
     # -- lifecycle --------------------------------------------------------------------------------
 
     def start(self) -> "TaskManager":
         clear_stale(self.input_dir)
+        remove_orphaned_parts(self.output_dir)  # a killed process's half-written songs
         for target, name in ((self._work, "generation-worker"), (self._expire_loop, "result-expiry")):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
@@ -266,5 +270,9 @@ class TaskManager:
         return len(tasks)
 
     def _expire_loop(self) -> None:
-        while not self._stopping.wait(min(60.0, max(1.0, self.ttl_s / 4))):
+        swept = time.monotonic()
+        while not self._stopping.wait(min(self.sweep_period_s, max(1.0, self.ttl_s / 4))):
             self.expire()
+            if time.monotonic() - swept >= self.sweep_period_s:
+                remove_orphaned_parts(self.output_dir)  # another process (the CLI, a worker) killed mid-write
+                swept = time.monotonic()
