@@ -8,13 +8,10 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 # Writes 4 MB through the real function, which is held just before the rename, until killed.
 WRITER = """
 import os, sys, time
 from pathlib import Path
-from acestep_worker.audio import encode
 from acestep_worker.delivery import files
 
 def hold(src, dst):
@@ -22,8 +19,8 @@ def hold(src, dst):
     time.sleep(600)
 
 os.replace = hold
-target, data = Path(sys.argv[2]) / "song-1.mp3", b"x" * (4 << 20)
-files.write_all([(target, data)]) if sys.argv[1] == "write_all" else encode.write_atomically(target, data)
+target, data = Path(sys.argv[1]) / "song-1.mp3", b"x" * (4 << 20)
+files.write_all([(target, data)])
 """
 # What the serverless worker and the pod run at start, in a process of its own.
 START_UP = """
@@ -35,8 +32,8 @@ tidy_output_dir(SimpleNamespace(output_dir=Path(sys.argv[1]), output_max_files=N
 """
 
 
-def start_writer(folder: Path, how: str) -> tuple[subprocess.Popen, Path]:
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, how, str(folder)], stdout=subprocess.PIPE,
+def start_writer(folder: Path) -> tuple[subprocess.Popen, Path]:
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(folder)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     line = proc.stdout.readline()
     assert line == b"written\n", proc.stderr.read().decode()[-2000:]
@@ -54,9 +51,8 @@ def start_up(folder: Path) -> None:
     subprocess.run([sys.executable, "-c", START_UP, str(folder)], check=True, timeout=60)
 
 
-@pytest.mark.parametrize("how", ["write_all", "write_atomically"])
-def test_a_write_killed_midway_is_removed_at_the_next_start(tmp_path, how):
-    proc, part = start_writer(tmp_path, how)
+def test_a_write_killed_midway_is_removed_at_the_next_start(tmp_path):
+    proc, part = start_writer(tmp_path)
     try:
         start_up(tmp_path)
         assert part.exists(), "a live writer's partial file was removed"
@@ -69,14 +65,14 @@ def test_a_write_killed_midway_is_removed_at_the_next_start(tmp_path, how):
 def test_the_pod_removes_a_killed_writers_part_at_start_and_while_it_runs(engine, tmp_path):
     from acestep_worker.doors.pod.queue import TaskManager
 
-    proc, before = start_writer(tmp_path, "write_all")
+    proc, before = start_writer(tmp_path)
     kill(proc)
     manager = TaskManager(engine, tmp_path)
     manager.sweep_period_s = 0.2
     manager.start()
     try:
         assert not before.exists(), "the pod's start left a killed writer's part"
-        proc, during = start_writer(tmp_path, "write_all")
+        proc, during = start_writer(tmp_path)
         try:
             time.sleep(0.6)
             assert during.exists(), "the periodic sweep removed a live writer's part"

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from acestep_worker.audio.encode import decode, encode, encode_all, write_atomically
+from acestep_worker.audio.encode import decode, encode, encode_all
 from acestep_worker.schema.formats import FORMAT_OF_SUFFIX, FORMATS
 
 
@@ -46,20 +46,6 @@ def test_tags_are_written():
 
     data = encode(_tone(), 48000, "flac", tags={"comment": "random weights"})
     assert sf.SoundFile(io.BytesIO(data)).comment == "random weights"
-
-
-def test_atomic_write_leaves_nothing_on_failure(tmp_path, monkeypatch):
-    target = tmp_path / "song.mp3"
-
-    def boom(*_):
-        raise OSError("disk full")
-
-    import os
-
-    monkeypatch.setattr(os, "replace", boom)
-    with pytest.raises(OSError):
-        write_atomically(target, b"abc")
-    assert list(tmp_path.iterdir()) == []
 
 
 def test_clipping_input_is_limited():

@@ -5,7 +5,7 @@ import os
 import time
 from pathlib import Path
 
-from acestep_worker import partial_files
+from acestep_worker.delivery import partial_files
 from acestep_worker.delivery.files import remove_orphaned_parts
 
 

@@ -15,7 +15,6 @@ from typing import Callable
 import numpy as np
 import soundfile as sf
 
-from ..partial_files import create as create_part
 from ..schema.formats import DEFAULT_MP3_BITRATE_KBPS, FORMATS, AudioFormat
 
 log = logging.getLogger(__name__)
@@ -146,21 +145,6 @@ def _set_tag(handle: sf.SoundFile, key: str, value: str) -> None:
             setattr(handle, key, text)
         except sf.LibsndfileError:
             pass
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write bytes so that `path` either holds the whole file or does not exist (the partial file
-    is named after this process, so a sweep removes it if the process dies mid-write)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = create_part(path)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(temp, 0o644)  # mkstemp creates 0600; songs are meant to be served and shared
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 def decode(data: bytes) -> tuple[np.ndarray, int]:

@@ -23,8 +23,10 @@ import numpy as np
 
 from ..audio.encode import encode_all
 from ..errors import AceStepError
-from ..partial_files import STALE_PART_S, create as create_part, sweep as sweep_parts
 from ..schema.formats import CONTENT_TYPES, FORMATS
+from .partial_files import STALE_PART_S
+from .partial_files import create as create_part
+from .partial_files import sweep as sweep_parts
 
 log = logging.getLogger(__name__)
 

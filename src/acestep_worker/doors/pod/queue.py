@@ -25,8 +25,8 @@ from pathlib import Path
 
 from ...audio.sources import SourcePolicy
 from ...delivery.files import SavedSong, job_paths, remove_orphaned_parts
+from ...delivery.partial_files import SWEEP_PERIOD_S
 from ...errors import AceStepError
-from ...partial_files import SWEEP_PERIOD_S
 from ...pipeline.engine import Engine, Progress
 from ...pipeline.plan import JobPlan
 from ...runner.deadline import Deadline
