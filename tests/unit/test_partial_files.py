@@ -27,6 +27,7 @@ def test_partial_files_go_when_their_writer_is_gone_whatever_their_age(tmp_path)
     (tmp_path / "keep.mp3").write_bytes(b"song")
     assert remove_orphaned_parts(tmp_path) == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, "keep.mp3"])
+    assert not dead.exists() and not reused.exists() and not unowned.exists()
 
 
 def test_another_machines_partial_files_go_only_when_old(tmp_path):
