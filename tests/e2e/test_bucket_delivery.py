@@ -16,7 +16,8 @@ def _env(url, bucket="songs"):
             "BUCKET_NAME": bucket}
 
 
-def test_upload_from_env_gives_presigned_url_with_audio_content_type(engine, s3_server):
+def test_upload_from_env_gives_presigned_url_with_audio_content_type(s3_engine, s3_server):
+    engine = s3_engine
     out = run_job(engine, "job-s3", {"duration": 10, "audio_format": "flac"}, env=_env(s3_server))
     result, = out["results"]
     with urllib.request.urlopen(result["url"]) as response:
@@ -29,13 +30,15 @@ def test_upload_from_env_gives_presigned_url_with_audio_content_type(engine, s3_
     assert "upload" in out["timings"] and SECRET not in str(out)
 
 
-def test_per_job_s3config_wins_over_env(engine, s3_server):
+def test_per_job_s3config_wins_over_env(s3_engine, s3_server):
+    engine = s3_engine
     s3 = {"endpointUrl": s3_server, "accessId": "AK", "accessSecret": SECRET, "bucketName": "songs"}
     out = run_job(engine, "job-cfg", {"duration": 10}, s3_config=s3, env={})
     assert "job-cfg/job-cfg-1.mp3" in out["results"][0]["url"]
 
 
-def test_failed_upload_is_a_clear_error_leaves_no_file_and_hides_secrets(engine, s3_server):
+def test_failed_upload_is_a_clear_error_leaves_no_file_and_hides_secrets(s3_engine, s3_server):
+    engine = s3_engine
     with pytest.raises(DeliveryError) as err:
         run_job(engine, "job-nobucket", {"duration": 10}, env=_env(s3_server, bucket="missing-bucket"))
     message = str(err.value)
