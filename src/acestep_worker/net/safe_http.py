@@ -63,6 +63,7 @@ def checked_url(field_name: str, url: str, allow_private: bool, *, allow_http: b
     try:
         parsed = httpx.URL(url)
         raw_host = parsed.raw_host.decode("ascii")
+        parsed.host  # noqa: B018  (decodes punycode labels: raises on one IDNA refuses)
     except (httpx.InvalidURL, ValueError):  # ValueError: UnicodeError and idna's errors too
         raise InputError(field_name, f"{field_name} is not a valid URL: its host or port cannot be read "
                                      "(write the host as a name or a plain IP address)") from None
@@ -83,7 +84,9 @@ def checked_url(field_name: str, url: str, allow_private: bool, *, allow_http: b
 
 def _plain_host(field_name: str, host: str) -> str | None:
     """The IP address `host` spells, None for a host name; an InputError for anything else."""
-    if ":" in host:  # httpx checked the brackets' content is an IPv6 address; a zone id has a '%'
+    if "%" in host:  # a percent-encoded name, or an IPv6 zone id: neither is a plain host
+        raise _bad_host(field_name, host)
+    if ":" in host:  # httpx checked the brackets' content is an IPv6 address
         try:
             return str(ipaddress.IPv6Address(host))
         except ValueError:
