@@ -5,6 +5,8 @@ the queue behind a stopped task runs (#18 items 1 and 2)."""
 from __future__ import annotations
 
 import dataclasses
+import socket
+import ssl
 import threading
 import time
 
@@ -18,6 +20,8 @@ from acestep_worker.models.lora.sources import locate
 from acestep_worker.schema.lora_refs import LoraRef
 from acestep_worker.schema.request import TimedRequest, parse
 from acestep_worker.settings import Settings
+
+from ..support.slow import SlowServer, self_signed
 
 OPEN = SourcePolicy(allow_private=True)
 SLACK_S = 1.0  # the issue's bound: deadline + 1 s, cancel + 1 s
@@ -104,3 +108,26 @@ def test_the_lora_download_limit_bounds_a_download_without_a_job_deadline(slow_s
     with pytest.raises(InputError, match="ACESTEP_LORA_FETCH_TIMEOUT=1.5 s"):
         locate("loras[1]", LoraRef("url", f"{slow_server.url}/trickle/limit.safetensors"), settings)
     assert time.monotonic() - started < 1.5 + SLACK_S
+
+
+def test_over_tls_the_certificate_is_checked_and_every_wait_is_bounded(tmp_path, monkeypatch):
+    """The TLS path of the same backend: a peer that never answers the handshake is left at a cancel,
+    the certificate is verified against the host name, and a trickle stops at the deadline."""
+    with socket.create_server(("127.0.0.1", 0)) as mute:  # accepts the connection, never says a word
+        cancelled = threading.Event()
+        threading.Timer(1.0, cancelled.set).start()
+        started = time.monotonic()
+        with pytest.raises(GenerationCancelled):
+            read_bytes("src_audio", f"https://localhost:{mute.getsockname()[1]}/x.wav", OPEN,
+                       deadline=started + 8, should_stop=cancelled.is_set)
+        assert time.monotonic() - started < 1.0 + SLACK_S
+    server_context, cert = self_signed(tmp_path)
+    with SlowServer(tls=server_context) as server:
+        with pytest.raises(InputError, match="could not be downloaded from localhost"):  # not a trusted certificate
+            read_bytes("src_audio", f"{server.url}/trickle-untrusted.wav", OPEN, deadline=time.monotonic() + 5)
+        monkeypatch.setattr("acestep_worker.net.download._ssl_context",
+                            lambda: ssl.create_default_context(cafile=str(cert)))
+        started = time.monotonic()
+        with pytest.raises(InputError, match="could not be downloaded in time"):
+            read_bytes("src_audio", f"{server.url}/trickle-tls.wav", OPEN, deadline=started + 2.0)
+        assert time.monotonic() - started < 2.0 + SLACK_S

@@ -10,10 +10,13 @@ hanging it. `closed_after` records, per path, how long the client kept each conn
 
 from __future__ import annotations
 
+import datetime
 import http.server
 import select
+import ssl
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -22,12 +25,17 @@ DECLARED = 1_000_000
 
 
 class SlowServer:
-    def __init__(self):
+    """`tls`: a server-side SSLContext (see `self_signed`); the URL is then https://localhost:<port>."""
+
+    def __init__(self, tls: ssl.SSLContext | None = None):
         self.stopping = threading.Event()
         self.closed_after: dict[str, list[float]] = {}
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        port = self.server.server_address[1]
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+        self.url = f"https://localhost:{port}" if tls is not None else f"http://127.0.0.1:{port}"
 
     def __enter__(self) -> "SlowServer":
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -89,6 +97,35 @@ class SlowServer:
                 self.close_connection = True
 
         return Handler
+
+
+def self_signed(folder: Path) -> tuple[ssl.SSLContext, Path]:
+    """A server context with a fresh self-signed certificate for localhost and 127.0.0.1, and the
+    certificate's file (for a client that should trust it)."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    return context, cert_file
 
 
 @pytest.fixture(scope="module")

@@ -65,7 +65,8 @@ def test_a_download_refuses_them_before_any_network(url, monkeypatch):
 
 
 @pytest.mark.parametrize("url", ["https://0177.0.0.1/a.safetensors", "https://\u2460\u2461\u2466.0.0.1/a.safetensors",
-                                 "https://user:pw@example.com/a.safetensors", "https://example.com:99999/a.safetensors"])
+                                 "https://user:pw@example.com/a.safetensors",
+                                 "https://example.com:99999/a.safetensors"])
 def test_lora_urls_are_input_errors_naming_the_entry(url, tmp_path):
     settings = Settings.from_env({"ACESTEP_LORA_CACHE_DIR": str(tmp_path)})
     with pytest.raises(InputError) as err:

@@ -34,7 +34,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
-from ..errors import GenerationCancelled, InputError
+from ..errors import InputError
 from ..net.bucket import Bucket, BucketConfig, DeliveryError, ObjectTooLarge
 from ..net.download import download
 from ..net.safe_http import checked_url

@@ -247,13 +247,17 @@ class _Body(httpx.SyncByteStream):
         self._response.close()
 
 
+def _ssl_context() -> ssl.SSLContext:
+    """The system's trust store, certificates verified against the host name (tests trust their own)."""
+    return httpx.create_ssl_context(trust_env=False)
+
+
 class PinnedTransport(httpx.BaseTransport):
     """An httpx transport (httpx's documented extension point) over an httpcore pool whose
     connections all come from `backend` (httpcore's documented `network_backend`)."""
 
     def __init__(self, backend: httpcore.NetworkBackend):
-        self._pool = httpcore.ConnectionPool(ssl_context=httpx.create_ssl_context(trust_env=False),
-                                             network_backend=backend, max_connections=4)
+        self._pool = httpcore.ConnectionPool(ssl_context=_ssl_context(), network_backend=backend, max_connections=4)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         url = httpcore.URL(scheme=request.url.raw_scheme, host=request.url.raw_host, port=request.url.port,

@@ -141,13 +141,15 @@ def _fetch(field: str, url: str, settings: Settings, deadline: float, should_sto
     max_bytes = settings.max_lora_bytes if max_bytes is None else max_bytes
 
     def check_size(size: int) -> None:
+        if size > max_bytes and what != "the adapter file":
+            raise InputError(field, f"{field}: {what} is larger than {max_bytes / 2**20:g} MB")
         if size > max_bytes:
             raise InputError(field, f"{field}: the adapter at that url is larger than "
                                     f"{settings.max_lora_bytes / 2**20:g} MB (ACESTEP_MAX_LORA_MB)")
 
+    limit = f"the job's timeout_seconds or ACESTEP_LORA_FETCH_TIMEOUT={settings.lora_fetch_timeout_s:g} s"
     return download(field, url, deadline=deadline, what=what, check_size=check_size,
-                    allow_private=settings.allow_private_urls, should_stop=should_stop,
-                    limit=f"the job's timeout_seconds or ACESTEP_LORA_FETCH_TIMEOUT={settings.lora_fetch_timeout_s:g} s",
+                    allow_private=settings.allow_private_urls, should_stop=should_stop, limit=limit,
                     headers={"User-Agent": USER_AGENT})
 
 
