@@ -130,6 +130,7 @@ class Settings:
     lora_dir: Path | None = None  # ACESTEP_LORA_DIR (on Runpod e.g. /runpod-volume/loras)
     lora_cache_dir: Path = field(default_factory=lambda: Path(".cache/acestep/loras"))  # ACESTEP_LORA_CACHE_DIR
     max_lora_bytes: int = 2 * 1024**3  # ACESTEP_MAX_LORA_MB
+    lora_fetch_timeout_s: float = 600.0  # ACESTEP_LORA_FETCH_TIMEOUT: one adapter download, at most
     loaded_loras: int = 4  # ACESTEP_LORA_SLOTS
     hub_endpoint: str | None = None  # HF_ENDPOINT: where hub repo ids resolve (the hub, a mirror, a stand-in)
 
@@ -186,6 +187,8 @@ class Settings:
             lora_cache_dir=Path(env.get("ACESTEP_LORA_CACHE_DIR") or ".cache/acestep/loras"),
             max_lora_bytes=int(env_value(env, "ACESTEP_MAX_LORA_MB", 2048.0, in_range(float, 0.001, 1e6),
                                          "a size in MB above 0") * 1024 * 1024),
+            lora_fetch_timeout_s=env_value(env, "ACESTEP_LORA_FETCH_TIMEOUT", 600.0, in_range(float, 0.1, 86_400),
+                                           "seconds from 0.1 to 86400"),
             loaded_loras=env_value(env, "ACESTEP_LORA_SLOTS", 4, in_range(int, 1, 64), "an integer from 1 to 64"),
             hub_endpoint=env.get("HF_ENDPOINT") or None,
         )

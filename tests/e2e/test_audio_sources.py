@@ -9,10 +9,9 @@ import pytest
 from acestep_worker.audio.decode import AudioLimits
 from acestep_worker.audio.sources import SourcePolicy, check, read_bytes
 from acestep_worker.errors import InputError
-from acestep_worker.net.bucket import BucketConfig
 
 from ..support.audio import WAV
-from ..support.s3 import SECRET
+from ..support.s3 import SECRET, bucket_config
 
 OPEN = SourcePolicy(allow_private=True)
 STRICT = SourcePolicy()
@@ -62,7 +61,7 @@ def test_a_bucket_key_is_read_with_the_jobs_credentials(s3_server):
     client = boto3.client("s3", endpoint_url=s3_server, aws_access_key_id="AK", aws_secret_access_key=SECRET,
                           region_name="us-east-1")
     client.put_object(Bucket="songs", Key="in/source.wav", Body=WAV)
-    policy = SourcePolicy(bucket=BucketConfig(s3_server, "songs", "AK", SECRET))
+    policy = SourcePolicy(bucket=bucket_config(s3_server))
     assert read_bytes("src_audio", "s3://songs/in/source.wav", policy) == WAV
     with pytest.raises(InputError, match="has no object") as err:
         read_bytes("src_audio", "s3://songs/in/missing.wav", policy)

@@ -35,7 +35,8 @@ def test_serverless_extension_from_a_loopback_url(engine, web, monkeypatch):
     assert out["results"][0]["duration"] == 2.0 and out["source"]["field"] == "src_audio"
 
 
-def test_serverless_extract_on_the_base_model_from_a_bucket_key(engine, s3_server):
+def test_serverless_extract_on_the_base_model_from_a_bucket_key(s3_engine, s3_server):
+    engine = s3_engine
     boto3.client("s3", endpoint_url=s3_server, aws_access_key_id="AK", aws_secret_access_key=SECRET,
                  region_name="us-east-1").put_object(Bucket="songs", Key="edit/mix.wav", Body=WAV)
     s3 = {"endpointUrl": s3_server, "accessId": "AK", "accessSecret": SECRET, "bucketName": "songs"}

@@ -80,7 +80,8 @@ def test_data_uris_in_json_and_refused_private_urls(api):
     assert refused.status_code == 400 and refused.json()["field"] == "src_audio"
 
 
-def test_the_pod_reads_bucket_keys_with_the_bucket_variables(engine, s3_server, monkeypatch):
+def test_the_pod_reads_bucket_keys_with_the_bucket_variables(s3_engine, s3_server):
+    engine = s3_engine
     import boto3
 
     from acestep_worker.audio.sources import SourcePolicy, read_bytes

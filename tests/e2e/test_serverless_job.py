@@ -30,7 +30,8 @@ def test_a_url_from_a_loopback_server(private_ok, web):
     assert out["source"]["sha256"] == WAV_SHA and out["status"] == "completed"
 
 
-def test_a_bucket_key_with_the_jobs_s3config(engine, s3_server):
+def test_a_bucket_key_with_the_jobs_s3config(s3_engine, s3_server):
+    engine = s3_engine
     boto3.client("s3", endpoint_url=s3_server, aws_access_key_id="AK", aws_secret_access_key=SECRET,
                  region_name="us-east-1").put_object(Bucket="songs", Key="in/ref.wav", Body=WAV)
     s3 = {"endpointUrl": s3_server, "accessId": "AK", "accessSecret": SECRET, "bucketName": "songs"}

@@ -15,7 +15,9 @@ A value is one of (the first match wins):
 
 URLs may not reach this machine's own networks (the rules are in net/safe_http.py), and every redirect
 is checked again. `ACESTEP_ALLOW_PRIVATE_URLS=1` lifts this, and allows `http://`, for trusted
-networks and tests.
+networks and tests. URLs and bucket objects both come through net/download.py, which ends a
+download at the earlier of the job's deadline and ACESTEP_AUDIO_FETCH_TIMEOUT, or within a fraction
+of a second of a cancel, however slowly the sender sends.
 """
 
 from __future__ import annotations
@@ -32,9 +34,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
-from ..errors import GenerationCancelled, InputError
+from ..errors import InputError
 from ..net.bucket import Bucket, BucketConfig, DeliveryError, ObjectTooLarge
-from ..net.safe_http import checked_url, fetch
+from ..net.download import download
+from ..net.safe_http import checked_url
 from .decode import AudioLimits, DecodedAudio, decode, probe
 
 AUDIO_FIELDS = ("src_audio", "reference_audio")
@@ -63,7 +66,8 @@ class SourcePolicy:
         """The pod reads server files from its input folder (uploads, `*_path`) and its output folder
         (a result fed back in), and bucket keys with the BUCKET_* variables when they are set."""
         try:
-            bucket = BucketConfig.from_env(os.environ if env is None else env)
+            bucket = BucketConfig.from_env(os.environ if env is None else env,
+                                           allow_private=settings.allow_private_urls)
         except DeliveryError:  # an incomplete bucket setup: s3:// sources are refused as unconfigured
             bucket = None
         roots = (Path(settings.input_dir).resolve(), Path(output_dir).resolve())
@@ -123,7 +127,7 @@ def read_bytes(field_name: str, value: str, policy: SourcePolicy, deadline: floa
     if kind == "data":
         return _inline(field_name, value, kind, policy.limits)
     if kind == "s3":
-        return _read_object(field_name, value, policy, deadline)
+        return _read_object(field_name, value, policy, deadline, should_stop or (lambda: False))
     if kind == "path":
         path = _confined_path(field_name, value, policy.path_roots)
         policy.limits.check_size(field_name, path.stat().st_size)
@@ -174,29 +178,22 @@ def _base64(field_name: str, text: str, limits: AudioLimits) -> bytes:
 
 # -- URLs -----------------------------------------------------------------------------------------
 
-def _time_left(field_name: str, deadline: float, policy: SourcePolicy) -> float:
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise InputError(field_name, f"{field_name} could not be downloaded in time (the job's timeout_seconds "
-                                     f"or ACESTEP_AUDIO_FETCH_TIMEOUT={policy.fetch_timeout_s:g} s); use a faster "
-                                     "host or a smaller file")
-    return left
+def _time_limit(policy: SourcePolicy) -> str:
+    return f"the job's timeout_seconds or ACESTEP_AUDIO_FETCH_TIMEOUT={policy.fetch_timeout_s:g} s"
+
+
+def _fetch_deadline(policy: SourcePolicy, deadline: float | None) -> float:
+    """The earlier of the job's deadline and the policy's own limit for one download, from now."""
+    own_limit = time.monotonic() + policy.fetch_timeout_s
+    return own_limit if deadline is None else min(deadline, own_limit)
 
 
 def _download(field_name: str, url: str, policy: SourcePolicy, deadline: float | None,
               should_stop: Callable[[], bool]) -> bytes:
-    own_limit = time.monotonic() + policy.fetch_timeout_s
-    deadline = own_limit if deadline is None else min(deadline, own_limit)
-
-    def after_chunk() -> None:
-        _time_left(field_name, deadline, policy)
-        if should_stop():
-            raise GenerationCancelled("the job was cancelled")
-
-    return fetch(field_name, url, allow_private=policy.allow_private, what="the audio file",
-                 time_left=lambda: _time_left(field_name, deadline, policy),
-                 check_size=lambda size: policy.limits.check_size(field_name, size), on_chunk=after_chunk,
-                 headers={"User-Agent": USER_AGENT, "Accept": "audio/*, application/octet-stream, */*"})
+    return download(field_name, url, deadline=_fetch_deadline(policy, deadline), what="the audio file",
+                    check_size=lambda size: policy.limits.check_size(field_name, size),
+                    allow_private=policy.allow_private, should_stop=should_stop, limit=_time_limit(policy),
+                    headers={"User-Agent": USER_AGENT, "Accept": "audio/*, application/octet-stream, */*"})
 
 
 # -- buckets and server files ---------------------------------------------------------------------
@@ -211,13 +208,13 @@ def _s3_location(field_name: str, value: str, policy: SourcePolicy) -> tuple[str
     return bucket, key
 
 
-def _read_object(field_name: str, value: str, policy: SourcePolicy, deadline: float | None) -> bytes:
+def _read_object(field_name: str, value: str, policy: SourcePolicy, deadline: float | None,
+                 should_stop: Callable[[], bool]) -> bytes:
     bucket, key = _s3_location(field_name, value, policy)
-    own_limit = time.monotonic() + policy.fetch_timeout_s
-    deadline = own_limit if deadline is None else min(deadline, own_limit)
     try:
-        return Bucket(policy.bucket, timeout_s=_time_left(field_name, deadline, policy)).read(
-            bucket, key, policy.limits.max_bytes)
+        return Bucket(policy.bucket).read(bucket, key, policy.limits.max_bytes, field=field_name,
+                                          deadline=_fetch_deadline(policy, deadline), should_stop=should_stop,
+                                          limit=_time_limit(policy))
     except ObjectTooLarge as exc:
         policy.limits.check_size(field_name, exc.size)
         raise

@@ -98,9 +98,11 @@ def run_job(engine: Engine, job_id: str, raw_input: object, *, s3_config: object
     leaves no file behind.
     """
     request = parse(raw_input, JobRequest)
-    bucket = BucketConfig.from_job(s3_config) or BucketConfig.from_env(os.environ if env is None else env)
-    deadline = Deadline(request.timeout_seconds, cancelled)
     settings = engine.settings
+    private = settings.allow_private_urls  # a bucket endpoint follows the download rules
+    bucket = (BucketConfig.from_job(s3_config, allow_private=private)
+              or BucketConfig.from_env(os.environ if env is None else env, allow_private=private))
+    deadline = Deadline(request.timeout_seconds, cancelled)
     sources = SourcePolicy.from_settings(settings, bucket=bucket)
     delivery = ServerlessDelivery(request, job_id, bucket)
     runner = JobRunner(engine)

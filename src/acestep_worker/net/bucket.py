@@ -4,17 +4,24 @@ Bucket credentials come from the same variables as runpod's `rp_upload` (`BUCKET
 `BUCKET_ACCESS_KEY_ID`, `BUCKET_SECRET_ACCESS_KEY`, plus `BUCKET_NAME`) or from a job's `s3Config`
 (`endpointUrl`, `accessId`, `accessSecret`, `bucketName`). Secrets never appear in a repr, a log
 line or an error message.
+
+An endpoint follows the download rules of net/safe_http.py: it may not be (or resolve to) a
+loopback, private, link-local or reserved address unless ACESTEP_ALLOW_PRIVATE_URLS=1 (a MinIO
+beside the worker); `http://` stays allowed. Objects are read through a presigned GET URL by
+net/download.py (the address it connects to is the one it checked; the job's deadline and cancel
+bound the whole read). Uploads go through boto3, which resolves the host itself: its addresses
+are checked just before each upload, but boto3's own connection is not pinned to them.
 """
 
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
-from urllib.parse import urlsplit
+from typing import Callable, Mapping
 
-from ..errors import AceStepError, echo
+from ..errors import AceStepError, InputError, echo
 
 PRESIGN_SECONDS = 7 * 24 * 3600  # the longest a SigV4 presigned URL may live
 MAX_SETTING_CHARS = 2048
@@ -40,21 +47,22 @@ class BucketConfig:
     access_key_id: str = field(repr=False)
     secret_access_key: str = field(repr=False)
     region: str | None = None
+    allow_private: bool = False  # ACESTEP_ALLOW_PRIVATE_URLS=1: the endpoint may be on a private network
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> "BucketConfig | None":
+    def from_env(cls, env: Mapping[str, str], *, allow_private: bool = False) -> "BucketConfig | None":
         trio = [env.get(k, "").strip() for k in ("BUCKET_ENDPOINT_URL", "BUCKET_ACCESS_KEY_ID", "BUCKET_SECRET_ACCESS_KEY")]
         if not all(trio):
             return None
         bucket = env.get("BUCKET_NAME", "").strip()
         if not bucket:
             raise DeliveryError("BUCKET_ENDPOINT_URL and its keys are set but BUCKET_NAME is not; set the bucket name")
-        endpoint = _endpoint(trio[0], "BUCKET_ENDPOINT_URL")
+        endpoint = _endpoint(trio[0], "BUCKET_ENDPOINT_URL", allow_private)
         return cls(endpoint, _bucket_name(bucket, "BUCKET_NAME"), trio[1], trio[2],
-                   env.get("BUCKET_REGION") or _region_of(endpoint))
+                   env.get("BUCKET_REGION") or _region_of(endpoint), allow_private)
 
     @classmethod
-    def from_job(cls, s3_config: object) -> "BucketConfig | None":
+    def from_job(cls, s3_config: object, *, allow_private: bool = False) -> "BucketConfig | None":
         """A job's `s3Config`, checked before any GPU time is spent on the job."""
         if s3_config is None:
             return None
@@ -63,19 +71,29 @@ class BucketConfig:
                                                   or len(s3_config[k]) > MAX_SETTING_CHARS for k in needed):
             raise DeliveryError("s3Config must be an object with endpointUrl, accessId, accessSecret and bucketName, "
                                 f"each a non-empty string of at most {MAX_SETTING_CHARS} characters")
-        endpoint = _endpoint(s3_config["endpointUrl"].strip(), "s3Config.endpointUrl")
+        endpoint = _endpoint(s3_config["endpointUrl"].strip(), "s3Config.endpointUrl", allow_private)
         return cls(endpoint, _bucket_name(s3_config["bucketName"].strip(), "s3Config.bucketName"),
-                   s3_config["accessId"].strip(), s3_config["accessSecret"].strip(), _region_of(endpoint))
+                   s3_config["accessId"].strip(), s3_config["accessSecret"].strip(), _region_of(endpoint),
+                   allow_private)
 
 
-def _endpoint(url: str, name: str) -> str:
+def _endpoint(url: str, name: str, allow_private: bool) -> str:
+    """`url` if it is an http(s) URL whose host is not an IP address the download rules refuse (a host
+    name is judged by its addresses when the bucket is used)."""
+    import ipaddress
+
+    from .safe_http import address_allowed, blocked_error, checked_url
+
     try:
-        parts = urlsplit(url)
-        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
-    except ValueError:  # e.g. a port that is not a number
-        valid = False
-    if not valid:
-        raise DeliveryError(f"{name} must be an http(s) URL such as https://s3.example.com; got {echo(url)}")
+        host = checked_url(name, url, True, allow_http=True).host
+    except InputError:
+        raise DeliveryError(f"{name} must be an http(s) URL such as https://s3.example.com; got {echo(url)}") from None
+    try:
+        literal = str(ipaddress.ip_address(host))
+    except ValueError:
+        literal = None
+    if literal is not None and not allow_private and not address_allowed(literal):
+        raise DeliveryError(str(blocked_error(name, host, literal)))
     return url
 
 
@@ -107,34 +125,46 @@ class Bucket:
             config=Config(signature_version="s3v4", retries={"total_max_attempts": ATTEMPTS, "mode": "standard"},
                           connect_timeout=min(CONNECT_TIMEOUT_S, share), read_timeout=min(READ_TIMEOUT_S, share)))
 
-    def read(self, bucket: str, key: str, max_bytes: int) -> bytes:
-        """An object's bytes; raise DeliveryError past `max_bytes` without reading the rest, and
-        FileNotFoundError when the bucket has no such key."""
+    def read(self, bucket: str, key: str, max_bytes: int, *, field: str = "s3", deadline: float | None = None,
+             should_stop: Callable[[], bool] | None = None, limit: str = "the bucket's read timeout") -> bytes:
+        """An object's bytes, read through a presigned GET URL by net/download.py before `deadline` (a
+        time.monotonic() value; None: READ_TIMEOUT_S from now). Raise ObjectTooLarge past `max_bytes`
+        without reading the rest, FileNotFoundError when the bucket has no such key, DeliveryError
+        when the bucket refuses; a timeout is an InputError naming `field`, a cancel
+        GenerationCancelled."""
         from boto3.exceptions import Boto3Error
         from botocore.exceptions import BotoCoreError, ClientError
 
+        from .download import HTTPRefused, download
+
+        uri = f"s3://{bucket}/{key}"
         try:
-            response = self._client.get_object(Bucket=bucket, Key=key)
-            if response.get("ContentLength", 0) > max_bytes:
-                response["Body"].close()
-                raise ObjectTooLarge(f"s3://{bucket}/{key}", response["ContentLength"])
-            data = response["Body"].read(max_bytes + 1)
-            response["Body"].close()
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
-                raise FileNotFoundError(f"s3://{bucket}/{key}") from None
-            raise DeliveryError(f"reading s3://{bucket}/{key} failed: {_describe(exc)}") from None
-        except (Boto3Error, BotoCoreError) as exc:
-            raise DeliveryError(f"reading s3://{bucket}/{key} failed: {_describe(exc)}") from None
-        if len(data) > max_bytes:
-            raise ObjectTooLarge(f"s3://{bucket}/{key}", len(data))
-        return data
+            url = self._client.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key},
+                                                      ExpiresIn=3600)
+        except (Boto3Error, BotoCoreError, ClientError) as exc:
+            raise DeliveryError(f"reading {uri} failed: {_describe(exc)}") from None
+
+        def check_size(size: int) -> None:
+            if size > max_bytes:
+                raise ObjectTooLarge(uri, size)
+
+        try:
+            return download(field, url, deadline=time.monotonic() + READ_TIMEOUT_S if deadline is None else deadline,
+                            what="the object", check_size=check_size, allow_private=self.config.allow_private,
+                            allow_http=True, should_stop=should_stop, limit=limit)
+        except HTTPRefused as exc:
+            code, message = _xml_text(exc.body, "Code"), _xml_text(exc.body, "Message")
+            if exc.status == 404 or code in ("NoSuchKey", "NotFound"):
+                raise FileNotFoundError(uri) from None
+            raise DeliveryError(f"reading {uri} failed: {code or f'HTTP {exc.status}'} "
+                                f"({message or 'no message'})") from None
 
     def upload(self, path: Path, key: str, content_type: str, expires_s: int = PRESIGN_SECONDS) -> str:
         """Upload a file under `key` with its content type; return a presigned GET URL."""
         from boto3.exceptions import Boto3Error
         from botocore.exceptions import BotoCoreError, ClientError
 
+        self.check_endpoint()
         try:
             self._client.upload_file(str(path), self.config.bucket, key, ExtraArgs={"ContentType": content_type})
             return self._client.generate_presigned_url(
@@ -142,6 +172,36 @@ class Bucket:
         except (Boto3Error, BotoCoreError, ClientError) as exc:
             raise DeliveryError(f"upload of {path.name} to bucket {self.config.bucket!r} failed: "
                                 f"{_describe(exc)}; the job's songs are not kept") from None
+
+
+    def check_endpoint(self, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+        """Refuse an endpoint whose host resolves to an address the download rules refuse (boto3 then
+        resolves it again itself: this check is not pinned to the connection)."""
+        if self.config.allow_private:
+            return
+        import httpx
+
+        from .download import Clock, Stopped, resolve
+        from .safe_http import BlockedAddress, check_addresses
+
+        url = httpx.URL(self.config.endpoint_url)
+        try:
+            found = resolve(url.host, url.port or 443, Clock(time.monotonic() + timeout_s))
+            check_addresses(url.host, [address[0] for _, address in found], False)
+        except BlockedAddress as exc:
+            raise DeliveryError(f"the bucket endpoint {echo(exc.host)} resolves to {exc.address}, a loopback, "
+                                "private or reserved address; a bucket on a private network needs "
+                                "ACESTEP_ALLOW_PRIVATE_URLS=1") from None
+        except Stopped:
+            raise DeliveryError(f"the bucket endpoint {echo(url.host)} could not be resolved in time") from None
+        except Exception as exc:  # httpcore.ConnectError: no such host
+            raise DeliveryError(f"the bucket endpoint {echo(url.host)} could not be resolved "
+                                f"({type(exc).__name__})") from None
+
+
+def _xml_text(body: bytes, tag: str) -> str:
+    match = re.search(rf"<{tag}>([^<]{{0,200}})</{tag}>".encode(), body)
+    return match.group(1).decode("utf-8", "replace").strip() if match else ""
 
 
 def _describe(exc: Exception) -> str:

@@ -1,28 +1,33 @@
-"""The rules for every URL this server fetches on a caller's behalf (audio inputs, LoRA adapters).
+"""The rules for every URL this server fetches on a caller's behalf (audio inputs, LoRA adapters,
+bucket objects); net/download.py applies them to every connection it makes.
 
-Only globally routable unicast addresses are reached: a host name is resolved here, refused when
-ANY of its addresses is loopback, private, link-local, shared (CGNAT), multicast, reserved or
-unspecified, and the connection then goes to an address that was checked, so a second DNS answer
-cannot slip in between check and connect. TLS still verifies the certificate against the host
-name. `http://` and private addresses are allowed only where the caller's policy says so
-(`ACESTEP_ALLOW_PRIVATE_URLS=1`: trusted networks and tests). Callers re-check every redirect with
-`checked_url` and follow at most MAX_REDIRECTS; `fetch` does all of that for a whole download.
+Only globally routable unicast addresses are reached: a host name is resolved by the downloader
+itself, refused when ANY of its addresses is loopback, private, link-local, shared (CGNAT),
+multicast, reserved or unspecified, and the connection then goes to an address that was checked,
+so a second DNS answer cannot slip in between check and connect. TLS still verifies the
+certificate against the host name. `http://` and private addresses are allowed only where the
+caller's policy says so (`ACESTEP_ALLOW_PRIVATE_URLS=1`: trusted networks and tests). Every
+redirect is checked again with `checked_url`, at most MAX_REDIRECTS of them.
+
+A URL is read once, by httpx's parser (the one the request uses), and refused as an InputError
+naming the field when that parser, or the rules below, cannot make a plain host of it: octal or hex
+IPv4 spellings, characters IDNA refuses (circled digits, full-width letters), percent signs, zone
+ids, user names and passwords, ports outside 1-65535. None of these ever reaches the network.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import socket
-import time
-from typing import Callable, Mapping
-from urllib.parse import SplitResult, urljoin, urlsplit
+import re
 
-import httpcore
 import httpx
 
-from ..errors import InputError
+from ..errors import InputError, bounded, echo
 
 MAX_REDIRECTS = 5
+MAX_URL_CHARS = 8_192
+_HOST_CHARS = re.compile(r"^[A-Za-z0-9_.-]+$")
+_NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$", re.IGNORECASE)
 
 
 class BlockedAddress(Exception):
@@ -39,113 +44,72 @@ def address_allowed(address: str) -> bool:
     return ip.is_global and not ip.is_multicast and not ip.is_reserved
 
 
-class _CheckedAddressBackend(httpcore.NetworkBackend):
-    """Resolves the host itself, refuses it if any address is not allowed, then connects to an
-    address it checked. TLS still verifies the certificate against the host name."""
-
-    def __init__(self, allow_private: bool):
-        self._inner = httpcore.SyncBackend()
-        self._allow_private = allow_private
-
-    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
-        try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except (socket.gaierror, UnicodeError) as exc:
-            raise httpcore.ConnectError(f"cannot resolve {host} ({exc})") from None
-        addresses = list(dict.fromkeys(info[4][0] for info in infos))
-        if not self._allow_private:
-            for address in addresses:
-                if not address_allowed(address):
-                    raise BlockedAddress(host, address)
-        error: Exception = httpcore.ConnectError(f"no address for {host}")
-        for address in addresses:
-            try:
-                return self._inner.connect_tcp(address, port, timeout, local_address, socket_options)
-            except httpcore.ConnectError as exc:
-                error = exc
-        raise error
-
-    def connect_unix_socket(self, *args, **kwargs):
-        raise httpcore.ConnectError("unix sockets are not reachable from a URL")
-
-    def sleep(self, seconds: float) -> None:
-        time.sleep(seconds)
+def check_addresses(host: str, addresses: list[str], allow_private: bool) -> None:
+    """Raise BlockedAddress when any of `host`'s addresses is not allowed."""
+    if allow_private:
+        return
+    for address in addresses:
+        if not address_allowed(address):
+            raise BlockedAddress(host, address)
 
 
-def guarded_transport(allow_private: bool) -> httpx.HTTPTransport:
-    transport = httpx.HTTPTransport(trust_env=False)
-    # httpx builds its pool without a way to pass a network backend; ours is the one connecting.
-    transport._pool = httpcore.ConnectionPool(ssl_context=httpx.create_ssl_context(trust_env=False),
-                                              network_backend=_CheckedAddressBackend(allow_private))
-    return transport
-
-
-def checked_url(field_name: str, url: str, allow_private: bool) -> SplitResult:
-    """`url` split, if it is http(s) with a host, https unless private URLs are allowed, and not an IP
-    literal in a refused range (host names are judged when connecting)."""
+def checked_url(field_name: str, url: str, allow_private: bool, *, allow_http: bool | None = None) -> httpx.URL:
+    """`url` parsed, if it is http(s) with a plain host, https unless `allow_http` (by default: unless
+    private URLs are allowed), and not an IP literal in a refused range (host names are judged when
+    connecting). Anything else is an InputError naming `field_name`."""
+    allow_http = allow_private if allow_http is None else allow_http
+    if not isinstance(url, str) or len(url) > MAX_URL_CHARS:
+        raise InputError(field_name, f"{field_name} is not a valid URL (at most {MAX_URL_CHARS} characters)")
     try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018  (raises on a malformed port)
-    except ValueError:
-        raise InputError(field_name, f"{field_name} is not a valid URL") from None
-    scheme = parts.scheme.lower()
-    if scheme not in ("https", "http") or not parts.hostname:
+        parsed = httpx.URL(url)
+        raw_host = parsed.raw_host.decode("ascii")
+        parsed.host  # noqa: B018  (decodes punycode labels: raises on one IDNA refuses)
+    except (httpx.InvalidURL, ValueError):  # ValueError: UnicodeError and idna's errors too
+        raise InputError(field_name, f"{field_name} is not a valid URL: its host or port cannot be read "
+                                     "(write the host as a name or a plain IP address)") from None
+    if parsed.scheme not in ("https", "http") or not raw_host:
         raise InputError(field_name, f"{field_name} must be an https:// URL with a host name")
-    if scheme == "http" and not allow_private:
+    if parsed.scheme == "http" and not allow_http:
         raise InputError(field_name, f"{field_name} must use https:// (plain http:// is refused unless "
                                      "ACESTEP_ALLOW_PRIVATE_URLS=1)")
-    if not allow_private:
+    if parsed.userinfo:
+        raise InputError(field_name, f"{field_name} must not carry a user name or password before its host")
+    if parsed.port is not None and not 1 <= parsed.port <= 65_535:
+        raise InputError(field_name, f"{field_name} is not a valid URL: the port must be from 1 to 65535")
+    literal = _plain_host(field_name, raw_host)
+    if literal is not None and not allow_private and not address_allowed(literal):
+        raise blocked_error(field_name, raw_host, literal)
+    return parsed
+
+
+def _plain_host(field_name: str, host: str) -> str | None:
+    """The IP address `host` spells, None for a host name; an InputError for anything else."""
+    if "%" in host:  # a percent-encoded name, or an IPv6 zone id: neither is a plain host
+        raise _bad_host(field_name, host)
+    if ":" in host:  # httpx checked the brackets' content is an IPv6 address
         try:
-            literal = ipaddress.ip_address(parts.hostname)
+            return str(ipaddress.IPv6Address(host))
         except ValueError:
-            literal = None
-        if literal is not None and not address_allowed(str(literal)):
-            raise blocked_error(field_name, parts.hostname, str(literal))
-    return parts
+            raise _bad_host(field_name, host) from None
+    name = host[:-1] if host.endswith(".") else host
+    labels = name.split(".")
+    if not _HOST_CHARS.match(name) or len(name) > 253 or any(not 0 < len(label) <= 63 for label in labels):
+        raise _bad_host(field_name, host)
+    if _NUMERIC_LABEL.match(labels[-1]):  # resolvers read these as IPv4 (127.1, 2130706433, 0x7f.1)
+        try:
+            return str(ipaddress.IPv4Address(name))
+        except ValueError:
+            raise InputError(field_name, f"{field_name} is not a valid URL: write an IPv4 host as four decimal "
+                                         f"numbers (got {echo(host)})") from None
+    return None
+
+
+def _bad_host(field_name: str, host: str) -> InputError:
+    return InputError(field_name, f"{field_name} is not a valid URL: {echo(host)} is not a host name or an IP "
+                                  "address")
 
 
 def blocked_error(field_name: str, host: str, address: str) -> InputError:
-    return InputError(field_name, f"{field_name} points at {host} ({address}), a loopback, private or reserved "
-                                  "address; only public hosts are fetched unless ACESTEP_ALLOW_PRIVATE_URLS=1")
-
-
-def fetch(field_name: str, url: str, *, allow_private: bool, what: str, time_left: Callable[[], float],
-          check_size: Callable[[int], None], on_chunk: Callable[[], None] | None = None,
-          headers: Mapping[str, str] | None = None) -> bytes:
-    """GET `url` under the address rules, following at most MAX_REDIRECTS (each re-checked).
-
-    `time_left()` gives each request's timeout and raises once the caller's time is up;
-    `check_size(n)` raises when n bytes (declared or received) exceed the caller's cap; `on_chunk`
-    runs after every chunk (a deadline or a cancel). `what` names the expected file in errors.
-    """
-    with httpx.Client(transport=guarded_transport(allow_private), follow_redirects=False, trust_env=False,
-                      headers=headers) as http:
-        for _ in range(MAX_REDIRECTS + 1):
-            parts = checked_url(field_name, url, allow_private)
-            try:
-                with http.stream("GET", url, timeout=time_left()) as response:
-                    if response.is_redirect and "location" in response.headers:
-                        url = urljoin(url, response.headers["location"])
-                        continue
-                    if response.status_code != 200:
-                        raise InputError(field_name, f"{field_name}: {parts.hostname} answered HTTP "
-                                                     f"{response.status_code} instead of {what}")
-                    declared = response.headers.get("content-length", "")
-                    if declared.isdigit():
-                        check_size(int(declared))
-                    data = bytearray()
-                    for chunk in response.iter_bytes(1 << 16):
-                        data += chunk
-                        check_size(len(data))
-                        if on_chunk is not None:
-                            on_chunk()
-                    return bytes(data)
-            except BlockedAddress as exc:
-                raise blocked_error(field_name, exc.host, exc.address) from None
-            except httpx.TimeoutException:
-                time_left()
-                raise InputError(field_name, f"{field_name}: {parts.hostname} did not answer in time") from None
-            except httpx.HTTPError as exc:
-                raise InputError(field_name, f"{field_name} could not be downloaded from {parts.hostname} "
-                                             f"({type(exc).__name__})") from None
-    raise InputError(field_name, f"{field_name} redirected more than {MAX_REDIRECTS} times; give the final URL")
+    return InputError(field_name, f"{field_name} points at {bounded(host, 80)} ({address}), a loopback, private "
+                                  "or reserved address; only public hosts are fetched unless "
+                                  "ACESTEP_ALLOW_PRIVATE_URLS=1")

@@ -4,8 +4,11 @@
   nothing outside that folder is reachable, symlinks included.
 * `url`: an https URL, downloaded once with a byte cap (ACESTEP_MAX_LORA_MB) through the same
   private-network checks as audio inputs, and kept in ACESTEP_LORA_CACHE_DIR under its SHA-256.
-* `repo`: a hub repository id (`owner/name`, optionally `owner/name:file.safetensors`), fetched with
-  huggingface_hub (safetensors and JSON only) into the same cache.
+* `repo`: a hub repository id (`owner/name`, optionally `owner/name:file.safetensors`), fetched from
+  the hub's API (safetensors and JSON only) into the same cache.
+
+Every download goes through net/download.py, within the earlier of the job's deadline and
+ACESTEP_LORA_FETCH_TIMEOUT, and ends within a fraction of a second of a cancel.
 
 The content hash of a folder is the hash of its weights file: two copies of one adapter are one
 adapter, whatever their names.
@@ -14,18 +17,29 @@ adapter, whatever their names.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
+from urllib.parse import quote
 
 from ...errors import InputError
-from ...net.safe_http import fetch
+from ...net.download import HTTPRefused, download
 from ...schema.lora_refs import LoraRef
 from ...settings import Settings
 from ..download import sha256_of as file_sha256
 from .formats import PEFT_CONFIG, PEFT_WEIGHTS
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,96}(:[\w./-]{1,200}\.safetensors)?$")
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+_HUB_FILE = re.compile(r"^[\w.-]{1,200}(/[\w.-]{1,200}){0,8}$")
+HUB_ENDPOINT = "https://huggingface.co"
+HUB_INFO_BYTES = 8 * 2**20  # a repository's file list
+HUB_MAX_FILES = 64
+USER_AGENT = "acestep-worker (LoRA adapter)"
 
 
 @dataclass(frozen=True)
@@ -43,12 +57,15 @@ class LocalAdapter:
         return hashlib.sha256(self.sha256.encode() + config.read_bytes()).hexdigest()
 
 
-def locate(field: str, ref: LoraRef, settings: Settings) -> LocalAdapter:
+def locate(field: str, ref: LoraRef, settings: Settings, *, deadline: float | None = None,
+           should_stop: Callable[[], bool] | None = None) -> LocalAdapter:
+    """`deadline` (a time.monotonic() value) and `should_stop` (a cancelled job) bound a download, with
+    ACESTEP_LORA_FETCH_TIMEOUT, through net/download.py; a local adapter ignores them."""
     if ref.kind in ("name", "path"):
         return _in_lora_dir(field, ref.value, settings)
     if ref.kind == "url":
-        return _download(field, ref.value, settings)
-    return _from_hub(field, ref.value, settings)
+        return _download(field, ref.value, settings, deadline, should_stop)
+    return _from_hub(field, ref.value, settings, deadline, should_stop)
 
 
 # (weights file, size, mtime) -> its SHA-256: a job naming an adapter that is already loaded
@@ -91,7 +108,8 @@ def _in_lora_dir(field: str, value: str, settings: Settings) -> LocalAdapter:
                             f"{', '.join(available) or 'none'})")
 
 
-def _download(field: str, url: str, settings: Settings) -> LocalAdapter:
+def _download(field: str, url: str, settings: Settings, deadline: float | None = None,
+              should_stop: Callable[[], bool] | None = None) -> LocalAdapter:
     if not url.lower().startswith("https://") and not (settings.allow_private_urls and url.startswith("http://")):
         raise InputError(field, f"{field}: url must be an https URL; got {url[:80]!r}")
     cache = settings.lora_cache_dir
@@ -100,48 +118,90 @@ def _download(field: str, url: str, settings: Settings) -> LocalAdapter:
         cached = cache / index.read_text().strip()
         if cached.is_file():
             return LocalAdapter(cached, cached.stem)
-    data = _fetch(field, url, settings)
+    data = _fetch(field, url, settings, _lora_deadline(settings, deadline), should_stop)
     sha = hashlib.sha256(data).hexdigest()
     target = cache / f"{sha}.safetensors"
     cache.mkdir(parents=True, exist_ok=True)
     (cache / "urls").mkdir(exist_ok=True)
     if not target.is_file():
-        partial = target.with_suffix(".partial")
-        partial.write_bytes(data)
-        partial.replace(target)
+        _write(target, data)
     index.write_text(target.name)
     return LocalAdapter(target, sha)
 
 
-def _fetch(field: str, url: str, settings: Settings) -> bytes:
-    """The adapter's bytes, under the same private-network rules and timeout as audio inputs."""
-    max_bytes = settings.max_lora_bytes
+def _lora_deadline(settings: Settings, deadline: float | None) -> float:
+    """The earlier of the job's deadline and ACESTEP_LORA_FETCH_TIMEOUT from now."""
+    own_limit = time.monotonic() + settings.lora_fetch_timeout_s
+    return own_limit if deadline is None else min(deadline, own_limit)
+
+
+def _fetch(field: str, url: str, settings: Settings, deadline: float, should_stop: Callable[[], bool] | None,
+           max_bytes: int | None = None, what: str = "the adapter file") -> bytes:
+    """The bytes at `url`, under the same private-network rules as audio inputs, before `deadline`."""
+    max_bytes = settings.max_lora_bytes if max_bytes is None else max_bytes
 
     def check_size(size: int) -> None:
+        if size > max_bytes and what != "the adapter file":
+            raise InputError(field, f"{field}: {what} is larger than {max_bytes / 2**20:g} MB")
         if size > max_bytes:
-            raise InputError(field, f"{field}: the adapter at that url is larger than {max_bytes / 2**20:g} MB "
-                                    "(ACESTEP_MAX_LORA_MB)")
+            raise InputError(field, f"{field}: the adapter at that url is larger than "
+                                    f"{settings.max_lora_bytes / 2**20:g} MB (ACESTEP_MAX_LORA_MB)")
 
-    return fetch(field, url, allow_private=settings.allow_private_urls, what="the adapter file",
-                 time_left=lambda: settings.audio_fetch_timeout_s, check_size=check_size)
+    limit = f"the job's timeout_seconds or ACESTEP_LORA_FETCH_TIMEOUT={settings.lora_fetch_timeout_s:g} s"
+    return download(field, url, deadline=deadline, what=what, check_size=check_size,
+                    allow_private=settings.allow_private_urls, should_stop=should_stop, limit=limit,
+                    headers={"User-Agent": USER_AGENT})
 
 
-def _from_hub(field: str, value: str, settings: Settings) -> LocalAdapter:
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+def _write(target: Path, data: bytes) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
+    partial.write_bytes(data)
+    partial.replace(target)
 
+
+def _from_hub(field: str, value: str, settings: Settings, deadline: float | None = None,
+              should_stop: Callable[[], bool] | None = None) -> LocalAdapter:
+    """A hub repository's adapter files (`*.safetensors` and `*.json`, or the one file named), fetched
+    through net/download.py from the hub's API and `resolve` URLs (as huggingface_hub does) into
+    ACESTEP_LORA_CACHE_DIR/hub/<owner>--<name>/<commit>/."""
     if not _REPO_ID.match(value):
         raise InputError(field, f"{field}: repo must be a hub repository id such as owner/name (optionally "
                                 f"owner/name:file.safetensors); got {value[:80]!r}")
     repo, _, filename = value.partition(":")
-    patterns = [filename] if filename else ["*.safetensors", "*.json"]
+    if filename and (".." in filename.split("/") or not _HUB_FILE.match(filename)):
+        raise InputError(field, f"{field}: repo's file must be a path inside the repository; got {filename[:80]!r}")
+    until = _lora_deadline(settings, deadline)
+    endpoint = (settings.hub_endpoint or HUB_ENDPOINT).rstrip("/")
     try:
-        folder = Path(snapshot_download(repo, allow_patterns=patterns, cache_dir=settings.lora_cache_dir / "hub",
-                                        endpoint=settings.hub_endpoint))
-    except RepositoryNotFoundError:
-        raise InputError(field, f"{field}: the hub has no repository {repo!r}") from None
-    except (HfHubHTTPError, OSError, ValueError) as exc:
-        raise InputError(field, f"{field}: repository {repo!r} could not be fetched ({type(exc).__name__})") from None
+        info = json.loads(_fetch(field, f"{endpoint}/api/models/{repo}/revision/main", settings, until, should_stop,
+                                 max_bytes=HUB_INFO_BYTES, what="the repository's file list"))
+    except HTTPRefused as exc:
+        if exc.status in (401, 404):  # the hub answers 401 for a repository that does not exist
+            raise InputError(field, f"{field}: the hub has no repository {repo!r}") from None
+        raise InputError(field, f"{field}: repository {repo!r} could not be fetched (HTTP {exc.status})") from None
+    except ValueError as exc:
+        if isinstance(exc, InputError):
+            raise
+        raise InputError(field, f"{field}: repository {repo!r} could not be fetched (its file list is not "
+                                "JSON)") from None
+    commit = info.get("sha") if isinstance(info, dict) else None
+    siblings = info.get("siblings") if isinstance(info, dict) else None
+    if not isinstance(commit, str) or not _COMMIT.match(commit) or not isinstance(siblings, list):
+        raise InputError(field, f"{field}: repository {repo!r} could not be fetched (an unexpected file list)")
+    names = [s.get("rfilename") for s in siblings if isinstance(s, dict)]
+    names = [n for n in names if isinstance(n, str) and _HUB_FILE.match(n) and ".." not in n.split("/")]
+    wanted = [n for n in names if n == filename] if filename else [
+        n for n in names if n.endswith((".safetensors", ".json"))][:HUB_MAX_FILES]
+    folder = settings.lora_cache_dir / "hub" / repo.replace("/", "--") / commit
+    budget = settings.max_lora_bytes
+    for name in wanted:
+        target = folder / name
+        if not target.is_file():
+            data = _fetch(field, f"{endpoint}/{repo}/resolve/{commit}/{quote(name)}", settings, until, should_stop,
+                          max_bytes=budget)
+            _write(target, data)
+        budget -= target.stat().st_size
     path = folder / filename if filename else folder
     if not path.exists() or (path.is_dir() and not any(path.glob("*.safetensors"))):
         raise InputError(field, f"{field}: repository {repo!r} holds no .safetensors adapter")
