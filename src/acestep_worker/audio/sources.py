@@ -36,7 +36,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..net.bucket import Bucket, BucketConfig, DeliveryError, ObjectTooLarge
-from ..net.download import download
+from ..net.download import DownloadRules, download
 from ..net.safe_http import checked_url
 from .decode import AudioLimits, DecodedAudio, decode, probe
 
@@ -190,9 +190,10 @@ def _fetch_deadline(policy: SourcePolicy, deadline: float | None) -> float:
 
 def _download(field_name: str, url: str, policy: SourcePolicy, deadline: float | None,
               should_stop: Callable[[], bool]) -> bytes:
-    return download(field_name, url, deadline=_fetch_deadline(policy, deadline), what="the audio file",
-                    check_size=lambda size: policy.limits.check_size(field_name, size),
-                    allow_private=policy.allow_private, should_stop=should_stop, limit=_time_limit(policy),
+    rules = DownloadRules(deadline=_fetch_deadline(policy, deadline),
+                          check_size=lambda size: policy.limits.check_size(field_name, size),
+                          allow_private=policy.allow_private, should_stop=should_stop, limit=_time_limit(policy))
+    return download(field_name, url, "the audio file", rules,
                     headers={"User-Agent": USER_AGENT, "Accept": "audio/*, application/octet-stream, */*"})
 
 

@@ -135,7 +135,7 @@ class Bucket:
         from boto3.exceptions import Boto3Error
         from botocore.exceptions import BotoCoreError, ClientError
 
-        from .download import HTTPRefused, download
+        from .download import DownloadRules, HTTPRefused, download
 
         uri = f"s3://{bucket}/{key}"
         try:
@@ -149,9 +149,10 @@ class Bucket:
                 raise ObjectTooLarge(uri, size)
 
         try:
-            return download(field, url, deadline=time.monotonic() + READ_TIMEOUT_S if deadline is None else deadline,
-                            what="the object", check_size=check_size, allow_private=self.config.allow_private,
-                            allow_http=True, should_stop=should_stop, limit=limit)
+            rules = DownloadRules(deadline=time.monotonic() + READ_TIMEOUT_S if deadline is None else deadline,
+                                  check_size=check_size, allow_private=self.config.allow_private, allow_http=True,
+                                  should_stop=should_stop, limit=limit)
+            return download(field, url, "the object", rules)
         except HTTPRefused as exc:
             code, message = _xml_text(exc.body, "Code"), _xml_text(exc.body, "Message")
             if exc.status == 404 or code in ("NoSuchKey", "NotFound"):

@@ -1,8 +1,9 @@
 """The one way this server downloads anything a caller names: audio by URL, LoRA adapters by URL or
 hub repo, and `s3://` objects (through a presigned GET URL).
 
-    data = download("src_audio", url, deadline=time.monotonic() + 120, limit="ACESTEP_AUDIO_FETCH_TIMEOUT",
-                    what="the audio file", check_size=cap, allow_private=False, should_stop=cancelled.is_set)
+    rules = DownloadRules(deadline=time.monotonic() + 120, check_size=cap, should_stop=cancelled.is_set,
+                          limit="ACESTEP_AUDIO_FETCH_TIMEOUT")
+    data = download("src_audio", url, "the audio file", rules)
 
 The whole download, from resolving the host to the last byte, is bounded by `deadline` (a
 time.monotonic() value), not each read: every blocking step (name lookup, connect, TLS handshake,
@@ -27,6 +28,7 @@ import ssl
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping
 from urllib.parse import urljoin
 
@@ -273,27 +275,39 @@ class PinnedTransport(httpx.BaseTransport):
         self._pool.close()
 
 
-def download(field: str, url: str, *, deadline: float, what: str, check_size: Callable[[int], None],
-             allow_private: bool, allow_http: bool | None = None, should_stop: Callable[[], bool] | None = None,
-             limit: str = "its time limit", headers: Mapping[str, str] | None = None) -> bytes:
-    """GET `url` under safe_http's rules and return the body, or raise:
+@dataclass(frozen=True)
+class DownloadRules:
+    """How far one download may go: until when, how big, where to, and when to stop early."""
+
+    deadline: float  # a time.monotonic() value: the whole download, not each read, ends by then
+    check_size: Callable[[int], None]  # raises once n bytes (declared, or received so far) are too many
+    allow_private: bool = False  # loopback/private addresses (ACESTEP_ALLOW_PRIVATE_URLS)
+    allow_http: bool | None = None  # plain http://; None: as allow_private
+    should_stop: Callable[[], bool] | None = None  # the job was cancelled
+    limit: str = "its time limit"  # what set the deadline, for the sentence that says it passed
+
+
+def download(field: str, url: str, what: str, rules: DownloadRules,
+             headers: Mapping[str, str] | None = None) -> bytes:
+    """GET `url` under safe_http's rules and `rules`' bounds and return the body, or raise:
 
     * InputError naming `field`: a URL that is malformed or refused, a server that cannot be reached
       or answers other than 200 (HTTPRefused), more than MAX_REDIRECTS redirects, or the deadline
       passed ("could not be downloaded in time (`limit`)");
     * GenerationCancelled: `should_stop()` said so (the job was cancelled);
-    * whatever `check_size(n)` raises once n bytes (declared, or received so far) are too many.
+    * whatever `rules.check_size(n)` raises once n bytes (declared, or received so far) are too many.
 
-    `what` names the expected file in errors; `allow_http` defaults to `allow_private`.
+    `what` names the expected file in errors.
     """
-    clock = Clock(deadline, should_stop)
+    clock = Clock(rules.deadline, rules.should_stop)
+    check_size, allow_private = rules.check_size, rules.allow_private
     host = ""
     try:
         clock.step()
         with httpx.Client(transport=PinnedTransport(PinnedBackend(clock, allow_private)), follow_redirects=False,
                           trust_env=False, timeout=None, headers=headers) as http:
             for _ in range(MAX_REDIRECTS + 1):
-                parsed = checked_url(field, url, allow_private, allow_http=allow_http)
+                parsed = checked_url(field, url, allow_private, allow_http=rules.allow_http)
                 host = bounded(parsed.host, 80)
                 with http.stream("GET", parsed) as response:
                     if response.is_redirect and "location" in response.headers:
@@ -314,7 +328,7 @@ def download(field: str, url: str, *, deadline: float, what: str, check_size: Ca
     except Stopped as stop:
         if stop.reason == "cancel":
             raise GenerationCancelled("the job was cancelled") from None
-        raise InputError(field, f"{field} could not be downloaded in time ({limit}); use a faster host or a "
+        raise InputError(field, f"{field} could not be downloaded in time ({rules.limit}); use a faster host or a "
                                 "smaller file") from None
     except BlockedAddress as exc:
         raise blocked_error(field, exc.host, exc.address) from None

@@ -27,7 +27,7 @@ from typing import Callable
 from urllib.parse import quote
 
 from ...errors import InputError
-from ...net.download import HTTPRefused, download
+from ...net.download import DownloadRules, HTTPRefused, download
 from ...schema.lora_refs import LoraRef
 from ...settings import Settings
 from ..download import sha256_of as file_sha256
@@ -148,9 +148,9 @@ def _fetch(field: str, url: str, settings: Settings, deadline: float, should_sto
                                     f"{settings.max_lora_bytes / 2**20:g} MB (ACESTEP_MAX_LORA_MB)")
 
     limit = f"the job's timeout_seconds or ACESTEP_LORA_FETCH_TIMEOUT={settings.lora_fetch_timeout_s:g} s"
-    return download(field, url, deadline=deadline, what=what, check_size=check_size,
-                    allow_private=settings.allow_private_urls, should_stop=should_stop, limit=limit,
-                    headers={"User-Agent": USER_AGENT})
+    rules = DownloadRules(deadline=deadline, check_size=check_size, allow_private=settings.allow_private_urls,
+                          should_stop=should_stop, limit=limit)
+    return download(field, url, what, rules, headers={"User-Agent": USER_AGENT})
 
 
 def _write(target: Path, data: bytes) -> None:
