@@ -136,3 +136,14 @@ def test_generated_adapters_are_an_answer_never_a_crash(corpus_dir, handle, pod,
         assert output["error"].startswith("loras[0]"), output  # the same adapter is refused by a job too
         _one_sentence(output["error"])
     pod.post("/v1/lora/unload", json={})
+
+
+def test_lora_load_reads_and_refuses_without_waiting_for_the_running_job(pod, corpus_engine):
+    """/v1/lora/load reads and checks the adapter before it takes the engine's lock: a bad adapter is
+    refused while a job holds the accelerator (it waited for the job before)."""
+    with corpus_engine.models.lock:  # a job is generating
+        try:
+            answer = pod.post("/v1/lora/load", json={"lora_path": "h-nan", "adapter_name": "x"}, timeout=10).json()
+        except httpx.TimeoutException:
+            answer = {"code": "waited for the lock"}
+    assert answer["code"] == 400 and "holds NaN or infinite values" in answer["error"], answer

@@ -106,7 +106,9 @@ class Adapters:
         self.model_lock = model_lock or threading.Lock()
         self.state = GlobalState()
         self._lock = threading.RLock()
-        self._read: OrderedDict[str, AdapterWeights] = OrderedDict()  # key -> read adapter, most recent last
+        # key -> read adapter, most recent last; its own lock, so a job reading never waits for one activating
+        self._read: OrderedDict[str, AdapterWeights] = OrderedDict()
+        self._read_lock = threading.Lock()
 
     # -- before the lock: locate, read, check -------------------------------------------------------
 
@@ -136,7 +138,7 @@ class Adapters:
                     should_stop: Callable[[], bool] | None = None) -> Prepared:
         local = locate(field, ref, self.settings, deadline=deadline, should_stop=should_stop)
         key = local.key_for(field)
-        with self._lock:
+        with self._read_lock:
             weights = self._read.get(key)
             if weights is not None:
                 self._read.move_to_end(key)
@@ -149,7 +151,7 @@ class Adapters:
                 log.exception("%s: reading %s failed", field, ref.label)
                 raise InputError(field, f"{field}: {ref.label} is not an adapter this server can read "
                                         f"({type(exc).__name__})") from None
-            with self._lock:
+            with self._read_lock:
                 self._read[key] = weights
                 while len(self._read) > self.settings.loaded_loras:
                     self._read.popitem(last=False)
