@@ -41,8 +41,8 @@ from ...errors import InputError, echo
 from ..dit.loading import official_to_diffusers_key
 from . import lycoris
 from .layers import base_linear
-from .spec import LYCORIS_WEIGHTS, PEFT_CONFIG, PEFT_TYPES, PEFT_WEIGHTS, AdapterConfig, AdapterSpec, check_finite
-from .spec import check_tensors, read_spec
+from .spec import LYCORIS_WEIGHTS, PEFT_CONFIG, PEFT_TYPES, PEFT_WEIGHTS, AdapterConfig, check_finite, check_tensors
+from .spec import read_spec
 
 __all__ = ["LYCORIS_WEIGHTS", "PEFT_CONFIG", "PEFT_WEIGHTS", "AdapterWeights", "check_fits", "normalise", "read_adapter"]
 _PREFIXES = ("base_model.model.", "diffusion_model.", "model.", "transformer.", "decoder.")
@@ -118,10 +118,11 @@ def normalise(field: str, tensors: dict[str, torch.Tensor], config: AdapterConfi
             down, up = _lora_pair(field, module, parts, config)
         if magnitude is not None:
             magnitudes[target] = magnitude
-        state[f"transformer.{target}.lora_A.weight"] = down.contiguous()
+        state[f"transformer.{target}.lora_A.weight"] = check_finite(field, module, down.contiguous())
         state[f"transformer.{target}.lora_B.weight"] = check_finite(field, module, up.contiguous())
     for target, factors in krons.items():
-        check_finite(field, target, factors[0])
+        for factor in factors:
+            check_finite(field, target, factor)
     return AdapterWeights(state, _format_name(tensors, config, families, bool(magnitudes)),
                           max((t.shape[0] for k, t in state.items() if k.endswith("lora_A.weight")), default=0),
                           len(modules), magnitudes, krons)
