@@ -51,7 +51,7 @@ from .sources import locate
 
 log = logging.getLogger(__name__)
 
-# What each DiT holds, least recently used first: transformer -> LocalAdapter.key -> adapter. Kept
+# What each DiT holds, least recently used first: transformer -> Prepared.key -> adapter. Kept
 # with the model rather than with one Adapters object, because the adapters live inside the model.
 _LOADED: "weakref.WeakKeyDictionary[torch.nn.Module, OrderedDict[str, _Loaded]]" = weakref.WeakKeyDictionary()
 

@@ -45,13 +45,9 @@ class LocalAdapter:
             return None
         return (confined(field, config, self.root) if self.root else config).read_bytes()
 
-    @property
-    def key(self) -> str:
-        """What identifies the adapter once loaded: its weights and, for a PEFT folder, its config
-        (which sets the scaling and the kind), so an edited config is not served from the LRU."""
-        return self.key_for("adapter")
-
     def key_for(self, field: str) -> str:
+        """What identifies the adapter once read or loaded: its weights and, for a PEFT folder, its config
+        (which sets the scaling and the kind), so an edited config is not served from the LRUs."""
         config = self.config_bytes(field)
         return self.sha256 if config is None else hashlib.sha256(self.sha256.encode() + config).hexdigest()
 
