@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -162,3 +163,95 @@ def test_an_edited_peft_config_is_loaded_again_not_served_from_the_lru(tiny_env,
     a_key = next(k for k in dit.transformer.state_dict() if first.peft_name in k and "lora_B" in k)
     b_key = a_key.replace(first.peft_name, second.peft_name)
     torch.testing.assert_close(dit.transformer.state_dict()[b_key], 2 * dit.transformer.state_dict()[a_key])
+
+
+# -- issue #18: the lock, NaN weights, confinement ------------------------------------------------------
+
+def test_a_slow_adapter_does_not_hold_another_job_and_stops_at_its_deadline(lora_engine, monkeypatch):
+    """An adapter whose fetch is slow (a trickling URL) is prepared before the engine's lock: a plain job
+    runs meanwhile, and the slow one stops at its own deadline (locate gets the deadline and the cancel)."""
+    import threading
+    import time
+
+    from acestep_worker.errors import AceStepError
+    from acestep_worker.models.lora import adapters as adapters_module
+
+    real_locate, seen, started = adapters_module.locate, {}, threading.Event()
+
+    def slow_locate(field, ref, settings, **bounds):
+        if ref.value != "slow-download":
+            return real_locate(field, ref, settings, **bounds)
+        seen.update(bounds, lock_held=lora_engine.models.lock.locked())
+        started.set()
+        should_stop, give_up = bounds.get("should_stop"), time.monotonic() + 20
+        while not (should_stop and should_stop()) and time.monotonic() < give_up:
+            time.sleep(0.02)  # a download honouring the job's deadline and cancel, as net/ does
+        raise GenerationCancelled("stopped while downloading")
+
+    monkeypatch.setattr(adapters_module, "locate", slow_locate)
+    outcome = {}
+
+    def slow_job():
+        start = time.monotonic()
+        try:
+            run_job(lora_engine, "slow", {**BASE, "loras": [{"name": "slow-download"}], "timeout_seconds": 8}, env={})
+        except AceStepError as exc:
+            outcome["error"] = str(exc)
+        outcome["seconds"] = time.monotonic() - start
+
+    thread = threading.Thread(target=slow_job)
+    thread.start()
+    try:
+        assert started.wait(30)
+        plain = lora_audio(lora_engine)  # the accelerator is free: the slow job holds no lock while it waits
+        assert plain.songs and thread.is_alive(), "the plain job waited for the slow adapter"
+    finally:
+        thread.join(30)
+    assert not seen["lock_held"]
+    assert seen["deadline"] is not None and callable(seen["should_stop"])
+    assert "timed out after 8 s" in outcome["error"] and outcome["seconds"] < 9.5, outcome
+
+
+def _write_peft(folder, lora_dir):
+    shutil.copytree(lora_dir / "peft-style", folder)
+
+
+def test_nan_or_inf_weights_are_refused_when_the_adapter_loads(lora_engine, lora_dir):
+    tensors = load_file(str(lora_dir / "comfy-style.safetensors"))
+    key = next(k for k in tensors if k.endswith("lora_up.weight"))
+    stages = []
+    for name, value in (("nan-style", float("nan")), ("inf-style", float("inf"))):
+        bad = dict(tensors)
+        bad[key] = bad[key].clone()
+        bad[key][0, 0] = value
+        save_file(bad, str(lora_dir / f"{name}.safetensors"))
+        try:
+            with pytest.raises(InputError) as err:
+                lora_engine.generate(parse({**BASE, "loras": [{"name": "peft-style"}, {"name": name}]}),
+                                     on_progress=lambda p: stages.append(p.stage))
+        finally:
+            (lora_dir / f"{name}.safetensors").unlink()
+        assert err.value.field == "loras[1]" and "holds NaN or infinite values" in str(err.value)
+    assert stages == []  # refused before any step, not after a whole diffusion
+
+
+def test_a_link_inside_an_adapter_folder_cannot_reach_outside_it(lora_engine, lora_dir, tmp_path):
+    outside = tmp_path / "elsewhere"
+    _write_peft(outside, lora_dir)  # a good adapter: only where it lies is wrong
+    folders = {"linked-weights": "adapter_model.safetensors", "linked-config": "adapter_config.json"}
+    try:
+        for folder, linked in folders.items():
+            _write_peft(lora_dir / folder, lora_dir)
+            (lora_dir / folder / linked).unlink()
+            (lora_dir / folder / linked).symlink_to(outside / linked)
+            with pytest.raises(InputError) as err:
+                lora_audio(lora_engine, loras=[{"name": folder}])
+            assert err.value.field == "loras[0]" and "links outside the adapter folder" in str(err.value)
+        hostname = lora_dir / "linked-config" / "adapter_config.json"
+        hostname.unlink()
+        hostname.symlink_to("/etc/hostname")
+        with pytest.raises(InputError, match="links outside the adapter folder"):
+            lora_audio(lora_engine, loras=[{"name": "linked-config"}])
+    finally:
+        for folder in folders:
+            shutil.rmtree(lora_dir / folder, ignore_errors=True)

@@ -6,7 +6,8 @@
 
 `plan` resolves a request against what this engine holds (pipeline/plan.py); `generate` runs the
 pipeline (pipeline/generation.py) under the accelerator's lock, with the job's adapters attached
-for that job only. The planner's own services (format a caption, invent a sample) live in
+for that job only. The adapters are located, downloaded, read and checked before the lock, inside
+the job's deadline (models/lora/adapters.py), so a slow adapter URL holds no other job. The planner's own services (format a caption, invent a sample) live in
 pipeline/planner_services.py. The models themselves are `engine.models` (models/registry.py).
 """
 
@@ -45,6 +46,11 @@ class Engine:
                             self.models.planner is not None)
         return resolve(request, facts, seeds, has_source=has_source)
 
+    def check_adapters(self, request: GenerationRequest) -> None:
+        """Refuse at submission, naming `loras[i]`, the adapters that cannot load: the slots, and each one
+        in the adapter folder read and checked (urls and hub repos are fetched when the job runs)."""
+        self.models.adapters.check(request.loras)
+
     def generate(self, request: GenerationRequest, on_progress: Callable[[Progress], None] | None = None,
                  should_stop: Callable[[], bool] | None = None,
                  audio: dict[str, np.ndarray] | None = None) -> GenerationResult:
@@ -59,8 +65,13 @@ class Engine:
             should_stop: Callable[[], bool] | None = None,
             audio: dict[str, np.ndarray] | None = None) -> GenerationResult:
         """Generate a planned job's songs under the accelerator's lock. Raises InputError,
-        PlannerUnavailableError, GenerationCancelled, GenerationFailed."""
+        PlannerUnavailableError, GenerationCancelled, GenerationFailed.
+
+        `should_stop` is polled throughout; when it is a runner Deadline, its `at` (a `time.monotonic()`
+        reading) also bounds the adapters' downloads, which happen before the lock is taken."""
         audio = {name: pcm for name, pcm in (audio or {}).items() if name not in plan.replaced}
+        adapters = self.models.adapters.prepare(plan.request.loras, deadline=getattr(should_stop, "at", None),
+                                                should_stop=should_stop)
         with self.models.lock:
             if plan.request.model is None and plan.variant.name != self.models.default_model:
                 # /v1/init made another DiT the default since the job was planned: "the default" is the
@@ -71,7 +82,7 @@ class Engine:
             tracker = ProgressTracker(on_progress, should_stop, uses_planner=plan.planner.runs,
                                       writes_codes=plan.planner.writes_codes, encodes_audio=bool(audio))
             # No adapter outlives the job; the attention hooks are the job's too.
-            with self.models.adapters.session() as loras, dit_attention(self.models.attention_choice()):
+            with self.models.adapters.session(adapters) as loras, dit_attention(self.models.attention_choice()):
                 result = self.pipeline(plan, audio, tracker, loras)
             tracker.finish()
         return result

@@ -56,12 +56,13 @@ class GenerationPipeline:
     def __call__(self, plan: JobPlan, audio: dict[str, np.ndarray], progress: ProgressTracker,
                  loras=None) -> GenerationResult:
         """Generate the plan's songs. `audio`: the decoded inputs by field, float32 [samples, 2] at 48 kHz,
-        those the plan replaces left out. `loras`: the job's adapter session (models/lora/adapters.py).
+        those the plan replaces left out. `loras`: the job's adapter session over its adapters, read and
+        checked before the lock (models/lora/adapters.py).
         Raises InputError (what does not fit), GenerationCancelled, GenerationFailed."""
         start = time.perf_counter()
         # 1. The DiT, with the job's adapters (a misfit adapter fails the job here, before any work).
         dit = self.models.dit(plan.variant.name)
-        adapters = loras.apply(dit, plan.request.loras) if loras is not None else []
+        adapters = loras.apply(dit) if loras is not None else []
         # 2. The sampling schedule under the DiT's rules.
         schedule, sampling = sampling_plan(plan.request, plan.steps, dit.variant)
         progress.expect_steps(schedule.steps)

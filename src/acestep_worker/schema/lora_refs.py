@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import InputError
+from ..errors import InputError, echo
 
 SOURCE_KEYS = ("name", "path", "url", "repo")
 MAX_LORAS = 8
@@ -60,9 +60,9 @@ def parse_loras(value: Any) -> tuple[LoraRef, ...] | None:
         raw_scale = item.get("scale", item.get("weight", 1.0))
         try:
             scale = float(1.0 if raw_scale is None else raw_scale)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: an integer of 400 digits
             scale = math.nan
         if isinstance(raw_scale, bool) or not 0.0 <= scale <= MAX_SCALE:
-            raise InputError(field, f"{field}.scale must be a number from 0 to {MAX_SCALE:g}; got {raw_scale!r}")
+            raise InputError(field, f"{field}.scale must be a number from 0 to {MAX_SCALE:g}; got {echo(raw_scale)}")
         refs.append(LoraRef(sources[0], source.strip(), scale))
     return tuple(refs)

@@ -1,8 +1,19 @@
-"""LoRA adapters on the DiT: loaded through diffusers' PEFT integration, kept in an LRU, applied per job.
+"""LoRA adapters on the DiT: read and checked before the job takes the engine's lock, loaded through
+diffusers' PEFT integration into an LRU inside it, applied per job.
 
-    with engine.models.adapters.session() as lora:     # inside the engine's generation lock
-        used = lora.apply(dit, request.loras)   # resolve, read, check shapes, activate with scales
-        ...sample...                            # on exit, whatever happened, no adapter stays active
+    adapters = engine.models.adapters.prepare(request.loras, deadline=..., should_stop=...)   # no lock
+    with engine.models.lock:                              # the accelerator's lock: GPU work only
+        with engine.models.adapters.session(adapters) as lora:
+            used = lora.apply(dit)    # check shapes, inject (or reuse), activate with scales
+            ...sample...              # on exit, whatever happened, no adapter stays active
+
+`prepare` does everything that reads or waits: it locates each adapter (a download, bounded by the
+job's deadline and cancel), reads its files (confined to the adapter folder or the download cache),
+validates them into `spec.AdapterSpec` and normalises them on the CPU (`formats`); what it returns,
+`Prepared`, holds the tensors, so nothing is read under the lock. Read adapters are kept by content
+key (weights and config) for the `ACESTEP_LORA_SLOTS` most recently used, so a repeated adapter is
+not read twice. Inside the lock only the DiT is touched: shapes checked against it, DoRA resolved
+against its weights, tensors moved to its device and injected.
 
 Every kind (LoRA, DoRA, LoKr, LoHa) arrives here as exact LoRA pairs (`formats`, `lycoris`), so
 one job may mix them; a LoKr module whose Kronecker form is cheaper than its pair arrives as two
@@ -11,11 +22,13 @@ DoRA module's dense update is added into the weights for the job only (`merged`)
 Adapters are injected unfused (`set_adapters` with per-adapter weights), so switching between jobs
 is a weight change, not a re-merge of the DiT. The `ACESTEP_LORA_SLOTS` most recently used stay
 injected; older ones are deleted from the model. A job's `loras` list wins over the pod's global
-state (`/v1/lora/*`); a job without one uses the global adapters when they are switched on.
+state (`/v1/lora/*`, read and checked by `add_global` before it takes the lock); a job without one
+uses the global adapters when they are switched on.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -23,21 +36,22 @@ import weakref
 from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Callable, Sequence
 
 import torch
 
-from ...errors import InputError
+from ...errors import GenerationCancelled, InputError
 from ...schema.lora_refs import LoraRef
 from ...settings import Settings
 from . import kron, merged
-from .formats import LYCORIS_WEIGHTS, check_fits, read_adapter
+from .formats import LYCORIS_WEIGHTS, AdapterWeights, check_fits, read_adapter
 from .layers import base_linear
 from .lycoris import dora_delta
 from .sources import locate
 
 log = logging.getLogger(__name__)
 
-# What each DiT holds, least recently used first: transformer -> LocalAdapter.key -> adapter. Kept
+# What each DiT holds, least recently used first: transformer -> Prepared.key -> adapter. Kept
 # with the model rather than with one Adapters object, because the adapters live inside the model.
 _LOADED: "weakref.WeakKeyDictionary[torch.nn.Module, OrderedDict[str, _Loaded]]" = weakref.WeakKeyDictionary()
 
@@ -59,12 +73,30 @@ class _Loaded:
                 "merged_layers": len(self.merges)}
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """One adapter located, read and checked, ready for the DiT: no file is read after this."""
+
+    field: str  # what errors name: loras[i], or adapter 'name' for the pod's global adapters
+    ref: LoraRef  # where it came from, and its scale
+    sha256: str  # of its weights file: what results echo
+    key: str  # its weights and config: what the LRUs know it by
+    weights: AdapterWeights  # on the CPU, float32
+
+    def with_scale(self, scale: float) -> "Prepared":
+        return dataclasses.replace(self, ref=LoraRef(self.ref.kind, self.ref.value, scale))
+
+
 @dataclass
 class GlobalState:
-    """What upstream's `/v1/lora/*` routes set: named adapters, their scales, and an on/off switch."""
+    """What upstream's `/v1/lora/*` routes set: named adapters (read when loaded), their scales, and an on/off switch."""
 
-    refs: dict[str, LoraRef] = field(default_factory=dict)  # adapter_name -> where it came from
+    adapters: dict[str, Prepared] = field(default_factory=dict)  # adapter_name -> the adapter, with its scale
     use_lora: bool = True
+
+    @property
+    def refs(self) -> dict[str, LoraRef]:
+        return {name: adapter.ref for name, adapter in self.adapters.items()}
 
 
 class Adapters:
@@ -74,20 +106,79 @@ class Adapters:
         self.model_lock = model_lock or threading.Lock()
         self.state = GlobalState()
         self._lock = threading.RLock()
+        # key -> read adapter, most recent last; its own lock, so a job reading never waits for one activating
+        self._read: OrderedDict[str, AdapterWeights] = OrderedDict()
+        self._read_lock = threading.Lock()
 
-    # -- per job ----------------------------------------------------------------------------------
+    # -- before the lock: locate, read, check -------------------------------------------------------
+
+    def prepare(self, refs: Sequence[LoraRef] | None, field: str = "loras", *, deadline: float | None = None,
+                should_stop: Callable[[], bool] | None = None) -> tuple[Prepared, ...]:
+        """Locate, read and check every adapter of a job (call it before taking the engine's lock);
+        InputError naming `loras[i]`, GenerationCancelled when `should_stop` says so. `deadline` (a
+        `time.monotonic()` reading) and `should_stop` bound the downloads."""
+        refs = tuple(refs or ())
+        self._check_slots(field, len(refs))
+        prepared = []
+        for index, ref in enumerate(refs):
+            prepared.append(self.prepare_one(f"{field}[{index}]", ref, deadline=deadline, should_stop=should_stop))
+        return tuple(prepared)
+
+    def check(self, refs: Sequence[LoraRef] | None, field: str = "loras") -> None:
+        """At submission: refuse now what can be known without a download (too many adapters, and every
+        adapter in the adapter folder, read and checked; kept read for the job). urls and hub repos are
+        fetched when the job runs, inside its deadline."""
+        refs = tuple(refs or ())
+        self._check_slots(field, len(refs))
+        for index, ref in enumerate(refs):
+            if ref.kind in ("name", "path"):
+                self.prepare_one(f"{field}[{index}]", ref)
+
+    def prepare_one(self, field: str, ref: LoraRef, *, deadline: float | None = None,
+                    should_stop: Callable[[], bool] | None = None) -> Prepared:
+        local = locate(field, ref, self.settings, deadline=deadline, should_stop=should_stop)
+        key = local.key_for(field)
+        with self._read_lock:
+            weights = self._read.get(key)
+            if weights is not None:
+                self._read.move_to_end(key)
+        if weights is None:
+            try:
+                weights = read_adapter(field, local.path, root=local.root)
+            except (InputError, GenerationCancelled):
+                raise
+            except Exception as exc:  # a file that breaks a check we lack: refused, and logged to be fixed
+                log.exception("%s: reading %s failed", field, ref.label)
+                raise InputError(field, f"{field}: {ref.label} is not an adapter this server can read "
+                                        f"({type(exc).__name__})") from None
+            with self._read_lock:
+                self._read[key] = weights
+                while len(self._read) > self.settings.loaded_loras:
+                    self._read.popitem(last=False)
+        if should_stop is not None and should_stop():
+            raise GenerationCancelled(f"{field}: stopped while the adapter was read")
+        return Prepared(field, ref, local.sha256, key, weights)
+
+    def _check_slots(self, field: str, count: int) -> None:
+        if count > self.settings.loaded_loras:
+            raise InputError(field, f"{count} adapters at once exceed the {self.settings.loaded_loras} this "
+                                    "server keeps loaded (ACESTEP_LORA_SLOTS)")
+
+    # -- per job, under the lock ---------------------------------------------------------------------
 
     @contextmanager
-    def session(self):
+    def session(self, prepared: Sequence[Prepared] = ()):
+        """The job's adapters (from `prepare`) or, when it has none, the global ones: `apply` puts them
+        on a DiT; on exit, however the job ends, none stays active."""
         applied: list = []
 
         class Session:
-            def apply(inner, dit, refs: tuple[LoraRef, ...] | None) -> list[dict]:
-                chosen = refs if refs else self.global_refs()
+            def apply(inner, dit) -> list[dict]:
+                chosen = tuple(prepared) or self.global_adapters()
                 if not chosen:
                     return []
                 applied.append(dit)
-                return self.activate(dit, chosen, field="loras" if refs else "adapter")
+                return self.activate(dit, chosen)
 
         try:
             yield Session()
@@ -95,20 +186,22 @@ class Adapters:
             for dit in applied:
                 self.deactivate(dit)
 
-    def global_refs(self) -> tuple[LoraRef, ...]:
-        return tuple(self.state.refs.values()) if self.state.use_lora else ()
+    def global_adapters(self) -> tuple[Prepared, ...]:
+        return tuple(self.state.adapters.values()) if self.state.use_lora else ()
 
-    def activate(self, dit, refs, field: str = "loras") -> list[dict]:
-        """Load (or reuse) every adapter, check it fits, then switch exactly these on with their scales."""
+    def global_refs(self) -> tuple[LoraRef, ...]:
+        return tuple(adapter.ref for adapter in self.global_adapters())
+
+    def activate(self, dit, adapters: Sequence[Prepared | LoraRef], field: str = "loras") -> list[dict]:
+        """Load (or reuse) every adapter, check it fits, then switch exactly these on with their scales.
+        `adapters` come from `prepare`; LoraRefs are prepared here first (tests and benchmarks: that reads
+        files, so not under the engine's lock)."""
+        if any(isinstance(each, LoraRef) for each in adapters):
+            adapters = self.prepare(adapters, field)
         with self._lock:
             self._switch_off(dit.transformer)  # a DoRA must resolve against the base weights, not merged ones
-            if len(refs) > self.settings.loaded_loras:
-                raise InputError(field, f"{len(refs)} adapters at once exceed the {self.settings.loaded_loras} this "
-                                        "server keeps loaded (ACESTEP_LORA_SLOTS)")
-            entries = []
-            for index, ref in enumerate(refs):
-                name = f"{field}[{index}]" if field == "loras" else f"adapter {list(self.state.refs)[index]!r}"
-                entries.append((ref, self.load(name, ref, dit)))
+            self._check_slots(field, len(adapters))
+            entries = [(each.ref, self._install(each, dit)) for each in adapters]
             active = [(entry.peft_name, ref.scale) for ref, entry in entries if ref.scale != 0 and entry.peft_name]
             transformer = dit.transformer
             if active:
@@ -135,15 +228,17 @@ class Adapters:
     # -- loading ----------------------------------------------------------------------------------
 
     def load(self, field: str, ref: LoraRef, dit) -> _Loaded:
-        """The adapter behind `ref`, injected into `dit` (from the LRU when already there)."""
-        local = locate(field, ref, self.settings)
-        key = local.key
+        """The adapter behind `ref`, read and injected into `dit` (from the LRU when already there)."""
+        return self._install(self.prepare_one(field, ref), dit)
+
+    def _install(self, adapter: Prepared, dit) -> _Loaded:
+        """A prepared adapter in `dit` (from the LRU when already there): the GPU side of loading."""
+        field, ref, key, weights = adapter.field, adapter.ref, adapter.key, adapter.weights
         cache = _LOADED.setdefault(dit.transformer, OrderedDict())
         if key in cache:
             cache.move_to_end(key)
             return cache[key]
         start = time.perf_counter()
-        weights = read_adapter(field, local.path)
         check_fits(field, ref.label, weights, dit.transformer, dit.variant.name)
         pairs, deltas = _without_dora(field, ref, weights, dit)
         state = {k: v.to(device=dit.device, dtype=dit.dtype) for k, v in pairs.items()}
@@ -165,7 +260,7 @@ class Adapters:
                                     f"{str(exc).splitlines()[0][:160]}") from None
         # the widest pair, 0 when every module is a Kronecker or merged DoRA update
         rank = max((t.shape[0] for k, t in state.items() if k.endswith(".lora_A.weight")), default=0)
-        entry = _Loaded(peft_name, ref.label, local.sha256, weights.format, rank, weights.modules,
+        entry = _Loaded(peft_name, ref.label, adapter.sha256, weights.format, rank, weights.modules,
                         time.perf_counter() - start, krons, merges)
         cache[key] = entry
         log.info("loaded LoRA %s (%s, rank %d, %d Kronecker and %d DoRA of %d modules) in %.2f s", ref.label,
@@ -183,34 +278,34 @@ class Adapters:
                       or (p / "adapter_config.json").is_file() or (p / LYCORIS_WEIGHTS).is_file())
 
     def add_global(self, dit, name: str, ref: LoraRef, replace: bool = False) -> dict:
+        """Read and check the adapter (before the lock), then load it into `dit` under the lock."""
+        adapter = self.prepare_one(f"adapter {name!r}", ref)
         with self.model_lock, self._lock:
+            entry = self._install(adapter, dit)
             if replace:
-                self.state.refs.clear()
-            entry = self.load(f"adapter {name!r}", ref, dit)
-            self.state.refs[name] = ref
+                self.state.adapters.clear()
+            self.state.adapters[name] = adapter
             return {"adapter_name": name, **entry.echo()}
 
     def clear_global(self) -> None:
         with self._lock:
-            self.state.refs.clear()
+            self.state.adapters.clear()
 
     def set_scale(self, name: str | None, scale: float) -> list[str]:
         with self._lock:
-            names = [name] if name else list(self.state.refs)
+            names = [name] if name else list(self.state.adapters)
             for each in names:
-                if each not in self.state.refs:
+                if each not in self.state.adapters:
                     raise InputError("adapter_name", f"no adapter named {each!r} is loaded (loaded: "
-                                                     f"{', '.join(self.state.refs) or 'none'})")
-                old = self.state.refs[each]
-                self.state.refs[each] = LoraRef(old.kind, old.value, scale)
+                                                     f"{', '.join(self.state.adapters) or 'none'})")
+                self.state.adapters[each] = self.state.adapters[each].with_scale(scale)
             return names
 
     def status(self) -> dict:
-        refs = self.state.refs
-        scales = {name: ref.scale for name, ref in refs.items()}
+        scales = {name: adapter.ref.scale for name, adapter in self.state.adapters.items()}
         first = next(iter(scales.values()), 1.0)
-        return {"loaded": bool(refs), "active": bool(refs) and self.state.use_lora, "scale": first,
-                "adapters": list(refs), "scales": scales}
+        return {"loaded": bool(scales), "active": bool(scales) and self.state.use_lora, "scale": first,
+                "adapters": list(scales), "scales": scales}
 
 
 def _without_dora(field: str, ref: LoraRef, weights, dit) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:

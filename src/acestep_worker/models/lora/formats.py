@@ -29,7 +29,6 @@ refused with a sentence that says so.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass
@@ -37,16 +36,15 @@ from dataclasses import field as dataclass_field
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 
-from ...errors import InputError
+from ...errors import InputError, echo
 from ..dit.loading import official_to_diffusers_key
 from . import lycoris
 from .layers import base_linear
+from .spec import LYCORIS_WEIGHTS, PEFT_CONFIG, PEFT_TYPES, PEFT_WEIGHTS, AdapterConfig, check_finite, check_tensors
+from .spec import read_spec
 
-PEFT_CONFIG, PEFT_WEIGHTS = "adapter_config.json", "adapter_model.safetensors"
-LYCORIS_WEIGHTS = "lokr_weights.safetensors"  # upstream's LoKr trainer: a folder holding this one file
+__all__ = ["LYCORIS_WEIGHTS", "PEFT_CONFIG", "PEFT_WEIGHTS", "AdapterWeights", "check_fits", "normalise", "read_adapter"]
 _PREFIXES = ("base_model.model.", "diffusion_model.", "model.", "transformer.", "decoder.")
 _PARTS = (("lora_A.default.weight", "A"), ("lora_B.default.weight", "B"), ("lora_A.weight", "A"),
           ("lora_B.weight", "B"), ("lora_down.weight", "A"), ("lora_up.weight", "B"), ("alpha", "alpha"),
@@ -54,7 +52,6 @@ _PARTS = (("lora_A.default.weight", "A"), ("lora_B.default.weight", "B"), ("lora
           ("lora_magnitude_vector.weight", "lora_magnitude_vector"),
           *((part, part) for part in (*lycoris.LOKR_PARTS, *lycoris.LOHA_PARTS, *lycoris.TUCKER_PARTS,
                                       *lycoris.MAGNITUDE_PARTS)))
-_PEFT_TYPES = ("LORA", "LOKR", "LOHA")
 _REFUSED = (".oft_", ".boft_")
 _FLAT_PREFIXES = ("lora_unet_", "lycoris_")
 _FLAT_MODULE = re.compile(r"^(?:decoder_)?layers_(\d+)_(self_attn|cross_attn|mlp)_(\w+)$")
@@ -73,50 +70,32 @@ class AdapterWeights:
     krons: dict[str, tuple[torch.Tensor, torch.Tensor]] = dataclass_field(default_factory=dict)
 
 
-def read_adapter(field: str, path: Path, kron_forward: bool = True) -> AdapterWeights:
-    """Read a PEFT folder or a single .safetensors file; InputError naming `field` when it is not one.
+def read_adapter(field: str, path: Path, kron_forward: bool = True, root: Path | None = None) -> AdapterWeights:
+    """Read a PEFT folder or a single .safetensors file whose files lie inside `root` (spec.read_spec);
+    InputError naming `field` when it is not an adapter this server loads.
 
     `kron_forward` False makes every LoKr module a LoRA pair (bench/lora.py's comparison)."""
-    config: dict = {}
-    if path.is_dir():
-        weights = path / PEFT_WEIGHTS
-        if not weights.is_file():
-            found = sorted(p.name for p in path.glob("*.safetensors"))
-            if len(found) != 1:
-                raise InputError(field, f"{field}: the folder {path.name!r} holds no {PEFT_WEIGHTS} (a PEFT adapter "
-                                        "folder as upstream's trainer writes it) nor exactly one .safetensors file")
-            weights = path / found[0]
-        if (path / PEFT_CONFIG).is_file():
-            try:
-                config = json.loads((path / PEFT_CONFIG).read_text())
-            except (ValueError, UnicodeDecodeError):
-                raise InputError(field, f"{field}: {PEFT_CONFIG} is not valid JSON") from None
-        path = weights
-    if path.suffix.lower() in (".pt", ".pth", ".bin", ".ckpt"):
-        raise InputError(field, f"{field}: {path.name} is a pickle-based file, which this server never loads; "
-                                "convert it to .safetensors")
-    try:
-        tensors = load_file(str(path), device="cpu")
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise InputError(field, f"{field}: {path.name} is not a readable safetensors file "
-                                f"({str(exc).splitlines()[0][:120]})") from None
-    return normalise(field, tensors, config, kron_forward)
+    spec = read_spec(field, path, root)
+    return normalise(field, spec.tensors, spec.config, kron_forward)
 
 
-def normalise(field: str, tensors: dict[str, torch.Tensor], config: dict | None = None,
+def normalise(field: str, tensors: dict[str, torch.Tensor], config: AdapterConfig | dict | None = None,
               kron_forward: bool = True) -> AdapterWeights:
-    config = config or {}
-    kind = str(config.get("peft_type", "LORA")).upper()
+    """An adapter's tensors (and its config: typed, or a dict to check) as LoRA pairs and Kronecker factors."""
+    if not isinstance(config, AdapterConfig):
+        config = AdapterConfig.from_dict(field, config) if config else AdapterConfig()
+    kind = config.peft_type
     refused = next((key for key in tensors if any(marker in key for marker in _REFUSED)), None)
-    if kind not in _PEFT_TYPES or refused:
-        what = f"peft_type {kind}" if kind not in _PEFT_TYPES else f"key {refused[:60]!r} (OFT/BOFT)"
+    if kind not in PEFT_TYPES or refused:
+        what = f"peft_type {echo(kind)}" if kind not in PEFT_TYPES else f"key {echo(refused)} (OFT/BOFT)"
         raise InputError(field, f"{field} is an adapter type this server does not load ({what}); supported: LoRA, "
                                 "DoRA, LoKr and LoHa, as PEFT folders or safetensors files")
+    check_tensors(field, tensors)
     modules: dict[str, dict[str, torch.Tensor]] = {}
     for key, tensor in tensors.items():
         module, part = _split(key)
         if module is None:
-            raise InputError(field, f"{field} is not a LoRA adapter this server understands: key {key[:80]!r} is "
+            raise InputError(field, f"{field} is not a LoRA adapter this server understands: key {echo(key, 80)} is "
                                     "not lora_A/lora_B, lora_down/lora_up, alpha, or a LoKr/LoHa/DoRA part")
         modules.setdefault(module, {})[part] = tensor
     if not modules:
@@ -126,7 +105,7 @@ def normalise(field: str, tensors: dict[str, torch.Tensor], config: dict | None 
         target = _diffusers_module(field, module)
         family = lycoris.family(field, module, parts)
         families.add(family)
-        scaling = _lycoris_config_scaling(config, module) if config and family != "lora" else None
+        scaling = _lycoris_config_scaling(field, config, module) if config.present and family != "lora" else None
         magnitude = lycoris.magnitude_of(field, module, parts)
         if family == "lokr":  # a DoRA-decomposed LoKr needs its pair: DoRA resolves it against the weights
             how, (down, up) = lycoris.lokr_update(field, module, parts, scaling, kron_forward and magnitude is None)
@@ -139,29 +118,36 @@ def normalise(field: str, tensors: dict[str, torch.Tensor], config: dict | None 
             down, up = _lora_pair(field, module, parts, config)
         if magnitude is not None:
             magnitudes[target] = magnitude
-        state[f"transformer.{target}.lora_A.weight"] = down.contiguous()
-        state[f"transformer.{target}.lora_B.weight"] = up.contiguous()
+        state[f"transformer.{target}.lora_A.weight"] = check_finite(field, module, down.contiguous())
+        state[f"transformer.{target}.lora_B.weight"] = check_finite(field, module, up.contiguous())
+    for target, factors in krons.items():
+        for factor in factors:
+            check_finite(field, target, factor)
     return AdapterWeights(state, _format_name(tensors, config, families, bool(magnitudes)),
                           max((t.shape[0] for k, t in state.items() if k.endswith("lora_A.weight")), default=0),
                           len(modules), magnitudes, krons)
 
 
 def _lora_pair(field: str, module: str, parts: dict[str, torch.Tensor],
-               config: dict) -> tuple[torch.Tensor, torch.Tensor]:
+               config: AdapterConfig) -> tuple[torch.Tensor, torch.Tensor]:
     if "A" not in parts or "B" not in parts:
-        raise InputError(field, f"{field}: module {module} has only half of its LoRA pair")
+        raise InputError(field, f"{field}: module {echo(module, 80)} has only half of its LoRA pair")
     down, up = parts["A"].float(), parts["B"].float()
     if down.dim() != 2 or up.dim() != 2 or up.shape[1] != down.shape[0]:
-        raise InputError(field, f"{field}: module {module} has LoRA weights of shapes {tuple(down.shape)} and "
-                                f"{tuple(up.shape)}, which do not form a low-rank pair of a Linear layer")
-    rank = down.shape[0]
-    alpha = float(parts["alpha"]) if "alpha" in parts else float(_pattern(config, "alpha_pattern", module,
-                                                                         config.get("lora_alpha", rank)))
-    return down, up * (alpha / math.sqrt(rank) if config.get("use_rslora") else alpha / rank)
+        raise InputError(field, f"{field}: module {echo(module, 80)} has LoRA weights of shapes {tuple(down.shape)} "
+                                f"and {tuple(up.shape)}, which do not form a low-rank pair of a Linear layer")
+    lycoris.check_layer(field, module, up.shape[0], down.shape[1])
+    rank = down.shape[0]  # at least 1: spec.check_tensors refuses empty tensors
+    if "alpha" in parts:
+        alpha = float(parts["alpha"])
+    else:
+        alpha = config.alpha_for(field, module, config.lora_alpha)
+        alpha = float(rank) if alpha is None else alpha
+    return down, up * (alpha / math.sqrt(rank) if config.use_rslora else alpha / rank)
 
 
-def _format_name(tensors: dict, config: dict, families: set[str], dora: bool) -> str:
-    if config:
+def _format_name(tensors: dict, config: AdapterConfig, families: set[str], dora: bool) -> str:
+    if config.present:
         base = "peft"
     elif families - {"lora"} or any(key.startswith("lycoris_") for key in tensors):
         base = "lycoris"
@@ -194,18 +180,12 @@ def _diffusers_module(field: str, module: str) -> str:
     return official_to_diffusers_key(f"decoder.{module}.weight").removeprefix("transformer.").removesuffix(".weight")
 
 
-def _lycoris_config_scaling(config: dict, module: str) -> float:
+def _lycoris_config_scaling(field: str, config: AdapterConfig, module: str) -> float:
     """A PEFT LoKr/LoHa folder's alpha / r for `module`: peft scales by the configured r even where it
-    stored a factor full."""
-    rank = float(_pattern(config, "rank_pattern", module, config.get("r", 8)))
-    return float(_pattern(config, "alpha_pattern", module, config.get("alpha", rank))) / rank
-
-
-def _pattern(config: dict, key: str, module: str, default):
-    for pattern, value in (config.get(key) or {}).items():
-        if re.search(rf"(^|\.){re.escape(pattern)}$", module) or re.fullmatch(pattern, module):
-            return value
-    return default
+    stored a factor full (PEFT's defaults: r 8, alpha = r)."""
+    rank = float(config.rank_for(field, module, config.r or 8))
+    alpha = config.alpha_for(field, module, config.alpha)
+    return (rank if alpha is None else alpha) / rank
 
 
 def check_fits(field: str, label: str, weights: AdapterWeights, transformer: torch.nn.Module, model: str) -> None:

@@ -41,13 +41,18 @@ from __future__ import annotations
 
 import torch
 
-from ...errors import InputError
+from ...errors import InputError, echo
 from . import kron
+from .spec import check_finite
 
 LOKR_PARTS = ("lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b")
 LOHA_PARTS = ("hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b")
 TUCKER_PARTS = ("lokr_t1", "lokr_t2", "hada_t1", "hada_t2")
 MAGNITUDE_PARTS = ("dora_scale", "lora_magnitude_vector")
+# The largest layer an update may claim, checked from the factors' shapes before any product is formed
+# (a LoHa or LoKr file of a few MB can describe a dense update of terabytes); the DiT's largest Linear
+# has 2048 x 6144 = 12.6 M weights.
+MAX_LAYER_WEIGHTS = 1 << 26
 
 
 def family(field: str, module: str, parts: dict[str, torch.Tensor]) -> str:
@@ -74,10 +79,13 @@ def lokr_update(field: str, module: str, parts: dict[str, torch.Tensor], scaling
         scaling = 1.0 if factorised is None else _lycoris_scaling(parts, factorised.shape[1])
     w1_shape, w2_shape = (w1_a.shape[0], w1_b.shape[1]), (w2_a.shape[0], w2_b.shape[1])
     out_features, in_features = w1_shape[0] * w2_shape[0], w1_shape[1] * w2_shape[1]
+    check_layer(field, module, out_features, in_features)
     pair_rank = min(w1_a.shape[1] * w2_a.shape[1], out_features, in_features)  # as `compact` leaves it
     if kron_forward and kron.prefers_kron(w1_shape, w2_shape, pair_rank):
         return "kron", ((w1_a @ w1_b * scaling).contiguous(), (w2_a @ w2_b).contiguous())
-    return "pair", compact(torch.kron(w1_b, w2_b), torch.kron(w1_a, w2_a) * scaling)
+    if w1_a.shape[1] * w2_a.shape[1] > min(out_features, in_features):  # the dense ΔW, never the wider pair
+        return "pair", _dense_pair(torch.kron(w1_a @ w1_b, w2_a @ w2_b) * scaling)
+    return "pair", (torch.kron(w1_b, w2_b), torch.kron(w1_a, w2_a) * scaling)
 
 
 def loha_pair(field: str, module: str, parts: dict[str, torch.Tensor],
@@ -91,12 +99,22 @@ def loha_pair(field: str, module: str, parts: dict[str, torch.Tensor],
     if a1.shape[0] != a2.shape[0] or b1.shape[1] != b2.shape[1]:
         raise InputError(field, f"{field}: LoHa module {module} has halves of shapes {(a1.shape[0], b1.shape[1])} and "
                                 f"{(a2.shape[0], b2.shape[1])}, which cannot be multiplied elementwise")
+    check_layer(field, module, a1.shape[0], b1.shape[1])
     rank = b1.shape[0]
     if scaling is None:
         scaling = _lycoris_scaling(parts, rank)
+    if a1.shape[1] * a2.shape[1] > min(a1.shape[0], b1.shape[1]):  # the dense ΔW, never the wider pair
+        return _dense_pair((a1 @ b1) * (a2 @ b2) * scaling)
     up = (a1[:, :, None] * a2[:, None, :]).reshape(a1.shape[0], -1)  # [out, r1 * r2]
     down = (b1[:, None, :] * b2[None, :, :]).reshape(-1, b1.shape[1])  # [r1 * r2, in]
     return down, up * scaling
+
+
+def check_layer(field: str, module: str, out_features: int, in_features: int) -> None:
+    """Refuse an update for a layer larger than any this server's DiTs have, before computing it."""
+    if out_features * in_features > MAX_LAYER_WEIGHTS:
+        raise InputError(field, f"{field}: module {echo(module, 80)} describes an update of {out_features} x "
+                                f"{in_features}, larger than any layer of the DiT")
 
 
 def compact(down: torch.Tensor, up: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -130,7 +148,7 @@ def dora_delta(field: str, label: str, module: str, down: torch.Tensor, up: torc
         raise InputError(field, f"{field} ({label}): the DoRA magnitude of {module} has shape "
                                 f"{tuple(magnitude.shape)}, the layer is {tuple(base.shape)}")
     norm = merged.norm(dim=1, keepdim=True) if per_output else merged.norm(dim=0, keepdim=True)
-    return merged * (magnitude.to(base.device) / norm) - base
+    return check_finite(field, module, merged * (magnitude.to(base.device) / norm) - base)
 
 
 def _dense_pair(delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -163,6 +181,7 @@ def _chain(field: str, module: str, stem: str, a: torch.Tensor, b: torch.Tensor)
 
 
 def _lycoris_scaling(parts: dict[str, torch.Tensor], rank: int) -> float:
-    # LyCORIS treats a missing or zero alpha as alpha = rank (scaling 1).
+    # LyCORIS treats a missing or zero alpha as alpha = rank (scaling 1). `alpha` is one finite number and
+    # `rank` at least 1: spec.check_tensors refused anything else.
     alpha = float(parts["alpha"]) if "alpha" in parts else 0.0
     return alpha / rank if alpha else 1.0

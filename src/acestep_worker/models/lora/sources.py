@@ -1,7 +1,8 @@
 """Where an adapter comes from, turned into a local file or folder and its content hash.
 
 * `name` / `path`: a file or folder inside `ACESTEP_LORA_DIR` (a name may omit `.safetensors`);
-  nothing outside that folder is reachable, symlinks included.
+  nothing outside that folder is reachable, symlinks included: the adapter's `root` is that folder,
+  and every file of it that is read (its weights, its config) must resolve inside it (spec.confined).
 * `url`: an https URL, downloaded once with a byte cap (ACESTEP_MAX_LORA_MB) through the same
   private-network checks as audio inputs, and kept in ACESTEP_LORA_CACHE_DIR under its SHA-256.
 * `repo`: a hub repository id (`owner/name`, optionally `owner/name:file.safetensors`), fetched from
@@ -11,11 +12,13 @@ Every download goes through net/download.py, within the earlier of the job's dea
 ACESTEP_LORA_FETCH_TIMEOUT, and ends within a fraction of a second of a cancel.
 
 The content hash of a folder is the hash of its weights file: two copies of one adapter are one
-adapter, whatever their names.
+adapter, whatever their names. `locate` takes the job's deadline and cancel (`deadline`, a
+`time.monotonic()` reading, and `should_stop`) for the downloads.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -26,12 +29,12 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import quote
 
-from ...errors import InputError
+from ...errors import GenerationCancelled, InputError, echo
 from ...net.download import DownloadRules, HTTPRefused, download
 from ...schema.lora_refs import LoraRef
 from ...settings import Settings
 from ..download import sha256_of as file_sha256
-from .formats import PEFT_CONFIG, PEFT_WEIGHTS
+from .spec import PEFT_CONFIG, PEFT_WEIGHTS, check_name, confined
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,96}(:[\w./-]{1,200}\.safetensors)?$")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
@@ -46,26 +49,36 @@ USER_AGENT = "acestep-worker (LoRA adapter)"
 class LocalAdapter:
     path: Path  # a .safetensors file or a PEFT folder
     sha256: str  # of the weights file: what results echo
+    root: Path | None = None  # every file read must resolve inside it (resolved): the adapter folder or the cache
 
-    @property
-    def key(self) -> str:
-        """What identifies the adapter once loaded: its weights and, for a PEFT folder, its config
-        (which sets the scaling and the kind), so an edited config is not served from the LRU."""
+    def config_bytes(self, field: str) -> bytes | None:
+        """A PEFT folder's adapter_config.json (confined to `root`), None when there is none."""
         config = self.path / PEFT_CONFIG if self.path.is_dir() else None
         if config is None or not config.is_file():
-            return self.sha256
-        return hashlib.sha256(self.sha256.encode() + config.read_bytes()).hexdigest()
+            return None
+        return (confined(field, config, self.root) if self.root else config).read_bytes()
+
+    def key_for(self, field: str) -> str:
+        """What identifies the adapter once read or loaded: its weights and, for a PEFT folder, its config
+        (which sets the scaling and the kind), so an edited config is not served from the LRUs."""
+        config = self.config_bytes(field)
+        return self.sha256 if config is None else hashlib.sha256(self.sha256.encode() + config).hexdigest()
 
 
 def locate(field: str, ref: LoraRef, settings: Settings, *, deadline: float | None = None,
            should_stop: Callable[[], bool] | None = None) -> LocalAdapter:
-    """`deadline` (a time.monotonic() value) and `should_stop` (a cancelled job) bound a download, with
+    """The local file or folder behind `ref`, and the folder its files must stay in. `deadline` (a
+    `time.monotonic()` reading) and `should_stop` (a cancelled job) bound a download, with
     ACESTEP_LORA_FETCH_TIMEOUT, through net/download.py; a local adapter ignores them."""
+    if should_stop is not None and should_stop():
+        raise GenerationCancelled(f"{field}: stopped before the adapter was fetched")
     if ref.kind in ("name", "path"):
         return _in_lora_dir(field, ref.value, settings)
     if ref.kind == "url":
-        return _download(field, ref.value, settings, deadline, should_stop)
-    return _from_hub(field, ref.value, settings, deadline, should_stop)
+        local = _download(field, ref.value, settings, deadline, should_stop)
+    else:
+        local = _from_hub(field, ref.value, settings, deadline, should_stop)
+    return dataclasses.replace(local, root=settings.lora_cache_dir.resolve())
 
 
 # (weights file, size, mtime) -> its SHA-256: a job naming an adapter that is already loaded
@@ -74,11 +87,14 @@ _HASHES: dict[tuple[str, int, int], str] = {}
 _MAX_HASHES = 1024
 
 
-def sha256_of(path: Path) -> str:
+def sha256_of(path: Path, root: Path | None = None, field: str = "adapter") -> str:
+    """The SHA-256 of the adapter's weights file (resolved inside `root` when given)."""
     target = path / PEFT_WEIGHTS if path.is_dir() and (path / PEFT_WEIGHTS).is_file() else path
     if target.is_dir():
         files = sorted(target.glob("*.safetensors"))
         target = files[0] if files else target
+    if root is not None:
+        target = confined(field, target, root)
     if not target.is_file():
         return hashlib.sha256().hexdigest()
     stat = target.stat()
@@ -97,14 +113,19 @@ def _in_lora_dir(field: str, value: str, settings: Settings) -> LocalAdapter:
     root = settings.lora_dir.resolve()
     if "\x00" in value or not value.strip():
         raise InputError(field, f"{field} must name an adapter file or folder inside the adapter folder")
+    check_name(field, value)
     for candidate in (root / value, root / f"{value}.safetensors"):
-        real = candidate.resolve()
+        try:
+            real = candidate.resolve()
+            exists = real.exists()
+        except (OSError, RuntimeError):  # a name too long for this file system, a loop of links
+            raise InputError(field, f"{field}: {echo(value)} is not a name this server can look up") from None
         if real != root and root not in real.parents:
-            raise InputError(field, f"{field}: {value!r} lies outside the adapter folder (ACESTEP_LORA_DIR)")
-        if real.exists():
-            return LocalAdapter(real, sha256_of(real))
+            raise InputError(field, f"{field}: {echo(value)} lies outside the adapter folder (ACESTEP_LORA_DIR)")
+        if exists:
+            return LocalAdapter(real, sha256_of(real, root, field), root)
     available = sorted(p.name for p in root.iterdir())[:20] if root.is_dir() else []
-    raise InputError(field, f"{field}: no adapter {value!r} in the adapter folder (available: "
+    raise InputError(field, f"{field}: no adapter {echo(value)} in the adapter folder (available: "
                             f"{', '.join(available) or 'none'})")
 
 
