@@ -41,8 +41,16 @@ from ...errors import InputError, echo
 from ..dit.loading import official_to_diffusers_key
 from . import lycoris
 from .layers import base_linear
-from .spec import LYCORIS_WEIGHTS, PEFT_CONFIG, PEFT_TYPES, PEFT_WEIGHTS, AdapterConfig, check_finite, check_tensors
-from .spec import read_spec
+from .spec import (
+    LYCORIS_WEIGHTS,
+    PEFT_CONFIG,
+    PEFT_TYPES,
+    PEFT_WEIGHTS,
+    AdapterConfig,
+    check_finite,
+    check_tensors,
+    read_spec,
+)
 
 __all__ = ["LYCORIS_WEIGHTS", "PEFT_CONFIG", "PEFT_WEIGHTS", "AdapterWeights", "check_fits", "normalise", "read_adapter"]
 _PREFIXES = ("base_model.model.", "diffusion_model.", "model.", "transformer.", "decoder.")
