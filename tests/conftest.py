@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 pytest_plugins = ["tests.support.models", "tests.support.pod", "tests.support.handler", "tests.support.web",
-                  "tests.support.s3", "tests.support.slow"]
+                  "tests.support.s3", "tests.support.slow", "tests.support.hostile_loras"]
 
 HERE = Path(__file__).parent
 LEVELS = ("unit", "integration", "e2e")

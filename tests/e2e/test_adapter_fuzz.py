@@ -24,18 +24,11 @@ FILE_CASES = [case for case in hostile_loras.CASES if case[0] != "scale-400-digi
 
 
 @pytest.fixture(scope="module")
-def corpus_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("loras")
-    hostile_loras.build(root, tmp_path_factory.mktemp("outside"))
-    return root
-
-
-@pytest.fixture(scope="module")
-def corpus_engine(tiny_env, corpus_dir, tmp_path_factory):
+def corpus_engine(tiny_env, hostile_lora_dir, tmp_path_factory):
     from acestep_worker.pipeline.engine import Engine
     from acestep_worker.settings import Settings
 
-    return Engine(Settings.from_env({**tiny_env, "ACESTEP_LORA_DIR": str(corpus_dir),
+    return Engine(Settings.from_env({**tiny_env, "ACESTEP_LORA_DIR": str(hostile_lora_dir),
                                      "ACESTEP_LORA_CACHE_DIR": str(tmp_path_factory.mktemp("cache"))}))
 
 
@@ -119,8 +112,8 @@ _configs = st.one_of(st.none(), st.fixed_dictionaries({}, optional={
 @settings(max_examples=int(os.environ.get("ACESTEP_FUZZ_ADAPTERS", "40")), deadline=None,
           suppress_health_check=list(HealthCheck))
 @given(tensors=_tensors, config=_configs)
-def test_generated_adapters_are_an_answer_never_a_crash(corpus_dir, handle, pod, tensors, config):
-    folder = corpus_dir / "generated"
+def test_generated_adapters_are_an_answer_never_a_crash(hostile_lora_dir, handle, pod, tensors, config):
+    folder = hostile_lora_dir / "generated"
     folder.mkdir(exist_ok=True)
     save_file({key: torch.full(shape, fill) for key, (shape, fill) in tensors.items()},
               str(folder / "adapter_model.safetensors"))

@@ -12,6 +12,7 @@ import json
 import os
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import save_file
 
@@ -172,3 +173,11 @@ def build(root: Path, outside: Path) -> None:
                                 f"{lokr}.lokr_w2_a": torch.ones(128, 1), f"{lokr}.lokr_w2_b": torch.ones(1, 128)})
     _file(root, "h-half", {f"{PEFT_KEY}.lora_A.weight": torch.ones(2, HIDDEN)})
     (root / "h-weights-dir" / "adapter_model.safetensors").mkdir(parents=True)
+
+
+@pytest.fixture(scope="module")
+def hostile_lora_dir(tmp_path_factory) -> Path:
+    """The corpus built in a folder of its own, with its links' targets outside it."""
+    root = tmp_path_factory.mktemp("loras")
+    build(root, tmp_path_factory.mktemp("outside"))
+    return root

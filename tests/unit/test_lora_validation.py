@@ -21,16 +21,9 @@ from ..support import hostile_loras
 
 
 @pytest.fixture(scope="module")
-def adapter_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("loras")
-    hostile_loras.build(root, tmp_path_factory.mktemp("outside"))
-    return root
-
-
-@pytest.fixture(scope="module")
-def adapters(adapter_dir, tmp_path_factory):
+def adapters(hostile_lora_dir, tmp_path_factory):
     folder = tmp_path_factory.mktemp("none")
-    return Adapters(Settings(dit_path=folder, vae_path=folder, text_encoder_path=folder, lora_dir=adapter_dir,
+    return Adapters(Settings(dit_path=folder, vae_path=folder, text_encoder_path=folder, lora_dir=hostile_lora_dir,
                              lora_cache_dir=tmp_path_factory.mktemp("cache")))
 
 
@@ -54,12 +47,12 @@ def test_odd_but_valid_configs_load(adapters, case, entry):
     assert prepared.weights.rank == 2 and prepared.weights.format == "peft"
 
 
-def test_null_lora_alpha_means_the_default_scaling_of_one(adapters, adapter_dir):
+def test_null_lora_alpha_means_the_default_scaling_of_one(adapters, hostile_lora_dir):
     (prepared,) = adapters.prepare(parse_loras([{"name": "h-alpha-null"}]))
     tensors = prepared.weights.state_dict
     up = tensors["transformer.layers.0.self_attn.to_q.lora_B.weight"]
     from safetensors.torch import load_file
-    raw = load_file(str(adapter_dir / "h-alpha-null" / "adapter_model.safetensors"))
+    raw = load_file(str(hostile_lora_dir / "h-alpha-null" / "adapter_model.safetensors"))
     torch.testing.assert_close(up, raw[f"{hostile_loras.PEFT_KEY}.lora_B.weight"])  # alpha = rank
 
 
