@@ -2,7 +2,9 @@
 
 A golden folder holds an official-layout checkpoint (`config.json`, `model.safetensors`), a
 `manifest.json` naming every recorded boundary, optionally a `manifest_editing.json` naming the
-editing-path sampler runs (`edit_*`), and one safetensors file per boundary with `in.*` inputs and
+editing-path sampler runs (`edit_*`) and a `manifest_alignment.json` naming the lyric-alignment
+files (`align_*`, with the tokenizer file their token texts decode with), and one safetensors file
+per boundary with `in.*` inputs and
 `mid.*`/`out.*`/`trace.*` expected values. The checkpoint is loaded through the product's own
 loader; the silence latent stand-in recorded with the inputs is written as `silence_latent.pt`
 next to it in a scratch folder, because the product loader requires that file.
@@ -41,9 +43,11 @@ from ..models.dit.model import DiTModel
 from ..models.dit.sampler import SamplerHooks, SamplerTrace, SamplingPlan, sample
 from ..models.dit.sampler_edits import CoverSwitch, Edit, Repaint, nearest_start, renoise
 from ..models.dit.schedules import base_timesteps, turbo_timesteps
+from .parity_alignment import ALIGNMENT_RUNNERS, alignment_tokenizer
 
 SINGLE_FORWARD = {"atol": 1e-5, "rtol": 1e-4}
 GENERATE = {"atol": 5e-4, "rtol": 1e-3}
+ALIGNMENT = {"atol": 1e-6, "rtol": 1e-6}  # the same float32/float64 arithmetic as upstream's, on the CPU
 
 
 @dataclass
@@ -222,7 +226,7 @@ def _sampler_kind(manifest: dict, filename: str) -> str:
     return "turbo" if "_turbo_" in filename else "base"
 
 
-MANIFESTS = ("manifest.json", "manifest_editing.json")
+MANIFESTS = ("manifest.json", "manifest_editing.json", "manifest_alignment.json")
 CHECKPOINT_FILES = {"model.safetensors"}
 
 
@@ -233,6 +237,7 @@ def _manifest_entries(golden: Path) -> tuple[dict, dict[str, tuple[dict, dict]]]
     for name in MANIFESTS:
         if (golden / name).is_file():
             manifest = json.loads((golden / name).read_text())
+            manifest["_folder"] = golden
             entries.update({file: (manifest, entry) for file, entry in manifest["files"].items()})
     return main, entries
 
@@ -264,6 +269,9 @@ def _run_file(dit: DiTModel, stem: str, tensors: dict, manifest: dict, entry: di
         return run_edit(dit, tensors, _sampler_kind(manifest, stem), args), GENERATE
     if stem in RUNNERS:
         return RUNNERS[stem](dit, tensors), SINGLE_FORWARD
+    if stem in ALIGNMENT_RUNNERS:
+        tokenizer = alignment_tokenizer(manifest["_folder"], manifest)
+        return ALIGNMENT_RUNNERS[stem](tensors, args, tokenizer), ALIGNMENT
     return None
 
 
