@@ -14,7 +14,7 @@ import hashlib
 import logging
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol, Sequence
 from urllib.parse import quote
@@ -48,6 +48,7 @@ class SavedSong:
     content_type: str
     duration_s: float
     sample_rate: int
+    extras: dict = field(default_factory=dict)  # per song: LRC, scores, its take (the engine's Song.extras)
 
     @property
     def file_url(self) -> str:
@@ -118,7 +119,8 @@ def save_songs(songs: Sequence[SongAudio], encoding: Encoding, paths: list[Path]
     encoded = list(zip(paths, datas))
     write_all(encoded)
     return [SavedSong(path, len(data), hashlib.sha256(data).hexdigest(), song.seed, fmt.name, fmt.content_type,
-                      song.duration_s, song.sample_rate) for (path, data), song in zip(encoded, songs)]
+                      song.duration_s, song.sample_rate, dict(getattr(song, "extras", {})))
+            for (path, data), song in zip(encoded, songs)]
 
 
 def write_all(files: list[tuple[Path, bytes]]) -> None:

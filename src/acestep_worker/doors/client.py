@@ -24,6 +24,7 @@ from tqdm import tqdm
 from ..errors import InputError
 from ..schema.formats import FORMAT_OF_SUFFIX
 from ..schema.request import JobRequest, parse
+from .alignment_flags import add_alignment_arguments, alignment_fields, report_scores, write_lrc
 
 LYRICS_HELP = """Lyrics: one section tag per block, then its lines.
   [Intro] [Verse] [Verse 1] [Pre-Chorus] [Chorus] [Bridge] [Outro] [Instrumental]
@@ -85,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--audio-cover-strength", type=float, metavar="X",
                       help="0-1: how closely a cover follows the source (lower: a freer restyle)")
     edit.add_argument("--track-name", help="the stem for extract/lego, e.g. vocals, drums, bass")
+    add_alignment_arguments(p.add_argument_group("lyric timestamps and scores"))
     run = p.add_argument_group("run")
     run.add_argument("--output", "-o", type=Path, default=Path("output.mp3"), help="output file (default output.mp3)")
     run.add_argument("--poll-interval", type=float, default=5.0, help="seconds between status checks (default 5)")
@@ -104,7 +106,8 @@ def request_fields(args: argparse.Namespace) -> dict:
               "vocal_language": args.language, "audio_format": fmt, "model": args.model,
               "thinking": True if args.thinking else None, "task_type": args.task_type,
               "repainting_start": args.repainting_start, "repainting_end": args.repainting_end,
-              "audio_cover_strength": args.audio_cover_strength, "track_name": args.track_name}
+              "audio_cover_strength": args.audio_cover_strength, "track_name": args.track_name,
+              **alignment_fields(args)}
     for name in ("src_audio", "reference_audio"):  # a URL is passed on as it is; files are sent separately
         value = getattr(args, name)
         if value and value.lower().startswith(REMOTE_SOURCES):
@@ -226,6 +229,8 @@ def run_api(args: argparse.Namespace, fields: dict, http: httpx.Client) -> list[
         if response.status_code != 200:
             raise ClientError(f"download of {item['file']} failed with HTTP {response.status_code}")
         path.write_bytes(response.content)
+        write_lrc(path, item.get("metas", {}).get("lrc"))
+    report_scores(list(zip(paths, items)), items[0].get("takes") if items else None, args.quiet)
     return paths
 
 
@@ -287,6 +292,8 @@ def run_runpod(args: argparse.Namespace, fields: dict, http: httpx.Client) -> li
             path.write_bytes(http.get(result["url"], timeout=120).raise_for_status().content)
         else:
             raise ClientError(f"song {path.name} came back without audio ({result.get('base64_omitted', 'no url')})")
+        write_lrc(path, result.get("lrc"))
+    report_scores(list(zip(paths, results)), status["output"].get("params", {}).get("takes"), args.quiet)
     return paths
 
 

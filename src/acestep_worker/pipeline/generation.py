@@ -17,6 +17,7 @@ import torch
 from ..models.dit.model import DiTModel
 from ..models.registry import ModelRegistry
 from ..schema.units import FRAMES_PER_SECOND, SAMPLE_RATE
+from .best_of import best_of
 from .edit_conditions import encode_edit_audio
 from .memory_budget import MemoryBudget, check_fits
 from .plan import JobPlan
@@ -33,6 +34,7 @@ class Song:
     sample_rate: int
     seed: int
     duration_s: float
+    extras: dict = field(default_factory=dict)  # per song: LRC, scores, its take (lyric_alignment, best_of)
 
 
 @dataclass
@@ -80,17 +82,23 @@ class GenerationPipeline:
         # 6. One spec per song: text, metadata, instruction, code hints.
         songs = song_specs(dit, plan, resolved, edit)
         # 7. Encode the prompts, condition, sample, decode.
-        output = self.synthesizer(dit, songs, frames, schedule, progress, edit)
-        # 8. The songs, and what was used to make them.
+        output = self.synthesizer(dit, songs, frames, schedule, progress, edit, plan.alignment)
+        # 8. The songs, and what was used to make them; best-of-N keeps the best takes.
         audio_out = output.audio.numpy()
         duration = audio_out.shape[-1] / SAMPLE_RATE
+        extras = output.alignment or [{} for _ in songs]
+        takes = [Song(np.ascontiguousarray(a.T), SAMPLE_RATE, s.seed, duration, dict(x))
+                 for a, s, x in zip(audio_out, songs, extras)]
+        kept, ranking = best_of(takes, plan.request.keep_best, plan.request.rank_by)
         result = GenerationResult(
-            songs=[Song(np.ascontiguousarray(a.T), SAMPLE_RATE, s.seed, duration) for a, s in zip(audio_out, songs)],
+            songs=kept,
             model=dit.variant.name, random_weights=self.models.random_weights,
             params=dict(sampling, **song_params(plan, resolved, self.models.planner), **edit.report()),
             timings={**resolved.timings, **edit.timings, **output.timings})
         if adapters:
             result.params["loras"] = adapters
+        if ranking is not None:
+            result.params["takes"] = ranking
         result.timings["total"] = time.perf_counter() - start
         return result
 

@@ -45,6 +45,7 @@ from ..schema.units import (
     frames_for_duration,
     latent_frames,
 )
+from .lyric_alignment import AlignmentRequest
 
 LengthSource = Literal["codes", "source", "duration", "planner", "default"]
 
@@ -100,6 +101,7 @@ class JobPlan:
     output: OutputPlan
     replaced: Mapping[str, str] = field(default_factory=dict)  # field -> why another field replaces it
     region: Region | None = None  # the repaint/lego range on the decoded source (with_source)
+    alignment: AlignmentRequest = field(default_factory=AlignmentRequest)  # LRC / scores read after sampling
 
     @property
     def audio_fields(self) -> tuple[str, ...]:
@@ -157,13 +159,27 @@ def resolve(request: GenerationRequest, facts: EngineFacts, seeds: tuple[int, ..
     codes = request.given_codes or None
     _check_source(request, task, codes, bool(request.src_audio) if has_source is None else has_source)
     planner = planner_work(request, task, codes, facts.planner_loaded)
+    alignment = alignment_request(request, planner, steps)
     fmt = FORMATS[request.audio_format]
     return JobPlan(
         request=request, task=task, variant=facts.variant, codes=codes, steps=steps,
         instruction=_instruction(request, bool(codes) or planner.writes_codes),
         length=song_length(request, task, codes, planner), planner=planner, seeds=seeds or draw_seeds(request),
         output=OutputPlan(fmt.name, request.mp3_bitrate, fmt.extension, fmt.content_type),
-        replaced=replaced_fields(request))
+        replaced=replaced_fields(request), alignment=alignment)
+
+
+def alignment_request(request: GenerationRequest, planner: PlannerWork, steps: int) -> AlignmentRequest:
+    """What the job reads from the DiT's lyric alignment: the LRC (auto_lrc), the scores (auto_score, or
+    keep_best to rank by). Every task aligns its songs' lyrics, as upstream does for any result with
+    lyrics; a request whose songs can have none is refused (a description can still write some)."""
+    asked = request.alignment_fields
+    if asked and request.instrumental and not planner.sample:
+        names = " and ".join(asked)
+        raise InputError(asked[0], f"{names} align the songs' lyrics, and this request has none (lyrics are empty "
+                         "or [Instrumental]); send lyrics, or leave out " + names)
+    return AlignmentRequest(lrc=request.auto_lrc, scores=request.auto_score or request.keep_best is not None,
+                            steps=steps)
 
 
 def song_length(request: GenerationRequest, task: TaskRule, codes: tuple[int, ...] | None,

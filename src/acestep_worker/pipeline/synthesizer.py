@@ -38,7 +38,9 @@ from ..models.dit.text_prompts import (
 from ..models.text_encoder import EncodedText, TextEncoder
 from ..models.vae import decode
 from ..schema.task_types import TASKS
+from ..schema.units import SAMPLE_RATE
 from .edit_conditions import EditInputs, source_at_length, source_rows, splice
+from .lyric_alignment import AlignmentRequest, LyricPrompt, align_songs
 from .progress import ProgressTracker
 
 
@@ -60,6 +62,7 @@ class SynthesisOutput:
     audio: torch.Tensor  # [B, 2, frames * 1920] float32 on the CPU
     frames: int
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    alignment: list[dict] | None = None  # per song: LRC and/or alignment scores (lyric_alignment.py)
 
 
 class EncodedPrompts(NamedTuple):
@@ -76,10 +79,12 @@ class Synthesizer:
         self.vae = vae
 
     def __call__(self, dit: DiTModel, songs: list[SongSpec], frames: int, plan: SamplingPlan,
-                 progress: ProgressTracker, edit: EditInputs | None = None) -> SynthesisOutput:
+                 progress: ProgressTracker, edit: EditInputs | None = None,
+                 alignment: AlignmentRequest | None = None) -> SynthesisOutput:
         """`frames`: the batch's latent length (the plan's). `progress` reports each stage and step and
         stops the work between steps and between decoded songs. `edit` carries an editing task's
-        source and reference (text2music without it)."""
+        source and reference (text2music without it). `alignment`: the LRC and scores to read from
+        the DiT once the songs are made (none by default)."""
         timings: dict[str, float] = {}
         edit = edit or EditInputs(TASKS["text2music"])
 
@@ -101,7 +106,13 @@ class Synthesizer:
             audio = audio[..., : edit.source.samples]  # a source task keeps the source's length
             if edit.splice and edit.source.region is not None:
                 audio = splice(audio, edit.source, edit.wav_crossfade_s)
-        return SynthesisOutput(audio, frames, timings)
+        aligned = None
+        if alignment is not None and alignment.wanted:
+            with _stage("alignment", timings, progress):
+                aligned = align_songs(dit, self.text_encoder, latents, conditions.encoder_hidden_states,
+                                      conditions.context_latents, [LyricPrompt(s.lyrics, s.language) for s in songs],
+                                      [audio.shape[-1] / SAMPLE_RATE] * len(songs), alignment)
+        return SynthesisOutput(audio, frames, timings, aligned)
 
     def editing_plan(self, dit: DiTModel, plan: SamplingPlan, conditions: "BatchConditions", noise: torch.Tensor,
                      prompts: EncodedPrompts, edit: EditInputs) -> tuple[SamplingPlan, Edit]:

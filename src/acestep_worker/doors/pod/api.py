@@ -117,6 +117,19 @@ def _metas(task: Task) -> dict:
             "prompt": task.request.caption, "lyrics": task.request.lyrics}
 
 
+# Per song, under upstream's newer names: the LRC goes into `metas` (`lrc`, `lrc_source`), the scores and
+# the best-of-N take beside the other per-song keys.
+_METAS_KEYS = ("lrc", "lrc_source")
+
+
+def _song_extras(metas: dict, song) -> dict:
+    extras = dict(song.extras)
+    if not extras:
+        return {}
+    song_metas = {**metas, **{k: extras.pop(k) for k in _METAS_KEYS if k in extras}}
+    return {"metas": song_metas, **extras}
+
+
 def generation_info(task: Task) -> str:
     p, t = task.params, task.timings
     lines = []
@@ -147,8 +160,11 @@ def result_items(task: Task, lm_model: str, env: str) -> list[dict]:
                   "seed_value": ",".join(str(s.seed) for s in task.songs), "lm_model": lm_model,
                   "dit_model": task.model, "progress": 1.0, "stage": "succeeded",
                   "task_type": task.params.get("task_type", task.request.task_type), **task.sources}
-        return [{"file": song.file_url, **base, **shared, "seed": song.seed, "format": song.format,
-                 "bytes": song.size, "sha256": song.sha256, "duration": song.duration_s} for song in task.songs]
+        if "takes" in task.params:  # best-of-N: every take's score, and which were kept
+            shared["takes"] = task.params["takes"]
+        return [{"file": song.file_url, **base, **shared, **_song_extras(shared["metas"], song), "seed": song.seed,
+                 "format": song.format, "bytes": song.size, "sha256": song.sha256, "duration": song.duration_s}
+                for song in task.songs]
     if task.state is TaskState.FAILED:
         return [{"file": "", **base, "status": 2, "progress": task.progress, "stage": "failed", "error": task.error}]
     return [{"file": "", **base, "status": 0, "progress": task.progress, "stage": task.stage}]

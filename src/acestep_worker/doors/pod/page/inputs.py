@@ -33,6 +33,9 @@ GENERATE_INPUTS: tuple[tuple[str, object], ...] = (
     ("time_signature", ""),
     ("vocal_language", "auto"),
     ("thinking", False),
+    ("auto_lrc", False),  # lyric timestamps (LRC) per song
+    ("auto_score", False),  # lyric-alignment scores per song
+    ("keep_best", ""),  # best-of-N: keep the best K of the songs made ("" keeps all)
     ("src_audio", None),  # a file path (gradio_client: handle_file(path))
     ("src_audio_from", ""),  # its trim, seconds
     ("src_audio_to", ""),
