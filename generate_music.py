@@ -95,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--task-type", help="text2music, repaint, cover, ... (default text2music)")
     edit.add_argument("--repaint-start", type=float, help="repaint from this second of the source")
     edit.add_argument("--repaint-end", type=float, help="repaint up to this second (-1: to the end)")
+    timing = p.add_argument_group("lyric timestamps and scores")
+    timing.add_argument("--lrc", action="store_true", help="also get the lyrics with timestamps, written as <song>.lrc")
+    timing.add_argument("--score", action="store_true", help="print each song's lyric-alignment scores")
+    timing.add_argument("--keep-best", type=int, help="best-of-N (this server's own): keep the best K of --batch-size")
+    timing.add_argument("--rank-by", choices=["dit_score", "lm_score"], help="the score --keep-best ranks by")
     run = p.add_argument_group("run")
     run.add_argument("--output", "-o", type=Path, default=Path("output.mp3"), help="output file (default output.mp3)")
     run.add_argument("--poll-interval", type=float, default=5.0, help="seconds between status checks (default 5)")
@@ -119,8 +124,19 @@ def request_fields(args: argparse.Namespace) -> dict:
               "vocal_language": args.language, "audio_format": args.format or args.output.suffix.lstrip(".").lower()
               or "mp3", "model": args.model, "thinking": args.thinking or None,
               "sample_query": args.sample_query, "use_format": args.format_input or None,
-              "task_type": args.task_type, "repainting_start": args.repaint_start, "repainting_end": args.repaint_end}
+              "task_type": args.task_type, "repainting_start": args.repaint_start, "repainting_end": args.repaint_end,
+              "auto_lrc": args.lrc or None, "auto_score": args.score or None, "keep_best": args.keep_best,
+              "rank_by": args.rank_by}
     return {k: v for k, v in fields.items() if v is not None}
+
+
+def song_extras(path: Path, lrc, song: dict, say) -> None:
+    """A song's LRC written beside it as <song>.lrc, and its scores said."""
+    if lrc:
+        path.with_suffix(".lrc").write_text(lrc + "\n", encoding="utf-8")
+    scores = {k: song[k] for k in ("lm_score", "dit_score", "take", "rank") if k in song}
+    if scores:
+        say(f"{path.name}: " + ", ".join(f"{k} {v}" for k, v in scores.items()))
 
 
 def audio_inputs(args: argparse.Namespace) -> dict:
@@ -317,6 +333,7 @@ def run_pod(args: argparse.Namespace, fields: dict, http: Http, say) -> list:
         if status != 200:
             raise ClientError(f"download of {item['file']} failed with HTTP {status}")
         path.write_bytes(audio)
+        song_extras(path, (item.get("metas") or {}).get("lrc"), item, say)
     return paths
 
 
@@ -385,6 +402,7 @@ def run_runpod(args: argparse.Namespace, fields: dict, http: Http, say) -> list:
             path.write_bytes(audio)
         else:
             raise ClientError(f"song {path.name} came back without audio: {result.get('base64_omitted', 'no url')}")
+        song_extras(path, result.get("lrc"), result, say)
     return paths
 
 

@@ -166,3 +166,42 @@ def test_without_keep_best_every_take_is_delivered_unranked():
 def test_lrc_lines_parse():
     text = format_lrc([TimedLine("a", 0.0, 1.0), TimedLine("b", 61.0, 62.0)])
     assert [LRC_LINE.match(line).groups() for line in text.splitlines()] == [("00", "00.00", "a"), ("01", "01.00", "b")]
+
+
+# -- the clients ------------------------------------------------------------------------------------
+
+def _one_file_client():
+    import importlib.util
+
+    from ..support.repo import REPO
+
+    spec = importlib.util.spec_from_file_location("generate_music_under_test", REPO / "generate_music.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_both_clients_send_the_alignment_flags_under_the_servers_names():
+    from acestep_worker.doors import client
+
+    argv = ["--caption", "x", "--lyrics", "la", "--batch-size", "3", "--lrc", "--score", "--keep-best", "2",
+            "--rank-by", "lm_score"]
+    expected = {"auto_lrc": True, "auto_score": True, "keep_best": 2, "rank_by": "lm_score"}
+    package = client.request_fields(client.build_parser().parse_args(argv))
+    standalone = _one_file_client()
+    one_file = standalone.request_fields(standalone.build_parser().parse_args(argv))
+    for fields in (package, one_file):
+        assert {k: fields[k] for k in expected} == expected
+        assert parse(fields).alignment_fields == ("auto_lrc", "auto_score", "keep_best")
+    plain = client.request_fields(client.build_parser().parse_args(["--caption", "x"]))
+    assert not {"auto_lrc", "auto_score", "keep_best", "rank_by"} & set(plain)
+
+
+def test_the_clients_write_a_songs_lrc_beside_it(tmp_path):
+    from acestep_worker.doors.alignment_flags import write_lrc
+
+    said = []
+    _one_file_client().song_extras(tmp_path / "a.mp3", "[00:00.00]la", {"dit_score": 0.5}, said.append)
+    assert (tmp_path / "a.lrc").read_text(encoding="utf-8") == "[00:00.00]la\n" and "dit_score 0.5" in said[0]
+    assert write_lrc(tmp_path / "b.flac", "[00:01.00]é") == tmp_path / "b.lrc"
+    assert write_lrc(tmp_path / "c.mp3", None) is None and not (tmp_path / "c.lrc").exists()

@@ -172,6 +172,8 @@ def replaced_fields(request) -> dict[str, str]:
     elif request.thinking and task.needs_source:
         replaced["thinking"] = (f"task_type {request.task_type!r} follows the source song; the planner writes no "
                                 "audio codes for it, as upstream")
+    if request.keep_best is None and "rank_by" in request.model_fields_set:
+        replaced["rank_by"] = "rank_by orders the takes of best-of-N; without keep_best every song is kept"
     if not task.runs_planner:
         reason = (f"task_type {request.task_type!r} only transforms the source song; the planner does not run "
                   "for it, as upstream")
