@@ -13,6 +13,7 @@ import torch
 from acestep_worker.doors import cli
 from acestep_worker.doors.pod.api import result_items
 from acestep_worker.doors.serverless import run_job
+from acestep_worker.errors import InputError
 from acestep_worker.models.dit.attention_capture import cross_attention
 from acestep_worker.schema.request import TimedRequest, parse
 
@@ -128,8 +129,15 @@ def test_a_repaint_gets_its_lrc_over_the_edited_song(engine):
 
 
 def test_an_instrumental_request_is_refused_before_any_work(engine):
-    out = run_job(engine, "align-inst", {"caption": "test", "lyrics": "[inst]", "auto_lrc": True}, env={})
-    assert "auto_lrc" in out["error"] and "lyrics" in out["error"]
+    dit = engine.models.dit("acestep-v15-turbo")
+    calls, hook = _count_dit_calls(dit)
+    try:
+        with pytest.raises(InputError) as caught:
+            run_job(engine, "align-inst", {"caption": "test", "lyrics": "[inst]", "auto_lrc": True}, env={})
+    finally:
+        hook.remove()
+    assert caught.value.field == "auto_lrc" and "auto_lrc aligns the songs' lyrics" in str(caught.value)
+    assert calls == []
 
 
 def test_best_of_n_ranks_takes_made_with_an_adapter(lora_engine):

@@ -1,7 +1,9 @@
 """Upstream's lyric-alignment arithmetic on attention maps: denoising, DTW and the alignment score.
 
 Inputs are attention maps of chosen heads over the pure lyric tokens, [heads, tokens, frames]
-(`models/dit/attention_capture.py` reads them). Two preprocessings, as upstream's two classes do:
+(`models/dit/attention_capture.py` reads them), on the device that made them: upstream moves them to
+the CPU first; the arithmetic is the same, and on a GPU the sorts of a long song's maps take
+milliseconds instead of seconds (the CPU result is the one the goldens pin). Two preprocessings, as upstream's two classes do:
 
 * for timestamps (`MusicStampsAligner`): bidirectional consensus (softmax over frames times softmax
   over tokens), row then column median suppression, squaring, one z-score over everything, a
@@ -25,7 +27,7 @@ import torch.nn.functional as F
 def median_filter(x: torch.Tensor, width: int) -> torch.Tensor:
     """Median over a sliding window of the last axis, reflect-padded (width 1: unchanged)."""
     pad = width // 2
-    if x.shape[-1] <= pad:
+    if x.shape[-1] <= pad or width <= 1:
         return x
     squeeze = x.ndim == 2
     if squeeze:
@@ -36,13 +38,14 @@ def median_filter(x: torch.Tensor, width: int) -> torch.Tensor:
 
 
 def _median(x: torch.Tensor, dim: int) -> torch.Tensor:
-    """torch.quantile(x, 0.5, dim, keepdim=True) (linear interpolation), without its size limit."""
+    """torch.quantile(x, 0.5, dim, keepdim=True) (linear interpolation between the two middle values),
+    by selection instead of a sort and without quantile's size limit."""
     n = x.shape[dim]
-    ordered = x.sort(dim=dim).values
     lo, hi = (n - 1) // 2, n // 2
-    low, high = ordered.narrow(dim, lo, 1), ordered.narrow(dim, hi, 1)
+    low = x.kthvalue(lo + 1, dim=dim, keepdim=True).values
+    high = low if hi == lo else x.kthvalue(hi + 1, dim=dim, keepdim=True).values
     weight = (n - 1) * 0.5 - lo
-    return torch.lerp(low, high, torch.tensor(weight, dtype=x.dtype))
+    return torch.lerp(low, high, torch.tensor(weight, dtype=x.dtype, device=x.device))
 
 
 def timestamp_matrix(weights: torch.Tensor, violence: float = 2.0, medfilt_width: int = 1) -> np.ndarray:
@@ -54,12 +57,12 @@ def timestamp_matrix(weights: torch.Tensor, violence: float = 2.0, medfilt_width
     processed = processed ** 2
     std, mean = torch.std_mean(processed, unbiased=False)
     processed = median_filter((processed - mean) / (std + 1e-9), medfilt_width)
-    return processed.mean(dim=0).numpy()
+    return processed.mean(dim=0).cpu().numpy()
 
 
 def energy_matrix(weights: torch.Tensor, medfilt_width: int = 1) -> np.ndarray:
     """[heads, tokens, frames] attention -> the score's [tokens, frames] energy in [0, 1] (float32)."""
-    energy = median_filter(weights.float().mean(dim=0), medfilt_width).numpy()
+    energy = median_filter(weights.float().mean(dim=0), medfilt_width).cpu().numpy()
     low, high = energy.min(), energy.max()
     if high - low > 1e-9:
         return (energy - low) / (high - low)
@@ -71,41 +74,40 @@ def dtw(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     Cell (i, j) takes the cheapest of its diagonal, upper and left neighbours (strictly cheapest
     diagonal first, then strictly cheapest upper, else left), adds its cost in the cost's precision
-    and stores the sum in float32. Cells of one anti-diagonal depend only on the two before it.
+    and stores the sum in float32. Cells of one anti-diagonal depend only on the two before it, so
+    the tables are kept skewed (row d holds anti-diagonal d, indexed by i) and each anti-diagonal is
+    a handful of slice operations.
     """
     n, m = cost.shape
-    acc = np.full((n + 1, m + 1), np.inf, dtype=np.float32)
-    trace = np.full((n + 1, m + 1), -1, dtype=np.int8)
+    acc = np.full((n + m + 1, n + 1), np.inf, dtype=np.float32)  # acc[i + j, i]: cell (i, j)
+    trace = np.full((n + m + 1, n + 1), -1, dtype=np.int8)
     acc[0, 0] = 0
+    flipped = cost[:, ::-1]  # anti-diagonal k of cost is diagonal m - 1 - k of this
     for d in range(2, n + m + 1):
-        i = np.arange(max(1, d - m), min(n, d - 1) + 1)
-        j = d - i
-        c0, c1, c2 = acc[i - 1, j - 1], acc[i - 1, j], acc[i, j - 1]
+        lo, hi = max(1, d - m), min(n, d - 1)
+        c0, c1, c2 = acc[d - 2, lo - 1:hi], acc[d - 1, lo - 1:hi], acc[d - 1, lo:hi + 1]
         pick0 = (c0 < c1) & (c0 < c2)
         pick1 = ~pick0 & (c1 < c0) & (c1 < c2)
         best = np.where(pick0, c0, np.where(pick1, c1, c2))
-        acc[i, j] = (cost[i - 1, j - 1] + best).astype(np.float32)
-        trace[i, j] = np.where(pick0, 0, np.where(pick1, 1, 2))
+        acc[d, lo:hi + 1] = (np.diagonal(flipped, m + 1 - d) + best).astype(np.float32)
+        trace[d, lo:hi + 1] = np.where(pick0, 0, np.where(pick1, 1, 2))
     return _backtrace(trace, n, m)
 
 
 def _backtrace(trace: np.ndarray, n: int, m: int) -> tuple[np.ndarray, np.ndarray]:
-    trace[0, :] = 2
-    trace[:, 0] = 1
+    """Walk back from (n, m): 0 diagonal, 1 up, 2 left; the top row goes left, the left column up."""
     rows, cols = [], []
     i, j = n, m
     while i > 0 or j > 0:
         rows.append(i - 1)
         cols.append(j - 1)
-        step = trace[i, j]
+        step = 1 if j == 0 else 2 if i == 0 else trace[i + j, i]
         if step == 0:
             i, j = i - 1, j - 1
         elif step == 1:
             i -= 1
-        elif step == 2:
-            j -= 1
         else:
-            break
+            j -= 1
     return np.array(rows[::-1], dtype=np.int32), np.array(cols[::-1], dtype=np.int32)
 
 

@@ -94,9 +94,9 @@ def song_score(weights: torch.Tensor, ids: Sequence[int], decode: Decode) -> flo
 
 def stacked_heads(maps: dict[int, torch.Tensor], row: int, tokens: LyricTokens) -> torch.Tensor:
     """Item `row`'s chosen heads in upstream's order (layers as configured, then heads), over the lyric
-    tokens: [heads, tokens, frames] float32 on the CPU."""
+    tokens: [heads, tokens, frames] float32, on the device that captured them."""
     heads = [maps[layer][row, :, :, tokens.start:tokens.end].transpose(-1, -2) for layer in maps]
-    return torch.cat(heads).float().cpu()
+    return torch.cat(heads).float()
 
 
 @torch.no_grad()

@@ -176,8 +176,9 @@ def alignment_request(request: GenerationRequest, planner: PlannerWork, steps: i
     asked = request.alignment_fields
     if asked and request.instrumental and not planner.sample:
         names = " and ".join(asked)
-        raise InputError(asked[0], f"{names} align the songs' lyrics, and this request has none (lyrics are empty "
-                         "or [Instrumental]); send lyrics, or leave out " + names)
+        verb = "align" if len(asked) > 1 else "aligns"
+        raise InputError(asked[0], f"{names} {verb} the songs' lyrics, and this request has none (lyrics are "
+                         "empty or [Instrumental]); send lyrics, or leave out " + names)
     return AlignmentRequest(lrc=request.auto_lrc, scores=request.auto_score or request.keep_best is not None,
                             steps=steps)
 

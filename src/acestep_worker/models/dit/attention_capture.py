@@ -97,8 +97,11 @@ def cross_attention(dit: DiTModel, hidden_states: torch.Tensor, timestep: torch.
         handles.append(attn.register_forward_pre_hook(hook_for(layer), with_kwargs=True))
     dtype = dit.dtype
     try:
-        dit.transformer(hidden_states.to(dtype), timestep.to(dtype), timestep.to(dtype),
-                        encoder_hidden_states.to(dtype), context_latents.to(dtype), return_dict=False)
+        # One partial call with hooks that raise: compiled blocks (ACESTEP_DIT_COMPILE) run it eagerly
+        # rather than recompile for the hooks.
+        with torch.compiler.set_stance("force_eager"):
+            dit.transformer(hidden_states.to(dtype), timestep.to(dtype), timestep.to(dtype),
+                            encoder_hidden_states.to(dtype), context_latents.to(dtype), return_dict=False)
     except _Done:
         pass
     finally:
