@@ -205,3 +205,20 @@ def test_the_clients_write_a_songs_lrc_beside_it(tmp_path):
     assert (tmp_path / "a.lrc").read_text(encoding="utf-8") == "[00:00.00]la\n" and "dit_score 0.5" in said[0]
     assert write_lrc(tmp_path / "b.flac", "[00:01.00]é") == tmp_path / "b.lrc"
     assert write_lrc(tmp_path / "c.mp3", None) is None and not (tmp_path / "c.lrc").exists()
+
+
+def test_the_inline_budget_counts_only_the_takes_best_of_n_keeps():
+    from acestep_worker.delivery.inline import check_deliverable
+    from acestep_worker.schema.request import JobRequest
+
+    def check(**fields):
+        request = parse({"lyrics": "la", "return_audio_base64": True, "audio_format": "wav", **fields}, JobRequest)
+        check_deliverable(request, 20.0, "duration", has_bucket=False, response_limit=20_000_000)
+
+    check(batch_size=4, keep_best=1)  # one 20 s WAV fits the default 8 MB
+    with pytest.raises(InputError) as caught:
+        check(batch_size=4)
+    assert "batch_size 1" in str(caught.value)
+    with pytest.raises(InputError) as caught:
+        check(batch_size=4, keep_best=3)
+    assert "keep_best 1" in str(caught.value)

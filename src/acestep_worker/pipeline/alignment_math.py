@@ -3,7 +3,8 @@
 Inputs are attention maps of chosen heads over the pure lyric tokens, [heads, tokens, frames]
 (`models/dit/attention_capture.py` reads them), on the device that made them: upstream moves them to
 the CPU first; the arithmetic is the same, and on a GPU the sorts of a long song's maps take
-milliseconds instead of seconds (the CPU result is the one the goldens pin). Two preprocessings, as upstream's two classes do:
+milliseconds instead of seconds (the CPU result is the one the goldens pin). Two preprocessings, as
+upstream's two classes do:
 
 * for timestamps (`MusicStampsAligner`): bidirectional consensus (softmax over frames times softmax
   over tokens), row then column median suppression, squaring, one z-score over everything, a
@@ -12,7 +13,8 @@ milliseconds instead of seconds (the CPU result is the one the goldens pin). Two
   path follows its square.
 
 The DTW is upstream's (minimum cumulative cost of -matrix, ties broken as it breaks them, cost kept
-in float32), computed one anti-diagonal at a time with numpy instead of a compiled double loop.
+in float32), computed one anti-diagonal at a time with numpy instead of a numba-compiled double loop
+(numba is not a dependency here).
 The score is coverage^2 x monotonicity^2 x path confidence, clipped to [0, 1] and rounded to 4
 places (acestep/core/scoring/dit_score.py).
 """
