@@ -71,7 +71,10 @@ def test_lrc_timestamps_are_minutes_and_hundredths():
 
 def test_tokens_the_path_skips_start_where_the_last_ended_and_lines_break_at_newlines():
     texts = ["la", " la", "\n", "oh", "\n"]
-    decode = lambda ids: "".join(texts[i] for i in ids)  # noqa: E731
+
+    def decode(ids):
+        return "".join(texts[i] for i in ids)
+
     rows, cols = np.array([0, 0, 1, 3, 4]), np.array([0, 1, 2, 3, 4])  # token 2 never visited
     tokens = timed_tokens(range(5), texts, rows, cols, frames=5, duration_s=10.0)
     assert [(t.start, t.end) for t in tokens] == [(0.0, 2.0), (4.0, 4.0), (4.0, 4.0), (6.0, 6.0), (8.0, 8.0)]
@@ -80,7 +83,10 @@ def test_tokens_the_path_skips_start_where_the_last_ended_and_lines_break_at_new
 
 def test_token_texts_follow_upstreams_incremental_decoding_of_split_characters():
     raw = [b"caf", b"\xc3", b"\xa9", b"!"]  # a byte-level tokenizer splits "\xe9" in two
-    decode = lambda ids: b"".join(raw[i] for i in ids).decode("utf-8", errors="replace")  # noqa: E731
+
+    def decode(ids):
+        return b"".join(raw[i] for i in ids).decode("utf-8", errors="replace")
+
     # The half character decodes as U+FFFD; the token completing it adds fewer bytes than that: "".
     assert token_texts([0, 1, 2, 3], decode) == ["caf", "\ufffd", "", "!"]
 
