@@ -67,7 +67,7 @@ def test_text2music_with_a_reference_audio_steers_timbre(engine):
 
 
 def test_repaint_keeps_the_source_outside_the_range_and_changes_it_inside(engine):
-    fields = dict(task_type="repaint", repainting_start=0.4, repainting_end=0.8)
+    fields = {"task_type": "repaint", "repainting_start": 0.4, "repainting_end": 0.8}
     result = _edit(engine, {"src_audio": SOURCE}, enable_normalization=False, **fields)
     out = result.songs[0].audio
     assert result.params["repaint_frames"] == [10, 20]

@@ -7,7 +7,14 @@ import argparse
 import pytest
 import torch
 
-from acestep_worker.audio.finishing import Finishing, adjust_latents, fade, fade_samples, finish, normalize
+from acestep_worker.audio.finishing import (
+    Finishing,
+    adjust_latents,
+    fade,
+    fade_samples,
+    finish,
+    normalize,
+)
 from acestep_worker.errors import InputError
 from acestep_worker.schema.request import parse
 

@@ -80,13 +80,14 @@ class Synthesizer:
 
     def __call__(self, dit: DiTModel, songs: list[SongSpec], frames: int, plan: SamplingPlan,
                  progress: ProgressTracker, edit: EditInputs | None = None,
-                 finishing: Finishing = Finishing()) -> SynthesisOutput:
+                 finishing: Finishing | None = None) -> SynthesisOutput:
         """`frames`: the batch's latent length (the plan's). `progress` reports each stage and step and
         stops the work between steps and between decoded songs. `edit` carries an editing task's
         source and reference (text2music without it). `finishing`: upstream's latent shift/rescale
         before the VAE, and its peak normalisation and fades after the repaint splice."""
         timings: dict[str, float] = {}
         edit = edit or EditInputs(TASKS["text2music"])
+        finishing = finishing or Finishing()  # upstream's defaults: normalised to -1 dBFS, no fades
 
         with _stage("text_encoding", timings, progress):
             prompts = self.encode_prompts(songs, with_text2music=edit.cover_strength < 1)
