@@ -82,7 +82,8 @@ def _progress_text(manager: TaskManager, task: Task) -> tuple[float, str]:
 
 def _summary(task: Task) -> dict:
     summary = {k: task.params.get(k) for k in ("caption", "bpm", "key_scale", "time_signature",
-                                               "vocal_language", "inference_steps", "shift", "seeds")}
+                                               "vocal_language", "inference_steps", "shift", "seeds",
+                                               "normalization_gain_db", "fade_in_duration", "fade_out_duration")}
     summary["model"], summary["total_seconds"] = task.model, round(task.timings.get("total", 0.0), 2)
     summary["lm_metadata"] = task.params.get("lm_metadata", {})
     summary.update(task_type=task.params.get("task_type", task.request.task_type), **task.sources)
