@@ -13,7 +13,7 @@ import pytest
 from acestep_worker.audio.encode import decode
 
 
-def _song(api, send) -> np.ndarray:
+def _song(api, send, info: list | None = None) -> np.ndarray:
     body = send(f"{api}/release_task").json()
     task_id = body["data"]["task_id"]
     deadline = time.time() + 180
@@ -24,6 +24,8 @@ def _song(api, send) -> np.ndarray:
         time.sleep(0.2)
     assert entry["status"] == 1, entry
     item = json.loads(entry["result"])[0]
+    if info is not None:
+        info.append(item["generation_info"])
     audio, rate = decode(httpx.get(api + item["file"]).content)
     assert rate == 48_000
     return audio
@@ -39,9 +41,11 @@ def test_json_body_sets_the_peak_and_the_fades(api):
 
 def test_a_multipart_form_switches_normalisation_off_by_its_camel_case_name(api):
     fields = {"prompt": "pod finish", "audio_duration": "10", "seed": "2", "audio_format": "wav32"}
-    default = _song(api, lambda url: httpx.post(url, data=fields, files={"unused": ("a.txt", b"x")}))
+    info = []
+    default = _song(api, lambda url: httpx.post(url, data=fields, files={"unused": ("a.txt", b"x")}), info)
     off = _song(api, lambda url: httpx.post(url, data={**fields, "enableNormalization": "false"},
-                                            files={"unused": ("a.txt", b"x")}))
+                                            files={"unused": ("a.txt", b"x")}), info)
+    assert " dB" in info[0].split("Peak normalization:**")[1] and "Peak normalization:** off" in info[1]
     assert np.abs(default).max() == pytest.approx(10 ** (-1 / 20), rel=1e-6)  # upstream's default
     ratio = np.abs(default).max() / np.abs(off).max()
     np.testing.assert_allclose(default, off * ratio, rtol=1e-5, atol=1e-7)  # one gain for the whole song
