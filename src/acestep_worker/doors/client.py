@@ -73,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     song.add_argument("--format", help="mp3, flac, wav, wav32, ogg, opus, aac (default: from --output)")
     song.add_argument("--model", help="DiT model name")
     song.add_argument("--thinking", action="store_true", help="let the planner LM write audio codes")
+    song.add_argument("--no-normalize", dest="normalize", action="store_false",
+                      help="leave each song's level as decoded (default: peak-normalised, as upstream)")
+    song.add_argument("--normalization-db", type=float, help="peak level of each song in dBFS, -60 to 0 (default -1)")
+    song.add_argument("--fade-in", type=float, help="linear fade-in, seconds (default 0)")
+    song.add_argument("--fade-out", type=float, help="linear fade-out, seconds (default 0)")
     edit = p.add_argument_group("editing (cover, repaint, extend, stems)")
     edit.add_argument("--task-type", help="text2music (default), cover, cover-nofsq, repaint, extract, lego, "
                                           "complete (the last three need a base model)")
@@ -104,7 +109,9 @@ def request_fields(args: argparse.Namespace) -> dict:
               "vocal_language": args.language, "audio_format": fmt, "model": args.model,
               "thinking": True if args.thinking else None, "task_type": args.task_type,
               "repainting_start": args.repainting_start, "repainting_end": args.repainting_end,
-              "audio_cover_strength": args.audio_cover_strength, "track_name": args.track_name}
+              "audio_cover_strength": args.audio_cover_strength, "track_name": args.track_name,
+              "enable_normalization": None if args.normalize else False, "normalization_db": args.normalization_db,
+              "fade_in_duration": args.fade_in, "fade_out_duration": args.fade_out}
     for name in ("src_audio", "reference_audio"):  # a URL is passed on as it is; files are sent separately
         value = getattr(args, name)
         if value and value.lower().startswith(REMOTE_SOURCES):

@@ -16,6 +16,7 @@ from typing import Callable, Iterator, NamedTuple
 
 import torch
 
+from ..audio.finishing import Finishing, adjust_latents, finish
 from ..models.dit.conditioning import (
     Conditions,
     ContextInputs,
@@ -36,8 +37,9 @@ from ..models.dit.text_prompts import (
     lyric_prompt,
 )
 from ..models.text_encoder import EncodedText, TextEncoder
-from ..models.vae import decode
+from ..models.vae import check_latents, decode
 from ..schema.task_types import TASKS
+from ..schema.units import SAMPLE_RATE
 from .edit_conditions import EditInputs, source_at_length, source_rows, splice
 from .progress import ProgressTracker
 
@@ -60,6 +62,7 @@ class SynthesisOutput:
     audio: torch.Tensor  # [B, 2, frames * 1920] float32 on the CPU
     frames: int
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    finishing: dict = field(default_factory=dict)  # what `finish` applied (audio/finishing.py)
 
 
 class EncodedPrompts(NamedTuple):
@@ -76,12 +79,15 @@ class Synthesizer:
         self.vae = vae
 
     def __call__(self, dit: DiTModel, songs: list[SongSpec], frames: int, plan: SamplingPlan,
-                 progress: ProgressTracker, edit: EditInputs | None = None) -> SynthesisOutput:
+                 progress: ProgressTracker, edit: EditInputs | None = None,
+                 finishing: Finishing | None = None) -> SynthesisOutput:
         """`frames`: the batch's latent length (the plan's). `progress` reports each stage and step and
         stops the work between steps and between decoded songs. `edit` carries an editing task's
-        source and reference (text2music without it)."""
+        source and reference (text2music without it). `finishing`: upstream's latent shift/rescale
+        before the VAE, and its peak normalisation and fades after the repaint splice."""
         timings: dict[str, float] = {}
         edit = edit or EditInputs(TASKS["text2music"])
+        finishing = finishing or Finishing()  # upstream's defaults: normalised to -1 dBFS, no fades
 
         with _stage("text_encoding", timings, progress):
             prompts = self.encode_prompts(songs, with_text2music=edit.cover_strength < 1)
@@ -96,12 +102,15 @@ class Synthesizer:
             latents = sample(dit, conditions, noise, plan, SamplerHooks(on_step=progress.step, step_noise=step_noise),
                              sampler_edit)
         with _stage("vae_decode", timings, progress):
-            audio = decode(self.vae, latents, progress.check)
+            check_latents(latents)  # upstream checks the sampler's latents before shifting them
+            audio = decode(self.vae, adjust_latents(latents, finishing.latent_shift, finishing.latent_rescale),
+                           progress.check)
         if edit.source is not None:
             audio = audio[..., : edit.source.samples]  # a source task keeps the source's length
             if edit.splice and edit.source.region is not None:
                 audio = splice(audio, edit.source, edit.wav_crossfade_s)
-        return SynthesisOutput(audio, frames, timings)
+        audio, applied = finish(audio, finishing, SAMPLE_RATE)
+        return SynthesisOutput(audio, frames, timings, applied)
 
     def editing_plan(self, dit: DiTModel, plan: SamplingPlan, conditions: "BatchConditions", noise: torch.Tensor,
                      prompts: EncodedPrompts, edit: EditInputs) -> tuple[SamplingPlan, Edit]:

@@ -103,6 +103,26 @@ class GenerationRequest(BaseModel):
         "mp3", "audio_format", "audioFormat", allowed="one of " + ", ".join(FORMATS))
     mp3_bitrate: int = _field(192, "mp3_bitrate", "mp3Bitrate",
                               allowed="an MP3 bitrate in kbps: " + ", ".join(map(str, MP3_BITRATES_KBPS)))
+    # Finishing, as upstream's GenerationParams (audio/finishing.py): each song's peak normalised to
+    # `normalization_db` dBFS (on by default upstream), then linear fades; the latents scaled and
+    # shifted just before the VAE decodes them. Upstream's /release_task does not read these (its
+    # songs get the defaults); every door here accepts them.
+    enable_normalization: bool = _field(True, "enable_normalization", "enableNormalization",
+                                        allowed="true (peak-normalise each song, upstream's default) or false")
+    normalization_db: float = _field(-1.0, "normalization_db", "normalizationDb",
+                                     allowed="a peak level in dBFS from -60 to 0", ge=-60.0, le=0.0)
+    fade_in_duration: float = _field(0.0, "fade_in_duration", "fadeInDuration",
+                                     allowed=f"seconds from 0 (none) to {MAX_DURATION_S:g}", ge=0.0,
+                                     le=MAX_DURATION_S)
+    fade_out_duration: float = _field(0.0, "fade_out_duration", "fadeOutDuration",
+                                      allowed=f"seconds from 0 (none) to {MAX_DURATION_S:g}", ge=0.0,
+                                      le=MAX_DURATION_S)
+    latent_shift: float = _field(0.0, "latent_shift", "latentShift",
+                                 allowed="a number from -2 to 2 added to the latents before decoding (0: none)",
+                                 ge=-2.0, le=2.0)
+    latent_rescale: float = _field(1.0, "latent_rescale", "latentRescale",
+                                   allowed="a number above 0 and at most 3 multiplying the latents before "
+                                   "decoding (1: none)", gt=0.0, le=3.0)
     model: str | None = _field(None, "model", "model_name", "modelName", "dit_model", "ditModel",
                                allowed="the name of an installed DiT model (see /v1/models)")
     # Audio for the editing tasks: a source descriptor each (see audio/sources.py). The adapters

@@ -32,6 +32,10 @@ GENERATE_INPUTS: tuple[tuple[str, object], ...] = (
     ("key_scale", ""),
     ("time_signature", ""),
     ("vocal_language", "auto"),
+    ("enable_normalization", True),  # finishing, upstream's defaults (audio/finishing.py)
+    ("normalization_db", -1.0),
+    ("fade_in_duration", 0.0),
+    ("fade_out_duration", 0.0),
     ("thinking", False),
     ("src_audio", None),  # a file path (gradio_client: handle_file(path))
     ("src_audio_from", ""),  # its trim, seconds
