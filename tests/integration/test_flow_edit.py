@@ -8,7 +8,12 @@ import torch
 from acestep_worker.errors import InputError
 from acestep_worker.models.dit.flow_edit import FlowEdit
 from acestep_worker.models.dit.loading import load_dit
-from acestep_worker.models.dit.sampler import SamplerTrace, SamplerHooks, SamplingPlan, sample
+from acestep_worker.models.dit.sampler import (
+    SamplerHooks,
+    SamplerTrace,
+    SamplingPlan,
+    sample,
+)
 from acestep_worker.models.dit.sampler_edits import Edit, renoise
 from acestep_worker.models.dit.schedules import base_timesteps
 from acestep_worker.schema.request import parse
@@ -137,7 +142,7 @@ def test_flow_edit_runs_end_to_end_and_keeps_the_source_length(engine, task):
 
 
 def test_a_full_length_empty_window_gives_back_the_source_whatever_the_caption(engine):
-    fields = dict(task_type="cover", flow_edit_morph=True, flow_edit_n_min=1.0, flow_edit_n_max=1.0)
+    fields = {"task_type": "cover", "flow_edit_morph": True, "flow_edit_n_min": 1.0, "flow_edit_n_max": 1.0}
     a = _generate(engine, {"src_audio": SOURCE}, **fields).songs[0].audio
     b = _generate(engine, {"src_audio": SOURCE}, caption="a different song", flow_edit_source_caption="another",
                   **fields).songs[0].audio  # same seed: the VAE samples the same source latents

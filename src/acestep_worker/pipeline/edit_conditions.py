@@ -18,7 +18,13 @@ import torch
 from ..models.dit.conditioning import at_batch_length
 from ..models.vae import encode
 from ..schema.request import GenerationRequest
-from ..schema.task_types import Region, TaskRule, flow_edits, reference_offsets, repaint_schedule
+from ..schema.task_types import (
+    Region,
+    TaskRule,
+    flow_edits,
+    reference_offsets,
+    repaint_schedule,
+)
 from ..schema.units import SAMPLE_RATE
 from .plan import JobPlan
 from .progress import ProgressTracker

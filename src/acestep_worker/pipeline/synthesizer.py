@@ -126,7 +126,7 @@ class Synthesizer:
                                            round(edit.injection_ratio * plan.steps), edit.crossfade_frames)
         return plan, sampler_edit
 
-    def flow_edit(self, dit: DiTModel, songs: list[SongSpec], frames: int, conditions: "BatchConditions",
+    def flow_edit(self, dit: DiTModel, songs: list[SongSpec], frames: int, conditions: BatchConditions,
                   edit: EditInputs) -> FlowEdit:
         """A flow-edit's source side, as upstream builds it: the source caption and lyrics in each song's
         prompt (its instruction, metadata and language), encoded as their own batch, over the target's

@@ -22,8 +22,9 @@ n_min = n_max = k / N is a plain run from the source noised to t_k (a cover's `c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 
