@@ -110,6 +110,14 @@ def test_identical_source_and_target_text_leaves_the_source_nearly_unchanged(bas
     assert (edited - clean).abs().max() > 1e-2
 
 
+def test_each_conditions_projections_are_computed_once_though_the_branches_alternate(base_dit, inputs):
+    from .test_condition_cache import CountLinear, _kv_weights
+
+    with CountLinear(_kv_weights(base_dit)) as counter:
+        _flow(base_dit, inputs, n_min=0.0, n_max=0.5, n_avg=2)
+    assert counter.calls == 2 * 2 * len(base_dit.transformer.layers)  # K and V, source and target, per layer
+
+
 def test_guidance_momentum_advances_once_per_step_whatever_the_number_of_samples(base_dit, inputs):
     """With every draw identical, n_avg = 3 must equal n_avg = 1: the APG momentum may not advance per draw."""
     target, source, clean = inputs
@@ -121,6 +129,83 @@ def test_guidance_momentum_advances_once_per_step_whatever_the_number_of_samples
         return sample(base_dit, target, torch.zeros_like(clean), plan, edit=Edit(flow_edit=flow))
 
     torch.testing.assert_close(run(3), run(1), atol=1e-5, rtol=1e-5)
+
+
+def _upstream_loop(dit, target, source, clean, noise, *, steps, shift, scale, interval, n_min, n_max, n_avg,
+                   norm_threshold, ema):
+    """Upstream's flow-edit loop (acestep/models/common/flow_edit.py and flow_edit_helpers.py), restated
+    step by step over the tiny DiT: an independent statement of its order of operations (per-branch APG
+    momentum snapshot/restore, the norm cap per draw, the EMA once per step, one noise entering the target)."""
+    from diffusers.guiders.adaptive_projected_guidance import MomentumBuffer, normalized_guidance
+
+    t = torch.linspace(1.0, 0.0, steps + 1)
+    t = shift * t / (1 + (shift - 1) * t)
+    lo, hi = int(steps * n_min), int(steps * n_max)
+    null = dit.null_condition_emb
+
+    def forward(z, c, tc):
+        enc = torch.cat([c.encoder_hidden_states, null.expand_as(c.encoder_hidden_states)])
+        tt = tc * torch.ones(2 * z.shape[0])
+        return dit.transformer(torch.cat([z, z]), tt, tt, enc, torch.cat([c.context_latents] * 2),
+                               return_dict=False)[0].chunk(2)
+
+    def apg(cond, uncond, momentum):
+        return normalized_guidance(cond, uncond, scale - 1.0, momentum_buffer=momentum, eta=0.0, norm_threshold=2.5,
+                                   use_original_formulation=True, norm_dim=(1,))
+
+    def cap(v, x):
+        vn, xn = torch.norm(v, dim=(1, 2), keepdim=True), torch.norm(x, dim=(1, 2), keepdim=True) + 1e-10
+        return v * torch.clamp(norm_threshold * xn / (vn + 1e-10), max=1.0)
+
+    def smooth(v, prev):
+        return v if prev is None else (1 - ema) * v + ema * prev
+
+    z_edit, x_tar = clean.clone(), None
+    momentum = {"src": MomentumBuffer(-0.75), "tar": MomentumBuffer(-0.75)}
+    prev = {"src": None, "tar": None}
+    for i in range(lo, steps):
+        tc, tp = t[i], t[i + 1]
+        guided = interval[0] <= float(tc) <= interval[1]
+        if i < hi:
+            before = {k: m.running_average for k, m in momentum.items()}
+            sums, diffs = {"src": 0, "tar": 0}, {"src": 0, "tar": 0}
+            for _ in range(n_avg):
+                for k, m in momentum.items():
+                    m.running_average = before[k]
+                zs = (1.0 - float(tc)) * clean + float(tc) * noise()
+                z = {"src": zs, "tar": z_edit + zs - clean}
+                for k, c in (("src", source), ("tar", target)):
+                    cond, uncond = forward(z[k], c, tc)
+                    diffs[k] = diffs[k] + (cond - uncond)
+                    sums[k] = sums[k] + cap(apg(cond, uncond, momentum[k]) if guided else cond, z[k])
+            for k, m in momentum.items():
+                m.running_average = before[k]
+                if guided:
+                    m.update(diffs[k] / n_avg)
+            v = {k: smooth(sums[k] / n_avg, prev[k]) for k in sums}
+            prev = v
+            z_edit = z_edit + (tp - tc) * (v["tar"] - v["src"])
+        else:
+            if x_tar is None:
+                x_tar = z_edit + (1.0 - float(tc)) * clean + float(tc) * noise() - clean
+            cond, uncond = forward(x_tar, target, tc)
+            v = smooth(cap(apg(cond, uncond, momentum["tar"]) if guided else cond, x_tar), prev["tar"])
+            prev["tar"] = v
+            x_tar = x_tar + (tp - tc) * v
+    return z_edit if x_tar is None else x_tar
+
+
+def test_the_sampler_follows_upstreams_loop_step_for_step(base_dit, inputs):
+    """Window inside the schedule, two samples per step, a CFG interval and both velocity stabilisers on."""
+    target, source, clean = inputs
+    options = {"n_min": 0.2, "n_max": 0.7, "n_avg": 2}
+    plan = SamplingPlan(base_timesteps(STEPS, 3.0), guidance_scale=5.0, cfg_interval=(0.3, 0.9), kind="base",
+                        velocity_norm_threshold=0.5, velocity_ema_factor=0.2)
+    ours = _flow(base_dit, inputs, plan=plan, **options)
+    with torch.no_grad():
+        theirs = _upstream_loop(base_dit, target, source, clean, _noise_from((11, 12), clean.shape), steps=STEPS,
+                                shift=3.0, scale=5.0, interval=(0.3, 0.9), norm_threshold=0.5, ema=0.2, **options)
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
 
 
 def _generate(engine, audio=None, **fields):
