@@ -136,7 +136,10 @@ def _upstream_loop(dit, target, source, clean, noise, *, steps, shift, scale, in
     """Upstream's flow-edit loop (acestep/models/common/flow_edit.py and flow_edit_helpers.py), restated
     step by step over the tiny DiT: an independent statement of its order of operations (per-branch APG
     momentum snapshot/restore, the norm cap per draw, the EMA once per step, one noise entering the target)."""
-    from diffusers.guiders.adaptive_projected_guidance import MomentumBuffer, normalized_guidance
+    from diffusers.guiders.adaptive_projected_guidance import (
+        MomentumBuffer,
+        normalized_guidance,
+    )
 
     t = torch.linspace(1.0, 0.0, steps + 1)
     t = shift * t / (1 + (shift - 1) * t)

@@ -22,7 +22,6 @@ from typing import Iterator
 import torch
 from diffusers import AceStepTransformer1DModel
 
-
 REMEMBERED = 2  # distinct condition tensors remembered per module
 
 

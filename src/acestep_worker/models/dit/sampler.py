@@ -105,6 +105,8 @@ def sample(dit: DiTModel, conditions: Conditions, noise: torch.Tensor, plan: Sam
     hooks, edit = hooks or SamplerHooks(), edit or Edit()
     trace, repaint, switch = hooks.trace, edit.repaint, edit.cover_switch
     device = dit.device
+    if edit.flow_edit is not None and plan.uses_cfg and plan.guidance != "apg":
+        raise ValueError("flow-edit is guided by APG, as upstream's flow-edit sampler is; not by ADG")
     target = Branch(_Condition(dit, conditions, plan.uses_cfg), _guide(plan))
     flow = None if edit.flow_edit is None else FlowEditRun(
         edit.flow_edit, plan.steps, Branch(_Condition(dit, edit.flow_edit.source_conditions, plan.uses_cfg),
