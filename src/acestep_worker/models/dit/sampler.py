@@ -105,12 +105,8 @@ def sample(dit: DiTModel, conditions: Conditions, noise: torch.Tensor, plan: Sam
     hooks, edit = hooks or SamplerHooks(), edit or Edit()
     trace, repaint, switch = hooks.trace, edit.repaint, edit.cover_switch
     device = dit.device
-    if edit.flow_edit is not None and plan.uses_cfg and plan.guidance != "apg":
-        raise ValueError("flow-edit is guided by APG, as upstream's flow-edit sampler is; not by ADG")
     target = Branch(_Condition(dit, conditions, plan.uses_cfg), _guide(plan))
-    flow = None if edit.flow_edit is None else FlowEditRun(
-        edit.flow_edit, plan.steps, Branch(_Condition(dit, edit.flow_edit.source_conditions, plan.uses_cfg),
-                                           _guide(plan)), device)
+    flow = _flow_edit_run(dit, plan, edit)
 
     timesteps = plan.timesteps.to(device=device, dtype=torch.float32)
     next_timesteps = torch.cat([timesteps[1:], timesteps.new_zeros(1)])
@@ -160,6 +156,16 @@ def sample(dit: DiTModel, conditions: Conditions, noise: torch.Tensor, plan: Sam
             trace.before_blend = x.cpu()
         x = repaint.blend(x)
     return x
+
+
+def _flow_edit_run(dit: DiTModel, plan: SamplingPlan, edit: Edit) -> FlowEditRun | None:
+    """The flow-edit's state for this run, its source branch with its own guidance; None without one."""
+    if edit.flow_edit is None:
+        return None
+    if plan.uses_cfg and plan.guidance != "apg":
+        raise ValueError("flow-edit is guided by APG, as upstream's flow-edit sampler is; not by ADG")
+    source = Branch(_Condition(dit, edit.flow_edit.source_conditions, plan.uses_cfg), _guide(plan))
+    return FlowEditRun(edit.flow_edit, plan.steps, source, dit.device)
 
 
 def _guide(plan: SamplingPlan) -> ADG | APG | None:
