@@ -90,6 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--audio-cover-strength", type=float, metavar="X",
                       help="0-1: how closely a cover follows the source (lower: a freer restyle)")
     edit.add_argument("--track-name", help="the stem for extract/lego, e.g. vocals, drums, bass")
+    edit.add_argument("--flow-edit", action="store_true", dest="flow_edit_morph",
+                      help="flow-edit the source toward --caption/--lyrics (base/sft models; text2music, cover)")
+    edit.add_argument("--flow-edit-source-caption", metavar="TEXT", help="flow-edit: what the source song is")
+    edit.add_argument("--flow-edit-source-lyrics", metavar="TEXT", help="flow-edit: the source song's lyrics")
+    edit.add_argument("--flow-edit-n-min", type=float, metavar="X", help="flow-edit window start, 0-1 (default 0)")
+    edit.add_argument("--flow-edit-n-max", type=float, metavar="X", help="flow-edit window end, 0-1 (default 1)")
+    edit.add_argument("--flow-edit-n-avg", type=int, metavar="N", help="noise samples averaged per step, 1-8")
     run = p.add_argument_group("run")
     run.add_argument("--output", "-o", type=Path, default=Path("output.mp3"), help="output file (default output.mp3)")
     run.add_argument("--poll-interval", type=float, default=5.0, help="seconds between status checks (default 5)")
@@ -111,7 +118,10 @@ def request_fields(args: argparse.Namespace) -> dict:
               "repainting_start": args.repainting_start, "repainting_end": args.repainting_end,
               "audio_cover_strength": args.audio_cover_strength, "track_name": args.track_name,
               "enable_normalization": None if args.normalize else False, "normalization_db": args.normalization_db,
-              "fade_in_duration": args.fade_in, "fade_out_duration": args.fade_out}
+              "fade_in_duration": args.fade_in, "fade_out_duration": args.fade_out,
+              "flow_edit_morph": True if args.flow_edit_morph else None,
+              **{name: getattr(args, name) for name in ("flow_edit_source_caption", "flow_edit_source_lyrics",
+                                                        "flow_edit_n_min", "flow_edit_n_max", "flow_edit_n_avg")}}
     for name in ("src_audio", "reference_audio"):  # a URL is passed on as it is; files are sent separately
         value = getattr(args, name)
         if value and value.lower().startswith(REMOTE_SOURCES):

@@ -27,6 +27,7 @@ from ..models.dit.conditioning import (
 )
 from ..models.dit.model import DiTModel
 from ..models.dit.sampler import SamplerHooks, SamplingPlan, sample
+from ..models.dit.flow_edit import FlowEdit
 from ..models.dit.sampler_edits import CoverSwitch, Edit, Repaint, nearest_start, renoise
 from ..models.dit.text_prompts import (
     CAPTION_MAX_TOKENS,
@@ -96,6 +97,8 @@ class Synthesizer:
             generators = [torch.Generator("cpu").manual_seed(song.seed) for song in songs]
             noise = draw_noise(generators, frames, dit.silence_latent.shape[-1])
             plan, sampler_edit = self.editing_plan(dit, plan, conditions, noise, prompts, edit)
+            if edit.flow_edit is not None:
+                sampler_edit.flow_edit = self.flow_edit(dit, songs, frames, conditions, edit)
         with _stage("diffusion", timings, progress):
             # SDE draws fresh noise each step from the same per-song generators: a seed fixes the song.
             step_noise = (lambda: draw_noise(generators, frames, noise.shape[-1])) if plan.infer_method == "sde" else None
@@ -131,6 +134,24 @@ class Synthesizer:
             sampler_edit.repaint = Repaint(conditions.repaint_mask, conditions.clean_latents,
                                            round(edit.injection_ratio * plan.steps), edit.crossfade_frames)
         return plan, sampler_edit
+
+    def flow_edit(self, dit: DiTModel, songs: list[SongSpec], frames: int, conditions: BatchConditions,
+                  edit: EditInputs) -> FlowEdit:
+        """A flow-edit's source side, as upstream builds it: the source caption and lyrics in each song's
+        prompt (its instruction, metadata and language), encoded as their own batch, over the target's
+        audio context (silence for text2music, the source for a cover); the clean source latents; and
+        forward noise from generators seeded afresh with the songs' seeds (upstream draws nothing before
+        them: the first forward noise is the noise a plain run of the seed starts from)."""
+        settings = edit.flow_edit
+        sources = [replace(song, caption=settings.source_caption, lyrics=settings.source_lyrics) for song in songs]
+        prompts = self.encode_prompts(sources)
+        source_conditions = self._conditions(dit, prompts.captions, prompts.lyrics, conditions.refs,
+                                             conditions.refs_order, conditions.context)
+        clean = source_at_length(edit.source, silence_frames(dit, frames), frames)
+        clean = clean.unsqueeze(0).expand(len(songs), -1, -1)
+        generators = [torch.Generator("cpu").manual_seed(song.seed) for song in songs]
+        return FlowEdit(source_conditions, clean, lambda: draw_noise(generators, frames, clean.shape[-1]),
+                        settings.n_min, settings.n_max, settings.n_avg)
 
     def encode_prompts(self, songs: list[SongSpec], with_text2music: bool = False) -> EncodedPrompts:
         """Caption prompts through the text encoder, lyric prompts through its embedding table.
@@ -204,7 +225,7 @@ class Synthesizer:
                                          chunk_masks=context.chunk_masks.to(dtype)))
         return BatchConditions(base.encoder_hidden_states, base.encoder_attention_mask, base.context_latents,
                                source_latents=context.src_latents, chunk_masks=context.chunk_masks, refs=refs,
-                               refs_order=refs_order)
+                               refs_order=refs_order, context=context)
 
 
 @dataclass
@@ -217,6 +238,7 @@ class BatchConditions(Conditions):
     refs_order: torch.Tensor | None = None
     repaint_mask: torch.Tensor | None = None  # [B, T] bool, True = generate
     clean_latents: torch.Tensor | None = None  # [B, T, C] the unmodified source
+    context: ContextInputs | None = None  # what the context latents were built from (a flow-edit's source reuses it)
 
 
 def draw_noise(generators: list[torch.Generator], frames: int, channels: int) -> torch.Tensor:

@@ -150,6 +150,27 @@ class GenerationRequest(BaseModel):
     cover_noise_strength: float = _field(0.0, "cover_noise_strength", "coverNoiseStrength",
                                          allowed="a number from 0 to 1 (start from the noised source)",
                                          ge=0.0, le=1.0)
+    # Flow-edit, upstream's "remix by flow-edit" (its issue #1156): the source song is moved from the
+    # source caption/lyrics toward this request's caption/lyrics by integrating the difference of the
+    # two velocities over a window of the schedule. Which tasks and models take it is data in
+    # task_types.py (FLOW_EDIT_FAMILIES, TaskRule.flow_edit); the step is models/dit/flow_edit.py.
+    flow_edit_morph: bool = _field(False, "flow_edit_morph", "flowEditMorph",
+                                   allowed="true or false (true: edit src_audio by flow-edit; base, sft and XL models)")
+    flow_edit_source_caption: str = _field(
+        "", "flow_edit_source_caption", "flowEditSourceCaption",
+        allowed=f"text of at most {CAPTION_MAX_CHARS} characters describing the source song",
+        max_length=CAPTION_MAX_CHARS)
+    flow_edit_source_lyrics: str = _field(
+        "", "flow_edit_source_lyrics", "flowEditSourceLyrics",
+        allowed=f"text of at most {LYRICS_MAX_CHARS} characters: the source song's lyrics", max_length=LYRICS_MAX_CHARS)
+    flow_edit_n_min: float = _field(0.0, "flow_edit_n_min", "flowEditNMin",
+                                    allowed="a number from 0 to 1 (share of the first steps left out of the edit)",
+                                    ge=0.0, le=1.0)
+    flow_edit_n_max: float = _field(1.0, "flow_edit_n_max", "flowEditNMax",
+                                    allowed="a number from 0 to 1, at least flow_edit_n_min (where the edit ends; "
+                                    "the rest denoises toward the target)", ge=0.0, le=1.0)
+    flow_edit_n_avg: int = _field(1, "flow_edit_n_avg", "flowEditNAvg",
+                                  allowed="an integer from 1 to 8 (noise samples averaged per edit step)", ge=1, le=8)
     track_name: Literal[TRACK_NAMES] | None = _field(  # type: ignore[valid-type]
         None, "track_name", "trackName", allowed="one of " + ", ".join(TRACK_NAMES))
     track_classes: tuple[Literal[TRACK_NAMES], ...] | None = _field(  # type: ignore[valid-type]
@@ -336,6 +357,9 @@ class GenerationRequest(BaseModel):
         if end is not None and end >= 0 and end <= self.repainting_start:
             raise InputError("repainting_end", f"repainting_end ({end:g} s) must come after repainting_start "
                              f"({self.repainting_start:g} s); use -1 for the end of the source")
+        if self.flow_edit_n_min > self.flow_edit_n_max:
+            raise InputError("flow_edit_n_min", "flow_edit_n_min must not exceed flow_edit_n_max "
+                             f"(got {self.flow_edit_n_min:g} > {self.flow_edit_n_max:g})")
         if self.seed is not None and len(self.seed) > 1 and len(self.seed) != self.batch_size:
             raise InputError("seed", f"seed lists {len(self.seed)} seeds but batch_size is {self.batch_size}; "
                              "give one seed, or one per song")

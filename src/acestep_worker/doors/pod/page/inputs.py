@@ -48,6 +48,12 @@ GENERATE_INPUTS: tuple[tuple[str, object], ...] = (
     ("repainting_end", ""),
     ("audio_cover_strength", ""),
     ("track_name", ""),
+    ("flow_edit_morph", False),
+    ("flow_edit_source_caption", ""),
+    ("flow_edit_source_lyrics", ""),
+    ("flow_edit_n_min", ""),
+    ("flow_edit_n_max", ""),
+    ("flow_edit_n_avg", ""),
     ("lora_name", NO_ADAPTER),
     ("lora_scale", 1.0),
 )
