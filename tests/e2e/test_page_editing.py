@@ -131,3 +131,18 @@ def test_a_trim_without_an_upload_is_refused(page):
     url, manager = page
     with pytest.raises(Exception, match=r"Reference from \(s\) / Reference to \(s\) are set but no reference_audio"):
         Client(url, verbose=False).predict(*_inputs(reference_audio_to="3"), api_name="/generate")
+
+
+def test_the_advanced_finishing_controls_reach_the_task(page):
+    from gradio_client import Client
+
+    url, manager = page
+    client = Client(url, verbose=False)
+    status, *_, summary = client.predict(*_inputs(enable_normalization=False, fade_out_duration=1.5),
+                                         api_name="/generate")
+    task = max(manager._tasks.values(), key=lambda t: t.created)
+    assert status.startswith("Done: 1 song(s)")
+    assert task.request.enable_normalization is False and task.request.fade_out_duration == 1.5
+    assert summary["normalization_gain_db"] == [None] and summary["fade_out_duration"] == 1.5
+    _, *_, default = client.predict(*_inputs(), api_name="/generate")
+    assert default["normalization_gain_db"][0] is not None  # upstream's default: normalised

@@ -67,12 +67,18 @@ def test_text2music_with_a_reference_audio_steers_timbre(engine):
 
 
 def test_repaint_keeps_the_source_outside_the_range_and_changes_it_inside(engine):
-    result = _edit(engine, {"src_audio": SOURCE}, task_type="repaint", repainting_start=0.4, repainting_end=0.8)
+    fields = {"task_type": "repaint", "repainting_start": 0.4, "repainting_end": 0.8}
+    result = _edit(engine, {"src_audio": SOURCE}, enable_normalization=False, **fields)
     out = result.songs[0].audio
     assert result.params["repaint_frames"] == [10, 20]
     np.testing.assert_array_equal(out[: int(0.4 * SR)], SOURCE[: int(0.4 * SR)])  # hard-cut splice
     np.testing.assert_array_equal(out[int(0.8 * SR):], SOURCE[int(0.8 * SR):])
     assert not np.allclose(out[int(0.4 * SR):int(0.8 * SR)], SOURCE[int(0.4 * SR):int(0.8 * SR)])
+    # Upstream normalises after the splice: by default the whole song, kept source included, has one gain.
+    normalized = _edit(engine, {"src_audio": SOURCE}, **fields)
+    gain = 10 ** (normalized.params["normalization_gain_db"][0] / 20)
+    assert np.abs(normalized.songs[0].audio).max() == pytest.approx(10 ** (-1 / 20), rel=1e-6)
+    np.testing.assert_allclose(normalized.songs[0].audio, out * gain, rtol=1e-5, atol=1e-7)
 
 
 def test_a_range_past_the_end_extends_the_song(engine):

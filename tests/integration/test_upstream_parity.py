@@ -109,3 +109,37 @@ def test_check_parity_fails_on_a_wrong_checkpoint(tmp_path):
     rows = check_golden_dir(broken)
     assert any(not r.passed and r.file == "decoder" for r in rows)
     assert all(r.passed for r in rows if r.file == "tokenizer")  # untouched modules still match
+
+
+POST_GOLDENS = {"post_latents", "post_waveforms", "post_long_fades", "post_normalization_off"}
+
+
+def test_the_finishing_goldens_are_required_and_match_bitwise():
+    """Latent shift/rescale, the anti-clip, peak normalisation and fades, from upstream's own functions."""
+    turbo = next(v for v in VARIANTS if v.name == "turbo_a")
+    rows = [r for r in _rows(turbo) if r.file.startswith("post_")]
+    assert {r.file for r in rows} == POST_GOLDENS
+    assert all(r.passed and r.max_abs == 0.0 for r in rows), [r for r in rows if not r.passed]
+    assert {"out.latents", "mid.anticlipped", "mid.normalized", "out.finished"} <= {r.tensor for r in rows}
+
+
+def test_a_finishing_golden_off_by_one_float_step_fails(tmp_path):
+    import json
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    turbo = next(v for v in VARIANTS if v.name == "turbo_a")
+    copy = tmp_path / turbo.name
+    _small_copy(turbo, copy)
+    tensors = load_file(str(turbo / "post_waveforms.safetensors"))
+    finished = tensors["out.finished"].clone()
+    finished[0, 0, 200] = torch.nextafter(finished[0, 0, 200], torch.tensor(2.0))
+    save_file({**tensors, "out.finished": finished}, str(copy / "post_waveforms.safetensors"))
+    manifest = json.loads((turbo / "manifest_post.json").read_text())
+    manifest["files"] = {"post_waveforms.safetensors": manifest["files"]["post_waveforms.safetensors"]}
+    (copy / "manifest_post.json").write_text(json.dumps(manifest))
+    shutil.copy(turbo / "config.json", copy / "config.json")
+    failed = [(r.file, r.tensor) for r in check_golden_dir(copy) if not r.passed]
+    assert failed == [("post_waveforms", "out.finished")], failed

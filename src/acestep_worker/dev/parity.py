@@ -2,9 +2,10 @@
 
 A golden folder holds an official-layout checkpoint (`config.json`, `model.safetensors`), a
 `manifest.json` naming every recorded boundary, optionally a `manifest_editing.json` naming the
-editing-path sampler runs (`edit_*`) and a `manifest_alignment.json` naming the lyric-alignment
-files (`align_*`, with the tokenizer file their token texts decode with), and one safetensors file
-per boundary with `in.*` inputs and
+editing-path sampler runs (`edit_*`), optionally a `manifest_post.json` naming the finishing runs
+(`post_*`: latent shift/rescale, the anti-clip, peak normalisation, fades; compared bitwise), a
+`manifest_alignment.json` naming the lyric-alignment files (`align_*`, with the tokenizer file their
+token texts decode with), and one safetensors file per boundary with `in.*` inputs and
 `mid.*`/`out.*`/`trace.*` expected values. The checkpoint is loaded through the product's own
 loader; the silence latent stand-in recorded with the inputs is written as `silence_latent.pt`
 next to it in a scratch folder, because the product loader requires that file.
@@ -27,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
+from ..audio.finishing import Finishing, adjust_latents, finish
 from ..models.dit.conditioning import (
     ContextInputs,
     EncoderInputs,
@@ -43,10 +45,12 @@ from ..models.dit.model import DiTModel
 from ..models.dit.sampler import SamplerHooks, SamplerTrace, SamplingPlan, sample
 from ..models.dit.sampler_edits import CoverSwitch, Edit, Repaint, nearest_start, renoise
 from ..models.dit.schedules import base_timesteps, turbo_timesteps
+from ..models.vae import limit_peaks
 from .parity_alignment import ALIGNMENT_RUNNERS, alignment_tokenizer
 
 SINGLE_FORWARD = {"atol": 1e-5, "rtol": 1e-4}
 GENERATE = {"atol": 5e-4, "rtol": 1e-3}
+BITWISE = {"atol": 0.0, "rtol": 0.0}  # finishing is a few float32 operations written as upstream's
 ALIGNMENT = {"atol": 1e-6, "rtol": 1e-6}  # the same float32/float64 arithmetic as upstream's, on the CPU
 
 
@@ -211,6 +215,19 @@ def run_edit(dit: DiTModel, t: dict, kind: str, args: dict) -> dict:
             "out.target_latents": latents, **_trace_outputs(trace)}
 
 
+def run_post(t: dict, args: dict) -> dict:
+    """Upstream's finishing (`post_*`): latents -> shifted latents; decoded waveforms -> the anti-clip,
+    the peak normalisation alone, and normalisation plus fades."""
+    if "in.latents" in t:
+        return {"out.latents": adjust_latents(t["in.latents"], args["latent_shift"], args["latent_rescale"])}
+    clipped = limit_peaks(t["in.decoded"])
+    finishing = Finishing(args["enable_normalization"], args["normalization_db"], args["fade_in_duration"],
+                          args["fade_out_duration"])
+    normalized, _ = finish(clipped, replace(finishing, fade_in_s=0.0, fade_out_s=0.0), args["sample_rate"])
+    return {"mid.anticlipped": clipped, "mid.normalized": normalized,
+            "out.finished": finish(clipped, finishing, args["sample_rate"])[0]}
+
+
 RUNNERS: dict[str, Callable[[DiTModel, dict], dict]] = {
     "encoder": run_encoder, "prepare_condition": run_prepare_condition, "decoder": run_decoder,
     "tokenizer": run_tokenizer, "detokenizer": run_detokenizer,
@@ -226,7 +243,7 @@ def _sampler_kind(manifest: dict, filename: str) -> str:
     return "turbo" if "_turbo_" in filename else "base"
 
 
-MANIFESTS = ("manifest.json", "manifest_editing.json", "manifest_alignment.json")
+MANIFESTS = ("manifest.json", "manifest_editing.json", "manifest_post.json", "manifest_alignment.json")
 CHECKPOINT_FILES = {"model.safetensors"}
 
 
@@ -267,6 +284,8 @@ def _run_file(dit: DiTModel, stem: str, tensors: dict, manifest: dict, entry: di
         return run_generate(dit, tensors, _sampler_kind(manifest, stem), args), GENERATE
     if stem.startswith("edit_"):
         return run_edit(dit, tensors, _sampler_kind(manifest, stem), args), GENERATE
+    if stem.startswith("post_"):
+        return run_post(tensors, args), BITWISE
     if stem in RUNNERS:
         return RUNNERS[stem](dit, tensors), SINGLE_FORWARD
     if stem in ALIGNMENT_RUNNERS:

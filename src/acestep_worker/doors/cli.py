@@ -46,6 +46,13 @@ def _generate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--language", default="en", help="vocal language code")
     p.add_argument("--format", choices=list(FORMATS), help="audio format (default: from --out)")
     p.add_argument("--bitrate", type=int, default=192, help="MP3 bitrate in kbps")
+    p.add_argument("--no-normalize", dest="normalize", action="store_false",
+                   help="leave each song's level as decoded (default: peak-normalise, as upstream)")
+    p.add_argument("--normalization-db", type=float, help="peak level of each song in dBFS, -60 to 0 (default -1)")
+    p.add_argument("--fade-in", type=float, help="linear fade-in, seconds (default 0: none)")
+    p.add_argument("--fade-out", type=float, help="linear fade-out, seconds (default 0: none)")
+    p.add_argument("--latent-shift", type=float, help="added to the latents before decoding (default 0)")
+    p.add_argument("--latent-rescale", type=float, help="multiplies the latents before decoding (default 1)")
     p.add_argument("--model", help="DiT folder name to use")
     p.add_argument("--checkpoints", type=Path, help="checkpoint root (overrides ACESTEP_CONFIG_PATH)")
     p.add_argument("--out", "-o", type=Path, default=Path("song.mp3"), help="output file")
@@ -59,7 +66,10 @@ def _request(args: argparse.Namespace) -> dict:
     data = {"caption": args.caption, "lyrics": lyrics, "duration": args.duration, "batch_size": args.batch_size,
             "seed": args.seed, "inference_steps": args.steps, "guidance_scale": args.guidance,
             "shift": args.shift, "bpm": args.bpm, "key_scale": args.key, "time_signature": args.time_signature,
-            "vocal_language": args.language, "audio_format": fmt, "mp3_bitrate": args.bitrate}
+            "vocal_language": args.language, "audio_format": fmt, "mp3_bitrate": args.bitrate,
+            "enable_normalization": None if args.normalize else False, "normalization_db": args.normalization_db,
+            "fade_in_duration": args.fade_in, "fade_out_duration": args.fade_out,
+            "latent_shift": args.latent_shift, "latent_rescale": args.latent_rescale}
     return {k: v for k, v in data.items() if v is not None} | alignment_fields(args)
 
 

@@ -74,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     song.add_argument("--format", help="mp3, flac, wav, wav32, ogg, opus, aac (default: from --output)")
     song.add_argument("--model", help="DiT model name")
     song.add_argument("--thinking", action="store_true", help="let the planner LM write audio codes")
+    song.add_argument("--no-normalize", dest="normalize", action="store_false",
+                      help="leave each song's level as decoded (default: peak-normalised, as upstream)")
+    song.add_argument("--normalization-db", type=float, help="peak level of each song in dBFS, -60 to 0 (default -1)")
+    song.add_argument("--fade-in", type=float, help="linear fade-in, seconds (default 0)")
+    song.add_argument("--fade-out", type=float, help="linear fade-out, seconds (default 0)")
     edit = p.add_argument_group("editing (cover, repaint, extend, stems)")
     edit.add_argument("--task-type", help="text2music (default), cover, cover-nofsq, repaint, extract, lego, "
                                           "complete (the last three need a base model)")
@@ -86,6 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--audio-cover-strength", type=float, metavar="X",
                       help="0-1: how closely a cover follows the source (lower: a freer restyle)")
     edit.add_argument("--track-name", help="the stem for extract/lego, e.g. vocals, drums, bass")
+    edit.add_argument("--flow-edit", action="store_true", dest="flow_edit_morph",
+                      help="flow-edit the source toward --caption/--lyrics (base/sft models; text2music, cover)")
+    edit.add_argument("--flow-edit-source-caption", metavar="TEXT", help="flow-edit: what the source song is")
+    edit.add_argument("--flow-edit-source-lyrics", metavar="TEXT", help="flow-edit: the source song's lyrics")
+    edit.add_argument("--flow-edit-n-min", type=float, metavar="X", help="flow-edit window start, 0-1 (default 0)")
+    edit.add_argument("--flow-edit-n-max", type=float, metavar="X", help="flow-edit window end, 0-1 (default 1)")
+    edit.add_argument("--flow-edit-n-avg", type=int, metavar="N", help="noise samples averaged per step, 1-8")
     add_alignment_arguments(p.add_argument_group("lyric timestamps and scores"))
     run = p.add_argument_group("run")
     run.add_argument("--output", "-o", type=Path, default=Path("output.mp3"), help="output file (default output.mp3)")
@@ -107,6 +119,11 @@ def request_fields(args: argparse.Namespace) -> dict:
               "thinking": True if args.thinking else None, "task_type": args.task_type,
               "repainting_start": args.repainting_start, "repainting_end": args.repainting_end,
               "audio_cover_strength": args.audio_cover_strength, "track_name": args.track_name,
+              "enable_normalization": None if args.normalize else False, "normalization_db": args.normalization_db,
+              "fade_in_duration": args.fade_in, "fade_out_duration": args.fade_out,
+              "flow_edit_morph": True if args.flow_edit_morph else None,
+              **{name: getattr(args, name) for name in ("flow_edit_source_caption", "flow_edit_source_lyrics",
+                                                        "flow_edit_n_min", "flow_edit_n_max", "flow_edit_n_avg")},
               **alignment_fields(args)}
     for name in ("src_audio", "reference_audio"):  # a URL is passed on as it is; files are sent separately
         value = getattr(args, name)

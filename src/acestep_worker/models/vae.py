@@ -95,9 +95,10 @@ def decode(vae: AutoencoderOobleck, latents: torch.Tensor, check: Callable[[], o
     """Latents [B, T, C] -> float32 waveforms [B, 2, T * hop] on the CPU, peak-limited to 1.
 
     Items are decoded in groups sized by `decode_plan` (one at a time on CPUs; `together`
-    overrides it). Items whose peak exceeds 1 are scaled down to peak 1; quieter ones are left
-    untouched (no loudness normalisation, as upstream). `check` runs before each group and may
-    raise to stop (a deadline or a cancel).
+    overrides it). Items whose peak exceeds 1 are scaled down to peak 1 (`limit_peaks`); quieter
+    ones are left untouched here (upstream's peak normalisation comes later, after a repaint's
+    splice: audio/finishing.py). `check` runs before each group and may raise to stop (a deadline
+    or a cancel).
     """
     check_latents(latents)
     tile, planned = decode_plan(vae, latents.shape[0], latents.shape[1],
@@ -120,7 +121,12 @@ def decode(vae: AutoencoderOobleck, latents: torch.Tensor, check: Callable[[], o
     finally:
         if hook is not None:
             hook.remove()
-    audio = torch.cat(songs)
+    return limit_peaks(torch.cat(songs))
+
+
+def limit_peaks(audio: torch.Tensor) -> torch.Tensor:
+    """Upstream's anti-clip after the VAE: each item of [B, 2, samples] whose peak exceeds 1 is
+    divided by its peak (dividing the others by 1 leaves them bitwise as they were)."""
     peak = audio.abs().amax(dim=(1, 2), keepdim=True)
     return audio / peak.clamp_min(1.0)
 

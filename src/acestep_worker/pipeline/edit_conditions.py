@@ -18,7 +18,13 @@ import torch
 from ..models.dit.conditioning import at_batch_length
 from ..models.vae import encode
 from ..schema.request import GenerationRequest
-from ..schema.task_types import Region, TaskRule, reference_offsets, repaint_schedule
+from ..schema.task_types import (
+    Region,
+    TaskRule,
+    flow_edits,
+    reference_offsets,
+    repaint_schedule,
+)
 from ..schema.units import SAMPLE_RATE
 from .plan import JobPlan
 from .progress import ProgressTracker
@@ -42,6 +48,17 @@ class Source:
         return self.audio.shape[1]
 
 
+@dataclass(frozen=True)
+class FlowEditSettings:
+    """A flow-edit's text for the source song and its window (fractions of the schedule)."""
+
+    source_caption: str
+    source_lyrics: str
+    n_min: float
+    n_max: float
+    n_avg: int
+
+
 @dataclass
 class EditInputs:
     """Everything a batch needs beyond text2music, resolved from the request and the audio."""
@@ -56,6 +73,7 @@ class EditInputs:
     wav_crossfade_s: float = WAV_CROSSFADE_DEFAULT_S
     cover_strength: float = 1.0
     cover_noise_strength: float = 0.0
+    flow_edit: FlowEditSettings | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
     def report(self) -> dict:
@@ -112,6 +130,10 @@ def edit_settings(rule: TaskRule, request: GenerationRequest, source: Source | N
     ratio, crossfade = repaint_schedule(request.repaint_mode, request.repaint_strength)
     if request.repaint_latent_crossfade_frames is not None and request.repaint_mode != "aggressive":
         crossfade = request.repaint_latent_crossfade_frames
+    if flow_edits(request):  # upstream's flow-edit neither switches the cover condition nor starts from noise
+        flow = FlowEditSettings(request.flow_edit_source_caption, request.flow_edit_source_lyrics,
+                                request.flow_edit_n_min, request.flow_edit_n_max, request.flow_edit_n_avg)
+        return EditInputs(rule=rule, source=source, reference=reference, flow_edit=flow)
     return EditInputs(
         rule=rule, source=source, reference=reference,
         explicit_chunk_mask=request.chunk_mask_mode == "explicit",
@@ -134,12 +156,13 @@ def source_rows(edit: EditInputs, silence: torch.Tensor, frames: int) -> tuple[t
 
     The source is padded to the batch length with silence (restarting at silence frame 0); a task
     that silences its range takes those frames from the silence latent. The model sees the 0/1
-    region only with an explicit chunk mask: upstream's "auto" mode ends up all ones.
+    region only with an explicit chunk mask: upstream's "auto" mode ends up all ones. A task that does
+    not take a source (a text2music flow-edit's) conditions on silence, as upstream's flow-edit does.
     """
     source, rule = edit.source, edit.rule
     chunk = torch.ones(frames, device=silence.device)
     repaint = None
-    if source is None:
+    if source is None or not rule.needs_source:
         return silence[:frames].clone(), chunk, repaint
     src = source_at_length(source, silence, frames).clone()  # the range is silenced in place below
     region = source.region

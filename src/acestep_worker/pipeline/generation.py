@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..audio.finishing import Finishing
 from ..models.dit.model import DiTModel
 from ..models.registry import ModelRegistry
 from ..schema.units import FRAMES_PER_SECOND, SAMPLE_RATE
@@ -81,8 +82,9 @@ class GenerationPipeline:
         edit = encode_edit_audio(self.models.vae, plan, audio, dit.timbre_frames / FRAMES_PER_SECOND, progress)
         # 6. One spec per song: text, metadata, instruction, code hints.
         songs = song_specs(dit, plan, resolved, edit)
-        # 7. Encode the prompts, condition, sample, decode.
-        output = self.synthesizer(dit, songs, frames, schedule, progress, edit, plan.alignment)
+        # 7. Encode the prompts, condition, sample, decode, finish (latent shift, normalisation, fades);
+        #    read the LRC and scores when asked.
+        output = self.synthesizer(dit, songs, frames, schedule, progress, edit, finishing(plan), plan.alignment)
         # 8. The songs, and what was used to make them; best-of-N keeps the best takes.
         audio_out = output.audio.numpy()
         duration = audio_out.shape[-1] / SAMPLE_RATE
@@ -93,7 +95,8 @@ class GenerationPipeline:
         result = GenerationResult(
             songs=kept,
             model=dit.variant.name, random_weights=self.models.random_weights,
-            params=dict(sampling, **song_params(plan, resolved, self.models.planner), **edit.report()),
+            params=dict(sampling, **song_params(plan, resolved, self.models.planner), **edit.report(),
+                        **output.finishing),
             timings={**resolved.timings, **edit.timings, **output.timings})
         if adapters:
             result.params["loras"] = adapters
@@ -104,3 +107,10 @@ class GenerationPipeline:
 
     def _check_memory(self, dit: DiTModel, frames: int, batch: int, uses_cfg: bool) -> None:
         check_fits(dit.transformer.config, frames, batch, uses_cfg, torch.finfo(dit.dtype).bits // 8, self.memory)
+
+
+def finishing(plan: JobPlan) -> Finishing:
+    """The request's finishing fields (schema/request.py), as audio/finishing.py takes them."""
+    r = plan.request
+    return Finishing(r.enable_normalization, r.normalization_db, r.fade_in_duration, r.fade_out_duration,
+                     r.latent_shift, r.latent_rescale)

@@ -13,7 +13,7 @@ The song's length, first rule that applies:
 | decided by | when                                        | latent frames                          |
 |------------|---------------------------------------------|----------------------------------------|
 | codes      | `audio_code_string` holds audio codes        | 5 per code (at least 128)              |
-| source     | the task edits a source song                | the source's, padded for its range     |
+| source     | the task edits a source song (or flow-edit) | the source's, padded for its range     |
 | duration   | `duration` is given                         | upstream's rounding of the seconds     |
 | planner    | the planner runs and writes the metadata    | known after the planner's pass         |
 | default    | none of the above                           | 30 s                                   |
@@ -32,7 +32,17 @@ from ..models.variants import Variant
 from ..schema.formats import FORMATS
 from ..schema.messages import needs_planner
 from ..schema.request import MAX_SEED, GenerationRequest
-from ..schema.task_types import TASKS, Region, TaskRule, check_supported, instruction_for, region_for, replaced_fields
+from ..schema.task_types import (
+    TASKS,
+    Region,
+    TaskRule,
+    check_flow_edit_supported,
+    check_supported,
+    flow_edits,
+    instruction_for,
+    region_for,
+    replaced_fields,
+)
 from ..schema.units import (
     CODES_PER_SECOND,
     DEFAULT_DURATION_S,
@@ -110,9 +120,14 @@ class JobPlan:
                      if getattr(self.request, name, None) and name not in self.replaced)
 
     @property
+    def flow_edit(self) -> bool:
+        """Flow-edit runs: the source song is morphed toward the caption and lyrics."""
+        return flow_edits(self.request)
+
+    @property
     def uses_source(self) -> bool:
         """The source song is encoded and edited (its length then sets the songs')."""
-        return self.task.needs_source and self.codes is None
+        return (self.task.needs_source or self.flow_edit) and self.codes is None
 
     def with_source(self, samples: int) -> "JobPlan":
         """The plan once the source song is decoded (`samples` at 48 kHz): its length is the songs'.
@@ -156,8 +171,15 @@ def resolve(request: GenerationRequest, facts: EngineFacts, seeds: tuple[int, ..
     task = TASKS[request.task_type]
     steps = check_steps(request, facts.variant)
     check_supported(request.task_type, facts.variant.name, facts.variant.family, dict(facts.installed))
-    codes = request.given_codes or None
-    _check_source(request, task, codes, bool(request.src_audio) if has_source is None else has_source)
+    flow = flow_edits(request)
+    if flow:
+        check_flow_edit_supported(facts.variant.name, facts.variant.family, dict(facts.installed))
+    # A text2music flow-edit drops given codes, as upstream: the source song leads.
+    codes = (request.given_codes or None) if not (flow and not task.needs_source) else None
+    has_source = bool(request.src_audio) if has_source is None else has_source
+    _check_source(request, task, codes, has_source)
+    if flow:
+        _check_flow_edit_source(request, codes, has_source)
     planner = planner_work(request, task, codes, facts.planner_loaded)
     alignment = alignment_request(request, planner, steps)
     fmt = FORMATS[request.audio_format]
@@ -189,7 +211,7 @@ def song_length(request: GenerationRequest, task: TaskRule, codes: tuple[int, ..
     if codes:
         frames = max(MIN_FRAMES, FRAMES_PER_CODE * len(codes))
         return SongLength("codes", frames, frames * SAMPLES_PER_FRAME / SAMPLE_RATE)
-    if task.needs_source:
+    if task.needs_source or flow_edits(request):
         return SongLength("source", None, None)
     if planner.decides_length:
         return SongLength("planner", None, None)
@@ -208,7 +230,8 @@ def planner_work(request: GenerationRequest, task: TaskRule, codes: tuple[int, .
     where a source or given codes already lead the DiT)."""
     if not task.runs_planner:  # its planner fields are reported unused (schema.task_types.replaced_fields)
         return PlannerWork()
-    writes_codes = request.thinking and not task.needs_source and codes is None
+    led_by_source = task.needs_source or flow_edits(request)
+    writes_codes = request.thinking and not led_by_source and codes is None
     sample = request.sample_mode or bool(request.sample_query.strip())
     asked = [name for name, on in (("thinking", writes_codes), ("use_format", request.use_format),
                                    ("sample_mode", request.sample_mode),
@@ -225,7 +248,7 @@ def planner_work(request: GenerationRequest, task: TaskRule, codes: tuple[int, .
     runs = bool(sample or request.use_format or metadata or writes_codes)
     decides = runs and (sample or request.use_format or bool(metadata)) and not request.duration
     return PlannerWork(runs=runs, sample=sample, format=request.use_format, metadata=metadata,
-                       writes_codes=writes_codes, decides_length=decides and not task.needs_source and codes is None)
+                       writes_codes=writes_codes, decides_length=decides and not led_by_source and codes is None)
 
 
 def _instruction(request: GenerationRequest, led_by_codes: bool) -> str:
@@ -260,6 +283,16 @@ def _check_source(request: GenerationRequest, task: TaskRule, codes: tuple[int, 
                              "the source song in src_audio; audio codes cannot stand in for it")
     elif not has_source:
         raise InputError("src_audio", f"task_type {request.task_type!r} needs a source song in src_audio")
+
+
+def _check_flow_edit_source(request: GenerationRequest, codes: tuple[int, ...] | None, has_source: bool) -> None:
+    """Flow-edit moves a source song: it needs one, and audio codes cannot stand in for it."""
+    if codes is not None:
+        raise InputError("audio_code_string", "flow_edit_morph edits the source song in src_audio; audio codes "
+                         "cannot stand in for it (send src_audio without audio_code_string)")
+    if not has_source:
+        raise InputError("src_audio", f"flow_edit_morph edits a source song: task_type {request.task_type!r} with "
+                         "flow_edit_morph needs src_audio")
 
 
 def draw_seeds(request: GenerationRequest) -> tuple[int, ...]:

@@ -16,6 +16,7 @@ from typing import Callable, Iterator, NamedTuple
 
 import torch
 
+from ..audio.finishing import Finishing, adjust_latents, finish
 from ..models.dit.conditioning import (
     Conditions,
     ContextInputs,
@@ -26,6 +27,7 @@ from ..models.dit.conditioning import (
 )
 from ..models.dit.model import DiTModel
 from ..models.dit.sampler import SamplerHooks, SamplingPlan, sample
+from ..models.dit.flow_edit import FlowEdit
 from ..models.dit.sampler_edits import CoverSwitch, Edit, Repaint, nearest_start, renoise
 from ..models.dit.text_prompts import (
     CAPTION_MAX_TOKENS,
@@ -36,7 +38,7 @@ from ..models.dit.text_prompts import (
     lyric_prompt,
 )
 from ..models.text_encoder import EncodedText, TextEncoder
-from ..models.vae import decode
+from ..models.vae import check_latents, decode
 from ..schema.task_types import TASKS
 from ..schema.units import SAMPLE_RATE
 from .edit_conditions import EditInputs, source_at_length, source_rows, splice
@@ -62,6 +64,7 @@ class SynthesisOutput:
     audio: torch.Tensor  # [B, 2, frames * 1920] float32 on the CPU
     frames: int
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    finishing: dict = field(default_factory=dict)  # what `finish` applied (audio/finishing.py)
     alignment: list[dict] | None = None  # per song: LRC and/or alignment scores (lyric_alignment.py)
 
 
@@ -80,13 +83,15 @@ class Synthesizer:
 
     def __call__(self, dit: DiTModel, songs: list[SongSpec], frames: int, plan: SamplingPlan,
                  progress: ProgressTracker, edit: EditInputs | None = None,
-                 alignment: AlignmentRequest | None = None) -> SynthesisOutput:
+                 finishing: Finishing | None = None, alignment: AlignmentRequest | None = None) -> SynthesisOutput:
         """`frames`: the batch's latent length (the plan's). `progress` reports each stage and step and
         stops the work between steps and between decoded songs. `edit` carries an editing task's
-        source and reference (text2music without it). `alignment`: the LRC and scores to read from
-        the DiT once the songs are made (none by default)."""
+        source and reference (text2music without it). `finishing`: upstream's latent shift/rescale
+        before the VAE, and its peak normalisation and fades after the repaint splice. `alignment`:
+        the LRC and scores to read from the DiT once the songs are made (none by default)."""
         timings: dict[str, float] = {}
         edit = edit or EditInputs(TASKS["text2music"])
+        finishing = finishing or Finishing()  # upstream's defaults: normalised to -1 dBFS, no fades
 
         with _stage("text_encoding", timings, progress):
             prompts = self.encode_prompts(songs, with_text2music=edit.cover_strength < 1)
@@ -95,24 +100,36 @@ class Synthesizer:
             generators = [torch.Generator("cpu").manual_seed(song.seed) for song in songs]
             noise = draw_noise(generators, frames, dit.silence_latent.shape[-1])
             plan, sampler_edit = self.editing_plan(dit, plan, conditions, noise, prompts, edit)
+            if edit.flow_edit is not None:
+                sampler_edit.flow_edit = self.flow_edit(dit, songs, frames, conditions, edit)
         with _stage("diffusion", timings, progress):
             # SDE draws fresh noise each step from the same per-song generators: a seed fixes the song.
             step_noise = (lambda: draw_noise(generators, frames, noise.shape[-1])) if plan.infer_method == "sde" else None
             latents = sample(dit, conditions, noise, plan, SamplerHooks(on_step=progress.step, step_noise=step_noise),
                              sampler_edit)
         with _stage("vae_decode", timings, progress):
-            audio = decode(self.vae, latents, progress.check)
+            check_latents(latents)  # upstream checks the sampler's latents before shifting them
+            audio = decode(self.vae, adjust_latents(latents, finishing.latent_shift, finishing.latent_rescale),
+                           progress.check)
         if edit.source is not None:
             audio = audio[..., : edit.source.samples]  # a source task keeps the source's length
             if edit.splice and edit.source.region is not None:
                 audio = splice(audio, edit.source, edit.wav_crossfade_s)
-        aligned = None
-        if alignment is not None and alignment.wanted:
-            with _stage("alignment", timings, progress):
-                aligned = align_songs(dit, self.text_encoder, latents, conditions.encoder_hidden_states,
-                                      conditions.context_latents, [LyricPrompt(s.lyrics, s.language) for s in songs],
-                                      [audio.shape[-1] / SAMPLE_RATE] * len(songs), alignment)
-        return SynthesisOutput(audio, frames, timings, aligned)
+        audio, applied = finish(audio, finishing, SAMPLE_RATE)
+        aligned = self.align(dit, songs, latents, conditions, audio.shape[-1] / SAMPLE_RATE, alignment, timings, progress)
+        return SynthesisOutput(audio, frames, timings, applied, aligned)
+
+    def align(self, dit: DiTModel, songs: list[SongSpec], latents: torch.Tensor, conditions: "BatchConditions",
+              duration_s: float, alignment: AlignmentRequest | None, timings: dict[str, float],
+              progress: ProgressTracker) -> list[dict] | None:
+        """Each song's LRC and scores from the sampler's latents (before any latent shift) and its own
+        condition, when the job asks for them."""
+        if alignment is None or not alignment.wanted:
+            return None
+        with _stage("alignment", timings, progress):
+            return align_songs(dit, self.text_encoder, latents, conditions.encoder_hidden_states,
+                               conditions.context_latents, [LyricPrompt(s.lyrics, s.language) for s in songs],
+                               [duration_s] * len(songs), alignment)
 
     def editing_plan(self, dit: DiTModel, plan: SamplingPlan, conditions: "BatchConditions", noise: torch.Tensor,
                      prompts: EncodedPrompts, edit: EditInputs) -> tuple[SamplingPlan, Edit]:
@@ -133,6 +150,24 @@ class Synthesizer:
             sampler_edit.repaint = Repaint(conditions.repaint_mask, conditions.clean_latents,
                                            round(edit.injection_ratio * plan.steps), edit.crossfade_frames)
         return plan, sampler_edit
+
+    def flow_edit(self, dit: DiTModel, songs: list[SongSpec], frames: int, conditions: BatchConditions,
+                  edit: EditInputs) -> FlowEdit:
+        """A flow-edit's source side, as upstream builds it: the source caption and lyrics in each song's
+        prompt (its instruction, metadata and language), encoded as their own batch, over the target's
+        audio context (silence for text2music, the source for a cover); the clean source latents; and
+        forward noise from generators seeded afresh with the songs' seeds (upstream draws nothing before
+        them: the first forward noise is the noise a plain run of the seed starts from)."""
+        settings = edit.flow_edit
+        sources = [replace(song, caption=settings.source_caption, lyrics=settings.source_lyrics) for song in songs]
+        prompts = self.encode_prompts(sources)
+        source_conditions = self._conditions(dit, prompts.captions, prompts.lyrics, conditions.refs,
+                                             conditions.refs_order, conditions.context)
+        clean = source_at_length(edit.source, silence_frames(dit, frames), frames)
+        clean = clean.unsqueeze(0).expand(len(songs), -1, -1)
+        generators = [torch.Generator("cpu").manual_seed(song.seed) for song in songs]
+        return FlowEdit(source_conditions, clean, lambda: draw_noise(generators, frames, clean.shape[-1]),
+                        settings.n_min, settings.n_max, settings.n_avg)
 
     def encode_prompts(self, songs: list[SongSpec], with_text2music: bool = False) -> EncodedPrompts:
         """Caption prompts through the text encoder, lyric prompts through its embedding table.
@@ -206,7 +241,7 @@ class Synthesizer:
                                          chunk_masks=context.chunk_masks.to(dtype)))
         return BatchConditions(base.encoder_hidden_states, base.encoder_attention_mask, base.context_latents,
                                source_latents=context.src_latents, chunk_masks=context.chunk_masks, refs=refs,
-                               refs_order=refs_order)
+                               refs_order=refs_order, context=context)
 
 
 @dataclass
@@ -219,6 +254,7 @@ class BatchConditions(Conditions):
     refs_order: torch.Tensor | None = None
     repaint_mask: torch.Tensor | None = None  # [B, T] bool, True = generate
     clean_latents: torch.Tensor | None = None  # [B, T, C] the unmodified source
+    context: ContextInputs | None = None  # what the context latents were built from (a flow-edit's source reuses it)
 
 
 def draw_noise(generators: list[torch.Generator], frames: int, channels: int) -> torch.Tensor:

@@ -103,6 +103,26 @@ class GenerationRequest(BaseModel):
         "mp3", "audio_format", "audioFormat", allowed="one of " + ", ".join(FORMATS))
     mp3_bitrate: int = _field(192, "mp3_bitrate", "mp3Bitrate",
                               allowed="an MP3 bitrate in kbps: " + ", ".join(map(str, MP3_BITRATES_KBPS)))
+    # Finishing, as upstream's GenerationParams (audio/finishing.py): each song's peak normalised to
+    # `normalization_db` dBFS (on by default upstream), then linear fades; the latents scaled and
+    # shifted just before the VAE decodes them. Upstream's /release_task does not read these (its
+    # songs get the defaults); every door here accepts them.
+    enable_normalization: bool = _field(True, "enable_normalization", "enableNormalization",
+                                        allowed="true (peak-normalise each song, upstream's default) or false")
+    normalization_db: float = _field(-1.0, "normalization_db", "normalizationDb",
+                                     allowed="a peak level in dBFS from -60 to 0", ge=-60.0, le=0.0)
+    fade_in_duration: float = _field(0.0, "fade_in_duration", "fadeInDuration",
+                                     allowed=f"seconds from 0 (none) to {MAX_DURATION_S:g}", ge=0.0,
+                                     le=MAX_DURATION_S)
+    fade_out_duration: float = _field(0.0, "fade_out_duration", "fadeOutDuration",
+                                      allowed=f"seconds from 0 (none) to {MAX_DURATION_S:g}", ge=0.0,
+                                      le=MAX_DURATION_S)
+    latent_shift: float = _field(0.0, "latent_shift", "latentShift",
+                                 allowed="a number from -2 to 2 added to the latents before decoding (0: none)",
+                                 ge=-2.0, le=2.0)
+    latent_rescale: float = _field(1.0, "latent_rescale", "latentRescale",
+                                   allowed="a number above 0 and at most 3 multiplying the latents before "
+                                   "decoding (1: none)", gt=0.0, le=3.0)
     model: str | None = _field(None, "model", "model_name", "modelName", "dit_model", "ditModel",
                                allowed="the name of an installed DiT model (see /v1/models)")
     # Audio for the editing tasks: a source descriptor each (see audio/sources.py). The adapters
@@ -130,6 +150,27 @@ class GenerationRequest(BaseModel):
     cover_noise_strength: float = _field(0.0, "cover_noise_strength", "coverNoiseStrength",
                                          allowed="a number from 0 to 1 (start from the noised source)",
                                          ge=0.0, le=1.0)
+    # Flow-edit, upstream's "remix by flow-edit" (its issue #1156): the source song is moved from the
+    # source caption/lyrics toward this request's caption/lyrics by integrating the difference of the
+    # two velocities over a window of the schedule. Which tasks and models take it is data in
+    # task_types.py (FLOW_EDIT_FAMILIES, TaskRule.flow_edit); the step is models/dit/flow_edit.py.
+    flow_edit_morph: bool = _field(False, "flow_edit_morph", "flowEditMorph",
+                                   allowed="true or false (true: edit src_audio by flow-edit; base, sft and XL models)")
+    flow_edit_source_caption: str = _field(
+        "", "flow_edit_source_caption", "flowEditSourceCaption",
+        allowed=f"text of at most {CAPTION_MAX_CHARS} characters describing the source song",
+        max_length=CAPTION_MAX_CHARS)
+    flow_edit_source_lyrics: str = _field(
+        "", "flow_edit_source_lyrics", "flowEditSourceLyrics",
+        allowed=f"text of at most {LYRICS_MAX_CHARS} characters: the source song's lyrics", max_length=LYRICS_MAX_CHARS)
+    flow_edit_n_min: float = _field(0.0, "flow_edit_n_min", "flowEditNMin",
+                                    allowed="a number from 0 to 1 (share of the first steps left out of the edit)",
+                                    ge=0.0, le=1.0)
+    flow_edit_n_max: float = _field(1.0, "flow_edit_n_max", "flowEditNMax",
+                                    allowed="a number from 0 to 1, at least flow_edit_n_min (where the edit ends; "
+                                    "the rest denoises toward the target)", ge=0.0, le=1.0)
+    flow_edit_n_avg: int = _field(1, "flow_edit_n_avg", "flowEditNAvg",
+                                  allowed="an integer from 1 to 8 (noise samples averaged per edit step)", ge=1, le=8)
     track_name: Literal[TRACK_NAMES] | None = _field(  # type: ignore[valid-type]
         None, "track_name", "trackName", allowed="one of " + ", ".join(TRACK_NAMES))
     track_classes: tuple[Literal[TRACK_NAMES], ...] | None = _field(  # type: ignore[valid-type]
@@ -334,6 +375,9 @@ class GenerationRequest(BaseModel):
         if end is not None and end >= 0 and end <= self.repainting_start:
             raise InputError("repainting_end", f"repainting_end ({end:g} s) must come after repainting_start "
                              f"({self.repainting_start:g} s); use -1 for the end of the source")
+        if self.flow_edit_n_min > self.flow_edit_n_max:
+            raise InputError("flow_edit_n_min", "flow_edit_n_min must not exceed flow_edit_n_max "
+                             f"(got {self.flow_edit_n_min:g} > {self.flow_edit_n_max:g})")
         if self.keep_best is not None and self.keep_best > self.batch_size:
             raise InputError("keep_best", f"keep_best ({self.keep_best}) must not exceed batch_size "
                              f"({self.batch_size}): it keeps the best of batch_size takes")

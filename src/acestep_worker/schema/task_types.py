@@ -22,6 +22,11 @@ TRACK_NAMES = ("woodwinds", "brass", "fx", "synth", "strings", "percussion", "ke
 
 ALL_FAMILIES = ("turbo", "sft", "base")
 BASE_ONLY = ("base",)  # extract, lego and complete need the base model (XL base included)
+# Flow-edit runs on the guided models only: upstream's turbo model has no flow-edit sampler (its
+# handler raises, naming xl_base, xl_sft, sft and base). XL models follow their size-less family.
+FLOW_EDIT_FAMILIES = ("base", "sft")
+FLOW_EDIT_FIELDS = ("flow_edit_morph", "flow_edit_source_caption", "flow_edit_source_lyrics", "flow_edit_n_min",
+                    "flow_edit_n_max", "flow_edit_n_avg")
 
 
 @dataclass(frozen=True)
@@ -35,15 +40,16 @@ class TaskRule:
     follows_source_hints: bool = False  # cover: the DiT sees the FSQ round trip of the source
     runs_planner: bool = True  # upstream skips the LM for tasks that only transform a source
     families: tuple[str, ...] = ALL_FAMILIES
+    flow_edit: bool = False  # flow_edit_morph applies (upstream: text2music with a source, cover, cover-nofsq)
 
 
 TASKS: dict[str, TaskRule] = {rule.name: rule for rule in (
-    TaskRule("text2music", "Fill the audio semantic mask based on the given conditions:"),
+    TaskRule("text2music", "Fill the audio semantic mask based on the given conditions:", flow_edit=True),
     TaskRule("cover", "Generate audio semantic tokens based on the given conditions:", needs_source=True,
-             follows_source_hints=True, runs_planner=False),
+             follows_source_hints=True, runs_planner=False, flow_edit=True),
     # cover-nofsq: the cover prompt, but the DiT sees the source latents themselves (no FSQ round trip).
     TaskRule("cover-nofsq", "Generate audio semantic tokens based on the given conditions:", needs_source=True,
-             runs_planner=False),
+             runs_planner=False, flow_edit=True),
     TaskRule("repaint", "Repaint the mask area based on the given conditions:", needs_source=True,
              uses_range=True, silences_range=True, runs_planner=False),
     TaskRule("extract", "Extract the {track} track from the audio:", "Extract the track from the audio:",
@@ -76,6 +82,21 @@ def check_supported(task_type: str, model_name: str, family: str, installed: dic
     where = f"installed models that do: {', '.join(able)}" if able else "no installed model does (it needs a base model)"
     raise InputError("task_type", f"task_type {task_type!r} is not supported by {family} model {model_name!r}; "
                      f"{where}")
+
+
+def flow_edits(request) -> bool:
+    """Whether `request` runs flow-edit: asked for, on a task it applies to (elsewhere it is reported unused)."""
+    return bool(request.flow_edit_morph) and TASKS[request.task_type].flow_edit
+
+
+def check_flow_edit_supported(model_name: str, family: str, installed: dict[str, str]) -> None:
+    """Refuse flow-edit on a model without it (turbo), naming the installed models that have it."""
+    if family.removeprefix("xl-") in FLOW_EDIT_FAMILIES:
+        return
+    able = [name for name, fam in installed.items() if fam.removeprefix("xl-") in FLOW_EDIT_FAMILIES]
+    where = f"installed models that do: {', '.join(able)}" if able else "no installed model does"
+    raise InputError("flow_edit_morph", f"flow_edit_morph needs a base, sft or XL base/sft model; {family} model "
+                     f"{model_name!r} has no flow-edit sampler ({where})")
 
 
 def instruction_for(task_type: str, track_name: str | None = None, track_classes: tuple[str, ...] | None = None,
@@ -165,13 +186,18 @@ def replaced_fields(request) -> dict[str, str]:
     planner field counts only when it asks for something (`thinking: false` replaces nothing)."""
     replaced = {}
     task = TASKS[request.task_type]
-    if request.given_codes:
+    flow = flow_edits(request)
+    if request.given_codes and flow and not task.needs_source:
+        replaced["audio_code_string"] = ("flow_edit_morph edits the source song in src_audio; upstream drops the "
+                                         "audio codes of a text2music flow-edit")
+    elif request.given_codes:
         replaced["src_audio"] = "audio_code_string gives audio codes, which replace the source song, as upstream's do"
+    replaced.update(_flow_edit_replaced(request, task, flow))
     if request.thinking and request.given_codes:
         replaced["thinking"] = "audio_code_string gives the audio codes; the planner writes none, as upstream"
-    elif request.thinking and task.needs_source:
-        replaced["thinking"] = (f"task_type {request.task_type!r} follows the source song; the planner writes no "
-                                "audio codes for it, as upstream")
+    elif request.thinking and (task.needs_source or flow):
+        led = "flow_edit_morph" if flow and not task.needs_source else f"task_type {request.task_type!r}"
+        replaced["thinking"] = f"{led} follows the source song; the planner writes no audio codes for it, as upstream"
     if request.keep_best is None and "rank_by" in request.model_fields_set:
         replaced["rank_by"] = "rank_by orders the takes of best-of-N; without keep_best every song is kept"
     if not task.runs_planner:
@@ -179,3 +205,25 @@ def replaced_fields(request) -> dict[str, str]:
                   "for it, as upstream")
         replaced.update({name: reason for name in PLANNER_FIELDS if getattr(request, name)})
     return replaced
+
+
+def _flow_edit_replaced(request, task: TaskRule, flow: bool) -> dict[str, str]:
+    """The flow-edit fields a request cannot use, and what flow-edit itself leaves out, as upstream's
+    flow-edit sampler does (Euler steps with APG; no DCW, ADG, cover switch or cover noise)."""
+    sent = request.model_fields_set
+    if not request.flow_edit_morph:
+        return {name: "only used with flow_edit_morph: true" for name in FLOW_EDIT_FIELDS[1:] if name in sent}
+    if not flow:
+        reason = (f"upstream's flow-edit applies to text2music (with src_audio), cover and cover-nofsq, not "
+                  f"{request.task_type!r}")
+        return {name: reason for name in FLOW_EDIT_FIELDS if name in sent}
+    left_out = "flow-edit starts from the source itself and keeps its conditions to the end, as upstream's"
+    sampler = "upstream's flow-edit sampler takes Euler ODE steps guided by APG, without DCW"
+    out = {"audio_cover_strength": left_out, "cover_noise_strength": left_out}
+    if request.use_adg:
+        out["use_adg"] = sampler
+    if request.dcw_enabled:
+        out["dcw_enabled"] = sampler
+    if request.infer_method == "sde":
+        out["infer_method"] = sampler
+    return out

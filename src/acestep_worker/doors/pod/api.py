@@ -146,6 +146,10 @@ def generation_info(task: Task) -> str:
               f"- **BPM:** {p.get('bpm') or 'N/A'}", f"- **Key Scale:** {p.get('key_scale') or 'N/A'}",
               f"- **Time Signature:** {p.get('time_signature') or 'N/A'}",
               f"- **Duration:** {p.get('requested_duration')} seconds", f"- **Model:** {task.model}"]
+    if "normalization_gain_db" in p:  # the finishing applied (audio/finishing.py)
+        gains = ", ".join("skipped" if g is None else f"{g:+.2f} dB" for g in p["normalization_gain_db"])
+        lines.append(f"- **Peak normalization:** {gains}" if p.get("enable_normalization")
+                     else "- **Peak normalization:** off")
     if task.random_weights:
         lines.append("- **Warning:** made with random-weight test checkpoints: noise, not music")
     lines.append(f"\n**⏱️ Total Time: {t.get('total', 0):.2f}s**")

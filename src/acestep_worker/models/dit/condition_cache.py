@@ -3,8 +3,9 @@
 Every DiT step projects the same condition sequence (caption, lyrics, timbre: ~400 tokens) through
 `condition_embedder` and then through each layer's cross-attention `to_k` / `to_v`: 2 x layers
 linear layers whose input never changes while sampling (17% of a real-size step at 10 s). Inside
-`reuse_condition_projections(transformer)` those modules remember their last input and output and
-return the remembered output when they are called again with the very same tensor, unmodified.
+`reuse_condition_projections(transformer)` those modules remember their last two inputs and outputs
+(a flow-edit alternates two conditions) and return the remembered output when they are called again
+with the very same tensor, unmodified.
 
 Keying on tensor identity (plus its in-place version counter) rather than on "this generation"
 keeps the cache correct when a sampler switches conditions mid-loop (cover strength, repaint):
@@ -21,17 +22,19 @@ from typing import Iterator
 import torch
 from diffusers import AceStepTransformer1DModel
 
+REMEMBERED = 2  # distinct condition tensors remembered per module
+
 
 class _RememberLastCall:
-    """Stands in for one module's `forward`: recompute only when the input tensor changes."""
+    """Stands in for one module's `forward`: recompute only for an input tensor it does not remember."""
 
     def __init__(self, module: torch.nn.Module):
         self.module = module
         self.instance_forward = module.__dict__.get("forward")  # another wrapper, if one is installed
         self.forward = module.forward
-        self.input: torch.Tensor | None = None
-        self.versions = (-1, -1)
-        self.output: torch.Tensor | None = None
+        # (input, output, versions) of the last calls, newest last: two, so that a flow-edit's source and
+        # target conditions, used alternately, are each projected once.
+        self.entries: list[tuple[torch.Tensor, torch.Tensor, tuple[int, int]]] = []
         self.computed = 0  # real evaluations, for tests and benchmarks
 
     def install(self) -> None:
@@ -42,18 +45,18 @@ class _RememberLastCall:
             del self.module.forward
         else:
             self.module.forward = self.instance_forward
-        self.input = self.output = None  # do not keep a generation's tensors alive
+        self.entries = []  # do not keep a generation's tensors alive
 
     @torch.compiler.disable  # a Python identity check: keep it out of compiled regions
     def __call__(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         if args or kwargs or not isinstance(x, torch.Tensor):
             return self.forward(x, *args, **kwargs)
-        if (x is self.input and self.output is not None
-                and (x._version, self.output._version) == self.versions):
-            return self.output
+        for remembered, output, versions in self.entries:
+            if x is remembered and (x._version, output._version) == versions:
+                return output
         output = self.forward(x)
         # Holding `x` keeps its identity unique for as long as it is compared against.
-        self.input, self.output, self.versions = x, output, (x._version, output._version)
+        self.entries = [*self.entries[-(REMEMBERED - 1):], (x, output, (x._version, output._version))]
         self.computed += 1
         return output
 

@@ -1,6 +1,7 @@
-"""Classifier-free guidance rules of the base/sft sampler: APG (default) and ADG.
+"""Classifier-free guidance rules of the base/sft sampler: APG (default) and ADG, and upstream's two
+optional velocity stabilisers (a norm cap and an EMA over steps).
 
-Both combine a conditional and an unconditional velocity, shapes [batch, frames, channels].
+Both guidance rules combine a conditional and an unconditional velocity, shapes [batch, frames, channels].
 """
 
 from __future__ import annotations
@@ -29,6 +30,18 @@ class APG:
             v_cond, v_uncond, guidance_scale - 1.0, momentum_buffer=self._momentum, eta=0.0,
             norm_threshold=APG_NORM_THRESHOLD, use_original_formulation=True, norm_dim=(1,),
         )
+
+    # Flow-edit averages several guided predictions per step; the momentum must advance once per
+    # step (with the averaged difference), not once per prediction, as upstream's flow-edit does.
+    def snapshot(self) -> torch.Tensor | float:
+        return self._momentum.running_average
+
+    def restore(self, state: torch.Tensor | float) -> None:
+        self._momentum.running_average = state
+
+    def advance(self, difference: torch.Tensor) -> None:
+        """One momentum update with `difference` = v_cond - v_uncond."""
+        self._momentum.update(difference)
 
 
 class ADG:
@@ -67,3 +80,19 @@ def _angle(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     cos = (a * b).sum(-1, keepdim=True).clamp(-1.0 + 1e-6, 1.0 - 1e-6)
     return torch.acos(cos)
 
+
+
+def cap_velocity(velocity: torch.Tensor, x: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Upstream's velocity norm cap: |v| at most threshold * |x| per item (off at 0)."""
+    if threshold <= 0:
+        return velocity
+    v_norm = torch.linalg.vector_norm(velocity, dim=(1, 2), keepdim=True)
+    x_norm = torch.linalg.vector_norm(x, dim=(1, 2), keepdim=True) + 1e-10
+    return velocity * torch.clamp(threshold * x_norm / (v_norm + 1e-10), max=1.0)
+
+
+def smooth_velocity(velocity: torch.Tensor, previous: torch.Tensor | None, factor: float) -> torch.Tensor:
+    """Upstream's velocity EMA over steps: (1 - f) v + f v_previous (off at 0 or on the first step)."""
+    if factor <= 0 or previous is None:
+        return velocity
+    return (1.0 - factor) * velocity + factor * previous

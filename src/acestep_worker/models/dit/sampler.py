@@ -4,11 +4,13 @@ The loop keeps the latent in float32 whatever the model dtype (the DiT runs in b
 Euler steps x <- x - v * (t - t_next) down to t = 0 (or, with SDE, re-noises the step's clean
 estimate), and for base/sft models combines conditional and unconditional predictions of one
 doubled batch inside the CFG interval. Editing runs (`Edit`) add repaint injection and blending,
-a cover-to-text2music condition switch and a partial start; DCW corrects each step.
+a cover-to-text2music condition switch and a partial start; DCW corrects each step. A flow-edit
+(`flow_edit.py`) owns the steps up to the end of its window and hands the loop its target trajectory.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Callable, Literal
 
@@ -17,7 +19,8 @@ import torch
 from .condition_cache import reusing_condition_projections
 from .conditioning import Conditions
 from .dcw import DCW
-from .guidance import ADG, APG
+from .flow_edit import Branch, FlowEditRun
+from .guidance import ADG, APG, cap_velocity, smooth_velocity
 from .model import DiTModel
 from .sampler_edits import Edit
 
@@ -101,9 +104,9 @@ def sample(dit: DiTModel, conditions: Conditions, noise: torch.Tensor, plan: Sam
     """Integrate from `noise` [B, T, C] at t = timesteps[0] to a clean latent [B, T, C] (float32)."""
     hooks, edit = hooks or SamplerHooks(), edit or Edit()
     trace, repaint, switch = hooks.trace, edit.repaint, edit.cover_switch
-    dtype, device = dit.dtype, dit.device
-    condition = _Condition(dit, conditions, plan.uses_cfg)
-    guide = (ADG() if plan.guidance == "adg" else APG()) if plan.uses_cfg else None
+    device = dit.device
+    target = Branch(_Condition(dit, conditions, plan.uses_cfg), _guide(plan))
+    flow = _flow_edit_run(dit, plan, edit)
 
     timesteps = plan.timesteps.to(device=device, dtype=torch.float32)
     next_timesteps = torch.cat([timesteps[1:], timesteps.new_zeros(1)])
@@ -113,28 +116,30 @@ def sample(dit: DiTModel, conditions: Conditions, noise: torch.Tensor, plan: Sam
     host_times = host_times.tolist()
     noise = noise.to(device=device, dtype=torch.float32)
     x = noise if edit.start is None else edit.start.to(device=device, dtype=torch.float32)
+    x = x if flow is None else flow.initial()
+    predict = functools.partial(_predict, dit, plan, trace)
     previous_v = None
     for step, (t, t_next) in enumerate(zip(timesteps, next_timesteps)):
+        if flow is not None and flow.owns(step):
+            if step >= flow.start:  # the edit window; before it, nothing happens
+                x, previous_v = flow.edit_step(x, t, t_next, guided_steps[step], target, previous_v, predict, plan)
+            if hooks.on_step is not None:
+                hooks.on_step(step + 1, plan.steps)
+            continue
+        if flow is not None and step == flow.end:
+            x = flow.enter_target(x, host_times[step])
         if switch is not None and step == switch.at_step:
-            condition = _Condition(dit, switch.conditions, plan.uses_cfg)
-        x_in = torch.cat([x, x]) if plan.uses_cfg else x
-        t_in = t.expand(x_in.shape[0]).to(dtype)
-        velocity = dit.transformer(x_in.to(dtype), t_in, t_in, condition.encoder_states, condition.context,
-                                   return_dict=False)[0].float()
-        if trace is not None:
-            trace.calls.append(DecoderCall(t_in.float().cpu(), x_in.float().cpu(), velocity.cpu(),
-                                           condition.encoder_states.float().cpu(), condition.context.float().cpu()))
-        if plan.uses_cfg:
-            v_cond, v_uncond = velocity.chunk(2)
-            velocity = guide(v_cond, v_uncond, plan.guidance_scale, x=x, t=t) if guided_steps[step] else v_cond
-        velocity = _stabilised(velocity, x, previous_v, plan)
+            target = Branch(_Condition(dit, switch.conditions, plan.uses_cfg), target.guide)
+        velocity, _ = predict(x, t, target, guided_steps[step])
+        velocity = smooth_velocity(cap_velocity(velocity, x, plan.velocity_norm_threshold), previous_v,
+                                   plan.velocity_ema_factor)
         previous_v = velocity
         x0 = x - velocity * t
         last = step == plan.steps - 1
         if plan.infer_method == "sde" and not last:
             # Upstream's base sampler re-noises to the UNshifted schedule; turbo to its own.
-            target = 1.0 - (step + 1) / plan.steps if plan.kind == "base" else t_next
-            x_next = target * hooks.step_noise().to(x0) + (1 - target) * x0
+            target_t = 1.0 - (step + 1) / plan.steps if plan.kind == "base" else t_next
+            x_next = target_t * hooks.step_noise().to(x0) + (1 - target_t) * x0
         else:
             x_next = x - velocity * (t - t_next)
         if plan.dcw is not None and plan.dcw.active:
@@ -153,13 +158,37 @@ def sample(dit: DiTModel, conditions: Conditions, noise: torch.Tensor, plan: Sam
     return x
 
 
-def _stabilised(velocity: torch.Tensor, x: torch.Tensor, previous: torch.Tensor | None,
-                plan: SamplingPlan) -> torch.Tensor:
-    """Upstream's optional velocity norm cap and EMA (both off by default)."""
-    if plan.velocity_norm_threshold > 0:
-        v_norm = torch.linalg.vector_norm(velocity, dim=(1, 2), keepdim=True)
-        x_norm = torch.linalg.vector_norm(x, dim=(1, 2), keepdim=True) + 1e-10
-        velocity = velocity * torch.clamp(plan.velocity_norm_threshold * x_norm / (v_norm + 1e-10), max=1.0)
-    if plan.velocity_ema_factor > 0 and previous is not None:
-        velocity = (1.0 - plan.velocity_ema_factor) * velocity + plan.velocity_ema_factor * previous
-    return velocity
+def _flow_edit_run(dit: DiTModel, plan: SamplingPlan, edit: Edit) -> FlowEditRun | None:
+    """The flow-edit's state for this run, its source branch with its own guidance; None without one."""
+    if edit.flow_edit is None:
+        return None
+    if plan.uses_cfg and plan.guidance != "apg":
+        raise ValueError("flow-edit is guided by APG, as upstream's flow-edit sampler is; not by ADG")
+    source = Branch(_Condition(dit, edit.flow_edit.source_conditions, plan.uses_cfg), _guide(plan))
+    return FlowEditRun(edit.flow_edit, plan.steps, source, dit.device)
+
+
+def _guide(plan: SamplingPlan) -> ADG | APG | None:
+    """A fresh guidance rule (its momentum lives for one trajectory), or None without CFG."""
+    return (ADG() if plan.guidance == "adg" else APG()) if plan.uses_cfg else None
+
+
+def _predict(dit: DiTModel, plan: SamplingPlan, trace: SamplerTrace | None, x: torch.Tensor, t: torch.Tensor,
+             branch: Branch, guided: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One DiT evaluation of `x` [B, T, C] at `t` under `branch`'s condition, combined by its guidance
+    (the conditional prediction outside the CFG interval). Returns (velocity, v_cond - v_uncond on a
+    guided step, else None)."""
+    condition, dtype = branch.condition, dit.dtype
+    x_in = torch.cat([x, x]) if plan.uses_cfg else x
+    t_in = t.expand(x_in.shape[0]).to(dtype)
+    velocity = dit.transformer(x_in.to(dtype), t_in, t_in, condition.encoder_states, condition.context,
+                               return_dict=False)[0].float()
+    if trace is not None:
+        trace.calls.append(DecoderCall(t_in.float().cpu(), x_in.float().cpu(), velocity.cpu(),
+                                       condition.encoder_states.float().cpu(), condition.context.float().cpu()))
+    if not plan.uses_cfg:
+        return velocity, None
+    v_cond, v_uncond = velocity.chunk(2)
+    if not guided:
+        return v_cond, None
+    return branch.guide(v_cond, v_uncond, plan.guidance_scale, x=x, t=t), v_cond - v_uncond

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from .conditioning import Conditions
+from .flow_edit import FlowEdit
 
 
 @dataclass
@@ -50,6 +51,7 @@ class Edit:
     start: torch.Tensor | None = None  # [B, T, C] latents at the first timestep (cover noise)
     repaint: Repaint | None = None
     cover_switch: CoverSwitch | None = None
+    flow_edit: FlowEdit | None = None  # morph the source toward the target text (flow_edit.py)
 
 
 def ramp(n: int) -> torch.Tensor:

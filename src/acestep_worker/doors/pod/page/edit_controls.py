@@ -1,5 +1,5 @@
 """The Gradio page's editing controls: source and reference audio, the task, the repaint range, the
-cover strength and the stem, in one accordion that the page adds below its own form.
+cover strength, the stem and flow-edit, in one accordion that the page adds below its own form.
 
 Every control is a request field by name, and its choices come from the schema's own field (so a
 task type or track name the schema learns appears here without a change). Uploaded audio is copied
@@ -31,6 +31,8 @@ from ..uploads import discard, store, store_range
 from .inputs import STARTING_VALUES as START
 
 AUDIO_FIELDS = ("src_audio", "reference_audio")
+TYPED_FIELDS = ("repainting_start", "repainting_end", "audio_cover_strength", "flow_edit_n_min", "flow_edit_n_max",
+                "flow_edit_n_avg")  # text boxes: empty is the default
 # (request field, what the page calls it): the trim controls' labels and their error sentences use these.
 UPLOADS = (("src_audio", "Source"), ("reference_audio", "Reference"))
 TRIM_LABELS = {field: TrimLabels(field, f"{name} from (s)", f"{name} to (s)") for field, name in UPLOADS}
@@ -66,8 +68,10 @@ class EditingControls:
         """(request fields that were set, audio file paths by field, trim ranges by field), from the
         /generate values by name."""
         fields = {"task_type": values["task_type"] or None, "track_name": values["track_name"] or None,
-                  **{name: optional_text(values[name])
-                     for name in ("repainting_start", "repainting_end", "audio_cover_strength")}}
+                  "flow_edit_morph": bool(values["flow_edit_morph"]) or None,
+                  "flow_edit_source_caption": values["flow_edit_source_caption"] or None,
+                  "flow_edit_source_lyrics": values["flow_edit_source_lyrics"] or None,
+                  **{name: optional_text(values[name]) for name in TYPED_FIELDS}}
         files = {name: values[name] for name in AUDIO_FIELDS if values[name]}
         trims = {name: parse_range(TRIM_LABELS[name], values[f"{name}_from"], values[f"{name}_to"])
                  for name in AUDIO_FIELDS}
@@ -150,7 +154,28 @@ def editing_controls() -> EditingControls:
                                   elem_id="audio-cover-strength")
             track = gr.Dropdown(["", *tracks], value=START["track_name"], label="Track (extract, lego)",
                                 allow_custom_value=True, elem_id="track-name")
-    return EditingControls({"src_audio": src, "src_audio_from": src_from, "src_audio_to": src_to,
+        flow = _flow_edit_controls()
+    return EditingControls({**flow, "src_audio": src, "src_audio_from": src_from, "src_audio_to": src_to,
                             "reference_audio": ref, "reference_audio_from": ref_from,
                             "reference_audio_to": ref_to, "task_type": task_type, "repainting_start": start,
                             "repainting_end": end, "audio_cover_strength": strength, "track_name": track})
+
+
+def _flow_edit_controls() -> dict:
+    """Flow-edit: morph the source song from what it is (the source caption and lyrics) toward the form's
+    caption and lyrics (text2music with a source, cover, cover-nofsq; base, sft and XL models)."""
+    gr.Markdown("**Flow-edit** (base/sft models; task text2music, cover or cover-nofsq): describe the source "
+                "song here; the caption and lyrics above are what it becomes. The edit runs over the steps "
+                "from n_min to n_max (fractions of the schedule); n_avg noise samples are averaged per step.")
+    with gr.Row():
+        morph = gr.Checkbox(value=START["flow_edit_morph"], label="Flow-edit the source", elem_id="flow-edit-morph")
+        caption = gr.Textbox(label="Source caption", placeholder="what the source song is", lines=2,
+                             elem_id="flow-edit-source-caption")
+        lyrics = gr.Textbox(label="Source lyrics", placeholder="the source song's lyrics", lines=2,
+                            elem_id="flow-edit-source-lyrics")
+    with gr.Row():
+        n_min = gr.Textbox(label="n_min (0-1)", placeholder="empty: 0", elem_id="flow-edit-n-min")
+        n_max = gr.Textbox(label="n_max (0-1)", placeholder="empty: 1", elem_id="flow-edit-n-max")
+        n_avg = gr.Textbox(label="n_avg (1-8)", placeholder="empty: 1", elem_id="flow-edit-n-avg")
+    return {"flow_edit_morph": morph, "flow_edit_source_caption": caption, "flow_edit_source_lyrics": lyrics,
+            "flow_edit_n_min": n_min, "flow_edit_n_max": n_max, "flow_edit_n_avg": n_avg}

@@ -62,7 +62,9 @@ def _fields(values: dict) -> dict:
               "thinking": bool(values["thinking"]), **typed, "time_signature": values["time_signature"] or None,
               "auto_lrc": bool(values["auto_lrc"]) or None, "auto_score": bool(values["auto_score"]) or None,
               "keep_best": optional_text(values["keep_best"]),
-              "vocal_language": None if language == "auto" else language}
+              "vocal_language": None if language == "auto" else language,
+              "enable_normalization": bool(values["enable_normalization"]),
+              **{name: values[name] for name in ("normalization_db", "fade_in_duration", "fade_out_duration")}}
     return {k: v for k, v in fields.items() if v is not None}
 
 
@@ -82,7 +84,8 @@ def _progress_text(manager: TaskManager, task: Task) -> tuple[float, str]:
 
 def _summary(task: Task) -> dict:
     summary = {k: task.params.get(k) for k in ("caption", "bpm", "key_scale", "time_signature",
-                                               "vocal_language", "inference_steps", "shift", "seeds")}
+                                               "vocal_language", "inference_steps", "shift", "seeds",
+                                               "normalization_gain_db", "fade_in_duration", "fade_out_duration")}
     summary["model"], summary["total_seconds"] = task.model, round(task.timings.get("total", 0.0), 2)
     summary["lm_metadata"] = task.params.get("lm_metadata", {})
     summary.update(task_type=task.params.get("task_type", task.request.task_type), **task.sources)
@@ -204,8 +207,15 @@ def _advanced(defaults: dict[str, str]) -> dict:
             time_signature = gr.Dropdown(["", "2", "3", "4", "6"], value=START["time_signature"],
                                          label="Time signature")
             language = gr.Dropdown(["auto", *LANGUAGES], value=START["vocal_language"], label="Vocal language")
+        with gr.Row():  # finishing, as upstream: each song's peak to -1 dBFS unless switched off, then fades
+            normalize = gr.Checkbox(label="Normalize peak", value=START["enable_normalization"],
+                                    elem_id="enable-normalization")
+            peak = gr.Number(label="Peak (dBFS, -60 to 0)", value=START["normalization_db"], elem_id="normalization-db")
+            fade_in = gr.Number(label="Fade in (s)", value=START["fade_in_duration"], minimum=0, elem_id="fade-in")
+            fade_out = gr.Number(label="Fade out (s)", value=START["fade_out_duration"], minimum=0, elem_id="fade-out")
     return {"inference_steps": steps, "guidance_scale": guidance, "shift": shift, "bpm": bpm, "key_scale": key,
-            "time_signature": time_signature, "vocal_language": language}
+            "time_signature": time_signature, "vocal_language": language, "enable_normalization": normalize,
+            "normalization_db": peak, "fade_in_duration": fade_in, "fade_out_duration": fade_out}
 
 
 def _outputs() -> list:

@@ -32,6 +32,10 @@ GENERATE_INPUTS: tuple[tuple[str, object], ...] = (
     ("key_scale", ""),
     ("time_signature", ""),
     ("vocal_language", "auto"),
+    ("enable_normalization", True),  # finishing, upstream's defaults (audio/finishing.py)
+    ("normalization_db", -1.0),
+    ("fade_in_duration", 0.0),
+    ("fade_out_duration", 0.0),
     ("thinking", False),
     ("auto_lrc", False),  # lyric timestamps (LRC) per song
     ("auto_score", False),  # lyric-alignment scores per song
@@ -47,6 +51,12 @@ GENERATE_INPUTS: tuple[tuple[str, object], ...] = (
     ("repainting_end", ""),
     ("audio_cover_strength", ""),
     ("track_name", ""),
+    ("flow_edit_morph", False),
+    ("flow_edit_source_caption", ""),
+    ("flow_edit_source_lyrics", ""),
+    ("flow_edit_n_min", ""),
+    ("flow_edit_n_max", ""),
+    ("flow_edit_n_avg", ""),
     ("lora_name", NO_ADAPTER),
     ("lora_scale", 1.0),
 )
