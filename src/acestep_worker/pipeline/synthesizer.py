@@ -39,6 +39,7 @@ from ..models.text_encoder import EncodedText, TextEncoder
 from ..models.vae import decode
 from ..schema.task_types import TASKS
 from .edit_conditions import EditInputs, source_at_length, source_rows, splice
+from .initial_noise import Retake, draw_noise, initial_noise
 from .progress import ProgressTracker
 
 
@@ -76,10 +77,12 @@ class Synthesizer:
         self.vae = vae
 
     def __call__(self, dit: DiTModel, songs: list[SongSpec], frames: int, plan: SamplingPlan,
-                 progress: ProgressTracker, edit: EditInputs | None = None) -> SynthesisOutput:
+                 progress: ProgressTracker, edit: EditInputs | None = None,
+                 retake: Retake | None = None) -> SynthesisOutput:
         """`frames`: the batch's latent length (the plan's). `progress` reports each stage and step and
         stops the work between steps and between decoded songs. `edit` carries an editing task's
-        source and reference (text2music without it)."""
+        source and reference (text2music without it). `retake` blends a second noise into the songs'
+        starting noise (initial_noise.py)."""
         timings: dict[str, float] = {}
         edit = edit or EditInputs(TASKS["text2music"])
 
@@ -87,8 +90,8 @@ class Synthesizer:
             prompts = self.encode_prompts(songs, with_text2music=edit.cover_strength < 1)
         with _stage("conditioning", timings, progress):
             conditions = self.prepare_conditions(dit, songs, prompts.captions, prompts.lyrics, frames, edit)
-            generators = [torch.Generator("cpu").manual_seed(song.seed) for song in songs]
-            noise = draw_noise(generators, frames, dit.silence_latent.shape[-1])
+            noise, generators = initial_noise([song.seed for song in songs], frames, dit.silence_latent.shape[-1],
+                                              retake)
             plan, sampler_edit = self.editing_plan(dit, plan, conditions, noise, prompts, edit)
         with _stage("diffusion", timings, progress):
             # SDE draws fresh noise each step from the same per-song generators: a seed fixes the song.
@@ -208,14 +211,6 @@ class BatchConditions(Conditions):
     refs_order: torch.Tensor | None = None
     repaint_mask: torch.Tensor | None = None  # [B, T] bool, True = generate
     clean_latents: torch.Tensor | None = None  # [B, T, C] the unmodified source
-
-
-def draw_noise(generators: list[torch.Generator], frames: int, channels: int) -> torch.Tensor:
-    """[B, frames, channels] standard normal noise, item i from generator i.
-
-    Drawn on the CPU in float32 so that a seed gives the same starting point on every device.
-    """
-    return torch.cat([torch.randn((1, frames, channels), generator=g) for g in generators])
 
 
 def _encode_distinct(texts: list[str], encode: Callable[[list[str]], EncodedText]) -> EncodedText:

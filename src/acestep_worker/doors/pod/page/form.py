@@ -55,12 +55,13 @@ def _fields(values: dict) -> dict:
     song = ({"sample_query": values["description"]} if values["mode"] == "simple"
             else {"caption": values["caption"], "lyrics": values["lyrics"]})
     typed = {name: optional_text(values[name]) for name in ("seed", "inference_steps", "guidance_scale", "shift",
-                                                             "bpm", "key_scale")}
+                                                             "bpm", "key_scale", "retake_seed")}
     language = values["vocal_language"]
     fields = {**song, "duration": values["duration"], "model": values["model"],
               "batch_size": int(values["batch_size"]), "audio_format": values["audio_format"],
               "thinking": bool(values["thinking"]), **typed, "time_signature": values["time_signature"] or None,
-              "vocal_language": None if language == "auto" else language}
+              "vocal_language": None if language == "auto" else language,
+              "retake_variance": values["retake_variance"] or None}
     return {k: v for k, v in fields.items() if v is not None}
 
 
@@ -81,6 +82,8 @@ def _progress_text(manager: TaskManager, task: Task) -> tuple[float, str]:
 def _summary(task: Task) -> dict:
     summary = {k: task.params.get(k) for k in ("caption", "bpm", "key_scale", "time_signature",
                                                "vocal_language", "inference_steps", "shift", "seeds")}
+    if task.params.get("retake_seeds"):
+        summary.update(retake_seeds=task.params["retake_seeds"], retake_variance=task.params["retake_variance"])
     summary["model"], summary["total_seconds"] = task.model, round(task.timings.get("total", 0.0), 2)
     summary["lm_metadata"] = task.params.get("lm_metadata", {})
     summary.update(task_type=task.params.get("task_type", task.request.task_type), **task.sources)
@@ -185,8 +188,14 @@ def _advanced(defaults: dict[str, str]) -> dict:
             time_signature = gr.Dropdown(["", "2", "3", "4", "6"], value=START["time_signature"],
                                          label="Time signature")
             language = gr.Dropdown(["auto", *LANGUAGES], value=START["vocal_language"], label="Vocal language")
+        with gr.Row():  # a nearby take of the same seeds: their noise blended with a retake seed's
+            retake_seed = gr.Textbox(label="Retake seed", placeholder="random (a,b,c: one per song)",
+                                     elem_id="retake_seed")
+            retake_variance = gr.Slider(0, 1, value=START["retake_variance"], step=0.01, elem_id="retake_variance",
+                                        label="Retake variance (0: the song itself, 1: the retake seed's)")
     return {"inference_steps": steps, "guidance_scale": guidance, "shift": shift, "bpm": bpm, "key_scale": key,
-            "time_signature": time_signature, "vocal_language": language}
+            "time_signature": time_signature, "vocal_language": language, "retake_seed": retake_seed,
+            "retake_variance": retake_variance}
 
 
 def _outputs() -> list:

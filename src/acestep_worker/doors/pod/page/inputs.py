@@ -32,6 +32,8 @@ GENERATE_INPUTS: tuple[tuple[str, object], ...] = (
     ("key_scale", ""),
     ("time_signature", ""),
     ("vocal_language", "auto"),
+    ("retake_seed", ""),
+    ("retake_variance", 0.0),
     ("thinking", False),
     ("src_audio", None),  # a file path (gradio_client: handle_file(path))
     ("src_audio_from", ""),  # its trim, seconds
