@@ -3,7 +3,9 @@
 A golden folder holds an official-layout checkpoint (`config.json`, `model.safetensors`), a
 `manifest.json` naming every recorded boundary, optionally a `manifest_editing.json` naming the
 editing-path sampler runs (`edit_*`), and one safetensors file per boundary with `in.*` inputs and
-`mid.*`/`out.*`/`trace.*` expected values. The checkpoint is loaded through the product's own
+`mid.*`/`out.*`/`trace.*` expected values. A `manifest_retake.json` names the retake files: upstream's
+starting noise for given seeds, retake seeds and variance (`retake_noise_*`, checked bit for bit), and
+sampler runs from such noise (`retake_generate_*`). The checkpoint is loaded through the product's own
 loader; the silence latent stand-in recorded with the inputs is written as `silence_latent.pt`
 next to it in a scratch folder, because the product loader requires that file.
 
@@ -41,9 +43,11 @@ from ..models.dit.model import DiTModel
 from ..models.dit.sampler import SamplerHooks, SamplerTrace, SamplingPlan, sample
 from ..models.dit.sampler_edits import CoverSwitch, Edit, Repaint, nearest_start, renoise
 from ..models.dit.schedules import base_timesteps, turbo_timesteps
+from ..pipeline.initial_noise import Retake, initial_noise
 
 SINGLE_FORWARD = {"atol": 1e-5, "rtol": 1e-4}
 GENERATE = {"atol": 5e-4, "rtol": 1e-3}
+BITWISE = {"atol": 0.0, "rtol": 0.0}  # the same seeded draws and the same arithmetic: the same bits
 
 
 @dataclass
@@ -207,6 +211,19 @@ def run_edit(dit: DiTModel, t: dict, kind: str, args: dict) -> dict:
             "out.target_latents": latents, **_trace_outputs(trace)}
 
 
+def retake_noise(args: dict) -> torch.Tensor:
+    """Our starting noise for a retake file's seeds, retake seeds and variance (pipeline/initial_noise.py)."""
+    channels = int(args["channels"])
+    return initial_noise(list(args["seeds"]), int(args["frames"]), channels,
+                         Retake(tuple(args["retake_seeds"]), float(args["retake_variance"])))[0]
+
+
+def run_retake_generate(dit: DiTModel, t: dict, kind: str, args: dict) -> dict:
+    """Upstream's `generate_audio` from the retake noise of the file's seeds: the noise, then the sampler."""
+    noise = retake_noise(args)
+    return {"mid.initial_noise": noise, **run_generate(dit, {**t, "in.initial_noise": noise}, kind, args)}
+
+
 RUNNERS: dict[str, Callable[[DiTModel, dict], dict]] = {
     "encoder": run_encoder, "prepare_condition": run_prepare_condition, "decoder": run_decoder,
     "tokenizer": run_tokenizer, "detokenizer": run_detokenizer,
@@ -222,7 +239,7 @@ def _sampler_kind(manifest: dict, filename: str) -> str:
     return "turbo" if "_turbo_" in filename else "base"
 
 
-MANIFESTS = ("manifest.json", "manifest_editing.json")
+MANIFESTS = ("manifest.json", "manifest_editing.json", "manifest_retake.json")
 CHECKPOINT_FILES = {"model.safetensors"}
 
 
@@ -262,6 +279,10 @@ def _run_file(dit: DiTModel, stem: str, tensors: dict, manifest: dict, entry: di
         return run_generate(dit, tensors, _sampler_kind(manifest, stem), args), GENERATE
     if stem.startswith("edit_"):
         return run_edit(dit, tensors, _sampler_kind(manifest, stem), args), GENERATE
+    if stem.startswith("retake_noise_"):
+        return {"out.initial_noise": retake_noise(args)}, BITWISE
+    if stem.startswith("retake_generate_"):
+        return run_retake_generate(dit, tensors, _sampler_kind(manifest, stem), args), GENERATE
     if stem in RUNNERS:
         return RUNNERS[stem](dit, tensors), SINGLE_FORWARD
     return None
