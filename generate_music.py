@@ -76,8 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     song.add_argument("--duration", "-d", type=float, default=90, help="seconds, 10-600 (default 90)")
     song.add_argument("--batch-size", "-b", type=int, default=1, help="songs, 1-8 (default 1)")
     song.add_argument("--seed", help="integer, or a comma list with one seed per song")
-    song.add_argument("--retake-seed", help="a second seed whose noise is blended in (needs --retake-variance; comma list: one per song)")
-    song.add_argument("--retake-variance", type=float, help="0-1: how much of the retake seed's noise (0: the song itself, 1: the retake seed's song)")
+    song.add_argument("--retake-seed", help="a second seed whose noise is blended in (needs --retake-variance; "
+                      "a comma list: one per song)")
+    song.add_argument("--retake-variance", type=float, help="0-1: how much of the retake seed's noise "
+                      "(0: the song itself, 1: the retake seed's song)")
     song.add_argument("--steps", type=int, help="diffusion steps (default: the model's)")
     song.add_argument("--guidance", type=float, help="guidance scale (base/sft models)")
     song.add_argument("--shift", type=float, help="timestep shift (default 3)")

@@ -36,8 +36,10 @@ def _generate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--duration", "-d", type=float, help="seconds, 10-600 (default 30)")
     p.add_argument("--batch-size", "-b", type=int, default=1, help="songs to generate, 1-8")
     p.add_argument("--seed", help="integer, or a comma list with one seed per song")
-    p.add_argument("--retake-seed", help="a second seed whose noise is blended in (needs --retake-variance; comma list: one per song)")
-    p.add_argument("--retake-variance", type=float, help="0-1: how much of the retake seed's noise (0: the song itself, 1: the retake seed's song)")
+    p.add_argument("--retake-seed", help="a second seed whose noise is blended in (needs --retake-variance; "
+                   "a comma list: one per song)")
+    p.add_argument("--retake-variance", type=float, help="0-1: how much of the retake seed's noise "
+                   "(0: the song itself, 1: the retake seed's song)")
     p.add_argument("--steps", type=int, help="diffusion steps (default: the model's)")
     p.add_argument("--guidance", type=float, help="guidance scale for base/sft models")
     p.add_argument("--shift", type=float, help="timestep shift")
