@@ -19,6 +19,7 @@ from ..models.dit.model import DiTModel
 from ..models.registry import ModelRegistry
 from ..schema.units import FRAMES_PER_SECOND, SAMPLE_RATE
 from .edit_conditions import encode_edit_audio
+from .initial_noise import Retake
 from .memory_budget import MemoryBudget, check_fits
 from .plan import JobPlan
 from .planner_pass import PlannerInputs, planner_pass
@@ -81,7 +82,8 @@ class GenerationPipeline:
         # 6. One spec per song: text, metadata, instruction, code hints.
         songs = song_specs(dit, plan, resolved, edit)
         # 7. Encode the prompts, condition, sample, decode, finish (latent shift, normalisation, fades).
-        output = self.synthesizer(dit, songs, frames, schedule, progress, edit, finishing(plan))
+        retake = Retake(plan.retake_seeds, plan.request.retake_variance) if plan.retake_seeds else None
+        output = self.synthesizer(dit, songs, frames, schedule, progress, edit, finishing(plan), retake)
         # 8. The songs, and what was used to make them.
         audio_out = output.audio.numpy()
         duration = audio_out.shape[-1] / SAMPLE_RATE

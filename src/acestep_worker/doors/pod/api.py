@@ -129,6 +129,8 @@ def generation_info(task: Task) -> str:
                  "language": "Language", "timesignature": "Time Signature"}
         lines += [f"- **{names[k]}:** {v}" for k, v in p["lm_metadata"].items() if k in names]
     lines += ["\n**🎵 Generation Complete**", f"- **Seeds:** {','.join(str(s.seed) for s in task.songs)}",
+              *([f"- **Retake Seeds:** {','.join(map(str, p['retake_seeds']))} (variance {p['retake_variance']:g})"]
+                if p.get("retake_seeds") else []),
               f"- **Steps:** {p.get('inference_steps')}", f"- **Audio Count:** {len(task.songs)}",
               f"- **BPM:** {p.get('bpm') or 'N/A'}", f"- **Key Scale:** {p.get('key_scale') or 'N/A'}",
               f"- **Time Signature:** {p.get('time_signature') or 'N/A'}",
@@ -151,8 +153,13 @@ def result_items(task: Task, lm_model: str, env: str) -> list[dict]:
                   "seed_value": ",".join(str(s.seed) for s in task.songs), "lm_model": lm_model,
                   "dit_model": task.model, "progress": 1.0, "stage": "succeeded",
                   "task_type": task.params.get("task_type", task.request.task_type), **task.sources}
-        return [{"file": song.file_url, **base, **shared, "seed": song.seed, "format": song.format,
-                 "bytes": song.size, "sha256": song.sha256, "duration": song.duration_s} for song in task.songs]
+        retakes = task.params.get("retake_seeds")
+        if retakes:  # upstream's names for them (its extra outputs' retake_seed_value, retake_variance)
+            shared.update(retake_seed_value=",".join(map(str, retakes)), retake_variance=task.params["retake_variance"])
+        return [{"file": song.file_url, **base, **shared, "seed": song.seed,
+                 **({"retake_seed": retakes[index]} if retakes else {}), "format": song.format,
+                 "bytes": song.size, "sha256": song.sha256, "duration": song.duration_s}
+                for index, song in enumerate(task.songs)]
     if task.state is TaskState.FAILED:
         return [{"file": "", **base, "status": 2, "progress": task.progress, "stage": "failed", "error": task.error}]
     return [{"file": "", **base, "status": 0, "progress": task.progress, "stage": task.stage}]

@@ -36,6 +36,8 @@ GENERATE_INPUTS: tuple[tuple[str, object], ...] = (
     ("normalization_db", -1.0),
     ("fade_in_duration", 0.0),
     ("fade_out_duration", 0.0),
+    ("retake_seed", ""),
+    ("retake_variance", 0.0),
     ("thinking", False),
     ("src_audio", None),  # a file path (gradio_client: handle_file(path))
     ("src_audio_from", ""),  # its trim, seconds
