@@ -6,7 +6,14 @@ import json
 
 import pytest
 
-from acestep_worker.doors.pod.chat_wire import ChunkWriter, audio_url, completion, looks_like_lyrics, read_chat, summary
+from acestep_worker.doors.pod.chat_wire import (
+    ChunkWriter,
+    audio_url,
+    completion,
+    looks_like_lyrics,
+    read_chat,
+    summary,
+)
 from acestep_worker.doors.pod.sample_routes import sample_answer, sample_request
 from acestep_worker.errors import InputError
 
@@ -49,7 +56,8 @@ def test_only_the_last_user_message_counts():
     request = read_chat({"messages": [{"role": "system", "content": "you write songs"},
                                       {"role": "user", "content": "<prompt>first</prompt>"},
                                       {"role": "assistant", "content": "ok"},
-                                      {"role": "user", "content": [{"type": "text", "text": "<prompt>second</prompt>"}]}]})
+                                      {"role": "user",
+                                       "content": [{"type": "text", "text": "<prompt>second</prompt>"}]}]})
     assert request.generation.caption == "second" and request.model_id is None
 
 

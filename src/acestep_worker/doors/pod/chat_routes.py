@@ -16,7 +16,7 @@ task's error as `detail` (streamed: an `Error:` chunk and `finish_reason: "error
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
@@ -24,7 +24,14 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from ...errors import InputError
 from ...runner.deadline import JobTimedOut
-from .chat_wire import MODEL_PREFIX, ChunkWriter, audio_url, completion, read_chat, summary
+from .chat_wire import (
+    MODEL_PREFIX,
+    ChunkWriter,
+    audio_url,
+    completion,
+    read_chat,
+    summary,
+)
 from .queue import QueueFull, Task, TaskManager, TaskState
 from .wire import RouteContext, read_body
 

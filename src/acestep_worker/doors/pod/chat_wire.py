@@ -97,9 +97,10 @@ def read_chat(body: dict) -> ChatRequest:
     _route_audio(fields, audio)
     model = body.get("model")
     if model is not None and not isinstance(model, str):
-        raise InputError("model", f"model must be a model id such as {MODEL_PREFIX}acestep-v15-turbo; got {echo(model)}")
+        raise InputError("model", f"model must be a model id such as {MODEL_PREFIX}acestep-v15-turbo; "
+                                  f"got {echo(model)}")
     if model:
-        fields["model"] = model[len(MODEL_PREFIX):] if model.startswith(MODEL_PREFIX) else model
+        fields["model"] = model.removeprefix(MODEL_PREFIX)
     generation = parse(fields, TimedRequest)
     if not (generation.caption or generation.lyrics or generation.sample_query or generation.sample_mode
             or generation.src_audio or generation.reference_audio):
@@ -139,7 +140,8 @@ def _last_user_turn(messages: list) -> tuple[str, list[str]]:
 def _audio_part(value: Any, where: str) -> str:
     """An `input_audio` part's audio as a data URI (the form the audio sources read)."""
     if not isinstance(value, dict) or not isinstance(value.get("data"), str) or not value["data"].strip():
-        raise InputError(where, f'{where}.input_audio must be {{"data": <base64 audio or a data URI>, "format": "mp3"}}')
+        raise InputError(where, f'{where}.input_audio must be {{"data": <base64 audio or a data URI>, '
+                                '"format": "mp3"}')
     data = value["data"].strip()
     if data[:5].lower() == "data:":
         return data
@@ -266,7 +268,7 @@ class ChunkWriter:
     created: int
 
     @classmethod
-    def start(cls, model_id: str) -> "ChunkWriter":
+    def start(cls, model_id: str) -> ChunkWriter:
         return cls(completion_id(), model_id, int(time.time()))
 
     def event(self, delta: dict, finish_reason: str | None = None) -> str:
