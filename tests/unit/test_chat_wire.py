@@ -5,6 +5,8 @@ import base64
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from acestep_worker.doors.pod.chat_wire import (
     ChunkWriter,
@@ -166,3 +168,33 @@ def test_create_sample_answers_in_upstreams_keys():
             "timesignature": "4"}
     assert sample_answer(data, None) == {"caption": "c", "lyrics": "l", "bpm": 120, "keyscale": "", "duration": 60,
                                          "timesignature": "4", "vocal_language": "unknown"}
+
+
+values = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=20)),
+                      lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children,
+                                                                                         max_size=3), max_leaves=12)
+parts = st.one_of(values, st.fixed_dictionaries({"type": st.sampled_from(["text", "input_audio", "x"])},
+                                                optional={"text": values, "input_audio": values}))
+messages = st.lists(st.one_of(values, st.fixed_dictionaries(
+    {"role": st.sampled_from(["user", "system", "assistant", "x"]),
+     "content": st.one_of(values, st.lists(parts, max_size=3))})), max_size=3)
+chat_keys = ["model", "stream", "audio_config", "temperature", "top_p", "top_k", "seed", "lyrics", "sample_mode",
+             "task_type", "batch_size", "n", "caption", "bogus"]
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(messages=messages, extra=st.dictionaries(st.sampled_from(chat_keys), values, max_size=4))
+def test_any_chat_body_is_read_or_refused_with_a_sentence(messages, extra):
+    try:
+        read_chat({"messages": messages, **extra})
+    except InputError as exc:
+        assert exc.field and len(str(exc)) < 2_000
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(body=st.dictionaries(st.sampled_from(["query", "instrumental", "vocal_language", "temperature", "x"]), values))
+def test_any_create_sample_body_is_read_or_refused_with_a_sentence(body):
+    try:
+        sample_request(body)
+    except InputError as exc:
+        assert exc.field in {"query", "instrumental", "vocal_language", "temperature"}

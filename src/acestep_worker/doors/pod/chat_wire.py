@@ -83,8 +83,9 @@ def read_chat(body: dict) -> ChatRequest:
             fields[target] = config[name]
     unknown = set(config) - set(AUDIO_CONFIG_FIELDS) - {"instrumental"}
     if unknown:
-        raise InputError("audio_config", f"audio_config has unknown fields {', '.join(sorted(map(echo, unknown)))};"
-                                         f" accepted: {', '.join([*AUDIO_CONFIG_FIELDS, 'instrumental'])}")
+        shown = ", ".join(echo(name, 30) for name in sorted(map(str, unknown))[:5])
+        raise InputError("audio_config", f"audio_config has unknown fields {shown}; accepted: "
+                                         f"{', '.join([*AUDIO_CONFIG_FIELDS, 'instrumental'])}")
     if _flag(config.get("instrumental"), "audio_config.instrumental") and not fields.get("lyrics"):
         fields["lyrics"] = "[Instrumental]"
     fields.update(_sampling(body))
