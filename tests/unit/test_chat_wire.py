@@ -37,10 +37,12 @@ def test_untagged_text_with_section_markers_is_lyrics():
     assert request.lyrics.startswith("[Verse 1]") and request.caption == "" and not request.sample_mode
 
 
-def test_plain_description_becomes_the_planner_query():
+def test_plain_description_is_the_caption_unless_sample_mode_is_asked():
     request = chat("a soft folk song about hometown and memories").generation
-    assert request.sample_mode and request.sample_query == "a soft folk song about hometown and memories"
-    assert request.caption == "" and request.lyrics == ""
+    assert request.caption == "a soft folk song about hometown and memories"
+    assert not request.sample_mode and request.sample_query == "" and request.lyrics == ""
+    sampled = chat("a soft folk song", sample_mode=True).generation
+    assert sampled.sample_mode and sampled.sample_query == "a soft folk song" and sampled.caption == ""
 
 
 def test_explicit_lyrics_make_the_message_the_caption():
@@ -137,7 +139,8 @@ def test_answers_keep_the_openai_shapes():
     assert item == {"type": "audio_url", "audio_url": {"url": "data:audio/mpeg;base64,YWJj"}}
     body = completion("acestep/acestep-v15-turbo", "hi", [item])
     assert body["object"] == "chat.completion" and body["id"].startswith("chatcmpl-")
-    assert body["choices"][0]["message"] == {"role": "assistant", "content": "hi", "audio": [item]}
+    assert body["choices"][0]["message"] == {"role": "assistant", "content": "hi", "audio": [item],
+                                             "audio_codes": None}
     assert body["choices"][0]["finish_reason"] == "stop" and body["usage"]["total_tokens"] == 0
     writer = ChunkWriter.start("acestep/x")
     event = writer.event({"content": "."})

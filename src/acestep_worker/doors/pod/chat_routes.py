@@ -3,7 +3,7 @@
 The request is read by chat_wire.py into a generation request and queued like any `/release_task`
 task (same checks at submission, same runner, visible in `/query_result` and `/v1/stats` under its
 own id); the route then waits for it and answers in OpenAI's chat shape, the songs inline as data
-URLs. With `"stream": true` the answer is server-sent events: a first chunk at once, a `"."`
+URLs. With `"stream": true` the answer is server-sent events: an empty first chunk at once, a `"."`
 heartbeat every 2 s while the task waits or runs, then the summary, the audio, the finish reason
 and `[DONE]`. A client that goes away cancels its task, queued or running.
 
@@ -74,7 +74,7 @@ async def _events(manager: TaskManager, task: Task, model_id: str) -> AsyncItera
     writer = ChunkWriter.start(model_id)
     finished = False
     try:
-        yield writer.event({"role": "assistant", "content": "Generating music"})
+        yield writer.event({"role": "assistant", "content": ""})
         waited = 0.0
         while not task.done.is_set():
             await asyncio.sleep(POLL_S)

@@ -3,11 +3,11 @@
 A request is read into generation fields (then validated by `schema.request.parse`, so every range,
 alias and refusal is the one `/release_task` has):
 
-* the last `user` message's text is read as upstream reads it: `<prompt>...</prompt>` and
-  `<lyrics>...</lyrics>` tags; untagged text that looks like lyrics (section markers such as
-  `[Verse`, or four or more short lines) is the lyrics, anything else the caption; untagged text with
-  no lyrics becomes the planner's description (`sample_query`). A top-level `lyrics` makes the text
-  the caption; `sample_mode: true` makes it the description.
+* the last `user` message's text is read as upstream's current adapter reads it: `<prompt>...</prompt>`
+  and `<lyrics>...</lyrics>` tags; untagged text that looks like lyrics (section markers such as
+  `[Verse`, or four or more short lines) is the lyrics, anything else the caption. A top-level
+  `lyrics` leaves the text only the caption; `sample_mode: true` makes the whole text the planner's
+  description (`sample_query`).
 * `input_audio` parts (base64 or a data URI, with a `format`) become audio sources in order: for
   the editing tasks the first is the source and the second the reference; for text2music the first
   is the reference.
@@ -158,18 +158,20 @@ def _text_fields(text: str, body: dict) -> dict:
     given_lyrics = body.get("lyrics")
     if given_lyrics not in (None, "") and not isinstance(given_lyrics, str):
         raise InputError("lyrics", f"lyrics must be text; got {echo(given_lyrics)}")
-    prompt = _tagged(text, "prompt")
-    lyrics = _tagged(text, "lyrics")
-    if given_lyrics:  # the message is the caption
-        return {"caption": _untagged(text) if prompt is None else prompt, "lyrics": given_lyrics}
-    if _flag(body.get("sample_mode"), "sample_mode"):  # the message is the description
+    if _flag(body.get("sample_mode"), "sample_mode"):  # the whole message is the planner's description
         return {"sample_mode": True, "sample_query": text}
+    caption, lyrics = _caption_and_lyrics(text)
+    if given_lyrics:  # the message can only be the caption
+        return {"caption": caption, "lyrics": given_lyrics}
+    return {"caption": caption, "lyrics": lyrics}
+
+
+def _caption_and_lyrics(text: str) -> tuple[str, str]:
+    """Tags first; untagged text is the lyrics when it looks like lyrics, the caption otherwise."""
+    prompt, lyrics = _tagged(text, "prompt"), _tagged(text, "lyrics")
     if prompt is not None or lyrics is not None:
-        rest = _untagged(text)
-        return {"caption": prompt or rest, "lyrics": lyrics or ""}
-    if looks_like_lyrics(text):
-        return {"lyrics": text}
-    return {"sample_query": text, "sample_mode": bool(text)}
+        return prompt or _untagged(text), lyrics or ""
+    return ("", text) if looks_like_lyrics(text) else (text, "")
 
 
 def _tagged(text: str, tag: str) -> str | None:
@@ -253,10 +255,11 @@ def completion_id() -> str:
 
 
 def completion(model_id: str, content: str, audio: list[dict]) -> dict:
-    """The non-streamed answer (usage is all zeros: no tokens are billed)."""
+    """The non-streamed answer (usage is all zeros: no tokens are billed). `audio_codes` is upstream's
+    field for the planner's codes; this server does not return them (null)."""
+    message = {"role": "assistant", "content": content, "audio": audio or None, "audio_codes": None}
     return {"id": completion_id(), "object": "chat.completion", "created": int(time.time()), "model": model_id,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content, "audio": audio or None},
-                         "finish_reason": "stop"}],
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}}
 
 
