@@ -13,6 +13,7 @@ import pytest
 from acestep_worker.audio.encode import decode
 from acestep_worker.doors.pod.api import ApiSettings, create_app
 from acestep_worker.doors.pod.queue import TaskManager
+from acestep_worker.errors import GenerationFailed
 from acestep_worker.runner.deadline import JobTimedOut
 
 from ..support.audio import wav
@@ -197,18 +198,24 @@ def test_a_task_that_fails_answers_by_its_kind(locked_api, manager, monkeypatch)
 
 
 @pytest.mark.parametrize("stream", [True, False])
-def test_a_client_that_leaves_cancels_its_task(locked_api, manager, stream):
+def test_a_client_that_leaves_cancels_its_task(locked_api, manager, monkeypatch, stream):
+    def run_until_cancelled(job):  # a task that runs until it is told to stop (or 30 s pass)
+        job.deadline.cancelled.wait(30)
+        job.deadline.check()
+        raise GenerationFailed("the task was never cancelled")
+
+    monkeypatch.setattr(manager.runner, "run", run_until_cancelled)
     failed = manager.stats()["jobs"]["failed"]
-    body = {"messages": [SONG], "stream": stream, "audio_config": {"duration": 240}, "batch_size": 4}
+    body = {"messages": [SONG], "stream": stream}
     if stream:
-        with httpx.stream("POST", f"{locked_api}/v1/chat/completions", json=body, timeout=120,
+        with httpx.stream("POST", f"{locked_api}/v1/chat/completions", json=body, timeout=60,
                           headers={"Authorization": KEY}) as response:
             next(response.iter_lines())  # the first chunk: the task is queued
     else:
         with pytest.raises(httpx.ReadTimeout):  # the client gives up and closes the connection
             httpx.post(f"{locked_api}/v1/chat/completions", json=body, timeout=2, headers={"Authorization": KEY})
-    deadline = time.time() + 60
+    deadline = time.time() + 40
     while manager.stats()["jobs"]["failed"] == failed and time.time() < deadline:
-        time.sleep(0.2)
+        time.sleep(0.1)
     assert manager.stats()["jobs"]["failed"] == failed + 1
-    assert "cancelled" in max(manager._tasks.values(), key=lambda t: t.created).error
+    assert max(manager._tasks.values(), key=lambda t: t.created).error == "the job was cancelled"
