@@ -9,7 +9,8 @@ a 429 with Retry-After and no ghost job, `/v1/audio` serves only files inside th
 the API key is compared in constant time and an empty key means no auth.
 
 `create_app` assembles groups of routes, each a `register(app, ctx)` over one `RouteContext`
-(wire.py): health, models (model_routes.py), LoRA (lora_routes.py), tasks, planner, files, stats.
+(wire.py): health, models (model_routes.py), LoRA (lora_routes.py), tasks, chat completions
+(chat_routes.py), planner (and sample_routes.py), files, stats.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from ...pipeline import planner_services
 from ...schema.formats import CONTENT_TYPES
 from ...schema.messages import needs_planner
 from ...schema.request import GenerationRequest, TimedRequest, parse, unused_fields
-from . import lora_routes, model_routes
+from . import chat_routes, lora_routes, model_routes, sample_routes
 from .guard import AccessGuard
 from .queue import QueueFull, Task, TaskManager, TaskState
 from .uploads import attach, discard
@@ -45,7 +46,8 @@ NESTED_PARAMETER_OBJECTS = ("param_obj", "metas", "meta", "metadata", "user_meta
 # Auth: open to all (upstream leaves these open and clients probe them first), and the endpoints
 # whose small bodies may carry the key as `ai_token` instead of a header.
 OPEN_PATHS = ("/health", "/v1/models")
-BODY_TOKEN_PATHS = ("/release_task", "/query_result", "/format_input", "/cancel_task", "/create_random_sample")
+BODY_TOKEN_PATHS = ("/release_task", "/query_result", "/format_input", "/cancel_task", "/create_random_sample",
+                    *sample_routes.PATHS)
 MAX_NAME_BYTES, MAX_PATH_BYTES = 255, 4096  # the file system's own limits (NAME_MAX, PATH_MAX)
 MAX_QUERY_IDS = 100  # upstream clients poll one task, or a handful; the answer grows with each id
 MAX_TASK_ID_CHARS = 128  # ids this server mints are 32 hex digits; the answer echoes each id sent
@@ -175,7 +177,8 @@ def create_app(engine: Engine, manager: TaskManager, settings: ApiSettings) -> F
     app.add_exception_handler(InputError, _input_error)
     ctx = RouteContext(engine, manager, settings)
     for register in (register_health, model_routes.register, lora_routes.register, register_tasks,
-                     register_planner, register_files, register_stats):  # the order /docs lists them in
+                     chat_routes.register, register_planner, sample_routes.register, register_files,
+                     register_stats):  # the order /docs lists them in
         register(app, ctx)
     return app
 
