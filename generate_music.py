@@ -76,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     song.add_argument("--duration", "-d", type=float, default=90, help="seconds, 10-600 (default 90)")
     song.add_argument("--batch-size", "-b", type=int, default=1, help="songs, 1-8 (default 1)")
     song.add_argument("--seed", help="integer, or a comma list with one seed per song")
+    song.add_argument("--retake-seed", help="a second seed whose noise is blended in (needs --retake-variance; "
+                      "a comma list: one per song)")
+    song.add_argument("--retake-variance", type=float, help="0-1: how much of the retake seed's noise "
+                      "(0: the song itself, 1: the retake seed's song)")
     song.add_argument("--steps", type=int, help="diffusion steps (default: the model's)")
     song.add_argument("--guidance", type=float, help="guidance scale (base/sft models)")
     song.add_argument("--shift", type=float, help="timestep shift (default 3)")
@@ -119,8 +123,9 @@ def request_fields(args: argparse.Namespace) -> dict:
     except OSError as exc:
         raise ClientError(f"--lyrics-file: cannot read {args.lyrics_file} ({exc.strerror})") from None
     fields = {"caption": args.caption, "lyrics": lyrics, "duration": args.duration, "batch_size": args.batch_size,
-              "seed": args.seed, "inference_steps": args.steps, "guidance_scale": args.guidance,
-              "shift": args.shift, "bpm": args.bpm, "key_scale": args.key, "time_signature": args.time_signature,
+              "seed": args.seed, "retake_seed": args.retake_seed, "retake_variance": args.retake_variance,
+              "inference_steps": args.steps, "guidance_scale": args.guidance, "shift": args.shift,
+              "bpm": args.bpm, "key_scale": args.key, "time_signature": args.time_signature,
               "vocal_language": args.language, "audio_format": args.format or args.output.suffix.lstrip(".").lower()
               or "mp3", "model": args.model, "thinking": args.thinking or None,
               "sample_query": args.sample_query, "use_format": args.format_input or None,

@@ -42,6 +42,16 @@ def test_every_golden_file_of_a_variant_is_checked(variant):
     assert injected and all(r.passed for r in injected)
 
 
+def test_the_retake_goldens_are_checked_bit_for_bit():
+    """Upstream's retake noise (manifest_retake.json) is required: the noise bit for bit, and a sampler run."""
+    rows = _rows(GOLDEN / "turbo_a")
+    noise = [r for r in rows if r.file.startswith("retake_noise_")]
+    assert len({r.file for r in noise}) >= 5 and all(r.passed and r.max_abs == 0 for r in noise)
+    run = {r.tensor: r for r in rows if r.file.startswith("retake_generate_")}
+    assert {"mid.initial_noise", "out.target_latents"} <= set(run) and all(r.passed for r in run.values())
+    assert run["mid.initial_noise"].max_abs == 0
+
+
 def test_the_lyric_alignment_goldens_are_checked():
     """LRC and alignment-score parity (turbo_a's manifest_alignment.json) is required, not optional."""
     variant = GOLDEN / "turbo_a"

@@ -6,7 +6,9 @@ editing-path sampler runs (`edit_*`), optionally a `manifest_post.json` naming t
 (`post_*`: latent shift/rescale, the anti-clip, peak normalisation, fades; compared bitwise), a
 `manifest_alignment.json` naming the lyric-alignment files (`align_*`, with the tokenizer file their
 token texts decode with), and one safetensors file per boundary with `in.*` inputs and
-`mid.*`/`out.*`/`trace.*` expected values. The checkpoint is loaded through the product's own
+`mid.*`/`out.*`/`trace.*` expected values. A `manifest_retake.json` names the retake files: upstream's
+starting noise for given seeds, retake seeds and variance (`retake_noise_*`, checked bit for bit), and
+sampler runs from such noise (`retake_generate_*`). The checkpoint is loaded through the product's own
 loader; the silence latent stand-in recorded with the inputs is written as `silence_latent.pt`
 next to it in a scratch folder, because the product loader requires that file.
 
@@ -46,11 +48,12 @@ from ..models.dit.sampler import SamplerHooks, SamplerTrace, SamplingPlan, sampl
 from ..models.dit.sampler_edits import CoverSwitch, Edit, Repaint, nearest_start, renoise
 from ..models.dit.schedules import base_timesteps, turbo_timesteps
 from ..models.vae import limit_peaks
+from ..pipeline.initial_noise import Retake, initial_noise
 from .parity_alignment import ALIGNMENT_RUNNERS, alignment_tokenizer
 
 SINGLE_FORWARD = {"atol": 1e-5, "rtol": 1e-4}
 GENERATE = {"atol": 5e-4, "rtol": 1e-3}
-BITWISE = {"atol": 0.0, "rtol": 0.0}  # finishing is a few float32 operations written as upstream's
+BITWISE = {"atol": 0.0, "rtol": 0.0}  # the same seeded draws and float32 operations as upstream's: the same bits
 ALIGNMENT = {"atol": 1e-6, "rtol": 1e-6}  # the same float32/float64 arithmetic as upstream's, on the CPU
 
 
@@ -228,6 +231,19 @@ def run_post(t: dict, args: dict) -> dict:
             "out.finished": finish(clipped, finishing, args["sample_rate"])[0]}
 
 
+def retake_noise(args: dict) -> torch.Tensor:
+    """Our starting noise for a retake file's seeds, retake seeds and variance (pipeline/initial_noise.py)."""
+    channels = int(args["channels"])
+    return initial_noise(list(args["seeds"]), int(args["frames"]), channels,
+                         Retake(tuple(args["retake_seeds"]), float(args["retake_variance"])))[0]
+
+
+def run_retake_generate(dit: DiTModel, t: dict, kind: str, args: dict) -> dict:
+    """Upstream's `generate_audio` from the retake noise of the file's seeds: the noise, then the sampler."""
+    noise = retake_noise(args)
+    return {"mid.initial_noise": noise, **run_generate(dit, {**t, "in.initial_noise": noise}, kind, args)}
+
+
 RUNNERS: dict[str, Callable[[DiTModel, dict], dict]] = {
     "encoder": run_encoder, "prepare_condition": run_prepare_condition, "decoder": run_decoder,
     "tokenizer": run_tokenizer, "detokenizer": run_detokenizer,
@@ -243,7 +259,8 @@ def _sampler_kind(manifest: dict, filename: str) -> str:
     return "turbo" if "_turbo_" in filename else "base"
 
 
-MANIFESTS = ("manifest.json", "manifest_editing.json", "manifest_post.json", "manifest_alignment.json")
+MANIFESTS = ("manifest.json", "manifest_editing.json", "manifest_post.json", "manifest_retake.json",
+             "manifest_alignment.json")
 CHECKPOINT_FILES = {"model.safetensors"}
 
 
@@ -286,6 +303,10 @@ def _run_file(dit: DiTModel, stem: str, tensors: dict, manifest: dict, entry: di
         return run_edit(dit, tensors, _sampler_kind(manifest, stem), args), GENERATE
     if stem.startswith("post_"):
         return run_post(tensors, args), BITWISE
+    if stem.startswith("retake_noise_"):
+        return {"out.initial_noise": retake_noise(args)}, BITWISE
+    if stem.startswith("retake_generate_"):
+        return run_retake_generate(dit, tensors, _sampler_kind(manifest, stem), args), GENERATE
     if stem in RUNNERS:
         return RUNNERS[stem](dit, tensors), SINGLE_FORWARD
     if stem in ALIGNMENT_RUNNERS:

@@ -37,6 +37,10 @@ def _generate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--duration", "-d", type=float, help="seconds, 10-600 (default 30)")
     p.add_argument("--batch-size", "-b", type=int, default=1, help="songs to generate, 1-8")
     p.add_argument("--seed", help="integer, or a comma list with one seed per song")
+    p.add_argument("--retake-seed", help="a second seed whose noise is blended in (needs --retake-variance; "
+                   "a comma list: one per song)")
+    p.add_argument("--retake-variance", type=float, help="0-1: how much of the retake seed's noise "
+                   "(0: the song itself, 1: the retake seed's song)")
     p.add_argument("--steps", type=int, help="diffusion steps (default: the model's)")
     p.add_argument("--guidance", type=float, help="guidance scale for base/sft models")
     p.add_argument("--shift", type=float, help="timestep shift")
@@ -64,7 +68,8 @@ def _request(args: argparse.Namespace) -> dict:
     lyrics = args.lyrics_file.read_text() if args.lyrics_file else args.lyrics
     fmt = args.format or FORMAT_OF_SUFFIX.get(suffix := args.out.suffix.lstrip(".").lower(), suffix or "mp3")
     data = {"caption": args.caption, "lyrics": lyrics, "duration": args.duration, "batch_size": args.batch_size,
-            "seed": args.seed, "inference_steps": args.steps, "guidance_scale": args.guidance,
+            "seed": args.seed, "retake_seed": args.retake_seed, "retake_variance": args.retake_variance,
+            "inference_steps": args.steps, "guidance_scale": args.guidance,
             "shift": args.shift, "bpm": args.bpm, "key_scale": args.key, "time_signature": args.time_signature,
             "vocal_language": args.language, "audio_format": fmt, "mp3_bitrate": args.bitrate,
             "enable_normalization": None if args.normalize else False, "normalization_db": args.normalization_db,
@@ -117,6 +122,8 @@ def run_generate(args: argparse.Namespace) -> int:
         bar.close()
     result = finished.result
     summary = {"files": [str(song.path) for song in finished.songs], "seeds": [s.seed for s in finished.songs],
+               **({"retake_seeds": result.params["retake_seeds"], "retake_variance": result.params["retake_variance"]}
+                  if "retake_seeds" in result.params else {}),
                "duration_s": finished.songs[0].duration_s, "model": result.model,
                "random_weights": result.random_weights,
                "timings_s": {k: round(v, 3) for k, v in finished.timings.items()}}

@@ -123,7 +123,7 @@ def _output(job_id: str, request: JobRequest, finished: Finished, delivery: Serv
             deadline: Deadline) -> dict:
     """The job's result in the seed contract's shape, fitted under Runpod's response limit."""
     result = finished.result
-    entries = [_describe(song, result.params) for song in finished.songs]
+    entries = [_describe(song, result.params, index) for index, song in enumerate(finished.songs)]
     for entry, url in zip(entries, delivery.urls):
         entry["url"] = url
     if request.return_audio_base64:
@@ -141,8 +141,9 @@ def _output(job_id: str, request: JobRequest, finished: Finished, delivery: Serv
     return output
 
 
-def _describe(song: SavedSong, params: dict) -> dict:
-    return {"file": song.file_url, "filename": song.path.name, "seed": song.seed, "format": song.format,
+def _describe(song: SavedSong, params: dict, index: int) -> dict:
+    retake = {"retake_seed": params["retake_seeds"][index]} if "retake_seeds" in params else {}
+    return {"file": song.file_url, "filename": song.path.name, "seed": song.seed, **retake, "format": song.format,
             "content_type": song.content_type, "bytes": song.size, "sha256": song.sha256,
             "duration": song.duration_s, "sample_rate": song.sample_rate, "caption": params["caption"],
             "bpm": params["bpm"], "key_scale": params["key_scale"], "time_signature": params["time_signature"],
@@ -150,7 +151,7 @@ def _describe(song: SavedSong, params: dict) -> dict:
 
 
 def _public_params(params: dict) -> dict:
-    hidden = {"caption", "lyrics", "seeds"}  # already per song, or echoed input
+    hidden = {"caption", "lyrics", "seeds", "retake_seeds"}  # already per song, or echoed input
     return {k: v for k, v in params.items() if k not in hidden}
 
 

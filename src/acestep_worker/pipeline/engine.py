@@ -39,12 +39,12 @@ class Engine:
         return self.pipeline.synthesizer
 
     def plan(self, request: GenerationRequest, seeds: tuple[int, ...] | None = None, *,
-             has_source: bool | None = None) -> JobPlan:
+             retake_seeds: tuple[int, ...] | None = None, has_source: bool | None = None) -> JobPlan:
         """Everything about `request` known before any model runs; InputError or PlannerUnavailableError,
         naming the field, for what the chosen model or this server cannot do. Reads configs only."""
         facts = EngineFacts(self.models.variant(request.model), self.models.families(),
                             self.models.planner is not None)
-        return resolve(request, facts, seeds, has_source=has_source)
+        return resolve(request, facts, seeds, retake_seeds=retake_seeds, has_source=has_source)
 
     def check_adapters(self, request: GenerationRequest) -> None:
         """Refuse at submission, naming `loras[i]`, the adapters that cannot load: the slots, and each one
@@ -76,7 +76,8 @@ class Engine:
             if plan.request.model is None and plan.variant.name != self.models.default_model:
                 # /v1/init made another DiT the default since the job was planned: "the default" is the
                 # one held now, as when it was submitted (checked again against its rules).
-                plan = self.plan(plan.request, plan.seeds, has_source="src_audio" in audio)
+                plan = self.plan(plan.request, plan.seeds, retake_seeds=plan.retake_seeds,
+                                 has_source="src_audio" in audio)
             if plan.uses_source and not plan.length.known:
                 plan = plan.with_source(len(audio["src_audio"]))
             tracker = ProgressTracker(on_progress, should_stop, uses_planner=plan.planner.runs,

@@ -20,6 +20,7 @@ from ..models.registry import ModelRegistry
 from ..schema.units import FRAMES_PER_SECOND, SAMPLE_RATE
 from .best_of import best_of
 from .edit_conditions import encode_edit_audio
+from .initial_noise import Retake
 from .memory_budget import MemoryBudget, check_fits
 from .plan import JobPlan
 from .planner_pass import PlannerInputs, planner_pass
@@ -84,7 +85,9 @@ class GenerationPipeline:
         songs = song_specs(dit, plan, resolved, edit)
         # 7. Encode the prompts, condition, sample, decode, finish (latent shift, normalisation, fades);
         #    read the LRC and scores when asked.
-        output = self.synthesizer(dit, songs, frames, schedule, progress, edit, finishing(plan), plan.alignment)
+        retake = Retake(plan.retake_seeds, plan.request.retake_variance) if plan.retake_seeds else None
+        output = self.synthesizer(dit, songs, frames, schedule, progress, edit, finishing(plan), retake,
+                                  plan.alignment)
         # 8. The songs, and what was used to make them; best-of-N keeps the best takes.
         audio_out = output.audio.numpy()
         duration = audio_out.shape[-1] / SAMPLE_RATE

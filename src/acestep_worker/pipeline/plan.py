@@ -111,6 +111,7 @@ class JobPlan:
     output: OutputPlan
     replaced: Mapping[str, str] = field(default_factory=dict)  # field -> why another field replaces it
     region: Region | None = None  # the repaint/lego range on the decoded source (with_source)
+    retake_seeds: tuple[int, ...] | None = None  # one per song while retake_variance > 0, else None
     alignment: AlignmentRequest = field(default_factory=AlignmentRequest)  # LRC / scores read after sampling
 
     @property
@@ -164,10 +165,10 @@ class EngineFacts:
 
 
 def resolve(request: GenerationRequest, facts: EngineFacts, seeds: tuple[int, ...] | None = None, *,
-            has_source: bool | None = None) -> JobPlan:
+            retake_seeds: tuple[int, ...] | None = None, has_source: bool | None = None) -> JobPlan:
     """The plan for `request`; InputError or PlannerUnavailableError, naming the field, for what the
-    chosen model or this server cannot do. `seeds`: the songs' seeds when they are drawn already.
-    `has_source`: whether a source song comes with the job (None: when the request names one)."""
+    chosen model or this server cannot do. `seeds` / `retake_seeds`: the songs' seeds when they are drawn
+    already. `has_source`: whether a source song comes with the job (None: when the request names one)."""
     task = TASKS[request.task_type]
     steps = check_steps(request, facts.variant)
     check_supported(request.task_type, facts.variant.name, facts.variant.family, dict(facts.installed))
@@ -188,7 +189,8 @@ def resolve(request: GenerationRequest, facts: EngineFacts, seeds: tuple[int, ..
         instruction=_instruction(request, bool(codes) or planner.writes_codes),
         length=song_length(request, task, codes, planner), planner=planner, seeds=seeds or draw_seeds(request),
         output=OutputPlan(fmt.name, request.mp3_bitrate, fmt.extension, fmt.content_type),
-        replaced=replaced_fields(request), alignment=alignment)
+        replaced=replaced_fields(request), retake_seeds=retake_seeds or draw_retake_seeds(request),
+        alignment=alignment)
 
 
 def alignment_request(request: GenerationRequest, planner: PlannerWork, steps: int) -> AlignmentRequest:
@@ -297,8 +299,21 @@ def _check_flow_edit_source(request: GenerationRequest, codes: tuple[int, ...] |
 
 def draw_seeds(request: GenerationRequest) -> tuple[int, ...]:
     """One seed per song. A single seed s seeds the batch as s, s+1, ...; -1 entries are random."""
-    count = request.batch_size
-    given = None if request.use_random_seed else request.seed
+    return _spread(None if request.use_random_seed else request.seed, request.batch_size)
+
+
+def draw_retake_seeds(request: GenerationRequest) -> tuple[int, ...] | None:
+    """One retake seed per song, drawn only while retake_variance > 0 (upstream resolves none otherwise,
+    so a request without a retake draws nothing more). Read as `seed` is, whatever `use_random_seed` says:
+    upstream resolves retake seeds apart from it. Upstream gives a single retake seed to the first song
+    and random ones to the rest; here it spreads as `seed` does (s, s+1, ...), so that the request alone
+    reproduces every song's retake."""
+    if request.retake_variance <= 0:
+        return None
+    return _spread(request.retake_seed, request.batch_size)
+
+
+def _spread(given: tuple[int, ...] | None, count: int) -> tuple[int, ...]:
     if given is None:
         return tuple(random.randint(0, MAX_SEED) for _ in range(count))
     if len(given) == 1:

@@ -46,6 +46,8 @@ def song_params(plan: JobPlan, resolved: Resolved, planner) -> dict:
               "vocal_language": resolved.language, "bpm": resolved.bpm, "key_scale": resolved.key_scale,
               "time_signature": resolved.time_signature, "requested_duration": resolved.duration_s,
               "duration_from": plan.length.source, "seeds": list(plan.seeds)}
+    if plan.retake_seeds:  # upstream reports them beside the seeds (retake_seed_value), so a retake reproduces
+        params.update(retake_variance=plan.request.retake_variance, retake_seeds=list(plan.retake_seeds))
     if planner is not None:
         params["planner"] = {"model": planner.name, "thinking": plan.request.thinking,
                              "audio_codes": len(resolved.codes[0]) if resolved.codes else 0}

@@ -42,6 +42,7 @@ from ..models.vae import check_latents, decode
 from ..schema.task_types import TASKS
 from ..schema.units import SAMPLE_RATE
 from .edit_conditions import EditInputs, source_at_length, source_rows, splice
+from .initial_noise import Retake, draw_noise, initial_noise
 from .lyric_alignment import AlignmentRequest, LyricPrompt, align_songs
 from .progress import ProgressTracker
 
@@ -83,12 +84,14 @@ class Synthesizer:
 
     def __call__(self, dit: DiTModel, songs: list[SongSpec], frames: int, plan: SamplingPlan,
                  progress: ProgressTracker, edit: EditInputs | None = None,
-                 finishing: Finishing | None = None, alignment: AlignmentRequest | None = None) -> SynthesisOutput:
+                 finishing: Finishing | None = None, retake: Retake | None = None,
+                 alignment: AlignmentRequest | None = None) -> SynthesisOutput:
         """`frames`: the batch's latent length (the plan's). `progress` reports each stage and step and
         stops the work between steps and between decoded songs. `edit` carries an editing task's
         source and reference (text2music without it). `finishing`: upstream's latent shift/rescale
-        before the VAE, and its peak normalisation and fades after the repaint splice. `alignment`:
-        the LRC and scores to read from the DiT once the songs are made (none by default)."""
+        before the VAE, and its peak normalisation and fades after the repaint splice. `retake` blends
+        a second noise into the songs' starting noise (initial_noise.py). `alignment`: the LRC and
+        scores to read from the DiT once the songs are made (none by default)."""
         timings: dict[str, float] = {}
         edit = edit or EditInputs(TASKS["text2music"])
         finishing = finishing or Finishing()  # upstream's defaults: normalised to -1 dBFS, no fades
@@ -97,11 +100,11 @@ class Synthesizer:
             prompts = self.encode_prompts(songs, with_text2music=edit.cover_strength < 1)
         with _stage("conditioning", timings, progress):
             conditions = self.prepare_conditions(dit, songs, prompts.captions, prompts.lyrics, frames, edit)
-            generators = [torch.Generator("cpu").manual_seed(song.seed) for song in songs]
-            noise = draw_noise(generators, frames, dit.silence_latent.shape[-1])
+            noise, generators = initial_noise([song.seed for song in songs], frames, dit.silence_latent.shape[-1],
+                                              retake)
             plan, sampler_edit = self.editing_plan(dit, plan, conditions, noise, prompts, edit)
             if edit.flow_edit is not None:
-                sampler_edit.flow_edit = self.flow_edit(dit, songs, frames, conditions, edit)
+                sampler_edit.flow_edit = self.flow_edit(dit, songs, frames, conditions, edit, retake)
         with _stage("diffusion", timings, progress):
             # SDE draws fresh noise each step from the same per-song generators: a seed fixes the song.
             step_noise = (lambda: draw_noise(generators, frames, noise.shape[-1])) if plan.infer_method == "sde" else None
@@ -152,12 +155,13 @@ class Synthesizer:
         return plan, sampler_edit
 
     def flow_edit(self, dit: DiTModel, songs: list[SongSpec], frames: int, conditions: BatchConditions,
-                  edit: EditInputs) -> FlowEdit:
+                  edit: EditInputs, retake: Retake | None = None) -> FlowEdit:
         """A flow-edit's source side, as upstream builds it: the source caption and lyrics in each song's
         prompt (its instruction, metadata and language), encoded as their own batch, over the target's
         audio context (silence for text2music, the source for a cover); the clean source latents; and
-        forward noise from generators seeded afresh with the songs' seeds (upstream draws nothing before
-        them: the first forward noise is the noise a plain run of the seed starts from)."""
+        forward noise from generators seeded afresh with the retake seeds when a retake is asked, else the
+        songs' seeds (upstream's order of preference; without a retake the first forward noise is the
+        noise a plain run of the seed starts from)."""
         settings = edit.flow_edit
         sources = [replace(song, caption=settings.source_caption, lyrics=settings.source_lyrics) for song in songs]
         prompts = self.encode_prompts(sources)
@@ -165,7 +169,8 @@ class Synthesizer:
                                              conditions.refs_order, conditions.context)
         clean = source_at_length(edit.source, silence_frames(dit, frames), frames)
         clean = clean.unsqueeze(0).expand(len(songs), -1, -1)
-        generators = [torch.Generator("cpu").manual_seed(song.seed) for song in songs]
+        seeds = retake.seeds if retake is not None and retake.variance > 0 else [song.seed for song in songs]
+        generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
         return FlowEdit(source_conditions, clean, lambda: draw_noise(generators, frames, clean.shape[-1]),
                         settings.n_min, settings.n_max, settings.n_avg)
 
@@ -255,14 +260,6 @@ class BatchConditions(Conditions):
     repaint_mask: torch.Tensor | None = None  # [B, T] bool, True = generate
     clean_latents: torch.Tensor | None = None  # [B, T, C] the unmodified source
     context: ContextInputs | None = None  # what the context latents were built from (a flow-edit's source reuses it)
-
-
-def draw_noise(generators: list[torch.Generator], frames: int, channels: int) -> torch.Tensor:
-    """[B, frames, channels] standard normal noise, item i from generator i.
-
-    Drawn on the CPU in float32 so that a seed gives the same starting point on every device.
-    """
-    return torch.cat([torch.randn((1, frames, channels), generator=g) for g in generators])
 
 
 def _encode_distinct(texts: list[str], encode: Callable[[list[str]], EncodedText]) -> EncodedText:

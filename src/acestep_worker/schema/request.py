@@ -41,8 +41,8 @@ AUDIO_SOURCE_FORMS = ("an https URL, a data:audio/<type>;base64 URI, base64 audi
 
 # How the values users send are read, per field (values.py; a ValueError becomes a sentence
 # naming the field): "before" sees the raw value, "after" the value of the field's type.
-READ_BEFORE = {"seed": values.seeds, "timesteps": values.timesteps, "track_classes": values.track_list,
-               "loras": parse_loras}
+READ_BEFORE = {"seed": values.seeds, "retake_seed": values.seeds, "timesteps": values.timesteps,
+               "track_classes": values.track_list, "loras": parse_loras}
 READ_AFTER = {"key_scale": values.key_scale, "time_signature": values.time_signature,
               "vocal_language": values.language, "audio_code_string": values.audio_codes}
 
@@ -79,6 +79,15 @@ class GenerationRequest(BaseModel):
         "seed per song")
     use_random_seed: bool | None = _field(None, "use_random_seed", "useRandomSeed",
                                           allowed="true to ignore `seed` and draw random seeds")
+    # Retake (newest upstream): each song's starting noise n0 (from its seed) is blended with noise nr
+    # from a retake seed, cos(v*pi/2)*n0 + sin(v*pi/2)*nr, so that v = 0 keeps the song exactly and small
+    # v gives a nearby take. `use_random_seed` does not touch retake seeds (upstream resolves them apart).
+    retake_seed: tuple[int, ...] | None = _field(
+        None, "retake_seed", "retakeSeed", allowed=f"an integer from 0 to {MAX_SEED}, -1 for random, or a comma "
+        "list with one retake seed per song")
+    retake_variance: float = _field(0.0, "retake_variance", "retakeVariance",
+                                    allowed="a number from 0 (no retake) to 1 (the retake seed's own song)",
+                                    ge=0.0, le=1.0)
     inference_steps: int | None = _field(None, "inference_steps", "inferenceSteps",
                                          allowed="an integer within the model's step range", ge=1, le=200)
     guidance_scale: float | None = _field(None, "guidance_scale", "guidanceScale",
@@ -381,9 +390,11 @@ class GenerationRequest(BaseModel):
         if self.keep_best is not None and self.keep_best > self.batch_size:
             raise InputError("keep_best", f"keep_best ({self.keep_best}) must not exceed batch_size "
                              f"({self.batch_size}): it keeps the best of batch_size takes")
-        if self.seed is not None and len(self.seed) > 1 and len(self.seed) != self.batch_size:
-            raise InputError("seed", f"seed lists {len(self.seed)} seeds but batch_size is {self.batch_size}; "
-                             "give one seed, or one per song")
+        for name in ("seed", "retake_seed"):
+            given = getattr(self, name)
+            if given is not None and len(given) > 1 and len(given) != self.batch_size:
+                raise InputError(name, f"{name} lists {len(given)} seeds but batch_size is {self.batch_size}; "
+                                 "give one seed, or one per song")
         return self
 
     @cached_property

@@ -9,7 +9,8 @@ a 429 with Retry-After and no ghost job, `/v1/audio` serves only files inside th
 the API key is compared in constant time and an empty key means no auth.
 
 `create_app` assembles groups of routes, each a `register(app, ctx)` over one `RouteContext`
-(wire.py): health, models (model_routes.py), LoRA (lora_routes.py), tasks, planner, files, stats.
+(wire.py): health, models (model_routes.py), LoRA (lora_routes.py), tasks, chat completions
+(chat_routes.py), planner (and sample_routes.py), files, stats.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from ...pipeline import planner_services
 from ...schema.formats import CONTENT_TYPES
 from ...schema.messages import needs_planner
 from ...schema.request import GenerationRequest, TimedRequest, parse, unused_fields
-from . import lora_routes, model_routes
+from . import chat_routes, lora_routes, model_routes, sample_routes
 from .guard import AccessGuard
 from .queue import QueueFull, Task, TaskManager, TaskState
 from .uploads import attach, discard
@@ -45,7 +46,8 @@ NESTED_PARAMETER_OBJECTS = ("param_obj", "metas", "meta", "metadata", "user_meta
 # Auth: open to all (upstream leaves these open and clients probe them first), and the endpoints
 # whose small bodies may carry the key as `ai_token` instead of a header.
 OPEN_PATHS = ("/health", "/v1/models")
-BODY_TOKEN_PATHS = ("/release_task", "/query_result", "/format_input", "/cancel_task", "/create_random_sample")
+BODY_TOKEN_PATHS = ("/release_task", "/query_result", "/format_input", "/cancel_task", "/create_random_sample",
+                    *sample_routes.PATHS)
 MAX_NAME_BYTES, MAX_PATH_BYTES = 255, 4096  # the file system's own limits (NAME_MAX, PATH_MAX)
 MAX_QUERY_IDS = 100  # upstream clients poll one task, or a handful; the answer grows with each id
 MAX_TASK_ID_CHARS = 128  # ids this server mints are 32 hex digits; the answer echoes each id sent
@@ -142,6 +144,8 @@ def generation_info(task: Task) -> str:
                  "language": "Language", "timesignature": "Time Signature"}
         lines += [f"- **{names[k]}:** {v}" for k, v in p["lm_metadata"].items() if k in names]
     lines += ["\n**🎵 Generation Complete**", f"- **Seeds:** {','.join(str(s.seed) for s in task.songs)}",
+              *([f"- **Retake Seeds:** {','.join(map(str, p['retake_seeds']))} (variance {p['retake_variance']:g})"]
+                if p.get("retake_seeds") else []),
               f"- **Steps:** {p.get('inference_steps')}", f"- **Audio Count:** {len(task.songs)}",
               f"- **BPM:** {p.get('bpm') or 'N/A'}", f"- **Key Scale:** {p.get('key_scale') or 'N/A'}",
               f"- **Time Signature:** {p.get('time_signature') or 'N/A'}",
@@ -166,9 +170,14 @@ def result_items(task: Task, lm_model: str, env: str) -> list[dict]:
                   "task_type": task.params.get("task_type", task.request.task_type), **task.sources}
         if "takes" in task.params:  # best-of-N: every take's score, and which were kept
             shared["takes"] = task.params["takes"]
+        retakes = task.params.get("retake_seeds")
+        if retakes:  # upstream's names for them (its extra outputs' retake_seed_value, retake_variance)
+            shared.update(retake_seed_value=",".join(map(str, retakes)), retake_variance=task.params["retake_variance"])
+        # A best-of-N song's take (1-based) says which of the batch's retake seeds was its own.
         return [{"file": song.file_url, **base, **shared, **_song_extras(shared["metas"], song), "seed": song.seed,
+                 **({"retake_seed": retakes[song.extras.get("take", index + 1) - 1]} if retakes else {}),
                  "format": song.format, "bytes": song.size, "sha256": song.sha256, "duration": song.duration_s}
-                for song in task.songs]
+                for index, song in enumerate(task.songs)]
     if task.state is TaskState.FAILED:
         return [{"file": "", **base, "status": 2, "progress": task.progress, "stage": "failed", "error": task.error}]
     return [{"file": "", **base, "status": 0, "progress": task.progress, "stage": task.stage}]
@@ -184,7 +193,8 @@ def create_app(engine: Engine, manager: TaskManager, settings: ApiSettings) -> F
     app.add_exception_handler(InputError, _input_error)
     ctx = RouteContext(engine, manager, settings)
     for register in (register_health, model_routes.register, lora_routes.register, register_tasks,
-                     register_planner, register_files, register_stats):  # the order /docs lists them in
+                     chat_routes.register, register_planner, sample_routes.register, register_files,
+                     register_stats):  # the order /docs lists them in
         register(app, ctx)
     return app
 

@@ -1,4 +1,5 @@
-"""Model routes of the pod API: `/v1/models`, `/v1/model_inventory`, `/v1/init`, `/create_random_sample`.
+"""Model routes of the pod API: `/v1/models`, `/v1/model_inventory`, `/v1/init`, `/v1/reinitialize`,
+`/create_random_sample`.
 
 Shapes follow upstream. `/v1/models` keeps the OpenRouter list that upstream clients actually
 receive there (upstream mounts that router first), with the inventory fields added beside it;
@@ -48,6 +49,16 @@ def register(app: FastAPI, ctx: RouteContext) -> None:
     @app.post("/v1/init")
     async def init(request: Request, _: None = Depends(ctx.header_auth)) -> JSONResponse:
         return await _switch_models(ctx, await read_body(request))
+
+    @app.post("/v1/reinitialize")
+    async def reinitialize(request: Request, _: None = Depends(ctx.header_auth)) -> dict:
+        """Upstream reloads components it offloaded; this engine never unloads its models, so this
+        only reports what is held (a client calls it after an error, and expects it to succeed)."""
+        await read_body(request)
+        listing = inventory(engine)
+        return wrap({"message": "Service reinitialized: the models stay loaded in this server",
+                     "loaded_model": listing["default_model"], "loaded_lm_model": listing["loaded_lm_model"],
+                     "llm_initialized": listing["llm_initialized"]})
 
     @app.post("/create_random_sample")
     async def create_random_sample(request: Request) -> JSONResponse:

@@ -62,6 +62,7 @@ class Task:
     progress: float = 0.0
     stage: str = "queued"
     error: str | None = None
+    failure: type[BaseException] | None = None  # what ended a failed task (a door may answer by its kind)
     songs: list[SavedSong] = field(default_factory=list)
     model: str = ""
     params: dict = field(default_factory=dict)
@@ -229,10 +230,10 @@ class TaskManager:
             task.random_weights = finished.result.random_weights
             task.state, task.progress, task.stage = TaskState.SUCCEEDED, 1.0, "succeeded"
         except AceStepError as exc:  # the runner gives a stopped job the deadline's or the cancel's reason
-            task.state, task.stage, task.error = TaskState.FAILED, "failed", str(exc)
+            task.state, task.stage, task.error, task.failure = TaskState.FAILED, "failed", str(exc), type(exc)
         except Exception as exc:  # a fault of the machine or a bug: report it, keep serving
             log.exception("task %s failed", task.id)
-            task.state, task.stage = TaskState.FAILED, "failed"
+            task.state, task.stage, task.failure = TaskState.FAILED, "failed", type(exc)
             task.error = f"internal error ({type(exc).__name__}); see the server log"
         finally:
             discard(task.inputs)

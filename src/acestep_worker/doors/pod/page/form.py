@@ -55,7 +55,7 @@ def _fields(values: dict) -> dict:
     song = ({"sample_query": values["description"]} if values["mode"] == "simple"
             else {"caption": values["caption"], "lyrics": values["lyrics"]})
     typed = {name: optional_text(values[name]) for name in ("seed", "inference_steps", "guidance_scale", "shift",
-                                                             "bpm", "key_scale")}
+                                                             "bpm", "key_scale", "retake_seed")}
     language = values["vocal_language"]
     fields = {**song, "duration": values["duration"], "model": values["model"],
               "batch_size": int(values["batch_size"]), "audio_format": values["audio_format"],
@@ -64,7 +64,8 @@ def _fields(values: dict) -> dict:
               "keep_best": optional_text(values["keep_best"]),
               "vocal_language": None if language == "auto" else language,
               "enable_normalization": bool(values["enable_normalization"]),
-              **{name: values[name] for name in ("normalization_db", "fade_in_duration", "fade_out_duration")}}
+              **{name: values[name] for name in ("normalization_db", "fade_in_duration", "fade_out_duration")},
+              "retake_variance": values["retake_variance"] or None}
     return {k: v for k, v in fields.items() if v is not None}
 
 
@@ -86,6 +87,8 @@ def _summary(task: Task) -> dict:
     summary = {k: task.params.get(k) for k in ("caption", "bpm", "key_scale", "time_signature",
                                                "vocal_language", "inference_steps", "shift", "seeds",
                                                "normalization_gain_db", "fade_in_duration", "fade_out_duration")}
+    if task.params.get("retake_seeds"):
+        summary.update(retake_seeds=task.params["retake_seeds"], retake_variance=task.params["retake_variance"])
     summary["model"], summary["total_seconds"] = task.model, round(task.timings.get("total", 0.0), 2)
     summary["lm_metadata"] = task.params.get("lm_metadata", {})
     summary.update(task_type=task.params.get("task_type", task.request.task_type), **task.sources)
@@ -213,9 +216,15 @@ def _advanced(defaults: dict[str, str]) -> dict:
             peak = gr.Number(label="Peak (dBFS, -60 to 0)", value=START["normalization_db"], elem_id="normalization-db")
             fade_in = gr.Number(label="Fade in (s)", value=START["fade_in_duration"], minimum=0, elem_id="fade-in")
             fade_out = gr.Number(label="Fade out (s)", value=START["fade_out_duration"], minimum=0, elem_id="fade-out")
+        with gr.Row():  # a nearby take of the same seeds: their noise blended with a retake seed's
+            retake_seed = gr.Textbox(label="Retake seed", placeholder="random (a,b,c: one per song)",
+                                     elem_id="retake_seed")
+            retake_variance = gr.Slider(0, 1, value=START["retake_variance"], step=0.01, elem_id="retake_variance",
+                                        label="Retake variance (0: the song itself, 1: the retake seed's)")
     return {"inference_steps": steps, "guidance_scale": guidance, "shift": shift, "bpm": bpm, "key_scale": key,
             "time_signature": time_signature, "vocal_language": language, "enable_normalization": normalize,
-            "normalization_db": peak, "fade_in_duration": fade_in, "fade_out_duration": fade_out}
+            "normalization_db": peak, "fade_in_duration": fade_in, "fade_out_duration": fade_out,
+            "retake_seed": retake_seed, "retake_variance": retake_variance}
 
 
 def _outputs() -> list:

@@ -36,6 +36,8 @@ GENERATE_INPUTS: tuple[tuple[str, object], ...] = (
     ("normalization_db", -1.0),
     ("fade_in_duration", 0.0),
     ("fade_out_duration", 0.0),
+    ("retake_seed", ""),
+    ("retake_variance", 0.0),
     ("thinking", False),
     ("auto_lrc", False),  # lyric timestamps (LRC) per song
     ("auto_score", False),  # lyric-alignment scores per song
