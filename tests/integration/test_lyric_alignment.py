@@ -182,3 +182,11 @@ def test_the_page_sends_the_alignment_controls(fields):
     sent = _fields(values)
     assert {k: sent[k] for k in fields} == {k: (str(v) if k == "keep_best" else v) for k, v in fields.items()}
     assert parse(sent).alignment_fields == tuple(fields)
+
+
+def test_a_best_of_n_song_keeps_its_own_retake_seed(engine):
+    out = run_job(engine, "align-retake", {"caption": "test", "lyrics": LYRICS, "duration": 10, "seed": 11,
+                                           "retake_seed": "20,21,22", "retake_variance": 0.3, "batch_size": 3,
+                                           "keep_best": 1}, env={})
+    [song] = out["results"]
+    assert song["retake_seed"] == 20 + song["take"] - 1 and song["seed"] == 11 + song["take"] - 1

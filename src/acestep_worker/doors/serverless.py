@@ -142,7 +142,8 @@ def _output(job_id: str, request: JobRequest, finished: Finished, delivery: Serv
 
 
 def _describe(song: SavedSong, params: dict, index: int) -> dict:
-    retake = {"retake_seed": params["retake_seeds"][index]} if "retake_seeds" in params else {}
+    take = song.extras.get("take", index + 1) - 1  # best-of-N delivers some takes: the song's own batch index
+    retake = {"retake_seed": params["retake_seeds"][take]} if "retake_seeds" in params else {}
     return {"file": song.file_url, "filename": song.path.name, "seed": song.seed, **retake, "format": song.format,
             "content_type": song.content_type, "bytes": song.size, "sha256": song.sha256,
             "duration": song.duration_s, "sample_rate": song.sample_rate, "caption": params["caption"],
