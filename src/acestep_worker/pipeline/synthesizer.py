@@ -119,7 +119,8 @@ class Synthesizer:
             if edit.splice and edit.source.region is not None:
                 audio = splice(audio, edit.source, edit.wav_crossfade_s)
         audio, applied = finish(audio, finishing, SAMPLE_RATE)
-        aligned = self.align(dit, songs, latents, conditions, audio.shape[-1] / SAMPLE_RATE, alignment, timings, progress)
+        aligned = self.align(dit, songs, latents, conditions, audio.shape[-1] / SAMPLE_RATE, alignment, timings,
+                             progress)
         return SynthesisOutput(audio, frames, timings, applied, aligned)
 
     def align(self, dit: DiTModel, songs: list[SongSpec], latents: torch.Tensor, conditions: "BatchConditions",
