@@ -62,6 +62,9 @@ def test_captured_probabilities_are_the_attention_the_dit_applies(engine):
     value = value.repeat_interleave(attn.heads // attn.kv_heads, dim=2).transpose(1, 2)  # [1, heads, tokens, d]
     out = attn.to_out[0]((probs @ value).transpose(1, 2).flatten(2))
     assert torch.allclose(out, seen["out"], atol=1e-5)
+    # Keeping only the lyric tokens slices after the softmax over all of them: the same numbers.
+    kept = cross_attention(dit, *_dit_inputs(dit), {0: heads, 1: (0,)}, keep=5)
+    assert torch.equal(kept[0], probs[..., :5]) and torch.equal(kept[1], maps[1][..., :5])
 
 
 def test_the_capture_stops_inside_the_deepest_layer_it_reads(engine):

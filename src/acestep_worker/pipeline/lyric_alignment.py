@@ -124,18 +124,19 @@ def align_songs(dit: DiTModel, encoder: TextEncoder, latents: torch.Tensor, enco
         rows.append(noise)
         times.append(torch.ones(batch))
     copies = len(rows)
+    tokens = [None if is_instrumental(p.lyrics) else lyric_tokens(encoder, p) for p in prompts]
+    keep = max((t.end for t in tokens if t is not None), default=1)  # lyrics lead the condition sequence
     maps = cross_attention(dit, torch.cat(rows), torch.cat(times).to(latents.device),
-                           encoder_states.repeat(copies, 1, 1), context.repeat(copies, 1, 1), heads)
-    for index, prompt in enumerate(prompts):
-        results[index] = _one_song(maps, index, batch, encoder, prompt, durations_s[index], ask)
+                           encoder_states.repeat(copies, 1, 1), context.repeat(copies, 1, 1), heads, keep)
+    for index, song_tokens in enumerate(tokens):
+        results[index] = _one_song(maps, index, batch, encoder, song_tokens, durations_s[index], ask)
     return results
 
 
-def _one_song(maps: dict[int, torch.Tensor], index: int, batch: int, encoder: TextEncoder, prompt: LyricPrompt,
-              duration_s: float, ask: AlignmentRequest) -> dict:
-    if is_instrumental(prompt.lyrics):
+def _one_song(maps: dict[int, torch.Tensor], index: int, batch: int, encoder: TextEncoder,
+              tokens: LyricTokens | None, duration_s: float, ask: AlignmentRequest) -> dict:
+    if tokens is None:
         return _unavailable(ask, "the song is instrumental: it has no lyrics to align")
-    tokens = lyric_tokens(encoder, prompt)
     if not tokens.ids:
         return _unavailable(ask, "the song has no lyrics to align")
     at_last_step = stacked_heads(maps, index, tokens)

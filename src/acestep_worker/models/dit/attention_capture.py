@@ -58,8 +58,9 @@ def dit_alignment_heads(dit: DiTModel) -> dict[int, tuple[int, ...]]:
 
 
 def _probabilities(attn: torch.nn.Module, hidden: torch.Tensor, encoder: torch.Tensor,
-                   heads: tuple[int, ...]) -> torch.Tensor:
-    """[B, len(heads), frames, tokens] attention probabilities of `heads` for this call."""
+                   heads: tuple[int, ...], keep: int | None) -> torch.Tensor:
+    """[B, len(heads), frames, tokens] attention probabilities of `heads` for this call (the first `keep`
+    tokens of them: the softmax is over all of them)."""
     query = attn.norm_q(attn.to_q(hidden).unflatten(-1, (attn.heads, attn.head_dim)))
     key = attn.norm_k(attn.to_k(encoder).unflatten(-1, (attn.kv_heads, attn.head_dim)))
     group = attn.heads // attn.kv_heads
@@ -67,17 +68,18 @@ def _probabilities(attn: torch.nn.Module, hidden: torch.Tensor, encoder: torch.T
     q = query.index_select(2, index).transpose(1, 2)  # [B, h, frames, d]
     k = key.index_select(2, index // group).transpose(1, 2)  # [B, h, tokens, d]
     scores = torch.matmul(q, k.transpose(-1, -2)) * attn.scaling
-    return torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
+    return torch.softmax(scores, dim=-1, dtype=torch.float32)[..., :keep].to(q.dtype)
 
 
 @torch.no_grad()
 def cross_attention(dit: DiTModel, hidden_states: torch.Tensor, timestep: torch.Tensor,
                     encoder_hidden_states: torch.Tensor, context_latents: torch.Tensor,
-                    heads: Mapping[int, tuple[int, ...]]) -> dict[int, torch.Tensor]:
+                    heads: Mapping[int, tuple[int, ...]], keep: int | None = None) -> dict[int, torch.Tensor]:
     """Run the DiT on one input up to the deepest layer of `heads` (usable ones, see usable_heads) and
     return, per layer, the chosen heads' cross-attention probabilities [B, heads, frames, tokens]
-    (frames: the patched sequence, `patch_size` latent frames each). Inputs as the sampler's:
-    latents [B, T, C], timestep [B] (r = t), condition [B, L, hidden], context [B, T, 2C]."""
+    (frames: the patched sequence, `patch_size` latent frames each; tokens: the first `keep` condition
+    tokens, all by default). Inputs as the sampler's: latents [B, T, C], timestep [B] (r = t),
+    condition [B, L, hidden], context [B, T, 2C]."""
     if not heads:
         return {}
     captured: dict[int, torch.Tensor] = {}
@@ -87,7 +89,7 @@ def cross_attention(dit: DiTModel, hidden_states: torch.Tensor, timestep: torch.
     def hook_for(layer: int):
         def hook(module, args, kwargs):
             hidden = kwargs.get("hidden_states", args[0] if args else None)
-            captured[layer] = _probabilities(module, hidden, kwargs["encoder_hidden_states"], heads[layer])
+            captured[layer] = _probabilities(module, hidden, kwargs["encoder_hidden_states"], heads[layer], keep)
             if layer == deepest:
                 raise _Done
         return hook
