@@ -159,7 +159,8 @@ def plan_from_scalars(kind: str, args: dict) -> SamplingPlan:
         # generate_audio spells it "sale"; flowedit_generate_audio "scale"
         guidance_scale=args.get("diffusion_guidance_sale", args.get("diffusion_guidance_scale", 1.0)),
         cfg_interval=(args.get("cfg_interval_start", 0.0), args.get("cfg_interval_end", 1.0)),
-        guidance="adg" if args.get("use_adg") else "apg", velocity_norm_threshold=args.get("velocity_norm_threshold", 0.0),
+        guidance="adg" if args.get("use_adg") else "apg",
+        velocity_norm_threshold=args.get("velocity_norm_threshold", 0.0),
         velocity_ema_factor=args.get("velocity_ema_factor", 0.0), **common,
     )
 

@@ -31,7 +31,8 @@ class SamplingPlan:
 
     CFG runs when `guidance_scale > 1`; it is applied on the steps whose t lies inside
     `cfg_interval` (inclusive; compared in float32 as upstream's generate_audio does, in float64 in a
-    flow-edit as upstream's flow-edit loop does) and the conditional prediction is used on the others. `kind` matters for SDE and repaint, where upstream's two samplers differ.
+    flow-edit as upstream's flow-edit loop does) and the conditional prediction is used on the others.
+    `kind` matters for SDE and repaint, where upstream's two samplers differ.
     """
 
     timesteps: torch.Tensor
