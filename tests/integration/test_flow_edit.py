@@ -255,3 +255,16 @@ def test_flow_edit_needs_a_source_song(engine, fields, field):
     with pytest.raises(InputError) as err:
         engine.plan(parse({"model": BASE, "flow_edit_morph": True, **fields}))
     assert err.value.field == field
+
+
+def test_the_cfg_interval_is_compared_in_float64_in_a_flow_edit_and_in_float32_in_a_plain_run(base_dit, inputs):
+    """Shift 1, 10 steps: t = float32(0.8) = 0.800000011920929. Upstream's flow-edit loop compares float(t)
+    with cfg_interval_end 0.8, so that step is unguided there, as with an end of 0.75; its generate_audio
+    compares the float32 tensor, where t equals the bound, so a plain run guides it."""
+    def plan(end):
+        return SamplingPlan(base_timesteps(10, 1.0), guidance_scale=7.0, cfg_interval=(0.3, end), kind="base")
+
+    assert torch.equal(_flow(base_dit, inputs, plan=plan(0.8)), _flow(base_dit, inputs, plan=plan(0.75)))
+    target, _, clean = inputs
+    noise = torch.randn(clean.shape, generator=torch.Generator().manual_seed(5))
+    assert not torch.equal(sample(base_dit, target, noise, plan(0.8)), sample(base_dit, target, noise, plan(0.75)))

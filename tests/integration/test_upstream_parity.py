@@ -52,6 +52,21 @@ def test_the_retake_goldens_are_checked_bit_for_bit():
     assert run["mid.initial_noise"].max_abs == 0
 
 
+FLOW_EDIT_GOLDENS = {"flowedit_window_full", "flowedit_window_avg2_interval", "flowedit_cover_context",
+                     "flowedit_text2music_context", "flowedit_cfg_interval_float32_bound", "flowedit_nocfg_ema_clamp"}
+
+
+def test_the_flow_edit_goldens_are_required_and_match():
+    """Upstream's flowedit_generate_audio (manifest_flow_edit.json) is required: the result and the timestep
+    of every decoder call (so their number and order), for each window, draw count, context and CFG interval."""
+    rows = [r for r in _rows(GOLDEN / "base_a") if r.file.startswith("flowedit_")]
+    assert {r.file for r in rows} == FLOW_EDIT_GOLDENS
+    assert all(r.passed for r in rows), [r for r in rows if not r.passed]
+    tensors = {(r.file, r.tensor) for r in rows}
+    for name in FLOW_EDIT_GOLDENS:
+        assert {(name, "out.target_latents"), (name, "trace.decoder_timestep")} <= tensors
+
+
 def test_the_lyric_alignment_goldens_are_checked():
     """LRC and alignment-score parity (turbo_a's manifest_alignment.json) is required, not optional."""
     variant = GOLDEN / "turbo_a"

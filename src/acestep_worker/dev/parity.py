@@ -8,7 +8,9 @@ editing-path sampler runs (`edit_*`), optionally a `manifest_post.json` naming t
 token texts decode with), and one safetensors file per boundary with `in.*` inputs and
 `mid.*`/`out.*`/`trace.*` expected values. A `manifest_retake.json` names the retake files: upstream's
 starting noise for given seeds, retake seeds and variance (`retake_noise_*`, checked bit for bit), and
-sampler runs from such noise (`retake_generate_*`). The checkpoint is loaded through the product's own
+sampler runs from such noise (`retake_generate_*`). A `manifest_flow_edit.json` names upstream's
+flow-edit runs (`flowedit_*`: a source text and a target text over one audio context, the clean source,
+the forward noises' seeds). The checkpoint is loaded through the product's own
 loader; the silence latent stand-in recorded with the inputs is written as `silence_latent.pt`
 next to it in a scratch folder, because the product loader requires that file.
 
@@ -42,13 +44,14 @@ from ..models.dit.conditioning import (
     tokenize,
 )
 from ..models.dit.dcw import DCW
+from ..models.dit.flow_edit import FlowEdit
 from ..models.dit.loading import load_dit
 from ..models.dit.model import DiTModel
 from ..models.dit.sampler import SamplerHooks, SamplerTrace, SamplingPlan, sample
 from ..models.dit.sampler_edits import CoverSwitch, Edit, Repaint, nearest_start, renoise
 from ..models.dit.schedules import base_timesteps, turbo_timesteps
 from ..models.vae import limit_peaks
-from ..pipeline.initial_noise import Retake, initial_noise
+from ..pipeline.initial_noise import Retake, draw_noise, initial_noise
 from .parity_alignment import ALIGNMENT_RUNNERS, alignment_tokenizer
 
 SINGLE_FORWARD = {"atol": 1e-5, "rtol": 1e-4}
@@ -156,9 +159,12 @@ def plan_from_scalars(kind: str, args: dict) -> SamplingPlan:
         return SamplingPlan(turbo_timesteps(args.get("shift", 3.0), timesteps=args.get("timesteps")), **common)
     return SamplingPlan(
         base_timesteps(args["infer_steps"], args.get("shift", 1.0)),
-        guidance_scale=args.get("diffusion_guidance_sale", 1.0),
+        # generate_audio spells it "sale"; flowedit_generate_audio "scale"
+        guidance_scale=args.get("diffusion_guidance_sale", args.get("diffusion_guidance_scale", 1.0)),
         cfg_interval=(args.get("cfg_interval_start", 0.0), args.get("cfg_interval_end", 1.0)),
-        guidance="adg" if args.get("use_adg") else "apg", **common,
+        guidance="adg" if args.get("use_adg") else "apg",
+        velocity_norm_threshold=args.get("velocity_norm_threshold", 0.0),
+        velocity_ema_factor=args.get("velocity_ema_factor", 0.0), **common,
     )
 
 
@@ -244,6 +250,32 @@ def run_retake_generate(dit: DiTModel, t: dict, kind: str, args: dict) -> dict:
     return {"mid.initial_noise": noise, **run_generate(dit, {**t, "in.initial_noise": noise}, kind, args)}
 
 
+def run_flow_edit(dit: DiTModel, t: dict, args: dict) -> dict:
+    """Upstream's `flowedit_generate_audio`: the source text (`in.text_*`, `in.lyric_*`) and the target text
+    (`in.target_*`) over one audio context (`in.ctx_src_latents`, or the source itself when none is recorded,
+    as upstream defaults), the clean source `in.src_latents` edited with forward noise drawn from
+    generators seeded with `seed`, one per item (pipeline/initial_noise.draw_noise, as Synthesizer.flow_edit)."""
+    source_text = _encoder_inputs(t)
+    target_text = replace(source_text, text_hidden=t["in.target_text_hidden_states"],
+                          text_mask=t["in.target_text_attention_mask"],
+                          lyric_hidden=t["in.target_lyric_hidden_states"],
+                          lyric_mask=t["in.target_lyric_attention_mask"])
+    context = ContextInputs(t.get("in.ctx_src_latents", t["in.src_latents"]), t["in.chunk_masks"], t["in.is_covers"])
+    source, target = (prepare_condition(dit, text, context, silence_latent=t["in.silence_latent"])
+                      for text in (source_text, target_text))
+    clean = t["in.src_latents"]
+    generators = [torch.Generator("cpu").manual_seed(int(seed)) for seed in args["seed"]]
+    flow = FlowEdit(source, clean, lambda: draw_noise(generators, clean.shape[1], clean.shape[2]),
+                    args["edit_n_min"], args["edit_n_max"], args["edit_n_avg"])
+    trace = SamplerTrace()
+    latents = sample(dit, target, torch.zeros_like(clean), plan_from_scalars("base", args), SamplerHooks(trace=trace),
+                     Edit(flow_edit=flow))
+    # source and target calls interleave, with condition lengths of their own: only the common records stack
+    return {"out.target_latents": latents, "trace.decoder_timestep": torch.stack([c.timestep for c in trace.calls]),
+            "trace.decoder_input_xt": torch.stack([c.hidden_states for c in trace.calls]),
+            "trace.decoder_output_v": torch.stack([c.velocity for c in trace.calls])}
+
+
 RUNNERS: dict[str, Callable[[DiTModel, dict], dict]] = {
     "encoder": run_encoder, "prepare_condition": run_prepare_condition, "decoder": run_decoder,
     "tokenizer": run_tokenizer, "detokenizer": run_detokenizer,
@@ -260,7 +292,7 @@ def _sampler_kind(manifest: dict, filename: str) -> str:
 
 
 MANIFESTS = ("manifest.json", "manifest_editing.json", "manifest_post.json", "manifest_retake.json",
-             "manifest_alignment.json")
+             "manifest_flow_edit.json", "manifest_alignment.json")
 CHECKPOINT_FILES = {"model.safetensors"}
 
 
@@ -307,6 +339,8 @@ def _run_file(dit: DiTModel, stem: str, tensors: dict, manifest: dict, entry: di
         return {"out.initial_noise": retake_noise(args)}, BITWISE
     if stem.startswith("retake_generate_"):
         return run_retake_generate(dit, tensors, _sampler_kind(manifest, stem), args), GENERATE
+    if stem.startswith("flowedit_"):
+        return run_flow_edit(dit, tensors, args), GENERATE
     if stem in RUNNERS:
         return RUNNERS[stem](dit, tensors), SINGLE_FORWARD
     if stem in ALIGNMENT_RUNNERS:

@@ -30,8 +30,9 @@ class SamplingPlan:
     """How to sample: the timesteps (float32, final 0 implicit), the guidance rule and options.
 
     CFG runs when `guidance_scale > 1`; it is applied on the steps whose t lies inside
-    `cfg_interval` (inclusive, compared in float32 as upstream does) and the conditional prediction
-    is used on the others. `kind` matters for SDE and repaint, where upstream's two samplers differ.
+    `cfg_interval` (inclusive; compared in float32 as upstream's generate_audio does, in float64 in a
+    flow-edit as upstream's flow-edit loop does) and the conditional prediction is used on the others.
+    `kind` matters for SDE and repaint, where upstream's two samplers differ.
     """
 
     timesteps: torch.Tensor
@@ -80,7 +81,12 @@ class SamplerHooks:
     step_noise: Callable[[], torch.Tensor] | None = None  # fresh [B, T, C] noise for SDE steps
 
 
-def _in_interval(t: torch.Tensor, interval: tuple[float, float]) -> bool:
+def _in_interval(t: torch.Tensor, interval: tuple[float, float], in_float64: bool = False) -> bool:
+    """Whether the float32 `t` lies in `interval`. Upstream's generate_audio compares the tensor, so the bounds
+    round to float32 first; its flow-edit loop compares float(t), so they do not: t = float32(0.8) is inside
+    [0.3, 0.8] for the one and outside for the other."""
+    if in_float64:
+        return interval[0] <= float(t) <= interval[1]
     return bool((t >= interval[0]) & (t <= interval[1]))
 
 
@@ -112,7 +118,7 @@ def sample(dit: DiTModel, conditions: Conditions, noise: torch.Tensor, plan: Sam
     next_timesteps = torch.cat([timesteps[1:], timesteps.new_zeros(1)])
     # What the loop decides per step is read from the CPU copy, so no step waits on the device.
     host_times = plan.timesteps.to(dtype=torch.float32, device="cpu")
-    guided_steps = [plan.uses_cfg and _in_interval(t, plan.cfg_interval) for t in host_times]
+    guided_steps = [plan.uses_cfg and _in_interval(t, plan.cfg_interval, flow is not None) for t in host_times]
     host_times = host_times.tolist()
     noise = noise.to(device=device, dtype=torch.float32)
     x = noise if edit.start is None else edit.start.to(device=device, dtype=torch.float32)
