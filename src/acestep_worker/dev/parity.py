@@ -41,6 +41,7 @@ from ..models.dit.model import DiTModel
 from ..models.dit.sampler import SamplerHooks, SamplerTrace, SamplingPlan, sample
 from ..models.dit.sampler_edits import CoverSwitch, Edit, Repaint, nearest_start, renoise
 from ..models.dit.schedules import base_timesteps, turbo_timesteps
+from . import parity_understanding
 
 SINGLE_FORWARD = {"atol": 1e-5, "rtol": 1e-4}
 GENERATE = {"atol": 5e-4, "rtol": 1e-3}
@@ -222,7 +223,7 @@ def _sampler_kind(manifest: dict, filename: str) -> str:
     return "turbo" if "_turbo_" in filename else "base"
 
 
-MANIFESTS = ("manifest.json", "manifest_editing.json")
+MANIFESTS = ("manifest.json", "manifest_editing.json", "manifest_understanding.json")
 CHECKPOINT_FILES = {"model.safetensors"}
 
 
@@ -264,6 +265,8 @@ def _run_file(dit: DiTModel, stem: str, tensors: dict, manifest: dict, entry: di
         return run_edit(dit, tensors, _sampler_kind(manifest, stem), args), GENERATE
     if stem in RUNNERS:
         return RUNNERS[stem](dit, tensors), SINGLE_FORWARD
+    if stem.startswith("understand_"):
+        return parity_understanding.run(stem, dit, tensors, entry)
     return None
 
 
@@ -288,6 +291,10 @@ def check_golden_dir(golden: str | Path) -> list[Comparison]:
         if name not in present:
             rows.append(_failure(stem, "(named by the manifest but missing)"))
             continue
+        stale = parity_understanding.stale_models(manifest) if "tiny_tree" in manifest else []
+        if stale:
+            rows.append(_failure(stem, f"(made from another tiny tree: {', '.join(stale)} changed)"))
+            continue
         tensors = load_file(str(golden / name))
         with torch.no_grad():
             result = _run_file(dit, stem, tensors, manifest, entry)
@@ -295,6 +302,9 @@ def check_golden_dir(golden: str | Path) -> list[Comparison]:
             rows.append(_failure(stem, "(no runner for this golden file: not checked)"))
             continue
         ours, tol = result
+        for key, pair in ours.items():
+            if isinstance(pair, tuple):  # (ours, expected) that the manifest holds, e.g. a prompt's bytes
+                rows.append(compare(stem, key, *pair, tol))
         for key, ref in tensors.items():
             if key.startswith("in."):
                 continue

@@ -46,11 +46,12 @@ class Analysis:
 
 def source_codes(vae, dit: DiTModel, audio: np.ndarray, generator: torch.Generator) -> list[int]:
     """Decoded source [samples, 2] at 48 kHz -> its 5 Hz FSQ indices, as upstream's
-    `convert_src_audio_to_codes`: the VAE posterior sampled, cast to the DiT's dtype, and tokenized
-    with a frame count that is not a multiple of 5 padded from the silence latent."""
+    `convert_src_audio_to_codes`: the unpadded audio through the VAE (a last partial frame dropped),
+    the posterior sampled, cast to the DiT's dtype, and tokenized with a frame count that is not a
+    multiple of 5 padded from the silence latent."""
     if not np.any(np.abs(audio) >= SILENCE_PEAK):
         raise InputError("src_audio", "the source audio is silent; there is nothing to read codes from")
-    latents = encode(vae, pcm_tensor(audio).unsqueeze(0), generator)
+    latents = encode(vae, pcm_tensor(audio).unsqueeze(0), generator, pad_to_frames=False)
     _, indices = tokenize(dit, latents.to(device=dit.device, dtype=dit.dtype))
     return indices.flatten().tolist()
 

@@ -58,6 +58,7 @@ class TextResult:
     text: str  # what the LM wrote, for logs and debugging
     tokens: int
     seconds: float
+    ids: list[int] | None = None  # the tokens written
 
 
 class Planner:
@@ -159,12 +160,12 @@ class Planner:
         return result
 
     def understand(self, code_string: str, seed: int, params: SamplingParams = UNDERSTAND_PARAMS,
-                   progress: Progress | None = None) -> TextResult:
+                   progress: Progress | None = None, max_tokens: int = UNDERSTAND_MAX_TOKENS) -> TextResult:
         """Audio codes (upstream's `<|audio_code_N|>` string) become metadata with genres, a caption, and
-        the lyrics written after `</think>`."""
+        the lyrics written after `</think>` (at most `max_tokens` in all)."""
         prompt = self.lm.encode(understand_prompt(self.lm, code_string))
-        room = min(UNDERSTAND_MAX_TOKENS, self._context_limit() - len(prompt))
-        if room < 700:  # the metadata alone needs this much
+        room = min(max_tokens, self._context_limit() - len(prompt))
+        if room < min(700, max_tokens):  # the metadata alone needs this much
             raise InputError("src_audio", f"the source's {code_string.count('<|audio_code_')} audio codes make a "
                              f"{len(prompt)}-token prompt, too long for the planner's {self._context_limit()}-token "
                              "context; send a shorter source")
@@ -194,7 +195,7 @@ class Planner:
         text = self.lm.decode(tokens)
         metadata = parse_cot(text)
         lyrics = _lyrics_after_think(text, self.lm.tokenizer.eos_token) if constraint.free_text_after else None
-        return TextResult(metadata, lyrics, text, len(tokens), time.perf_counter() - start)
+        return TextResult(metadata, lyrics, text, len(tokens), time.perf_counter() - start, tokens)
 
 
 def _without_cfg(params: SamplingParams) -> SamplingParams:
