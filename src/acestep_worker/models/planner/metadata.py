@@ -40,10 +40,10 @@ class Metadata:
     bpm: int | None = None
     caption: str | None = None
     duration: int | None = None
-    genres: str | None = None  # audio understanding only
     keyscale: str | None = None
     language: str | None = None
     timesignature: str | None = None
+    genres: str | None = None  # audio understanding only (last: the others are also given by position)
 
     def as_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}

@@ -160,9 +160,10 @@ class Planner:
         return result
 
     def understand(self, code_string: str, seed: int, params: SamplingParams = UNDERSTAND_PARAMS,
-                   progress: Progress | None = None, max_tokens: int = UNDERSTAND_MAX_TOKENS) -> TextResult:
+                   progress: Progress | None = None, max_tokens: int | None = None) -> TextResult:
         """Audio codes (upstream's `<|audio_code_N|>` string) become metadata with genres, a caption, and
-        the lyrics written after `</think>` (at most `max_tokens` in all)."""
+        the lyrics written after `</think>` (at most `max_tokens` in all, default upstream's 4032)."""
+        max_tokens = UNDERSTAND_MAX_TOKENS if max_tokens is None else max_tokens
         prompt = self.lm.encode(understand_prompt(self.lm, code_string))
         room = min(max_tokens, self._context_limit() - len(prompt))
         if room < min(700, max_tokens):  # the metadata alone needs this much
