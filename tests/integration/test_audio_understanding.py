@@ -99,8 +99,7 @@ def test_a_planner_analysis_is_refused_without_a_planner(engine, flag):
 def test_the_pod_items_take_upstreams_two_shapes(planner_engine, tmp_path):
     manager = TaskManager(planner_engine, tmp_path).start()
     try:
-        full = manager.submit(manager.runner.check(_parse(src_audio=B64, full_analysis_only=True), manager.audio_policy)
-                              .request)
+        full = manager.submit(_parse(src_audio=B64, full_analysis_only=True))
         meta = manager.submit(_parse(analysis_only=True, caption="jazz"))
         assert full.done.wait(120) and meta.done.wait(120)
     finally:

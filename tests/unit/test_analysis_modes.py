@@ -6,7 +6,12 @@ import pytest
 from acestep_worker.errors import InputError, PlannerUnavailableError
 from acestep_worker.models.variants import detect_variant
 from acestep_worker.pipeline.plan import EngineFacts, job_mode, resolve
-from acestep_worker.schema.request import GenerationRequest, JobRequest, parse, unused_fields
+from acestep_worker.schema.request import (
+    GenerationRequest,
+    JobRequest,
+    parse,
+    unused_fields,
+)
 from acestep_worker.schema.values import format_audio_codes, parse_audio_codes
 
 FLAGS = ("extract_codes_only", "full_analysis_only", "analysis_only")
