@@ -106,9 +106,10 @@ def test_the_pod_items_take_upstreams_two_shapes(planner_engine, tmp_path):
         manager.stop()
     [item] = result_items(full, "lm", "development")
     assert item["status_message"] == "Full Hardware Analysis Success" and FULL_KEYS <= set(item)
-    assert "file" not in item  # upstream's cache holds the analysis as it is
+    assert "file" not in item and item["mode"] == "full_analysis_only"  # upstream's cache holds it as it is
     [item] = result_items(meta, "lm", "development")
     assert item["file"] == "" and item["status"] == 1 and item["dit_model"] == "None (Analysis Only)"
+    assert item["mode"] == "analysis_only"
     assert set(item["metas"]) == {"bpm", "duration", "genres", "keyscale", "timesignature", "prompt", "lyrics"}
     assert item["generation_info"] == "Analysis Only Mode Complete" and item["audio_codes"] == ""
     assert json.dumps(item)  # what /query_result serialises

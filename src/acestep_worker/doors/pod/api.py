@@ -140,11 +140,11 @@ def generation_info(task: Task) -> str:
 
 
 def analysis_items(task: Task, base: dict) -> list[dict]:
-    """An analysis task's item, as upstream's result cache holds it: the audio analyses' own result
-    as it is; the metadata analysis as a song item without a file."""
-    result = task.analysis
-    if task.plan.mode != "analysis_only":
-        return [dict(result)]
+    """An analysis task's item, as upstream's result cache holds it (plus `mode`, which ran): the audio
+    analyses' own result as it is; the metadata analysis as a song item without a file."""
+    result, mode = task.analysis, task.plan.mode
+    if mode != "analysis_only":
+        return [dict(result, mode=mode)]
     metas = result.get("metas") or {}
     return [{"file": "", **base, "status": 1, "prompt": result.get("prompt", ""), "lyrics": result.get("lyrics", ""),
              "metas": {"bpm": metas.get("bpm"), "duration": metas.get("duration"), "genres": metas.get("genres", ""),
@@ -152,7 +152,7 @@ def analysis_items(task: Task, base: dict) -> list[dict]:
                        "prompt": metas.get("prompt", ""), "lyrics": metas.get("lyrics", "")},
              "generation_info": result.get("generation_info", ""), "seed_value": "", "audio_codes": "",
              "lm_model": result.get("lm_model", ""), "dit_model": result.get("dit_model", ""),
-             "progress": 1.0, "stage": "succeeded"}]
+             "progress": 1.0, "stage": "succeeded", "mode": mode}]
 
 
 def result_items(task: Task, lm_model: str, env: str) -> list[dict]:
