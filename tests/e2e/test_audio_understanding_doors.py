@@ -144,3 +144,14 @@ def test_the_client_analyses_a_file_on_the_pod(planner_pod, tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["status_message"] == "Full Hardware Analysis Success"
     assert set(UPSTREAM_CLIENT_KEYS) <= set(result) and not list(tmp_path.glob("*.mp3"))
+
+
+def test_the_client_extracts_codes_through_a_runpod_endpoint(local_api, tmp_path):
+    (tmp_path / "take.wav").write_bytes(WAV)
+    result = subprocess.run([sys.executable, "-m", "acestep_worker", "client", "--runpod-url", local_api,
+                             "--extract-codes", "--src-audio", "take.wav", "-q", "--poll-interval", "0.2"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300, env=dict(os.environ), check=False)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["mode"] == "extract_codes_only" and out["source"]["sha256"] == WAV_SHA
+    assert len(parse_audio_codes(out["audio_codes"])) == 5 and "results" not in out
