@@ -39,6 +39,7 @@ GENERATE_INPUTS: tuple[tuple[str, object], ...] = (
     ("retake_seed", ""),
     ("retake_variance", 0.0),
     ("thinking", False),
+    ("analysis", ""),  # "": make songs; else the analysis flag to set (full_analysis_only, ...)
     ("src_audio", None),  # a file path (gradio_client: handle_file(path))
     ("src_audio_from", ""),  # its trim, seconds
     ("src_audio_to", ""),
