@@ -104,6 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
     timing.add_argument("--score", action="store_true", help="print each song's lyric-alignment scores")
     timing.add_argument("--keep-best", type=int, help="best-of-N (this server's own): keep the best K of --batch-size")
     timing.add_argument("--rank-by", choices=["dit_score", "lm_score"], help="the score --keep-best ranks by")
+    analysis = p.add_argument_group("analysis (no audio is made; the result is printed as JSON)")
+    analysis.add_argument("--extract-codes", action="store_true", help="the 5 Hz audio codes of --src-audio")
+    analysis.add_argument("--analyze", action="store_true", help="the planner describes --src-audio: bpm, key, "
+                          "time signature, duration, genre, language, caption, lyrics")
+    analysis.add_argument("--analyze-metadata", action="store_true",
+                          help="only the planner's metadata pass over --caption and --lyrics")
     run = p.add_argument_group("run")
     run.add_argument("--output", "-o", type=Path, default=Path("output.mp3"), help="output file (default output.mp3)")
     run.add_argument("--poll-interval", type=float, default=5.0, help="seconds between status checks (default 5)")
@@ -132,7 +138,16 @@ def request_fields(args: argparse.Namespace) -> dict:
               "task_type": args.task_type, "repainting_start": args.repaint_start, "repainting_end": args.repaint_end,
               "auto_lrc": args.lrc or None, "auto_score": args.score or None, "keep_best": args.keep_best,
               "rank_by": args.rank_by}
+    modes = analysis_modes(args)
+    if modes:  # an analysis reads the source (or caption and lyrics) and a seed, nothing of a song's settings
+        kept = {"seed", "model"} | ({"caption", "lyrics"} if args.analyze_metadata else set())
+        fields = dict({k: v for k, v in fields.items() if k in kept}, **modes)
     return {k: v for k, v in fields.items() if v is not None}
+
+
+def analysis_modes(args: argparse.Namespace) -> dict:
+    flags = {"extract_codes": "extract_codes_only", "analyze": "full_analysis_only", "analyze_metadata": "analysis_only"}
+    return {field: True for flag, field in flags.items() if getattr(args, flag)}
 
 
 def song_extras(path: Path, lrc, song: dict, say) -> None:
@@ -327,6 +342,8 @@ def run_pod(args: argparse.Namespace, fields: dict, http: Http, say) -> list:
         answer = _cancel_pod(http, base, task_id)
         raise _stopped(stop, args, f"task {task_id}", answer) from None
     progress.close()
+    if analysis_modes(args):
+        return json.loads(entry["result"])[0]
     items = [item for item in json.loads(entry["result"]) if item.get("file")]
     info = items[0].get("generation_info", "") if items else ""
     for line in info.splitlines():
@@ -395,6 +412,8 @@ def run_runpod(args: argparse.Namespace, fields: dict, http: Http, say) -> list:
     progress.close()
     if state != "COMPLETED":
         raise ClientError(f"job {state.lower()}: {answer.get('error') or 'no reason given'}")
+    if analysis_modes(args):
+        return answer["output"]
     results = answer["output"]["results"]
     paths = output_paths(args.output, len(results))
     for result, path in zip(results, paths):
@@ -478,6 +497,9 @@ def main(argv: list | None = None) -> int:
     except Cancelled as exc:
         print(f"\n{exc.args[0] if exc.args else 'interrupted'}", file=sys.stderr)
         return 130
+    if isinstance(paths, dict):  # an analysis: its result, as the server gave it
+        print(json.dumps(paths, indent=2, ensure_ascii=False))
+        return 0
     for path in paths:
         print(path)
     return 0

@@ -53,6 +53,18 @@ def test_the_pods_sentence_is_what_the_user_reads(bare_python, api, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_a_bare_python_extracts_a_files_codes_on_the_pod(bare_python, api, tmp_path):
+    from ..support.audio import WAV
+
+    (tmp_path / "take.wav").write_bytes(WAV)
+    result = _run(bare_python, "--api-url", api, "--extract-codes", "--src-audio", "take.wav", "-q",
+                  "--poll-interval", "0.2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["status_message"] == "Audio Codes Extraction Success" and out["audio_codes"].count("<|audio_code_") == 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["take.wav"]  # no song written
+
+
 def test_unreachable_server_is_one_sentence(bare_python, tmp_path):
     result = _run(bare_python, "--api-url", "http://127.0.0.1:9", "-d", "10", "-q", "--retries", "2", cwd=tmp_path)
     assert result.returncode == 1 and "is not responding" in result.stderr and "Traceback" not in result.stderr

@@ -67,6 +67,15 @@ def test_the_flow_edit_goldens_are_required_and_match():
         assert {(name, "out.target_latents"), (name, "trace.decoder_timestep")} <= tensors
 
 
+def test_the_audio_understanding_goldens_are_required_and_checked():
+    """Upstream's understanding prompt (byte for byte), its planner loop and the audio codes of a source."""
+    rows = _rows(GOLDEN / "turbo_a")
+    checked = {r.tensor for r in rows if r.file.startswith("understand_")}
+    assert {"prompt.five_codes.text", "out.five_codes.greedy_tokens", "out.five_codes.constrained_greedy_prefix",
+            "out.code_string", "out.indices", "mid.latents"} <= checked, sorted(checked)
+    assert all(r.passed for r in rows if r.file.startswith("understand_"))
+
+
 def test_the_lyric_alignment_goldens_are_checked():
     """LRC and alignment-score parity (turbo_a's manifest_alignment.json) is required, not optional."""
     variant = GOLDEN / "turbo_a"

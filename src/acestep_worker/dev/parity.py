@@ -52,6 +52,7 @@ from ..models.dit.sampler_edits import CoverSwitch, Edit, Repaint, nearest_start
 from ..models.dit.schedules import base_timesteps, turbo_timesteps
 from ..models.vae import limit_peaks
 from ..pipeline.initial_noise import Retake, draw_noise, initial_noise
+from . import parity_understanding
 from .parity_alignment import ALIGNMENT_RUNNERS, alignment_tokenizer
 
 SINGLE_FORWARD = {"atol": 1e-5, "rtol": 1e-4}
@@ -292,7 +293,7 @@ def _sampler_kind(manifest: dict, filename: str) -> str:
 
 
 MANIFESTS = ("manifest.json", "manifest_editing.json", "manifest_post.json", "manifest_retake.json",
-             "manifest_flow_edit.json", "manifest_alignment.json")
+             "manifest_flow_edit.json", "manifest_understanding.json", "manifest_alignment.json")
 CHECKPOINT_FILES = {"model.safetensors"}
 
 
@@ -343,6 +344,8 @@ def _run_file(dit: DiTModel, stem: str, tensors: dict, manifest: dict, entry: di
         return run_flow_edit(dit, tensors, args), GENERATE
     if stem in RUNNERS:
         return RUNNERS[stem](dit, tensors), SINGLE_FORWARD
+    if stem.startswith("understand_"):
+        return parity_understanding.run(stem, dit, tensors, entry)
     if stem in ALIGNMENT_RUNNERS:
         tokenizer = alignment_tokenizer(manifest["_folder"], manifest)
         return ALIGNMENT_RUNNERS[stem](tensors, args, tokenizer), ALIGNMENT
@@ -370,6 +373,10 @@ def check_golden_dir(golden: str | Path) -> list[Comparison]:
         if name not in present:
             rows.append(_failure(stem, "(named by the manifest but missing)"))
             continue
+        stale = parity_understanding.stale_models(manifest) if "tiny_tree" in manifest else []
+        if stale:
+            rows.append(_failure(stem, f"(made from another tiny tree: {', '.join(stale)} changed)"))
+            continue
         tensors = load_file(str(golden / name))
         with torch.no_grad():
             result = _run_file(dit, stem, tensors, manifest, entry)
@@ -377,6 +384,9 @@ def check_golden_dir(golden: str | Path) -> list[Comparison]:
             rows.append(_failure(stem, "(no runner for this golden file: not checked)"))
             continue
         ours, tol = result
+        for key, pair in ours.items():
+            if isinstance(pair, tuple):  # (ours, expected) that the manifest holds, e.g. a prompt's bytes
+                rows.append(compare(stem, key, *pair, tol))
         for key, ref in tensors.items():
             if key.startswith("in."):
                 continue

@@ -13,6 +13,7 @@ points at a checkpoint root; `--model` picks a DiT folder inside it.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import logging
 import os
@@ -58,13 +59,41 @@ def _generate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--latent-shift", type=float, help="added to the latents before decoding (default 0)")
     p.add_argument("--latent-rescale", type=float, help="multiplies the latents before decoding (default 1)")
     p.add_argument("--model", help="DiT folder name to use")
+    p.add_argument("--src-audio", type=Path, help="an audio file: the source of --extract-codes and --analyze")
+    p.add_argument("--extract-codes", action="store_true", help="print the 5 Hz audio codes of --src-audio "
+                   "(extract_codes_only); no audio is made")
+    p.add_argument("--analyze", action="store_true", help="print the planner's reading of --src-audio: bpm, key, "
+                   "time signature, duration, genre, language, caption, lyrics (full_analysis_only)")
+    p.add_argument("--analyze-metadata", action="store_true", help="print the planner's metadata pass over "
+                   "--caption and --lyrics (analysis_only)")
     p.add_argument("--checkpoints", type=Path, help="checkpoint root (overrides ACESTEP_CONFIG_PATH)")
     p.add_argument("--out", "-o", type=Path, default=Path("song.mp3"), help="output file")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     add_alignment_arguments(p)
 
 
+ANALYSIS_FLAGS = {"extract_codes": "extract_codes_only", "analyze": "full_analysis_only",
+                  "analyze_metadata": "analysis_only"}
+
+
+def _analysis_request(args: argparse.Namespace, modes: dict) -> dict:
+    """An analysis job reads the source (as an inline data URI), or the caption and lyrics, and a seed."""
+    data = dict(modes, seed=args.seed)
+    if args.src_audio is not None:
+        if not args.src_audio.is_file():
+            raise SystemExit(f"--src-audio {args.src_audio}: no such file")
+        data["src_audio"] = "data:audio/*;base64," + base64.b64encode(args.src_audio.read_bytes()).decode("ascii")
+    if args.analyze_metadata:
+        data.update(caption=args.caption, lyrics=args.lyrics_file.read_text() if args.lyrics_file else args.lyrics)
+    return {k: v for k, v in data.items() if v is not None}
+
+
 def _request(args: argparse.Namespace) -> dict:
+    modes = {field: True for flag, field in ANALYSIS_FLAGS.items() if getattr(args, flag)}
+    if modes:
+        return _analysis_request(args, modes)
+    if args.src_audio is not None:
+        raise SystemExit("--src-audio is read by --extract-codes and --analyze (edit songs with the client)")
     lyrics = args.lyrics_file.read_text() if args.lyrics_file else args.lyrics
     fmt = args.format or FORMAT_OF_SUFFIX.get(suffix := args.out.suffix.lstrip(".").lower(), suffix or "mp3")
     data = {"caption": args.caption, "lyrics": lyrics, "duration": args.duration, "batch_size": args.batch_size,
@@ -121,6 +150,12 @@ def run_generate(args: argparse.Namespace) -> int:
     if bar is not None:
         bar.close()
     result = finished.result
+    if result.analysis is not None:  # upstream's result for the mode, then what ran it
+        print(json.dumps({"mode": plan.mode, **result.analysis, "model": result.model,
+                          "random_weights": result.random_weights,
+                          "timings_s": {k: round(v, 3) for k, v in finished.timings.items()}},
+                         indent=2, ensure_ascii=False))
+        return 0
     summary = {"files": [str(song.path) for song in finished.songs], "seeds": [s.seed for s in finished.songs],
                **({"retake_seeds": result.params["retake_seeds"], "retake_variance": result.params["retake_variance"]}
                   if "retake_seeds" in result.params else {}),

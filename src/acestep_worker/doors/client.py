@@ -102,6 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--flow-edit-n-min", type=float, metavar="X", help="flow-edit window start, 0-1 (default 0)")
     edit.add_argument("--flow-edit-n-max", type=float, metavar="X", help="flow-edit window end, 0-1 (default 1)")
     edit.add_argument("--flow-edit-n-avg", type=int, metavar="N", help="noise samples averaged per step, 1-8")
+    analysis = p.add_argument_group("analysis (no audio is made; the result is printed as JSON)")
+    analysis.add_argument("--extract-codes", action="store_true",
+                          help="return the 5 Hz audio codes of --src-audio (extract_codes_only)")
+    analysis.add_argument("--analyze", action="store_true", help="the planner describes --src-audio: bpm, key, "
+                          "time signature, duration, genre, language, caption, lyrics (full_analysis_only)")
+    analysis.add_argument("--analyze-metadata", action="store_true",
+                          help="only the planner's metadata pass over --caption and --lyrics (analysis_only)")
     add_alignment_arguments(p.add_argument_group("lyric timestamps and scores"))
     run = p.add_argument_group("run")
     run.add_argument("--output", "-o", type=Path, default=Path("output.mp3"), help="output file (default output.mp3)")
@@ -129,7 +136,10 @@ def request_fields(args: argparse.Namespace) -> dict:
               "flow_edit_morph": True if args.flow_edit_morph else None,
               **{name: getattr(args, name) for name in ("flow_edit_source_caption", "flow_edit_source_lyrics",
                                                         "flow_edit_n_min", "flow_edit_n_max", "flow_edit_n_avg")},
-              **alignment_fields(args)}
+              **analysis_fields(args), **alignment_fields(args)}
+    if analysis_fields(args):  # an analysis reads no song settings; the defaults above would be reported unused
+        sent = ANALYSIS_SENT | ({"caption", "lyrics"} if args.analyze_metadata else set()) | set(analysis_fields(args))
+        fields = {k: v for k, v in fields.items() if k in sent}
     for name in ("src_audio", "reference_audio"):  # a URL is passed on as it is; files are sent separately
         value = getattr(args, name)
         if value and value.lower().startswith(REMOTE_SOURCES):
@@ -138,6 +148,16 @@ def request_fields(args: argparse.Namespace) -> dict:
     # The servers' own schema: a bad value fails here, before any upload (files stand in as names).
     parse(dict(fields, **{name: path.name for name, path in audio_files(args).items()}), JobRequest)
     return fields
+
+
+ANALYSIS_FLAGS = {"extract_codes": "extract_codes_only", "analyze": "full_analysis_only",
+                  "analyze_metadata": "analysis_only"}
+ANALYSIS_SENT = {"seed", "model", "src_audio"}
+
+
+def analysis_fields(args: argparse.Namespace) -> dict:
+    """The analysis flags asked for, as request fields (none: the job makes songs)."""
+    return {field: True for flag, field in ANALYSIS_FLAGS.items() if getattr(args, flag, False)}
 
 
 def audio_files(args: argparse.Namespace) -> dict[str, Path]:
@@ -204,7 +224,7 @@ def _say_sources(args, result: dict) -> None:
 
 # -- pod API --------------------------------------------------------------------------------------
 
-def run_api(args: argparse.Namespace, fields: dict, http: httpx.Client) -> list[Path]:
+def run_api(args: argparse.Namespace, fields: dict, http: httpx.Client) -> list[Path] | dict:
     base = args.api_url.rstrip("/")
     headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
     try:
@@ -238,6 +258,8 @@ def run_api(args: argparse.Namespace, fields: dict, http: httpx.Client) -> list[
             time.sleep(args.poll_interval)
     finally:
         progress.close()
+    if analysis_fields(args):
+        return json.loads(entry["result"])[0]
     items = [item for item in json.loads(entry["result"]) if item.get("file")]
     if items and "BPM:" in items[0].get("generation_info", "") and not args.quiet:
         for line in items[0]["generation_info"].splitlines():
@@ -272,7 +294,7 @@ def _checked(response: httpx.Response) -> dict:
 
 # -- Runpod endpoint ------------------------------------------------------------------------------
 
-def run_runpod(args: argparse.Namespace, fields: dict, http: httpx.Client) -> list[Path]:
+def run_runpod(args: argparse.Namespace, fields: dict, http: httpx.Client) -> list[Path] | dict:
     key = os.environ.get("RUNPOD_API_KEY", "")
     base = (args.runpod_url or f"{RUNPOD_API}/{args.endpoint_id}").rstrip("/")
     if not key and not args.runpod_url:
@@ -304,6 +326,8 @@ def run_runpod(args: argparse.Namespace, fields: dict, http: httpx.Client) -> li
         progress.close()
     if status["status"] != "COMPLETED":
         raise ClientError(f"job {status['status'].lower()}: {status.get('error') or 'no reason given'}")
+    if analysis_fields(args):
+        return status["output"]
     results = status["output"]["results"]
     _say_sources(args, status["output"])
     paths = output_paths(args.output, len(results))
@@ -340,6 +364,9 @@ def main(argv: list[str] | None = None) -> int:
     except (InputError, ClientError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    if isinstance(paths, dict):  # an analysis: its result, as the server gave it
+        print(json.dumps(paths, indent=2, ensure_ascii=False))
+        return 0
     for path in paths:
         print(path)
     return 0

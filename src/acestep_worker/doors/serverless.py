@@ -123,6 +123,8 @@ def _output(job_id: str, request: JobRequest, finished: Finished, delivery: Serv
             deadline: Deadline) -> dict:
     """The job's result in the seed contract's shape, fitted under Runpod's response limit."""
     result = finished.result
+    if result.analysis is not None:
+        return _analysis_output(job_id, request, finished, deadline)
     entries = [_describe(song, result.params, index) for index, song in enumerate(finished.songs)]
     for entry, url in zip(entries, delivery.urls):
         entry["url"] = url
@@ -138,6 +140,18 @@ def _output(job_id: str, request: JobRequest, finished: Finished, delivery: Serv
     }
     output["timings"]["job_total"] = round(time.monotonic() - deadline.started, 3)
     _fit_response(output)
+    return output
+
+
+def _analysis_output(job_id: str, request: JobRequest, finished: Finished, deadline: Deadline) -> dict:
+    """An analysis job: upstream's result keys (`audio_codes`, or `bpm` ... `lyrics` and `metas`) at the
+    top level beside the job's own, and no songs."""
+    result = finished.result
+    output = {"task_id": job_id, "status": "completed", "mode": finished.plan.mode, "model": result.model,
+              "random_weights": result.random_weights, **finished.sources, **result.analysis,
+              "params": _unused(request, finished.plan),
+              "timings": {k: round(v, 3) for k, v in finished.timings.items()}}
+    output["timings"]["job_total"] = round(time.monotonic() - deadline.started, 3)
     return output
 
 

@@ -132,15 +132,18 @@ def limit_peaks(audio: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def encode(vae: AutoencoderOobleck, audio: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def encode(vae: AutoencoderOobleck, audio: torch.Tensor, generator: torch.Generator | None = None,
+           pad_to_frames: bool = True) -> torch.Tensor:
     """Waveforms [B, 2, samples] at 48 kHz -> float32 latents [B, ceil(samples / hop), C] on the VAE's device.
 
-    The audio is zero-padded to whole latent frames. Upstream samples the posterior; so do we when
+    The audio is zero-padded to whole latent frames; with `pad_to_frames` False it is not, and the
+    convolutions drop a last partial frame (floor(samples / hop) frames), as upstream's encode of a
+    source for its audio codes does. Upstream samples the posterior; so do we when
     given a `generator` (seeded from the job, so a request stays reproducible), else the
     posterior's mean is returned. Long audio is encoded in overlapping windows (see load_vae).
     """
     hop = vae.hop_length
-    pad = (-audio.shape[-1]) % hop
+    pad = (-audio.shape[-1]) % hop if pad_to_frames else 0
     x = torch.nn.functional.pad(audio, (0, pad)).to(device=vae.device, dtype=vae.dtype)
     posterior = vae.encode(x).latent_dist
     latents = posterior.mean if generator is None else _sample(posterior, generator)

@@ -13,6 +13,7 @@ pipeline/planner_services.py. The models themselves are `engine.models` (models/
 
 from __future__ import annotations
 
+import time
 from typing import Callable
 
 import numpy as np
@@ -22,8 +23,9 @@ from ..models.registry import ModelRegistry
 from ..schema.request import GenerationRequest
 from ..settings import Settings
 from .generation import GenerationPipeline, GenerationResult, Song
-from .plan import EngineFacts, JobPlan, resolve
+from .plan import MODE_NEEDS_PLANNER, MODE_NEEDS_SOURCE, EngineFacts, JobPlan, resolve
 from .progress import Progress, ProgressTracker
+from .understanding import ANALYSIS_DIT_MODEL, analyze
 
 __all__ = ["Engine", "GenerationResult", "Progress", "Song"]
 
@@ -69,6 +71,8 @@ class Engine:
 
         `should_stop` is polled throughout; when it is a runner Deadline, its `at` (a `time.monotonic()`
         reading) also bounds the adapters' downloads, which happen before the lock is taken."""
+        if not plan.generates:
+            return self.analyze(plan, on_progress, should_stop, audio)
         audio = {name: pcm for name, pcm in (audio or {}).items() if name not in plan.replaced}
         adapters = self.models.adapters.prepare(plan.request.loras, deadline=getattr(should_stop, "at", None),
                                                 should_stop=should_stop)
@@ -87,3 +91,21 @@ class Engine:
                 result = self.pipeline(plan, audio, tracker, loras)
             tracker.finish()
         return result
+
+    def analyze(self, plan: JobPlan, on_progress: Callable[[Progress], None] | None = None,
+                should_stop: Callable[[], bool] | None = None,
+                audio: dict[str, np.ndarray] | None = None) -> GenerationResult:
+        """Run an analysis job (pipeline/understanding.py) under the accelerator's lock: no songs, the
+        result in `analysis`."""
+        start = time.perf_counter()
+        with self.models.lock:
+            reads_audio = plan.mode in MODE_NEEDS_SOURCE
+            tracker = ProgressTracker(on_progress, should_stop, uses_planner=plan.mode in MODE_NEEDS_PLANNER,
+                                      encodes_audio=reads_audio)
+            dit = self.models.dit(plan.variant.name) if reads_audio else None
+            analysis = analyze(plan, audio or {}, dit, self.models.vae, self.models.planner, tracker)
+            tracker.finish()
+        return GenerationResult(songs=[], model=dit.variant.name if dit is not None else ANALYSIS_DIT_MODEL,
+                                random_weights=self.models.random_weights, params={"mode": plan.mode},
+                                timings={**analysis.timings, "total": time.perf_counter() - start},
+                                analysis=analysis.payload)

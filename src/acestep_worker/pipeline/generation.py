@@ -46,6 +46,7 @@ class GenerationResult:
     random_weights: bool  # made by the tiny random-weight checkpoints: noise, not music
     params: dict  # the values actually used (after defaults and the model's rules)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, plus "total"
+    analysis: dict | None = None  # an analysis job's result in upstream's shape (pipeline/understanding.py)
 
 
 class GenerationPipeline:

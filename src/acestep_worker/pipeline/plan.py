@@ -58,6 +58,12 @@ from ..schema.units import (
 from .lyric_alignment import AlignmentRequest
 
 LengthSource = Literal["codes", "source", "duration", "planner", "default"]
+# What a job does: make songs, or (upstream's analysis flags, first that is set) return the source's
+# audio codes, the planner's reading of them, or the planner's metadata pass over caption and lyrics.
+JobMode = Literal["generate", "extract_codes_only", "full_analysis_only", "analysis_only"]
+ANALYSIS_MODES: tuple[JobMode, ...] = ("extract_codes_only", "full_analysis_only", "analysis_only")
+MODE_NEEDS_SOURCE = ("extract_codes_only", "full_analysis_only")
+MODE_NEEDS_PLANNER = ("full_analysis_only", "analysis_only")
 
 
 @dataclass(frozen=True)
@@ -112,11 +118,20 @@ class JobPlan:
     replaced: Mapping[str, str] = field(default_factory=dict)  # field -> why another field replaces it
     region: Region | None = None  # the repaint/lego range on the decoded source (with_source)
     retake_seeds: tuple[int, ...] | None = None  # one per song while retake_variance > 0, else None
+    mode: JobMode = "generate"
     alignment: AlignmentRequest = field(default_factory=AlignmentRequest)  # LRC / scores read after sampling
 
     @property
+    def generates(self) -> bool:
+        """The job makes songs (every mode but the analyses, which write no audio)."""
+        return self.mode == "generate"
+
+    @property
     def audio_fields(self) -> tuple[str, ...]:
-        """The audio inputs this job fetches and decodes: those it sent that nothing replaces."""
+        """The audio inputs this job fetches and decodes: those it sent that nothing replaces (an analysis
+        reads the source alone, and only when it analyses audio)."""
+        if not self.generates:
+            return ("src_audio",) if self.mode in MODE_NEEDS_SOURCE else ()
         return tuple(name for name in ("src_audio", "reference_audio")
                      if getattr(self.request, name, None) and name not in self.replaced)
 
@@ -169,6 +184,9 @@ def resolve(request: GenerationRequest, facts: EngineFacts, seeds: tuple[int, ..
     """The plan for `request`; InputError or PlannerUnavailableError, naming the field, for what the
     chosen model or this server cannot do. `seeds` / `retake_seeds`: the songs' seeds when they are drawn
     already. `has_source`: whether a source song comes with the job (None: when the request names one)."""
+    mode = job_mode(request)
+    if mode != "generate":
+        return _analysis_plan(request, facts, mode, seeds, has_source)
     task = TASKS[request.task_type]
     steps = check_steps(request, facts.variant)
     check_supported(request.task_type, facts.variant.name, facts.variant.family, dict(facts.installed))
@@ -205,6 +223,45 @@ def alignment_request(request: GenerationRequest, planner: PlannerWork, steps: i
                          "empty or [Instrumental]); send lyrics, or leave out " + names)
     return AlignmentRequest(lrc=request.auto_lrc, scores=request.auto_score or request.keep_best is not None,
                             steps=steps)
+
+
+def job_mode(request: GenerationRequest) -> JobMode:
+    """Upstream's order: codes extraction, then the audio analysis, then the metadata analysis."""
+    return next((mode for mode in ANALYSIS_MODES if getattr(request, mode, False)), "generate")
+
+
+def _analysis_plan(request: GenerationRequest, facts: EngineFacts, mode: JobMode, seeds: tuple[int, ...] | None,
+                   has_source: bool | None) -> JobPlan:
+    """A job that makes no audio: the source it reads and the planner it needs are checked now. The
+    generation fields it sends are reported unused."""
+    if mode in MODE_NEEDS_SOURCE and not (bool(request.src_audio) if has_source is None else has_source):
+        raise InputError("src_audio", f"{mode} reads the audio in src_audio (or a ctx_audio upload); send one")
+    if mode in MODE_NEEDS_PLANNER and not facts.planner_loaded:
+        raise PlannerUnavailableError(needs_planner(mode) + "; extract_codes_only needs none", mode)
+    fmt = FORMATS[request.audio_format]
+    return JobPlan(
+        request=request, task=TASKS["text2music"], variant=facts.variant, codes=None,
+        steps=facts.variant.rules.default_steps, instruction="", length=SongLength("default", None, None),
+        planner=PlannerWork(), seeds=seeds or draw_seeds(request),
+        output=OutputPlan(fmt.name, request.mp3_bitrate, fmt.extension, fmt.content_type),
+        replaced=analysis_unused(request, mode), mode=mode)
+
+
+# Fields an analysis job still reads; every other field it sends is reported unused.
+ANALYSIS_READS = {
+    "extract_codes_only": {"src_audio", "model", "seed", "use_random_seed"},
+    "full_analysis_only": {"src_audio", "model", "seed", "use_random_seed"},
+    "analysis_only": {"caption", "lyrics", "lm_temperature", "lm_top_p", "use_cot_caption", "use_cot_language",
+                      "seed", "use_random_seed"},
+}
+ALWAYS_ACCEPTED = {"extract_codes_only", "full_analysis_only", "analysis_only", "timeout_seconds", "poll_interval",
+                   "return_audio_base64", "max_base64_bytes"}
+
+
+def analysis_unused(request: GenerationRequest, mode: JobMode) -> dict[str, str]:
+    reads = ANALYSIS_READS[mode] | ALWAYS_ACCEPTED
+    return {name: f"{mode} makes no audio and does not read it" for name in request.model_fields_set
+            if name not in reads}
 
 
 def song_length(request: GenerationRequest, task: TaskRule, codes: tuple[int, ...] | None,

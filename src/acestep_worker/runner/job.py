@@ -8,7 +8,9 @@
 (the plan), and what each audio field says without downloading it. `run` is the job itself, in
 order: its audio inputs fetched and decoded inside its deadline; the plan completed with the
 source's length and checked again by the door's delivery (a serverless job's inline budget);
-generation; the songs written all or none; delivery (a bucket upload). A cancel or the deadline
+generation; the songs written all or none; delivery (a bucket upload). An analysis job (the plan's
+`mode`: extract_codes_only, full_analysis_only, analysis_only) stops after the engine: it writes and
+delivers nothing, and its result is `Finished.result.analysis`. A cancel or the deadline
 stops it within one step, and a job that does not finish (stopped, or its delivery failed) leaves
 no file behind. The serverless handler, the
 pod's queue (API and page) and the local CLI each translate their own shapes around these two
@@ -85,7 +87,8 @@ class JobRunner:
         plan = self.engine.plan(request)
         for name in plan.audio_fields:
             check_audio(name, getattr(request, name), sources)
-        (delivery or KeepFiles()).check(plan)
+        if plan.generates:  # an analysis delivers no audio
+            (delivery or KeepFiles()).check(plan)
         return plan
 
     def run(self, job: Job) -> Finished:
@@ -96,6 +99,10 @@ class JobRunner:
         try:
             plan, loaded, timings = self._audio_inputs(job)
             result = self.engine.run(plan, job.on_progress, deadline, loaded.arrays)
+            if not plan.generates:
+                deadline.check()
+                timings.update(result.timings)
+                return Finished(plan, [], result, loaded.output_fields(), timings)
             start = time.perf_counter()
             saved = save_songs(result.songs, _encoding(plan, result), job.paths(len(result.songs),
                                                                                plan.output.extension), deadline.check)
@@ -121,7 +128,7 @@ class JobRunner:
         loaded = load_audio({name: getattr(plan.request, name) for name in plan.audio_fields}, job.sources,
                             job.deadline.at, should_stop=job.deadline.cancelled.is_set)
         timings = {"audio_input": time.perf_counter() - start} if loaded.arrays else {}
-        if "src_audio" in loaded.arrays:
+        if "src_audio" in loaded.arrays and plan.generates:
             plan = plan.with_source(len(loaded.arrays["src_audio"]))
             job.delivery.check(plan)
         return plan, loaded, timings

@@ -267,6 +267,20 @@ class GenerationRequest(BaseModel):
         None, "loras", allowed='a list of adapters such as [{"name": "my-style", "scale": 0.8}] (one of name, path, '
         'url or repo each, scale 0 to 2)')
 
+    # What a job does instead of making songs (upstream's order decides when several are sent: codes,
+    # then the audio analysis, then the metadata analysis). None of them generates or writes audio.
+    extract_codes_only: bool = _field(
+        False, "extract_codes_only", "extractCodesOnly",
+        allowed="true to return the 5 Hz audio codes of src_audio (VAE, then the audio tokenizer) and no audio")
+    full_analysis_only: bool = _field(
+        False, "full_analysis_only", "fullAnalysisOnly",
+        allowed="true to have the planner describe src_audio from its audio codes (bpm, key, time signature, "
+        "duration, genre, language, caption, lyrics) and make no audio; needs a planner")
+    analysis_only: bool = _field(
+        False, "analysis_only", "analysisOnly",
+        allowed="true to run only the planner's metadata pass over caption and lyrics (bpm, key, duration, "
+        "caption) and make no audio; needs a planner")
+
     # Upstream documents these; this server accepts them and says, with the reason, that it does not
     # act on them (clients written for upstream send them routinely).
     lm_repetition_penalty: float = _field(
@@ -294,16 +308,6 @@ class GenerationRequest(BaseModel):
     use_tiled_decode: bool = _field(
         True, "use_tiled_decode", "useTiledDecode", allowed="true or false",
         unused="the VAE decoder chooses its own memory strategy")
-    analysis_only: bool = _field(
-        False, "analysis_only", "analysisOnly", allowed="true or false",
-        unused="analysis-only runs are not offered: every request makes audio (use /format_input for the "
-        "planner's metadata alone)")
-    full_analysis_only: bool = _field(
-        False, "full_analysis_only", "fullAnalysisOnly", allowed="true or false",
-        unused="audio understanding (source audio to metadata and lyrics) is not offered; the request makes audio")
-    extract_codes_only: bool = _field(
-        False, "extract_codes_only", "extractCodesOnly", allowed="true or false",
-        unused="audio-code extraction alone is not offered; the request makes audio")
     global_caption: str = _field(
         "", "global_caption", "globalCaption", allowed="text of at most 4000 characters", max_length=4000,
         unused="only upstream's SFT-stems lego models read a separate song-level caption")

@@ -165,6 +165,11 @@ def parse_audio_codes(text: str) -> list[int]:
     return [int(n) for n in re.findall(r"\d+", text)]
 
 
+def format_audio_codes(codes) -> str:
+    """[12, 7, ...] -> '<|audio_code_12|><|audio_code_7|>...': upstream's code string, no separators."""
+    return "".join(f"<|audio_code_{int(code)}|>" for code in codes)
+
+
 def audio_codes(text: str) -> str:
     """Text that holds no audio code is refused: taken as no codes, it would silently make a
     different song (text2music at the duration) from the one the caller described."""

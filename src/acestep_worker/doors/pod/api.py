@@ -160,8 +160,26 @@ def generation_info(task: Task) -> str:
     return "\n".join(lines)
 
 
+def analysis_items(task: Task, base: dict) -> list[dict]:
+    """An analysis task's item, as upstream's result cache holds it (plus `mode`, which ran): the audio
+    analyses' own result as it is; the metadata analysis as a song item without a file."""
+    result, mode = task.analysis, task.plan.mode
+    if mode != "analysis_only":
+        return [dict(result, mode=mode)]
+    metas = result.get("metas") or {}
+    return [{"file": "", **base, "status": 1, "prompt": result.get("prompt", ""), "lyrics": result.get("lyrics", ""),
+             "metas": {"bpm": metas.get("bpm"), "duration": metas.get("duration"), "genres": metas.get("genres", ""),
+                       "keyscale": metas.get("keyscale", ""), "timesignature": metas.get("timesignature", ""),
+                       "prompt": metas.get("prompt", ""), "lyrics": metas.get("lyrics", "")},
+             "generation_info": result.get("generation_info", ""), "seed_value": "", "audio_codes": "",
+             "lm_model": result.get("lm_model", ""), "dit_model": result.get("dit_model", ""),
+             "progress": 1.0, "stage": "succeeded", "mode": mode}]
+
+
 def result_items(task: Task, lm_model: str, env: str) -> list[dict]:
     base = {"wave": "", "create_time": int(task.created), "env": env}
+    if task.state is TaskState.SUCCEEDED and task.analysis is not None:
+        return analysis_items(task, base)
     if task.state is TaskState.SUCCEEDED:
         shared = {"status": 1, "prompt": task.params.get("caption", ""), "lyrics": task.params.get("lyrics", ""),
                   "metas": _metas(task), "generation_info": generation_info(task),

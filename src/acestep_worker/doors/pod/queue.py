@@ -70,6 +70,7 @@ class Task:
     random_weights: bool = False
     inputs: list[Path] = field(default_factory=list)  # uploaded files, deleted when the task ends
     sources: dict = field(default_factory=dict)  # `source`/`reference` reports of the decoded audio
+    analysis: dict | None = None  # an analysis task's result, in upstream's shape (pipeline/understanding.py)
     done: threading.Event = field(default_factory=threading.Event, repr=False)
     cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
 
@@ -139,7 +140,8 @@ class TaskManager:
         on an error). The adapters in the adapter folder are read and checked here too, so a bad one is
         a 400 naming loras[i] rather than a failed task (urls and hub repos are fetched by the task)."""
         plan = self.runner.check(request, self.audio_policy)
-        self.runner.engine.check_adapters(request)
+        if plan.generates:  # an analysis loads no adapter
+            self.runner.engine.check_adapters(request)
         with self._lock:
             if len(self._pending) >= self.maxsize:
                 raise QueueFull(self.retry_after_s())
@@ -227,7 +229,7 @@ class TaskManager:
             finished = self.runner.run(job)
             task.songs, task.sources, task.timings = finished.songs, finished.sources, finished.timings
             task.model, task.params = finished.result.model, finished.result.params
-            task.random_weights = finished.result.random_weights
+            task.random_weights, task.analysis = finished.result.random_weights, finished.result.analysis
             task.state, task.progress, task.stage = TaskState.SUCCEEDED, 1.0, "succeeded"
         except AceStepError as exc:  # the runner gives a stopped job the deadline's or the cancel's reason
             task.state, task.stage, task.error, task.failure = TaskState.FAILED, "failed", str(exc), type(exc)

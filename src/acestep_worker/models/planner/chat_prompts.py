@@ -10,6 +10,7 @@ from .lm import PlannerLM
 
 GENERATE_INSTRUCTION = "Generate audio semantic tokens based on the given conditions:"
 INSPIRE_INSTRUCTION = "Expand the user's input into a more detailed and specific musical description:"
+UNDERSTAND_INSTRUCTION = "Understand the given musical conditions and describe the audio semantics accordingly:"
 FORMAT_INSTRUCTION = "Format the user's input into a more detailed and specific musical description:"
 NO_USER_INPUT = "NO USER INPUT"
 EMPTY_COT = "<think>\n</think>"
@@ -59,3 +60,9 @@ def sample_prompt(lm: PlannerLM, query: str, instrumental: bool) -> str:
     """Sample (inspiration) mode: a description becomes caption, lyrics and metadata."""
     user = f"{query.strip() or NO_USER_INPUT}\n\ninstrumental: {'true' if instrumental else 'false'}"
     return lm.render([_system(INSPIRE_INSTRUCTION), {"role": "user", "content": user}], True)
+
+
+def understand_prompt(lm: PlannerLM, code_string: str) -> str:
+    """Audio understanding: the user turn is the audio-code string itself, nothing around it (upstream
+    runs it without guidance, so there is no unconditional twin)."""
+    return lm.render([_system(UNDERSTAND_INSTRUCTION), {"role": "user", "content": code_string}], True)

@@ -10,6 +10,8 @@ upstream's rules:
 * caption: free text without backticks, special or audio-code tokens, at most 512 tokens; after a
   newline, the best-scoring next token decides: indented means the caption continues (only indented
   tokens are then allowed), anything else ends it and the next field name is forced;
+* genres (audio understanding only): free text on one line, without backticks, special or audio-code
+  tokens, at most 64 tokens; the newline ends it;
 * a value the user gave is injected as the tokens of `" <value>\\n"`.
 
 Unlike upstream, the machine never hands control back to the unconstrained model (upstream lets it
@@ -25,7 +27,7 @@ import torch
 
 from ...schema.values import LANGUAGES, TIME_SIGNATURES
 from .lm import NUM_CODE_TOKENS, PlannerLM
-from .metadata import BPM_RANGE, DURATION_RANGE, KEYSCALES, MAX_CAPTION_TOKENS, Metadata
+from .metadata import BPM_RANGE, DURATION_RANGE, KEYSCALES, MAX_CAPTION_TOKENS, MAX_GENRES_TOKENS, UNDERSTAND_FIELDS, Metadata
 
 NEG_INF = float("-inf")
 
@@ -52,8 +54,7 @@ class Vocabulary:
         if len(newline) != 1:
             raise ValueError("the planner tokenizer must encode a newline as one token")
         self.newline = newline[0]
-        self.names = {name: lm.encode(f"{name}:") for name in
-                      ("bpm", "caption", "duration", "keyscale", "language", "timesignature")}
+        self.names = {name: lm.encode(f"{name}:") for name in UNDERSTAND_FIELDS}
         self._text: dict[int, str] = {}
 
     def text(self, token_id: int) -> str:
@@ -102,6 +103,15 @@ class Vocabulary:
         blocked = self.caption_blocked.clone()
         blocked[self.lm.ids.eos] = False
         return blocked
+
+    @cached_property
+    def single_line_blocked(self) -> torch.Tensor:
+        """Bool [V]: what a one-line value (genres) may not contain: a caption's blocked tokens, and any
+        token holding a line break (the newline token itself ends the value)."""
+        texts = self.lm.tokenizer.batch_decode([[i] for i in range(len(self.lm.tokenizer))])
+        breaks = torch.zeros(self.lm.vocab_size, dtype=torch.bool)
+        breaks[: len(texts)] = torch.tensor(["\n" in t or "\r" in t for t in texts])
+        return self.caption_blocked | breaks.to(self.lm.device)
 
     @cached_property
     def indented(self) -> torch.Tensor:
@@ -183,6 +193,8 @@ class CotConstraint:
             return only(logits, [segment.tokens[self.position]])
         if segment.kind == "caption":
             return self._caption_mask(logits)
+        if segment.kind == "genres":
+            return self._genres_mask(logits)
         trie = self.vocab.tries[segment.kind]
         if segment.kind == "language" and not self.value:
             first = torch.tensor(sorted(trie.children[()]), device=logits.device)
@@ -209,6 +221,15 @@ class CotConstraint:
             masked[newline] = NEG_INF
         return masked
 
+    def _genres_mask(self, logits: torch.Tensor) -> torch.Tensor:
+        newline = self.vocab.newline
+        if self.caption_tokens >= MAX_GENRES_TOKENS:
+            return only(logits, [newline])
+        masked = logits.masked_fill(self.vocab.single_line_blocked, NEG_INF)
+        if self.caption_has_text:
+            masked[newline] = logits[newline]
+        return masked
+
     def _indented_only(self, masked: torch.Tensor) -> torch.Tensor:
         return masked.masked_fill(~self.vocab.indented, NEG_INF)
 
@@ -225,6 +246,13 @@ class CotConstraint:
             self.position += 1
             if self.position == len(segment.tokens):
                 self._next_segment()
+            return
+        if segment.kind == "genres":
+            if token == self.vocab.newline:
+                self._next_segment()
+            else:
+                self.caption_tokens += 1
+                self.caption_has_text = self.caption_has_text or bool(self.vocab.text(token).strip())
             return
         if segment.kind == "caption":
             text = self.vocab.text(token)

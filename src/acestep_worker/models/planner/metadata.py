@@ -17,6 +17,9 @@ from ...schema.units import MAX_DURATION_S, MIN_DURATION_S
 from ...schema.values import LANGUAGES, TIME_SIGNATURES
 
 FIELD_ORDER = ("bpm", "caption", "duration", "keyscale", "language", "timesignature")
+# Audio understanding also writes genres (upstream's optional field, between duration and keyscale).
+UNDERSTAND_FIELDS = ("bpm", "caption", "duration", "genres", "keyscale", "language", "timesignature")
+MAX_GENRES_TOKENS = 64
 BPM_RANGE = (30, 300)
 DURATION_RANGE = (int(MIN_DURATION_S), int(MAX_DURATION_S))
 KEY_NOTES = "ABCDEFG"
@@ -40,6 +43,7 @@ class Metadata:
     keyscale: str | None = None
     language: str | None = None
     timesignature: str | None = None
+    genres: str | None = None  # audio understanding only (last: the others are also given by position)
 
     def as_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -86,7 +90,7 @@ def parse_cot(text: str) -> Metadata:
         elif line[:1] in (" ", "\t") and current is not None:
             fields[current].append(line)
     values = {key: _collapse("\n".join(lines)) for key, lines in fields.items() if lines}
-    return Metadata(**{key: _validated(key, values[key]) for key in FIELD_ORDER if key in values})
+    return Metadata(**{key: _validated(key, values[key]) for key in UNDERSTAND_FIELDS if key in values})
 
 
 def _validated(field: str, value: str):
@@ -104,7 +108,7 @@ def _validated(field: str, value: str):
         raise fail("a supported language code")
     if field == "timesignature" and value not in TIME_SIGNATURES:
         raise fail("2, 3, 4 or 6")
-    if field == "caption" and not value:
-        raise fail("a non-empty caption")
+    if field in ("caption", "genres") and not value:
+        raise fail(f"a non-empty {field}")
     return value
 

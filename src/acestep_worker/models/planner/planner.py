@@ -6,6 +6,7 @@
   DiT then follows (cover mode).
 * `format_input`: the LM rewrites a caption and lyrics and fills metadata around the user's values.
 * `create_sample`: a short description becomes a caption, lyrics and metadata.
+* `understand`: audio codes become metadata (with genres), a caption and lyrics.
 """
 
 from __future__ import annotations
@@ -18,14 +19,18 @@ import torch
 
 from ...errors import InputError
 from ...schema.units import CODES_PER_SECOND
-from .chat_prompts import codes_prompts, cot_prompts, format_prompt, sample_prompt
+from .chat_prompts import codes_prompts, cot_prompts, format_prompt, sample_prompt, understand_prompt
 from .constraints import CotConstraint, Vocabulary
 from .decoding import PairedDecoder, SamplingParams, generators_for, sample_tokens
 from .lm import VALID_CODES, PlannerLM
-from .metadata import FIELD_ORDER, Metadata, cot_text, parse_cot
+from .metadata import FIELD_ORDER, UNDERSTAND_FIELDS, Metadata, cot_text, parse_cot
 
 MAX_LYRICS_TOKENS = 1536  # format/sample modes: the rewritten lyrics after </think>
 CONTEXT_TOKENS = 8192  # cap on prompt + generation, well inside every planner model's window
+# Audio understanding, as upstream runs it: temperature 0.3, no top-k, no top-p, no guidance; at most
+# 4096 new tokens, capped by its 4096-token window less 64 (here, by what the context has left).
+UNDERSTAND_PARAMS = SamplingParams(temperature=0.3, top_k=0, top_p=1.0, cfg_scale=1.0)
+UNDERSTAND_MAX_TOKENS = 4032
 
 
 
@@ -53,6 +58,7 @@ class TextResult:
     text: str  # what the LM wrote, for logs and debugging
     tokens: int
     seconds: float
+    ids: list[int] | None = None  # the tokens written
 
 
 class Planner:
@@ -153,6 +159,21 @@ class Planner:
             result.lyrics = "[Instrumental]"
         return result
 
+    def understand(self, code_string: str, seed: int, params: SamplingParams = UNDERSTAND_PARAMS,
+                   progress: Progress | None = None, max_tokens: int | None = None) -> TextResult:
+        """Audio codes (upstream's `<|audio_code_N|>` string) become metadata with genres, a caption, and
+        the lyrics written after `</think>` (at most `max_tokens` in all, default upstream's 4032)."""
+        max_tokens = UNDERSTAND_MAX_TOKENS if max_tokens is None else max_tokens
+        prompt = self.lm.encode(understand_prompt(self.lm, code_string))
+        room = min(max_tokens, self._context_limit() - len(prompt))
+        if room < min(700, max_tokens):  # the metadata alone needs this much
+            raise InputError("src_audio", f"the source's {code_string.count('<|audio_code_')} audio codes make a "
+                             f"{len(prompt)}-token prompt, too long for the planner's {self._context_limit()}-token "
+                             "context; send a shorter source")
+        constraint = CotConstraint(self.vocab, list(UNDERSTAND_FIELDS), None, close_think=True, free_text_after=True)
+        return self._generate_text(PairedDecoder(self.lm, [prompt], None, room), constraint, _without_cfg(params),
+                                   seed, room, progress)
+
     # -- the token loop ---------------------------------------------------------------------------
 
     @torch.no_grad()
@@ -175,7 +196,7 @@ class Planner:
         text = self.lm.decode(tokens)
         metadata = parse_cot(text)
         lyrics = _lyrics_after_think(text, self.lm.tokenizer.eos_token) if constraint.free_text_after else None
-        return TextResult(metadata, lyrics, text, len(tokens), time.perf_counter() - start)
+        return TextResult(metadata, lyrics, text, len(tokens), time.perf_counter() - start, tokens)
 
 
 def _without_cfg(params: SamplingParams) -> SamplingParams:

@@ -33,6 +33,9 @@ if TYPE_CHECKING:
     from ....pipeline.engine import Engine
 
 MAX_PLAYERS = MAX_BATCH
+ANALYSIS_CHOICES = [("Generate songs", ""), ("Extract the source's audio codes", "extract_codes_only"),
+                    ("Analyze the source song (planner)", "full_analysis_only"),
+                    ("Analyze caption and lyrics (planner metadata)", "analysis_only")]
 POLL_S = 0.5
 CAPTION_HINT = ("Describe the sound, not the story: genre, mood, instruments, vocals, tempo, production. "
                 "e.g. \"dreamy lofi hip hop, rhodes piano, vinyl crackle, soft female vocals\"")
@@ -66,6 +69,8 @@ def _fields(values: dict) -> dict:
               "enable_normalization": bool(values["enable_normalization"]),
               **{name: values[name] for name in ("normalization_db", "fade_in_duration", "fade_out_duration")},
               "retake_variance": values["retake_variance"] or None}
+    if values.get("analysis"):  # an analysis instead of songs: the source (editing accordion) or the caption
+        fields[values["analysis"]] = True
     return {k: v for k, v in fields.items() if v is not None}
 
 
@@ -194,7 +199,10 @@ def _song_settings(engine: Engine, infos: dict[str, str]) -> dict:
             "auto_lrc": gr.Checkbox(label="Lyric timestamps (LRC)", value=START["auto_lrc"], elem_id="auto-lrc"),
             "auto_score": gr.Checkbox(label="Lyric-alignment scores", value=START["auto_score"], elem_id="auto-score"),
             "keep_best": gr.Textbox(label="Keep the best", placeholder="all songs (best-of-N: keep K of them)",
-                                    elem_id="keep-best")}
+                                    elem_id="keep-best"),
+            "analysis": gr.Dropdown(ANALYSIS_CHOICES if engine.models.planner is not None else ANALYSIS_CHOICES[:2],
+                                    value=START["analysis"], label="Action", elem_id="action",
+                                    info="Analyze: no song is made; the source is the editing section's upload")}
 
 
 def _advanced(defaults: dict[str, str]) -> dict:
@@ -291,6 +299,9 @@ def _results(task: Task) -> list:
         return ["Stopped: the task was cancelled.", *hidden, None, "", None]  # asked for: not an error
     if task.state is TaskState.FAILED:
         raise gr.Error(task.error or "generation failed")
+    if task.analysis is not None:
+        return [f"Done: {task.plan.mode}, no audio made", *hidden, None,
+                {"mode": task.plan.mode, **task.analysis, **task.sources}]
     players = [gr.update(visible=True, value=str(s.path), label=f"Song {i + 1} (seed {s.seed})")
                for i, s in enumerate(task.songs)]
     players += hidden[len(players):]

@@ -42,6 +42,7 @@ GENERATE_INPUTS: tuple[tuple[str, object], ...] = (
     ("auto_lrc", False),  # lyric timestamps (LRC) per song
     ("auto_score", False),  # lyric-alignment scores per song
     ("keep_best", ""),  # best-of-N: keep the best K of the songs made ("" keeps all)
+    ("analysis", ""),  # "": make songs; else the analysis flag to set (full_analysis_only, ...)
     ("src_audio", None),  # a file path (gradio_client: handle_file(path))
     ("src_audio_from", ""),  # its trim, seconds
     ("src_audio_to", ""),

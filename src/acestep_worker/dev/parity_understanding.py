@@ -1,0 +1,123 @@
+"""The audio-understanding goldens (`manifest_understanding.json`): upstream's prompt, planner loop and
+audio codes, checked against ours.
+
+* `understand_planner`: for a few code lists, upstream's understanding prompt (the manifest holds the
+  strings, compared byte for byte) and its token ids; then upstream's PyTorch decode loop on that prompt,
+  greedy and without the metadata constraint, for 24 steps: the tokens, and the top 16 logits of every
+  step (values within the single-forward tolerance, ids exact); and, for one input, the start of
+  upstream's constrained loop (greedy, `generation_phase="understand"`) as far as the two machines
+  agree: `<think>`, bpm, the caption to its 512-token cap. There upstream hands the next field name
+  to the model; ours forces it (models/planner/constraints.py), so the runs part.
+* `understand_codes`: a source through the VAE (upstream's posterior sample, seeded) and the audio
+  tokenizer to the `<|audio_code_N|>` string.
+
+Both run on the tiny tree's planner LM and VAE, rebuilt here by `dev/tiny.py` (deterministic); the
+manifest records their checksums, and a tiny tree that no longer matches them fails the run rather
+than comparing against a different model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from ..models.dit.conditioning import tokenize
+from ..models.dit.model import DiTModel
+from ..models.planner.chat_prompts import understand_prompt
+from ..models.planner.decoding import PairedDecoder, SamplingParams
+from ..models.planner.lm import PlannerLM
+from ..models.planner.planner import Planner
+from ..models.vae import encode, load_vae
+from ..schema.values import format_audio_codes
+from . import tiny
+
+SINGLE_FORWARD = {"atol": 1e-5, "rtol": 1e-4}
+GREEDY = SamplingParams(temperature=0.0, top_k=0, top_p=1.0, cfg_scale=1.0)
+TOP = 16
+
+
+@lru_cache(maxsize=1)
+def _tiny_models() -> tuple[Path, dict[str, str]]:
+    """The tiny planner LM and VAE in a scratch folder, and their checksums by the manifest's names."""
+    root = Path(tempfile.mkdtemp(prefix="understand-parity-"))
+    tiny.build_planner_lm(root / "planner")
+    tiny.build_vae(root / "vae")
+    names = ("planner/model.safetensors", "planner/tokenizer.json", "planner/chat_template.jinja",
+             "vae/diffusion_pytorch_model.safetensors")
+    return root, {name: hashlib.sha256((root / name).read_bytes()).hexdigest() for name in names}
+
+
+def stale_models(manifest: dict) -> list[str]:
+    """The tiny-tree files whose checksum differs from the one the goldens were made with."""
+    _, sums = _tiny_models()
+    recorded = manifest.get("tiny_tree", {}).get("sha256", {})
+    return sorted(name for name in set(sums) | set(recorded) if sums.get(name) != recorded.get(name))
+
+
+@lru_cache(maxsize=1)
+def _planner() -> PlannerLM:
+    return PlannerLM.load(_tiny_models()[0] / "planner")
+
+
+def _text(tensor: torch.Tensor) -> str:
+    return bytes(tensor.tolist()).decode()
+
+
+def _bytes(text: str) -> torch.Tensor:
+    return torch.tensor(list(text.encode()), dtype=torch.uint8)
+
+
+def run_planner(tensors: dict, entry: dict) -> dict:
+    """Ours for every recorded input: prompt ids, the prompt itself (as bytes, against the manifest's
+    string), the greedy tokens and each step's top logits."""
+    lm, out = _planner(), {}
+    for name, recorded in entry["prompts"].items():
+        codes = tensors[f"in.{name}.codes"].tolist()
+        code_string = format_audio_codes(codes)
+        prompt = understand_prompt(lm, code_string)
+        out[f"prompt.{name}.code_string"] = (_bytes(code_string), _bytes(recorded["code_string"]))
+        out[f"prompt.{name}.text"] = (_bytes(prompt), _bytes(recorded["prompt"]))
+        ids = lm.encode(prompt)
+        out[f"out.{name}.prompt_ids"] = torch.tensor(ids)
+        steps = tensors[f"out.{name}.greedy_tokens"].shape[0]
+        decoder = PairedDecoder(lm, [ids], None, steps)
+        tokens, logits = [], []
+        for step in range(steps):
+            row = decoder.guided_logits(1.0)[0]
+            logits.append(row)
+            tokens.append(int(row.argmax()))
+            if step + 1 < steps:
+                decoder.step(torch.tensor(tokens[-1:]))
+        top = torch.stack(logits).topk(TOP, dim=-1)
+        out[f"out.{name}.greedy_tokens"] = torch.tensor(tokens)
+        out[f"out.{name}.step_top16_logits"] = top.values
+        out[f"out.{name}.step_top16_ids"] = top.indices
+        prefix = tensors.get(f"out.{name}.constrained_greedy_prefix")
+        if prefix is not None:
+            written = Planner(lm).understand(code_string, 0, GREEDY, max_tokens=len(prefix)).ids
+            out[f"out.{name}.constrained_greedy_prefix"] = torch.tensor(written[:len(prefix)])
+    return out
+
+
+def run_codes(dit: DiTModel, tensors: dict) -> dict:
+    """The source through our VAE encode (the job's seeded posterior sample, unpadded) and tokenizer."""
+    vae = load_vae(_tiny_models()[0] / "vae", "cpu", torch.float32)
+    audio = tensors["in.audio_pcm16"].float() / 32768
+    generator = torch.Generator("cpu").manual_seed(int(tensors["in.posterior_seed"]))
+    latents = encode(vae, audio.unsqueeze(0), generator, pad_to_frames=False)
+    _, indices = tokenize(dit, latents)
+    return {"mid.latents": latents, "out.indices": indices,
+            "out.code_string": _bytes(format_audio_codes(indices.flatten().tolist()))}
+
+
+def run(stem: str, dit: DiTModel, tensors: dict, entry: dict) -> tuple[dict, dict] | None:
+    """Our outputs for one understanding golden and the tolerance; None: no runner for `stem`."""
+    if stem == "understand_planner":
+        return run_planner(tensors, entry), SINGLE_FORWARD
+    if stem == "understand_codes":
+        return run_codes(dit, tensors), SINGLE_FORWARD
+    return None
