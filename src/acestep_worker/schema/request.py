@@ -29,7 +29,16 @@ from ..errors import InputError, echo
 from . import values
 from .formats import FORMATS, MP3_BITRATES_KBPS
 from .lora_refs import LoraRef, parse_loras
-from .task_types import REPAINT_MODES, TASK_TYPES, TRACK_NAMES, replaced_fields
+from .task_types import (
+    INSTRUMENTAL,
+    REPAINT_MODES,
+    STEM_NAMES,
+    STEM_PRESETS,
+    TASK_TYPES,
+    TRACK_NAMES,
+    check_stems,
+    replaced_fields,
+)
 from .units import MAX_DURATION_S, MIN_DURATION_S
 from .values import MAX_SEED, MAX_TIMESTEPS, check_shape, is_instrumental, parse_audio_codes
 
@@ -130,8 +139,12 @@ class GenerationRequest(BaseModel):
     cover_noise_strength: float = _field(0.0, "cover_noise_strength", "coverNoiseStrength",
                                          allowed="a number from 0 to 1 (start from the noised source)",
                                          ge=0.0, le=1.0)
-    track_name: Literal[TRACK_NAMES] | None = _field(  # type: ignore[valid-type]
-        None, "track_name", "trackName", allowed="one of " + ", ".join(TRACK_NAMES))
+    # One stem (upstream's single name), or several from one job (extract, lego): held as a tuple.
+    track_name: tuple[str, ...] | None = _field(
+        None, "track_name", "trackName",
+        allowed="one of " + ", ".join(TRACK_NAMES) + ", or (extract, lego) a list or comma string of them; "
+        f"extract also takes {INSTRUMENTAL} (the source minus the vocals) and the preset "
+        + ", ".join(STEM_PRESETS))
     track_classes: tuple[Literal[TRACK_NAMES], ...] | None = _field(  # type: ignore[valid-type]
         None, "track_classes", "trackClasses", "complete_track_classes", "completeTrackClasses",
         allowed="a list (or comma string) of track names: " + ", ".join(TRACK_NAMES))
@@ -284,7 +297,7 @@ class GenerationRequest(BaseModel):
     @field_validator("track_name", mode="before")
     @classmethod
     def _track_name(cls, value: Any) -> Any:
-        return (value.strip().lower() or None) if isinstance(value, str) else value
+        return values.stem_list(value, STEM_NAMES, STEM_PRESETS)
 
     @field_validator("duration", mode="after")
     @classmethod
@@ -316,6 +329,7 @@ class GenerationRequest(BaseModel):
         if end is not None and end >= 0 and end <= self.repainting_start:
             raise InputError("repainting_end", f"repainting_end ({end:g} s) must come after repainting_start "
                              f"({self.repainting_start:g} s); use -1 for the end of the source")
+        check_stems(self.task_type, self.track_name)
         if self.seed is not None and len(self.seed) > 1 and len(self.seed) != self.batch_size:
             raise InputError("seed", f"seed lists {len(self.seed)} seeds but batch_size is {self.batch_size}; "
                              "give one seed, or one per song")
@@ -331,6 +345,11 @@ class GenerationRequest(BaseModel):
     @property
     def instrumental(self) -> bool:
         return is_instrumental(self.lyrics)
+
+    @property
+    def stems(self) -> tuple[str, ...]:
+        """The stems track_name asks for, in its order (empty: none named)."""
+        return self.track_name or ()
 
 
 def field_names(model: type[BaseModel]) -> list[str]:

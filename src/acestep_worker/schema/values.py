@@ -124,6 +124,26 @@ def track_list(value: Any) -> Any:
     return value
 
 
+_STEM_SEPARATORS = re.compile(r"[,+\s]+")  # "vocals,drums", "vocals+instrumental" ("+" is a space in a form)
+
+
+def stem_list(value: Any, names: tuple[str, ...], presets: dict[str, tuple[str, ...]]) -> tuple[str, ...] | None:
+    """track_name: one name, a list, or a comma (or "+") string of `names`, or a preset; lower-cased,
+    each once, in the order given. ValueError for anything else."""
+    if value is None:
+        return None
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(item, str) for item in items):
+        raise ValueError("not a track name or a list of them")
+    found: list[str] = []
+    for item in items:
+        key = item.strip().lower()
+        found += presets.get(key) or [part for part in _STEM_SEPARATORS.split(key) if part]
+    if any(name not in names for name in found):
+        raise ValueError("unknown track name")
+    return tuple(dict.fromkeys(found)) or None
+
+
 def key_scale(value: str | None) -> str | None:
     """"Am", "C#m", "Bbm", "F# Major", "a minor" ... as "<note><accidental> major|minor"."""
     if value is None or not value.strip():

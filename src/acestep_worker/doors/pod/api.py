@@ -147,8 +147,10 @@ def result_items(task: Task, lm_model: str, env: str) -> list[dict]:
                   "seed_value": ",".join(str(s.seed) for s in task.songs), "lm_model": lm_model,
                   "dit_model": task.model, "progress": 1.0, "stage": "succeeded",
                   "task_type": task.params.get("task_type", task.request.task_type), **task.sources}
+        stems = task.plan.splits_stems  # a one-stem task keeps upstream's item shape
         return [{"file": song.file_url, **base, **shared, "seed": song.seed, "format": song.format,
-                 "bytes": song.size, "sha256": song.sha256, "duration": song.duration_s} for song in task.songs]
+                 "bytes": song.size, "sha256": song.sha256, "duration": song.duration_s,
+                 **({"track_name": song.stem} if stems else {})} for song in task.songs]
     if task.state is TaskState.FAILED:
         return [{"file": "", **base, "status": 2, "progress": task.progress, "stage": "failed", "error": task.error}]
     return [{"file": "", **base, "status": 0, "progress": task.progress, "stage": task.stage}]

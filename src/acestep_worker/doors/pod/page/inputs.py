@@ -43,7 +43,7 @@ GENERATE_INPUTS: tuple[tuple[str, object], ...] = (
     ("repainting_start", ""),
     ("repainting_end", ""),
     ("audio_cover_strength", ""),
-    ("track_name", ""),
+    ("track_name", ()),  # the stems picker: a list of track names (extract, lego)
     ("lora_name", NO_ADAPTER),
     ("lora_scale", 1.0),
 )
