@@ -82,7 +82,7 @@ def jobs(engine, env: dict, seconds: float, steps: int, runs: int) -> dict:
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in modes}
     for run in range(runs):
         for name, mode in modes.items():
-            times[name].append(_clock(lambda: mode(f"run{run}")))
+            times[name].append(_clock(lambda mode=mode, tag=f"run{run}": mode(tag)))
     out = {}
     for name, rows in times.items():
         out[name] = {"wall_s": round(statistics.median(r[0] for r in rows), 3),

@@ -68,7 +68,10 @@ def test_a_small_memory_budget_splits_the_stems_into_the_fewest_batches_that_fit
     dit = engine.models.dit(BASE)
     plan = engine.plan(parse({"task_type": "extract", "model": BASE, "track_name": FOUR, "src_audio": B64}))
     frames = plan.with_source(len(SOURCE)).length.frames
-    need = lambda size: generation_need(dit.transformer.config, frames, size, True, 4)  # noqa: E731 (base: CFG)
+
+    def need(size):
+        return generation_need(dit.transformer.config, frames, size, True, 4)  # base: CFG, float32
+
     budget_mb = (need(2).device_bytes + need(4).host_bytes + 1) / 1e6  # two rows at once, four songs kept
     monkeypatch.setattr(engine.pipeline, "memory", MemoryBudget(engine.models.device, budget_mb))
     counts["dit_batches"].clear()

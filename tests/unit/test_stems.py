@@ -31,6 +31,7 @@ def _plan(**fields):
     ("vocals instrumental", ("vocals", "instrumental")),  # the preset through a urlencoded form: "+" is a space
     (["drums", "vocals+instrumental", "drums"], ("drums", "vocals", "instrumental")),  # each once, in order
     ("instrumental", ("instrumental",)),
+    ('["vocals", "bass"]', ("vocals", "bass")),  # a form field holding a JSON list
     ("", None),
 ])
 def test_track_name_takes_one_name_a_list_a_comma_string_or_the_preset(sent, stems):
@@ -38,7 +39,7 @@ def test_track_name_takes_one_name_a_list_a_comma_string_or_the_preset(sent, ste
     assert parse({"task_type": "extract", "trackName": sent}).track_name == stems  # upstream's alias
 
 
-@pytest.mark.parametrize("sent", ["kazoo", ["vocals", "kazoo"], "vocals,,kazoo", 3, ["vocals", 3], {"a": 1}])
+@pytest.mark.parametrize("sent", ["kazoo", ["vocals", "kazoo"], "vocals,,kazoo", 3, ["vocals", 3], {"a": 1}, "[vocals"])
 def test_an_unknown_track_name_is_refused_naming_the_field_and_the_accepted_names(sent):
     with pytest.raises(InputError) as refused:
         _extract(sent)
@@ -103,3 +104,10 @@ def test_the_rows_go_in_the_fewest_batches_the_limit_allows_as_even_as_they_divi
 def test_lists_are_refused_for_complete_with_where_its_tracks_go():
     with pytest.raises(InputError, match="complete takes its tracks in track_classes"):
         parse({"task_type": "complete", "track_name": ["bass", "drums"]})
+
+
+def test_an_instruction_with_several_stems_is_refused_as_it_would_make_them_one_song():
+    with pytest.raises(InputError, match="would all be the same song") as refused:
+        _extract("vocals,drums", instruction="Extract everything:")
+    assert refused.value.field == "instruction"
+    assert _extract("vocals", instruction="Extract the lead voice:").instruction == "Extract the lead voice:"

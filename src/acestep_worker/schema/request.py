@@ -329,7 +329,7 @@ class GenerationRequest(BaseModel):
         if end is not None and end >= 0 and end <= self.repainting_start:
             raise InputError("repainting_end", f"repainting_end ({end:g} s) must come after repainting_start "
                              f"({self.repainting_start:g} s); use -1 for the end of the source")
-        check_stems(self.task_type, self.track_name)
+        check_stems(self.task_type, self.track_name, self.instruction)
         if self.seed is not None and len(self.seed) > 1 and len(self.seed) != self.batch_size:
             raise InputError("seed", f"seed lists {len(self.seed)} seeds but batch_size is {self.batch_size}; "
                              "give one seed, or one per song")

@@ -163,12 +163,16 @@ def reference_offsets(total_samples: int, piece: int, seed: int) -> list[int]:
             2 * third + rng.randint(0, max(0, total_samples - 2 * third - piece))]
 
 
-def check_stems(task_type: str, stems: tuple[str, ...] | None) -> None:
+def check_stems(task_type: str, stems: tuple[str, ...] | None, instruction: str | None = None) -> None:
     """Several stems, and the derived ones, only where the task's rule allows them; InputError naming
-    track_name otherwise."""
+    track_name otherwise (or instruction, which would make every stem the same song)."""
     if not stems:
         return
     rule = TASKS[task_type]
+    if len(stems) > 1 and instruction and instruction.strip():
+        raise InputError("instruction", "instruction replaces the instruction line of every stem, so the stems "
+                         f"in track_name ({', '.join(stems)}) would all be the same song; send one stem per "
+                         "instruction, or no instruction")
     able = [name for name, r in TASKS.items() if r.several_stems]
     if len(stems) > 1 and not rule.several_stems:
         raise InputError("track_name", f"track_name lists {len(stems)} stems; only task_type {' and '.join(able)} "

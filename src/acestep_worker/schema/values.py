@@ -8,6 +8,7 @@ turn each spelling users send into one canonical value (keys such as "Am", "C#m"
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -132,6 +133,11 @@ def stem_list(value: Any, names: tuple[str, ...], presets: dict[str, tuple[str, 
     each once, in the order given. ValueError for anything else."""
     if value is None:
         return None
+    if isinstance(value, str) and value.lstrip().startswith("["):  # a form field holding a JSON list
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ValueError("not a JSON list of track names") from None
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, (list, tuple)) or not all(isinstance(item, str) for item in items):
         raise ValueError("not a track name or a list of them")
