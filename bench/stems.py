@@ -88,7 +88,8 @@ def jobs(engine, env: dict, seconds: float, steps: int, runs: int) -> dict:
         out[name] = {"wall_s": round(statistics.median(r[0] for r in rows), 3),
                      "cpu_s": round(statistics.median(r[1] for r in rows), 3)}
     one, four = out["one job, 4 stems"], out["4 jobs, 1 stem each"]
-    out["saved"] = {"wall": f"{1 - one['wall_s'] / four['wall_s']:.0%}", "cpu": f"{1 - one['cpu_s'] / four['cpu_s']:.0%}"}
+    out["saved"] = {"wall": f"{1 - one['wall_s'] / four['wall_s']:.0%}",
+                    "cpu": f"{1 - one['cpu_s'] / four['cpu_s']:.0%}"}
     return out
 
 

@@ -35,7 +35,9 @@ def song_specs(dit: DiTModel, plan: JobPlan, resolved: Resolved, edit: EditInput
     given = codes_to_hints(dit, plan.codes) if plan.codes else None
     specs = []
     for row in plan.rows if rows is None else rows:
-        hints = given if given is not None else (codes_to_hints(dit, resolved.codes[row.take]) if resolved.codes else None)
+        hints = given
+        if hints is None and resolved.codes:  # the planner's codes: one set per take, every stem follows it
+            hints = codes_to_hints(dit, resolved.codes[row.take])
         specs.append(SongSpec(caption=resolved.caption, lyrics=resolved.lyrics, language=resolved.language, metas=metas,
                               seed=row.seed, instruction=row.instruction, code_hints=hints))
     return specs

@@ -31,8 +31,8 @@ def stem_songs(plan: JobPlan, audio: torch.Tensor, source: torch.Tensor | None) 
     the source waveform [2, samples'] a derived stem is taken from. Stem by stem as asked, take by take."""
     rows = plan.rows
     if not plan.stems:
-        return [StemSong(None, row.seed, wave) for row, wave in zip(rows, audio)]
-    made = {(row.stem, row.take): wave for row, wave in zip(rows, audio)}
+        return [StemSong(None, row.seed, wave) for row, wave in zip(rows, audio, strict=True)]
+    made = {(row.stem, row.take): wave for row, wave in zip(rows, audio, strict=True)}
     songs = []
     for stem in plan.stems:
         for take, seed in enumerate(plan.seeds):
