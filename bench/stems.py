@@ -67,8 +67,9 @@ def _clock(fn) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def jobs(engine, env: dict, seconds: float, steps: int, runs: int) -> dict:
-    """One job of 4 stems against 4 jobs of 1 stem, whole serverless jobs, alternating."""
+def jobs(engine, env: dict, seconds: float, steps: int, runs: int, warm_up: bool = True) -> dict:
+    """One job of 4 stems against 4 jobs of 1 stem, whole serverless jobs, alternating (after a warm-up of
+    each unless `warm_up` is False: bench/gpu.py's smoke run only checks that the figures come)."""
     from acestep_worker.doors.serverless import run_job
 
     job = {"task_type": "extract", "model": BASE, "inference_steps": steps, "seed": 1,
@@ -77,7 +78,7 @@ def jobs(engine, env: dict, seconds: float, steps: int, runs: int) -> dict:
                                                      env=env),
              "4 jobs, 1 stem each": lambda tag: [run_job(engine, f"{tag}-{s}", {**job, "track_name": s}, env=env)
                                                  for s in STEMS]}
-    for mode in modes.values():  # warm-up: allocator, kernel selection, lazy init
+    for mode in modes.values() if warm_up else ():  # allocator, kernel selection, lazy init
         mode("warm")
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in modes}
     for run in range(runs):
