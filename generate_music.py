@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--task-type", help="text2music, repaint, cover, ... (default text2music)")
     edit.add_argument("--repaint-start", type=float, help="repaint from this second of the source")
     edit.add_argument("--repaint-end", type=float, help="repaint up to this second (-1: to the end)")
+    edit.add_argument("--stems", "--track-name", dest="track_name", metavar="NAMES",
+                      help="extract/lego (base model): the stems, one job, e.g. vocals,drums,bass (extract also "
+                           "takes instrumental, or the preset vocals+instrumental); files are named by stem")
     timing = p.add_argument_group("lyric timestamps and scores")
     timing.add_argument("--lrc", action="store_true", help="also get the lyrics with timestamps, written as <song>.lrc")
     timing.add_argument("--score", action="store_true", help="print each song's lyric-alignment scores")
@@ -136,8 +139,8 @@ def request_fields(args: argparse.Namespace) -> dict:
               or "mp3", "model": args.model, "thinking": args.thinking or None,
               "sample_query": args.sample_query, "use_format": args.format_input or None,
               "task_type": args.task_type, "repainting_start": args.repaint_start, "repainting_end": args.repaint_end,
-              "auto_lrc": args.lrc or None, "auto_score": args.score or None, "keep_best": args.keep_best,
-              "rank_by": args.rank_by}
+              "track_name": args.track_name, "auto_lrc": args.lrc or None, "auto_score": args.score or None,
+              "keep_best": args.keep_best, "rank_by": args.rank_by}
     modes = analysis_modes(args)
     if modes:  # an analysis reads the source (or caption and lyrics) and a seed, nothing of a song's settings
         kept = {"seed", "model"} | ({"caption", "lyrics"} if args.analyze_metadata else set())
@@ -175,8 +178,19 @@ def audio_inputs(args: argparse.Namespace) -> dict:
     return inputs
 
 
-def output_paths(output: Path, count: int) -> list:
-    """The original CLI's naming: the file itself for one song, stem_1, stem_2, ... for several."""
+def output_paths(output: Path, count: int, stems: list | None = None) -> list:
+    """The original CLI's naming: the file itself for one song, stem_1, stem_2, ... for several; a
+    several-stem job's files by track name instead (output_vocals.mp3, or output_vocals_1.mp3, ... per take)."""
+    stems = stems or [None] * count
+    if any(stems):
+        takes = {stem: stems.count(stem) for stem in stems}
+        seen: dict = {}
+        paths = []
+        for stem in stems:
+            seen[stem] = seen.get(stem, 0) + 1
+            take = f"_{seen[stem]}" if takes[stem] > 1 else ""
+            paths.append(output.with_name(f"{output.stem}_{stem}{take}{output.suffix}"))
+        return paths
     if count == 1:
         return [output]
     return [output.with_name(f"{output.stem}_{i + 1}{output.suffix}") for i in range(count)]
@@ -349,7 +363,7 @@ def run_pod(args: argparse.Namespace, fields: dict, http: Http, say) -> list:
     for line in info.splitlines():
         if any(key in line for key in ("BPM:", "Key Scale:", "Total Time:")):
             say(line.replace("**", "").replace("- ", "").strip())
-    paths = output_paths(args.output, len(items))
+    paths = output_paths(args.output, len(items), [item.get("track_name") for item in items])
     for item, path in zip(items, paths):
         status, _, audio = http.call("GET", base + item["file"], timeout=300)
         if status != 200:
@@ -415,7 +429,7 @@ def run_runpod(args: argparse.Namespace, fields: dict, http: Http, say) -> list:
     if analysis_modes(args):
         return answer["output"]
     results = answer["output"]["results"]
-    paths = output_paths(args.output, len(results))
+    paths = output_paths(args.output, len(results), [result.get("track_name") for result in results])
     for result, path in zip(results, paths):
         if result.get("audio_base64"):
             path.write_bytes(base64.b64decode(result["audio_base64"]))

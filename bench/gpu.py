@@ -11,7 +11,8 @@ encoding of a 240 s song; one whole serverless job from caption to MP3 file at 2
 path's switches as the DiT loop alone at 30 and 240 s (dense, banded and flex sliding-window
 attention, each SDPA backend, compiled blocks); the 1.7B planner's codes/s with and without
 guidance at 300 codes, eager and with each ACESTEP_LM_COMPILE mode; peak VRAM for 240 s x 4; the
-largest duration x batch that fits; and what LRC timestamps and alignment scores add to a job.
+largest duration x batch that fits; one job of 4 stems against 4 one-stem jobs (base, 30 s source); and
+what LRC timestamps and alignment scores add to a job.
 `recommended_defaults` says which setting each switch's
 figures argue for. Every figure is the median of `--runs` runs after one warm-up.
 
@@ -57,6 +58,7 @@ PLAN = {
     "fit_durations_s": ([600, 240], [10]),
     "fit_batches": ([1, 2, 4, 8, 16, 32], [1]),
     "switch_durations_s": ([30, 240], [10]),
+    "stems_source_s": (30, 2),  # smoke: a short source, as the tiny VAE encoder is slow on a CPU
 }
 SWITCH_CONDITION_TOKENS = 385  # a short caption and a verse of lyrics, as bench/dit_forward.py
 COMPILED_BLOCKS = threading.Event()  # set once the switches phase has compiled the DiT's blocks
@@ -373,6 +375,16 @@ def switches(engine, runs: int, smoke: bool, deadline: float, save=lambda figure
     return out
 
 
+def stems(engine, env: dict[str, str], runs: int, smoke: bool) -> dict:
+    """Issue 20's figure: one serverless job extracting 4 stems (one VAE encode, one DiT batch) against 4
+    one-stem jobs, on the base model, wall and CPU time (bench/stems.py measures the same on the CPU)."""
+    import stems as stem_bench
+
+    seconds, steps = pick("stems_source_s", smoke), pick("base_steps", smoke)
+    figures = stem_bench.jobs(engine, env, seconds, steps, runs, warm_up=not smoke)
+    return {f"stems_4_of_{seconds}s_base_{steps}steps": figures}
+
+
 def bench_device(smoke: bool):
     """The GPU when there is one (--smoke: the CPU, always)."""
     import torch
@@ -394,7 +406,8 @@ def device_name(device) -> str:
 # come last: planner compiles its decode step (its own code, its own memory pools), switches compiles
 # the DiT's blocks, and largest_fit, the least needed, is measured as they left the process (it says
 # whether the DiT's blocks were compiled).
-PHASES = ("generation", "encoding", "job", "memory", "cold_start", "planner", "switches", "largest_fit", "alignment")
+PHASES = ("generation", "encoding", "job", "memory", "stems", "cold_start", "planner", "switches", "largest_fit",
+          "alignment")
 # Phases that measure until a budget runs out: none starts a new measurement after this many seconds
 # of its own (or after --deadline-s, whichever is first).
 PHASE_BUDGET_S = {"planner": 150.0, "switches": 150.0, "largest_fit": 45.0}
@@ -431,6 +444,7 @@ def run(args: argparse.Namespace, out: Path) -> dict:
         "encoding": lambda until: encoding(engine, runs, args.smoke),
         "job": lambda until: whole_job(engine, env, runs, args.smoke),
         "memory": lambda until: memory(engine, args.smoke),
+        "stems": lambda until: stems(engine, env, runs, args.smoke),
         # The tree was just built and loaded in this process: the page cache is warm already.
         "cold_start": lambda until: cold_start(env, runs, warm_up=False),
         "switches": lambda until: switches(engine, runs, args.smoke, until, save),

@@ -33,6 +33,8 @@ def test_gpu_benchmark_smoke_run_measures_every_figure(tmp_path):
     assert set(chosen["ACESTEP_WINDOWED_ATTENTION"]["summed_loop_s"]) == {"dense", "banded", "flex"}
     assert set(chosen["ACESTEP_SDPA_BACKEND"]["summed_loop_s"]) == {"auto", "math"}
     assert figures["peak_memory_10s_x2_gib"] > 0 and figures["largest_fit"]["batch"] >= 1
+    stems = figures["stems_4_of_2s_base_2steps"]
+    assert stems["one job, 4 stems"]["wall_s"] > 0 and stems["4 jobs, 1 stem each"]["cpu_s"] > 0
     assert 0 < figures["alignment_lrc_10s"]["alignment_s"] and 0 < figures["alignment_lrc_scores_10s"]["share_of_loop"]
 
 

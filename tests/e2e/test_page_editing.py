@@ -7,7 +7,7 @@ import hashlib
 import pytest
 
 from acestep_worker.doors.pod.launch import page_app
-from acestep_worker.doors.pod.page.edit_controls import _choices
+from acestep_worker.doors.pod.page.edit_controls import _choices, stem_choices
 from acestep_worker.doors.pod.page.inputs import INPUT_NAMES, client_args
 from acestep_worker.doors.pod.queue import TaskManager
 
@@ -82,7 +82,7 @@ def test_the_page_runs_an_editing_task(page, tmp_path):
         *_inputs(src_audio=handle_file(str(source)), task_type="repaint", repainting_start=0.2,
                  repainting_end=0.6), api_name="/generate")
     assert status.startswith("Done: 1 song(s)") and summary["task_type"] == "repaint"
-    assert "repaint" in _choices("task_type") and "vocals" in _choices("track_name")
+    assert "repaint" in _choices("task_type") and "vocals" in stem_choices()
 
 
 def _latest(manager):

@@ -1,7 +1,7 @@
 """Upstream's finishing through the engine and the serverless door on the tiny checkpoints: peak
 normalisation on by default, fades, the latent shift/rescale, and what each leaves of today's songs.
 
-"Today's" songs are the pipeline's with the finishing step bypassed (`synthesizer.finish` replaced
+"Today's" songs are the pipeline's with the finishing step bypassed (`generation.finish` replaced
 by the identity), which is what this server made before it normalised."""
 
 import numpy as np
@@ -10,7 +10,7 @@ import torch
 
 from acestep_worker.doors.serverless import run_job
 from acestep_worker.errors import InputError
-from acestep_worker.pipeline import synthesizer
+from acestep_worker.pipeline import generation, synthesizer
 from acestep_worker.schema.request import parse
 
 SR = 48_000
@@ -25,7 +25,7 @@ def _generate(engine, **fields):
 def bypass_finishing(monkeypatch):
     """Switch the finishing step off for the rest of the test: today's pipeline."""
     def off():
-        monkeypatch.setattr(synthesizer, "finish", lambda audio, finishing, rate: (audio, {}))
+        monkeypatch.setattr(generation, "finish", lambda audio, finishing, rate: (audio, {}))
     return off
 
 

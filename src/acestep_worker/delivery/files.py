@@ -48,6 +48,8 @@ class SavedSong:
     content_type: str
     duration_s: float
     sample_rate: int
+    stem: str | None = None  # the track it is, in a job that names stems
+    take: int = 0  # which of the batch_size takes it is (its seed's and retake seed's index)
     extras: dict = field(default_factory=dict)  # per song: LRC, scores, its take (the engine's Song.extras)
 
     @property
@@ -102,6 +104,11 @@ def job_paths(output_dir: Path, job_id: str, count: int, extension: str) -> list
     return [output_dir / f"{file_stem(job_id)}-{index}.{extension}" for index in range(1, count + 1)]
 
 
+def stem_paths(paths: list[Path], stems: Sequence[str | None]) -> list[Path]:
+    """`<stem>-1-vocals.mp3`, ...: each path with its song's track name, where the job names stems."""
+    return [path.with_name(f"{path.stem}-{stem}{path.suffix}") if stem else path for path, stem in zip(paths, stems)]
+
+
 def save_songs(songs: Sequence[SongAudio], encoding: Encoding, paths: list[Path],
                check: Callable[[], object] | None = None) -> list[SavedSong]:
     """Encode every song and write it to its path, all or none.
@@ -119,7 +126,8 @@ def save_songs(songs: Sequence[SongAudio], encoding: Encoding, paths: list[Path]
     encoded = list(zip(paths, datas))
     write_all(encoded)
     return [SavedSong(path, len(data), hashlib.sha256(data).hexdigest(), song.seed, fmt.name, fmt.content_type,
-                      song.duration_s, song.sample_rate, dict(getattr(song, "extras", {})))
+                      song.duration_s, song.sample_rate, getattr(song, "stem", None), getattr(song, "take", 0),
+                      dict(getattr(song, "extras", {})))
             for (path, data), song in zip(encoded, songs)]
 
 

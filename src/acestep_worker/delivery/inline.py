@@ -38,16 +38,17 @@ def inline_bytes(audio_format: str, duration_s: float, batch_size: int,
 
 
 def check_deliverable(request, seconds: float | None, decided_by: str, *, has_bucket: bool,
-                      response_limit: int) -> None:
+                      response_limit: int, songs: int | None = None) -> None:
     """Refuse a job whose songs cannot reach the caller: no bucket, base64 asked for, and the
     predicted base64 over `max_base64_bytes` or Runpod's response limit. `seconds` is how long each
     song will be and `decided_by` what sets it (the plan's length: codes, source, duration, default);
-    None while the planner or a source still to be decoded decides."""
+    None while the planner or a source still to be decoded decides. `songs`: how many the job makes (the
+    plan's: stems x batch_size), default batch_size."""
     if has_bucket or not request.return_audio_base64 or seconds is None:
         return
     budget = min(request.max_base64_bytes, response_limit)
     # Songs delivered: best-of-N (keep_best) returns only the takes it keeps.
-    fmt, batch, bitrate = request.audio_format, request.keep_best or request.batch_size, request.mp3_bitrate
+    fmt, batch, bitrate = request.audio_format, request.keep_best or songs or request.batch_size, request.mp3_bitrate
     predicted = inline_bytes(fmt, seconds, batch, bitrate)
     if predicted <= budget:
         return
@@ -63,7 +64,8 @@ def check_deliverable(request, seconds: float | None, decided_by: str, *, has_bu
         options.append(shorter)
     most = budget // inline_bytes(fmt, seconds, 1, bitrate)
     if 1 <= most < batch:
-        options.append(f"{'keep_best' if request.keep_best else 'batch_size'} {most}")
+        options.append(f"keep_best {most}" if request.keep_best else f"batch_size {most}" if batch == request.batch_size
+                       else f"at most {most} songs (stems x batch_size)")
     made_by = {"codes": " (the length of its audio codes)", "source": " (the length of its source song)"}
     raise InputError("return_audio_base64", (
         f"{songs} of {seconds:g} s{made_by.get(decided_by, '')} as {fmt} would be about {predicted / 1e6:.1f} MB "

@@ -94,7 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="repaint up to this second (-1: the end; past the end: extend the song)")
     edit.add_argument("--audio-cover-strength", type=float, metavar="X",
                       help="0-1: how closely a cover follows the source (lower: a freer restyle)")
-    edit.add_argument("--track-name", help="the stem for extract/lego, e.g. vocals, drums, bass")
+    edit.add_argument("--stems", "--track-name", dest="track_name", metavar="NAMES",
+                      help="the stems for extract/lego, one job: e.g. vocals,drums,bass (extract also takes "
+                           "instrumental, or the preset vocals+instrumental); files are named by stem")
     edit.add_argument("--flow-edit", action="store_true", dest="flow_edit_morph",
                       help="flow-edit the source toward --caption/--lyrics (base/sft models; text2music, cover)")
     edit.add_argument("--flow-edit-source-caption", metavar="TEXT", help="flow-edit: what the source song is")
@@ -185,8 +187,19 @@ def _form_value(value: object) -> str:
     return json.dumps(value) if isinstance(value, bool) else str(value)
 
 
-def output_paths(output: Path, count: int) -> list[Path]:
-    """The original CLI's naming: the file itself for one song, stem_1, stem_2, ... for several."""
+def output_paths(output: Path, count: int, stems: list | None = None) -> list[Path]:
+    """The original CLI's naming: the file itself for one song, stem_1, stem_2, ... for several; a
+    several-stem job's files by track name instead (output_vocals.mp3, or output_vocals_1.mp3, ... per take)."""
+    stems = stems or [None] * count
+    if any(stems):
+        takes = {stem: stems.count(stem) for stem in stems}
+        seen: dict = {}
+        paths = []
+        for stem in stems:
+            seen[stem] = seen.get(stem, 0) + 1
+            take = f"_{seen[stem]}" if takes[stem] > 1 else ""
+            paths.append(output.with_name(f"{output.stem}_{stem}{take}{output.suffix}"))
+        return paths
     if count == 1:
         return [output]
     return [output.with_name(f"{output.stem}_{i + 1}{output.suffix}") for i in range(count)]
@@ -267,7 +280,7 @@ def run_api(args: argparse.Namespace, fields: dict, http: httpx.Client) -> list[
                 print(line.replace("**", "").replace("- ", "").strip(), file=sys.stderr)
     if items:
         _say_sources(args, items[0])
-    paths = output_paths(args.output, len(items))
+    paths = output_paths(args.output, len(items), [item.get("track_name") for item in items])
     for item, path in zip(items, paths):
         response = http.get(base + item["file"], headers=headers, timeout=120)
         if response.status_code != 200:
@@ -330,7 +343,7 @@ def run_runpod(args: argparse.Namespace, fields: dict, http: httpx.Client) -> li
         return status["output"]
     results = status["output"]["results"]
     _say_sources(args, status["output"])
-    paths = output_paths(args.output, len(results))
+    paths = output_paths(args.output, len(results), [result.get("track_name") for result in results])
     for result, path in zip(results, paths):
         if result.get("audio_base64"):
             path.write_bytes(base64.b64decode(result["audio_base64"]))

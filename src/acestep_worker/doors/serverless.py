@@ -75,7 +75,7 @@ class ServerlessDelivery:
 
     def check(self, plan: JobPlan) -> None:
         check_deliverable(self.request, plan.length.seconds, plan.length.source, has_bucket=self.bucket is not None,
-                          response_limit=RESPONSE_LIMIT_BYTES - RESPONSE_MARGIN_BYTES)
+                          response_limit=RESPONSE_LIMIT_BYTES - RESPONSE_MARGIN_BYTES, songs=plan.song_count)
 
     def deliver(self, songs: list[SavedSong], deadline: Deadline) -> dict[str, float]:
         if self.bucket is None:
@@ -125,7 +125,10 @@ def _output(job_id: str, request: JobRequest, finished: Finished, delivery: Serv
     result = finished.result
     if result.analysis is not None:
         return _analysis_output(job_id, request, finished, deadline)
-    entries = [_describe(song, result.params, index) for index, song in enumerate(finished.songs)]
+    entries = [_describe(song, result.params) for song in finished.songs]
+    if finished.plan.splits_stems:  # a one-stem job keeps the seed contract's shape
+        for entry, song in zip(entries, finished.songs):
+            entry["track_name"] = song.stem
     for entry, url in zip(entries, delivery.urls):
         entry["url"] = url
     if request.return_audio_base64:
@@ -133,11 +136,13 @@ def _output(job_id: str, request: JobRequest, finished: Finished, delivery: Serv
                       elsewhere="it is in the bucket: `url`" if delivery.bucket is not None else NO_BUCKET_HINT)
     output = {
         "task_id": job_id, "status": "completed", "duration": entries[0]["duration"],
-        "batch_size": len(entries), "model": result.model, "random_weights": result.random_weights,
+        "batch_size": len(finished.plan.seeds), "model": result.model, "random_weights": result.random_weights,
         "task_type": result.params.get("task_type", request.task_type), **finished.sources,
         "results": entries, "params": {**_public_params(result.params), **_unused(request, finished.plan)},
         "timings": {k: round(v, 3) for k, v in finished.timings.items()},
     }
+    if finished.plan.splits_stems:
+        output["stems"] = list(finished.plan.stems)
     output["timings"]["job_total"] = round(time.monotonic() - deadline.started, 3)
     _fit_response(output)
     return output
@@ -155,9 +160,8 @@ def _analysis_output(job_id: str, request: JobRequest, finished: Finished, deadl
     return output
 
 
-def _describe(song: SavedSong, params: dict, index: int) -> dict:
-    take = song.extras.get("take", index + 1) - 1  # best-of-N delivers some takes: the song's own batch index
-    retake = {"retake_seed": params["retake_seeds"][take]} if "retake_seeds" in params else {}
+def _describe(song: SavedSong, params: dict) -> dict:
+    retake = {"retake_seed": params["retake_seeds"][song.take]} if "retake_seeds" in params else {}
     return {"file": song.file_url, "filename": song.path.name, "seed": song.seed, **retake, "format": song.format,
             "content_type": song.content_type, "bytes": song.size, "sha256": song.sha256,
             "duration": song.duration_s, "sample_rate": song.sample_rate, "caption": params["caption"],

@@ -82,25 +82,48 @@ class MemoryBudget:
     tile_frames: int | None = None
 
 
-def check_fits(config, frames: int, batch: int, cfg: bool, dtype_bytes: int, budget: MemoryBudget) -> None:
-    """Raise InputError naming the largest batch that fits when this request would not."""
-    device = budget.device
-    device_free, host_free = available_bytes(device, budget.override_mb)
-    shared = device.type != "cuda" or budget.override_mb is not None  # one pool: add both needs
+def _fitter(config, frames: int, cfg: bool, dtype_bytes: int, budget: MemoryBudget, songs: int | None = None):
+    """fits(size): would one DiT batch of `size` items fit, with `songs` finished waveforms (default: the
+    batch's own) held on the host?"""
+    device_free, host_free = available_bytes(budget.device, budget.override_mb)
+    shared = budget.device.type != "cuda" or budget.override_mb is not None  # one pool: add both needs
 
     def fits(size: int) -> bool:
         need = generation_need(config, frames, size, cfg, dtype_bytes, budget.tile_frames)
+        host = need.host_bytes * (songs or size) // size
         if shared:
-            return need.device_bytes + need.host_bytes <= device_free
-        return need.device_bytes <= device_free and need.host_bytes <= host_free
+            return need.device_bytes + host <= device_free
+        return need.device_bytes <= device_free and host <= host_free
 
+    return fits
+
+
+def check_fits(config, frames: int, batch: int, cfg: bool, dtype_bytes: int, budget: MemoryBudget) -> None:
+    """Raise InputError naming the largest batch that fits when this request would not."""
+    fits = _fitter(config, frames, cfg, dtype_bytes, budget)
     if fits(batch):
         return
     largest = max((size for size in range(1, batch) if fits(size)), default=0)
-    seconds = frames / FRAMES_PER_SECOND
     if largest:
-        raise InputError("batch_size", f"{batch} songs of {seconds:g} s would not fit in the memory this "
-                         f"{device.type} has free; the largest batch that fits is {largest} (or ask for a "
-                         "shorter duration)")
-    raise InputError("duration", f"a song of {seconds:g} s would not fit in the memory this {device.type} has "
-                     "free, even alone; ask for a shorter duration")
+        raise InputError("batch_size", f"{batch} songs of {frames / FRAMES_PER_SECOND:g} s would not fit in the "
+                         f"memory this {budget.device.type} has free; the largest batch that fits is {largest} (or "
+                         "ask for a shorter duration)")
+    _refuse_alone(frames, budget)
+
+
+def largest_batch(config, frames: int, rows: int, cfg: bool, dtype_bytes: int, budget: MemoryBudget) -> int:
+    """How many of `rows` items (a several-stem job's) one DiT batch may hold, all `rows` waveforms kept on the
+    host until the job ends; InputError when not even one fits."""
+    fits = _fitter(config, frames, cfg, dtype_bytes, budget, songs=rows)
+    largest = max((size for size in range(1, rows + 1) if fits(size)), default=0)
+    if not largest and rows > 1 and _fitter(config, frames, cfg, dtype_bytes, budget)(1):
+        raise InputError("track_name", f"{rows} songs of {frames / FRAMES_PER_SECOND:g} s (stems x batch_size) would "
+                         f"not fit in the memory this {budget.device.type} has free; ask for fewer stems or songs")
+    if not largest:
+        _refuse_alone(frames, budget)
+    return largest
+
+
+def _refuse_alone(frames: int, budget: MemoryBudget) -> None:
+    raise InputError("duration", f"a song of {frames / FRAMES_PER_SECOND:g} s would not fit in the memory this "
+                     f"{budget.device.type} has free, even alone; ask for a shorter duration")

@@ -8,6 +8,12 @@ field name, what the chosen model cannot do. Once the source song is decoded, `w
 length. The memory budget, the deliverability check, the planner's pass, the song specs and the
 result's echo all read the plan; none of them works any of it out again.
 
+Stems: extract and lego may name several tracks (`track_name` as a list). The plan then holds the
+stems the result lists (`stems`), the ones the DiT makes (`extracted`: the instrumental is the source
+minus the vocals, so it needs those), one row per (stem, take) that the DiT makes, and, once the
+memory budget has said how many rows one DiT batch holds (`with_batch_limit`), the fewest batches
+that carry them. The source is encoded once for all of them.
+
 The song's length, first rule that applies:
 
 | decided by | when                                        | latent frames                          |
@@ -21,6 +27,7 @@ The song's length, first rule that applies:
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field, replace
 from typing import Literal, Mapping
@@ -33,11 +40,13 @@ from ..schema.formats import FORMATS
 from ..schema.messages import needs_planner
 from ..schema.request import MAX_SEED, GenerationRequest
 from ..schema.task_types import (
+    DERIVED_STEMS,
     TASKS,
     Region,
     TaskRule,
     check_flow_edit_supported,
     check_supported,
+    extracted_stems,
     flow_edits,
     instruction_for,
     region_for,
@@ -102,6 +111,15 @@ class OutputPlan:
     content_type: str
 
 
+@dataclass(frozen=True)
+class SongRow:
+    """One item the DiT makes: take `take` (seeded `seed`) of `stem` (None: the job names no stem)."""
+
+    stem: str | None
+    take: int
+    seed: int
+    instruction: str
+
 
 @dataclass(frozen=True)
 class JobPlan:
@@ -125,6 +143,46 @@ class JobPlan:
     def generates(self) -> bool:
         """The job makes songs (every mode but the analyses, which write no audio)."""
         return self.mode == "generate"
+    stems: tuple[str, ...] = ()  # the stems the result lists, in the order asked (extract, lego)
+    batch_limit: int | None = None  # rows one DiT batch may hold (with_batch_limit); None: all of them
+
+    @property
+    def extracted(self) -> tuple[str, ...]:
+        """The stems the DiT makes: the named tracks, and for a derived stem the track it needs."""
+        return extracted_stems(self.stems)
+
+    @property
+    def splits_stems(self) -> bool:
+        """Several stems, or a derived one: the result then names each song's stem (`track_name`)."""
+        return len(self.stems) > 1 or any(stem in DERIVED_STEMS for stem in self.stems)
+
+    @property
+    def song_count(self) -> int:
+        """The songs the result lists: one per take of each stem asked for."""
+        return max(1, len(self.stems)) * len(self.seeds)
+
+    @property
+    def rows(self) -> tuple[SongRow, ...]:
+        """One row per (stem, take) the DiT makes, stem by stem; each take's seed is the same for every stem,
+        so a stem of a several-stem job is the song a one-stem job with that seed makes."""
+        if not self.stems:
+            return tuple(SongRow(None, take, seed, self.instruction) for take, seed in enumerate(self.seeds))
+        request = self.request
+        return tuple(SongRow(stem, take, seed, instruction_for(request.task_type, stem, None, request.instruction))
+                     for stem in self.extracted for take, seed in enumerate(self.seeds))
+
+    @property
+    def batches(self) -> tuple[tuple[SongRow, ...], ...]:
+        """The rows in the fewest DiT batches of at most `batch_limit` rows, as even as they divide."""
+        rows = self.rows
+        count = math.ceil(len(rows) / self.batch_limit) if self.batch_limit else 1
+        size, extra = divmod(len(rows), count)
+        bounds = [sum(size + (i < extra) for i in range(n)) for n in range(count + 1)]
+        return tuple(rows[bounds[i]:bounds[i + 1]] for i in range(count))
+
+    def with_batch_limit(self, rows: int) -> "JobPlan":
+        """The plan once the memory budget has said how many rows one DiT batch may hold."""
+        return replace(self, batch_limit=max(1, rows))
 
     @property
     def audio_fields(self) -> tuple[str, ...]:
@@ -208,19 +266,23 @@ def resolve(request: GenerationRequest, facts: EngineFacts, seeds: tuple[int, ..
         length=song_length(request, task, codes, planner), planner=planner, seeds=seeds or draw_seeds(request),
         output=OutputPlan(fmt.name, request.mp3_bitrate, fmt.extension, fmt.content_type),
         replaced=replaced_fields(request), retake_seeds=retake_seeds or draw_retake_seeds(request),
-        alignment=alignment)
+        stems=request.stems if task.several_stems else (), alignment=alignment)
 
 
 def alignment_request(request: GenerationRequest, planner: PlannerWork, steps: int) -> AlignmentRequest:
     """What the job reads from the DiT's lyric alignment: the LRC (auto_lrc), the scores (auto_score, or
     keep_best to rank by). Every task aligns its songs' lyrics, as upstream does for any result with
-    lyrics; a request whose songs can have none is refused (a description can still write some)."""
+    lyrics; a request whose songs can have none is refused (a description can still write some), and so
+    is best-of-N over several stems (it ranks the takes of one song)."""
     asked = request.alignment_fields
     if asked and request.instrumental and not planner.sample:
         names = " and ".join(asked)
         verb = "align" if len(asked) > 1 else "aligns"
         raise InputError(asked[0], f"{names} {verb} the songs' lyrics, and this request has none (lyrics are "
                          "empty or [Instrumental]); send lyrics, or leave out " + names)
+    if request.keep_best is not None and len(request.stems) > 1:
+        raise InputError("keep_best", f"keep_best ranks the takes of one song; this job makes {len(request.stems)} "
+                         "stems per take: ask for one stem, or leave out keep_best")
     return AlignmentRequest(lrc=request.auto_lrc, scores=request.auto_score or request.keep_best is not None,
                             steps=steps)
 
@@ -315,7 +377,8 @@ def _instruction(request: GenerationRequest, led_by_codes: bool) -> str:
     them, as upstream."""
     if led_by_codes and request.task_type == "text2music" and not request.instruction:
         return COVER_INSTRUCTION
-    return instruction_for(request.task_type, request.track_name, request.track_classes, request.instruction)
+    track = request.stems[0] if len(request.stems) == 1 else None  # several stems: each row has its own
+    return instruction_for(request.task_type, track, request.track_classes, request.instruction)
 
 
 def check_steps(request: GenerationRequest, variant: Variant) -> int:
@@ -342,6 +405,11 @@ def _check_source(request: GenerationRequest, task: TaskRule, codes: tuple[int, 
                              "the source song in src_audio; audio codes cannot stand in for it")
     elif not has_source:
         raise InputError("src_audio", f"task_type {request.task_type!r} needs a source song in src_audio")
+    derived = [stem for stem in request.stems if stem in DERIVED_STEMS]
+    if derived and codes is not None:  # nothing to subtract the vocals from
+        raise InputError("track_name", f"track_name {derived[0]!r} is the source song minus its "
+                         f"{DERIVED_STEMS[derived[0]]}; audio codes in audio_code_string leave no source waveform; "
+                         "send the song in src_audio instead")
 
 
 def _check_flow_edit_source(request: GenerationRequest, codes: tuple[int, ...] | None, has_source: bool) -> None:

@@ -41,6 +41,12 @@ class ProgressTracker:
         """The schedule's step count, which the diffusion stage's reports count against."""
         self.steps = diffusion_steps
 
+    def expect_passes(self, passes: int) -> None:
+        """The batch's stages run `passes` times (a several-stem job in several DiT batches): each pass
+        takes its share of them."""
+        for name in STAGE_WEIGHTS:
+            self.weights[name] /= max(1, passes)
+
     def check(self) -> bool:
         if self.should_stop is not None and self.should_stop():
             raise GenerationCancelled("generation stopped on request")

@@ -14,7 +14,7 @@ from ..models.dit.model import DiTModel
 from ..models.dit.text_prompts import Metas
 from ..schema.values import is_instrumental
 from .edit_conditions import EditInputs
-from .plan import JobPlan
+from .plan import JobPlan, SongRow
 from .planner_pass import Resolved
 from .synthesizer import SongSpec
 
@@ -26,16 +26,20 @@ def codes_to_hints(dit: DiTModel, codes: list[int] | tuple[int, ...]) -> torch.T
         return detokenize(dit, codes_to_quantized(dit, indices))[0]
 
 
-def song_specs(dit: DiTModel, plan: JobPlan, resolved: Resolved, edit: EditInputs) -> list[SongSpec]:
-    """One spec per seed; the request's codes are one set of hints for every song, the planner's one each."""
+def song_specs(dit: DiTModel, plan: JobPlan, resolved: Resolved, edit: EditInputs,
+               rows: tuple[SongRow, ...] | None = None) -> list[SongSpec]:
+    """One spec per row (default: the plan's, one per (stem, take)); the request's codes are one set of hints
+    for every song, the planner's one per take."""
     metas = Metas(bpm=resolved.bpm, time_signature=resolved.time_signature, key_scale=resolved.key_scale,
                   duration_s=edit.source.duration_s if edit.source else resolved.duration_s)
     given = codes_to_hints(dit, plan.codes) if plan.codes else None
     specs = []
-    for index, seed in enumerate(plan.seeds):
-        hints = given if given is not None else (codes_to_hints(dit, resolved.codes[index]) if resolved.codes else None)
+    for row in plan.rows if rows is None else rows:
+        hints = given
+        if hints is None and resolved.codes:  # the planner's codes: one set per take, every stem follows it
+            hints = codes_to_hints(dit, resolved.codes[row.take])
         specs.append(SongSpec(caption=resolved.caption, lyrics=resolved.lyrics, language=resolved.language, metas=metas,
-                              seed=seed, instruction=plan.instruction, code_hints=hints))
+                              seed=row.seed, instruction=row.instruction, code_hints=hints))
     return specs
 
 
@@ -48,6 +52,9 @@ def song_params(plan: JobPlan, resolved: Resolved, planner) -> dict:
               "duration_from": plan.length.source, "seeds": list(plan.seeds)}
     if plan.retake_seeds:  # upstream reports them beside the seeds (retake_seed_value), so a retake reproduces
         params.update(retake_variance=plan.request.retake_variance, retake_seeds=list(plan.retake_seeds))
+    if plan.splits_stems:
+        params["stems"] = list(plan.stems)
+        params["stem_batches"] = [len(batch) for batch in plan.batches]
     if planner is not None:
         params["planner"] = {"model": planner.name, "thinking": plan.request.thinking,
                              "audio_codes": len(resolved.codes[0]) if resolved.codes else 0}

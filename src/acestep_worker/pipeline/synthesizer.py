@@ -16,7 +16,7 @@ from typing import Callable, Iterator, NamedTuple
 
 import torch
 
-from ..audio.finishing import Finishing, adjust_latents, finish
+from ..audio.finishing import Finishing, adjust_latents
 from ..models.dit.conditioning import (
     Conditions,
     ContextInputs,
@@ -40,7 +40,6 @@ from ..models.dit.text_prompts import (
 from ..models.text_encoder import EncodedText, TextEncoder
 from ..models.vae import check_latents, decode
 from ..schema.task_types import TASKS
-from ..schema.units import SAMPLE_RATE
 from .edit_conditions import EditInputs, source_at_length, source_rows, splice
 from .initial_noise import Retake, draw_noise, initial_noise
 from .lyric_alignment import AlignmentRequest, LyricPrompt, align_songs
@@ -65,7 +64,6 @@ class SynthesisOutput:
     audio: torch.Tensor  # [B, 2, frames * 1920] float32 on the CPU
     frames: int
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
-    finishing: dict = field(default_factory=dict)  # what `finish` applied (audio/finishing.py)
     alignment: list[dict] | None = None  # per song: LRC and/or alignment scores (lyric_alignment.py)
 
 
@@ -88,13 +86,13 @@ class Synthesizer:
                  alignment: AlignmentRequest | None = None) -> SynthesisOutput:
         """`frames`: the batch's latent length (the plan's). `progress` reports each stage and step and
         stops the work between steps and between decoded songs. `edit` carries an editing task's
-        source and reference (text2music without it). `finishing`: upstream's latent shift/rescale
-        before the VAE, and its peak normalisation and fades after the repaint splice. `retake` blends
+        source and reference (text2music without it). `finishing`: its latent shift/rescale, applied
+        before the VAE (the pipeline normalises and fades the finished songs). `retake` blends
         a second noise into the songs' starting noise (initial_noise.py). `alignment`: the LRC and
         scores to read from the DiT once the songs are made (none by default)."""
         timings: dict[str, float] = {}
         edit = edit or EditInputs(TASKS["text2music"])
-        finishing = finishing or Finishing()  # upstream's defaults: normalised to -1 dBFS, no fades
+        finishing = finishing or Finishing()
 
         with _stage("text_encoding", timings, progress):
             prompts = self.encode_prompts(songs, with_text2music=edit.cover_strength < 1)
@@ -118,10 +116,9 @@ class Synthesizer:
             audio = audio[..., : edit.source.samples]  # a source task keeps the source's length
             if edit.splice and edit.source.region is not None:
                 audio = splice(audio, edit.source, edit.wav_crossfade_s)
-        audio, applied = finish(audio, finishing, SAMPLE_RATE)
         aligned = self.align(dit, songs, latents, conditions, audio.shape[-1] / SAMPLE_RATE, alignment, timings,
                              progress)
-        return SynthesisOutput(audio, frames, timings, applied, aligned)
+        return SynthesisOutput(audio, frames, timings, aligned)
 
     def align(self, dit: DiTModel, songs: list[SongSpec], latents: torch.Tensor, conditions: "BatchConditions",
               duration_s: float, alignment: AlignmentRequest | None, timings: dict[str, float],

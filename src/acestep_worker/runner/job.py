@@ -26,7 +26,7 @@ from typing import Callable, Protocol
 
 from ..audio.sources import SourcePolicy, load_audio
 from ..audio.sources import check as check_audio
-from ..delivery.files import Encoding, SavedSong, save_songs, song_tags
+from ..delivery.files import Encoding, SavedSong, save_songs, song_tags, stem_paths
 from ..errors import GenerationCancelled
 from ..pipeline.engine import Engine, GenerationResult, Progress
 from ..pipeline.plan import JobPlan
@@ -104,8 +104,10 @@ class JobRunner:
                 timings.update(result.timings)
                 return Finished(plan, [], result, loaded.output_fields(), timings)
             start = time.perf_counter()
-            saved = save_songs(result.songs, _encoding(plan, result), job.paths(len(result.songs),
-                                                                               plan.output.extension), deadline.check)
+            paths = job.paths(len(result.songs), plan.output.extension)
+            if plan.splits_stems:  # each file says which stem it is
+                paths = stem_paths(paths, [song.stem for song in result.songs])
+            saved = save_songs(result.songs, _encoding(plan, result), paths, deadline.check)
             timings.update(result.timings, encode=time.perf_counter() - start)
             timings.update(job.delivery.deliver(saved, deadline))
             deadline.check()

@@ -29,7 +29,16 @@ from ..errors import InputError, echo
 from . import values
 from .formats import FORMATS, MP3_BITRATES_KBPS
 from .lora_refs import LoraRef, parse_loras
-from .task_types import REPAINT_MODES, TASK_TYPES, TRACK_NAMES, replaced_fields
+from .task_types import (
+    INSTRUMENTAL,
+    REPAINT_MODES,
+    STEM_NAMES,
+    STEM_PRESETS,
+    TASK_TYPES,
+    TRACK_NAMES,
+    check_stems,
+    replaced_fields,
+)
 from .units import MAX_DURATION_S, MIN_DURATION_S
 from .values import MAX_SEED, MAX_TIMESTEPS, check_shape, is_instrumental, parse_audio_codes
 
@@ -180,8 +189,12 @@ class GenerationRequest(BaseModel):
                                     "the rest denoises toward the target)", ge=0.0, le=1.0)
     flow_edit_n_avg: int = _field(1, "flow_edit_n_avg", "flowEditNAvg",
                                   allowed="an integer from 1 to 8 (noise samples averaged per edit step)", ge=1, le=8)
-    track_name: Literal[TRACK_NAMES] | None = _field(  # type: ignore[valid-type]
-        None, "track_name", "trackName", allowed="one of " + ", ".join(TRACK_NAMES))
+    # One stem (upstream's single name), or several from one job (extract, lego): held as a tuple.
+    track_name: tuple[str, ...] | None = _field(
+        None, "track_name", "trackName",
+        allowed="one of " + ", ".join(TRACK_NAMES) + ", or (extract, lego) a list or comma string of them; "
+        f"extract also takes {INSTRUMENTAL} (the source minus the vocals) and the preset "
+        + ", ".join(STEM_PRESETS))
     track_classes: tuple[Literal[TRACK_NAMES], ...] | None = _field(  # type: ignore[valid-type]
         None, "track_classes", "trackClasses", "complete_track_classes", "completeTrackClasses",
         allowed="a list (or comma string) of track names: " + ", ".join(TRACK_NAMES))
@@ -356,7 +369,7 @@ class GenerationRequest(BaseModel):
     @field_validator("track_name", mode="before")
     @classmethod
     def _track_name(cls, value: Any) -> Any:
-        return (value.strip().lower() or None) if isinstance(value, str) else value
+        return values.stem_list(value, STEM_NAMES, STEM_PRESETS)
 
     @field_validator("duration", mode="after")
     @classmethod
@@ -391,6 +404,7 @@ class GenerationRequest(BaseModel):
         if self.flow_edit_n_min > self.flow_edit_n_max:
             raise InputError("flow_edit_n_min", "flow_edit_n_min must not exceed flow_edit_n_max "
                              f"(got {self.flow_edit_n_min:g} > {self.flow_edit_n_max:g})")
+        check_stems(self.task_type, self.track_name, self.instruction)
         if self.keep_best is not None and self.keep_best > self.batch_size:
             raise InputError("keep_best", f"keep_best ({self.keep_best}) must not exceed batch_size "
                              f"({self.batch_size}): it keeps the best of batch_size takes")
@@ -411,6 +425,11 @@ class GenerationRequest(BaseModel):
     @property
     def instrumental(self) -> bool:
         return is_instrumental(self.lyrics)
+
+    @property
+    def stems(self) -> tuple[str, ...]:
+        """The stems track_name asks for, in its order (empty: none named)."""
+        return self.track_name or ()
 
     @property
     def alignment_fields(self) -> tuple[str, ...]:

@@ -20,6 +20,13 @@ from .units import FRAMES_PER_SECOND, SAMPLE_RATE, latent_frames
 TRACK_NAMES = ("woodwinds", "brass", "fx", "synth", "strings", "percussion", "keyboard", "guitar", "bass",
                "drums", "backing_vocals", "vocals")
 
+# A stem no checkpoint is trained to extract (upstream's list has no instrumental or accompaniment
+# track): the source song minus its extracted vocals, in the waveform (see pipeline/stems.py).
+INSTRUMENTAL = "instrumental"
+DERIVED_STEMS = {INSTRUMENTAL: "vocals"}  # derived stem -> the extracted stem it is the source minus
+STEM_PRESETS = {"vocals+instrumental": ("vocals", INSTRUMENTAL)}
+STEM_NAMES = TRACK_NAMES + (INSTRUMENTAL,)
+
 ALL_FAMILIES = ("turbo", "sft", "base")
 BASE_ONLY = ("base",)  # extract, lego and complete need the base model (XL base included)
 # Flow-edit runs on the guided models only: upstream's turbo model has no flow-edit sampler (its
@@ -41,6 +48,8 @@ class TaskRule:
     runs_planner: bool = True  # upstream skips the LM for tasks that only transform a source
     families: tuple[str, ...] = ALL_FAMILIES
     flow_edit: bool = False  # flow_edit_morph applies (upstream: text2music with a source, cover, cover-nofsq)
+    several_stems: bool = False  # track_name may list several stems, made in one job from one encode
+    derived_stems: bool = False  # "instrumental" (source minus vocals) makes sense: the stems split the source
 
 
 TASKS: dict[str, TaskRule] = {rule.name: rule for rule in (
@@ -53,10 +62,10 @@ TASKS: dict[str, TaskRule] = {rule.name: rule for rule in (
     TaskRule("repaint", "Repaint the mask area based on the given conditions:", needs_source=True,
              uses_range=True, silences_range=True, runs_planner=False),
     TaskRule("extract", "Extract the {track} track from the audio:", "Extract the track from the audio:",
-             needs_source=True, runs_planner=False, families=BASE_ONLY),
+             needs_source=True, runs_planner=False, families=BASE_ONLY, several_stems=True, derived_stems=True),
     TaskRule("lego", "Generate the {track} track based on the audio context:",
              "Generate the track based on the audio context:", needs_source=True, uses_range=True,
-             families=BASE_ONLY),
+             families=BASE_ONLY, several_stems=True),
     TaskRule("complete", "Complete the input track with {classes}:", "Complete the input track:",
              needs_source=True, families=BASE_ONLY),
 )}
@@ -173,6 +182,36 @@ def reference_offsets(total_samples: int, piece: int, seed: int) -> list[int]:
     rng = random.Random(seed)
     return [rng.randint(0, max(0, third - piece)), third + rng.randint(0, max(0, third - piece)),
             2 * third + rng.randint(0, max(0, total_samples - 2 * third - piece))]
+
+
+def check_stems(task_type: str, stems: tuple[str, ...] | None, instruction: str | None = None) -> None:
+    """Several stems, and the derived ones, only where the task's rule allows them; InputError naming
+    track_name otherwise (or instruction, which would make every stem the same song)."""
+    if not stems:
+        return
+    rule = TASKS[task_type]
+    if len(stems) > 1 and instruction and instruction.strip():
+        raise InputError("instruction", "instruction replaces the instruction line of every stem, so the stems "
+                         f"in track_name ({', '.join(stems)}) would all be the same song; send one stem per "
+                         "instruction, or no instruction")
+    able = [name for name, r in TASKS.items() if r.several_stems]
+    if len(stems) > 1 and not rule.several_stems:
+        raise InputError("track_name", f"track_name lists {len(stems)} stems; only task_type {' and '.join(able)} "
+                         f"make several stems in one job; send one track name for task_type {task_type!r}"
+                         + (" (complete takes its tracks in track_classes)" if task_type == "complete" else ""))
+    derived = [stem for stem in stems if stem in DERIVED_STEMS]
+    if derived and not rule.derived_stems:
+        makes = [name for name, r in TASKS.items() if r.derived_stems]
+        raise InputError("track_name", f"track_name {derived[0]!r} is the source minus its {DERIVED_STEMS[derived[0]]} "
+                         f"stem, which only task_type {' and '.join(makes)} separates; name a track from: "
+                         + ", ".join(TRACK_NAMES))
+
+
+def extracted_stems(stems: tuple[str, ...]) -> tuple[str, ...]:
+    """The stems the DiT makes for `stems`: each named track once, and for a derived stem the track it
+    is the source minus (the instrumental needs the vocals), in the order first needed."""
+    needed = [DERIVED_STEMS.get(stem, stem) for stem in stems]
+    return tuple(dict.fromkeys(needed))
 
 
 # The planner's fields, which a task that only transforms a source ignores, as upstream skips the LM.

@@ -8,6 +8,7 @@ turn each spelling users send into one canonical value (keys such as "Am", "C#m"
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -122,6 +123,31 @@ def track_list(value: Any) -> Any:
         value = [v.strip().lower() if isinstance(v, str) else v for v in value]
         return tuple(value) or None
     return value
+
+
+_STEM_SEPARATORS = re.compile(r"[,+\s]+")  # "vocals,drums", "vocals+instrumental" ("+" is a space in a form)
+
+
+def stem_list(value: Any, names: tuple[str, ...], presets: dict[str, tuple[str, ...]]) -> tuple[str, ...] | None:
+    """track_name: one name, a list, or a comma (or "+") string of `names`, or a preset; lower-cased,
+    each once, in the order given. ValueError for anything else."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value.lstrip().startswith("["):  # a form field holding a JSON list
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ValueError("not a JSON list of track names") from None
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(item, str) for item in items):
+        raise ValueError("not a track name or a list of them")
+    found: list[str] = []
+    for item in items:
+        key = item.strip().lower()
+        found += presets.get(key) or [part for part in _STEM_SEPARATORS.split(key) if part]
+    if any(name not in names for name in found):
+        raise ValueError("unknown track name")
+    return tuple(dict.fromkeys(found)) or None
 
 
 def key_scale(value: str | None) -> str | None:

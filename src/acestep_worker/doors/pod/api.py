@@ -191,11 +191,11 @@ def result_items(task: Task, lm_model: str, env: str) -> list[dict]:
         retakes = task.params.get("retake_seeds")
         if retakes:  # upstream's names for them (its extra outputs' retake_seed_value, retake_variance)
             shared.update(retake_seed_value=",".join(map(str, retakes)), retake_variance=task.params["retake_variance"])
-        # A best-of-N song's take (1-based) says which of the batch's retake seeds was its own.
+        stems = task.plan.splits_stems  # a one-stem task keeps upstream's item shape
         return [{"file": song.file_url, **base, **shared, **_song_extras(shared["metas"], song), "seed": song.seed,
-                 **({"retake_seed": retakes[song.extras.get("take", index + 1) - 1]} if retakes else {}),
-                 "format": song.format, "bytes": song.size, "sha256": song.sha256, "duration": song.duration_s}
-                for index, song in enumerate(task.songs)]
+                 **({"retake_seed": retakes[song.take]} if retakes else {}), "format": song.format,
+                 "bytes": song.size, "sha256": song.sha256, "duration": song.duration_s,
+                 **({"track_name": song.stem} if stems else {})} for song in task.songs]
     if task.state is TaskState.FAILED:
         return [{"file": "", **base, "status": 2, "progress": task.progress, "stage": "failed", "error": task.error}]
     return [{"file": "", **base, "status": 0, "progress": task.progress, "stage": task.stage}]

@@ -1,5 +1,5 @@
 """The Gradio page's editing controls: source and reference audio, the task, the repaint range, the
-cover strength, the stem and flow-edit, in one accordion that the page adds below its own form.
+cover strength, the stems (several at once) and flow-edit, in one accordion that the page adds below its own form.
 
 Every control is a request field by name, and its choices come from the schema's own field (so a
 task type or track name the schema learns appears here without a change). Uploaded audio is copied
@@ -25,6 +25,7 @@ from ....audio.decode import AudioLimits, probe
 from ....audio.trim import TrimLabels, parse_range
 from ....errors import AceStepError
 from ....schema.request import GenerationRequest, parse
+from ....schema.task_types import STEM_NAMES
 from ....schema.units import SAMPLE_RATE
 from ..queue import TaskManager
 from ..uploads import discard, store, store_range
@@ -52,6 +53,18 @@ def _choices(name: str) -> list[str]:
     return found
 
 
+def stem_choices() -> list[str]:
+    """What the stem picker offers: the schema's track names and its derived stems."""
+    return list(STEM_NAMES)
+
+
+def _stems(value) -> list[str] | str | None:
+    """The stem picker's value (a list; an API client may send one name or a comma string): None when empty."""
+    if isinstance(value, (list, tuple)):
+        return list(value) or None
+    return value or None
+
+
 def optional_text(text) -> str | float | None:
     """A field typed into a text box: empty is None (the schema's default, the model's own); the
     schema parses the rest. Text boxes, not gr.Number, because a Number shows 0 when empty."""
@@ -67,7 +80,7 @@ class EditingControls:
     def fields(self, values: dict) -> tuple[dict, dict[str, str], dict]:
         """(request fields that were set, audio file paths by field, trim ranges by field), from the
         /generate values by name."""
-        fields = {"task_type": values["task_type"] or None, "track_name": values["track_name"] or None,
+        fields = {"task_type": values["task_type"] or None, "track_name": _stems(values["track_name"]),
                   "flow_edit_morph": bool(values["flow_edit_morph"]) or None,
                   "flow_edit_source_caption": values["flow_edit_source_caption"] or None,
                   "flow_edit_source_lyrics": values["flow_edit_source_lyrics"] or None,
@@ -136,7 +149,7 @@ def _upload_with_trim(field: str, title: str, elem: str) -> tuple:
 
 def editing_controls() -> EditingControls:
     tasks = _choices("task_type") or ["text2music"]
-    tracks = _choices("track_name")
+    tracks = stem_choices()
     with gr.Accordion("Edit a song: cover, repaint, extend, stems", open=False, elem_id="editing"):
         gr.Markdown("Give a source song to cover it, repaint a range (an end past the song extends it), or "
                     "extract / add a stem (base models). A reference steers the timbre of any task. To use "
@@ -152,8 +165,10 @@ def editing_controls() -> EditingControls:
             end = gr.Textbox(label="Repaint to (s)", placeholder="empty or -1: the end", elem_id="repainting-end")
             strength = gr.Textbox(label="Cover strength (0-1)", placeholder="empty: 1",
                                   elem_id="audio-cover-strength")
-            track = gr.Dropdown(["", *tracks], value=START["track_name"], label="Track (extract, lego)",
-                                allow_custom_value=True, elem_id="track-name")
+            # Several stems come from one job, the source encoded once (extract also offers the instrumental:
+            # the source minus the vocals).
+            track = gr.Dropdown(tracks, value=list(START["track_name"]), multiselect=True,
+                                label="Stems (extract, lego)", elem_id="track-name")
         flow = _flow_edit_controls()
     return EditingControls({**flow, "src_audio": src, "src_audio_from": src_from, "src_audio_to": src_to,
                             "reference_audio": ref, "reference_audio_from": ref_from,

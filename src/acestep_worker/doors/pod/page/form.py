@@ -97,6 +97,8 @@ def _summary(task: Task) -> dict:
     summary["model"], summary["total_seconds"] = task.model, round(task.timings.get("total", 0.0), 2)
     summary["lm_metadata"] = task.params.get("lm_metadata", {})
     summary.update(task_type=task.params.get("task_type", task.request.task_type), **task.sources)
+    if task.params.get("stems"):
+        summary["stems"] = task.params["stems"]
     scored = [{"song": i + 1, "seed": s.seed, **{k: v for k, v in s.extras.items() if k not in ("lrc", "lrc_source")}}
               for i, s in enumerate(task.songs) if s.extras]
     if scored:
@@ -302,8 +304,9 @@ def _results(task: Task) -> list:
     if task.analysis is not None:
         return [f"Done: {task.plan.mode}, no audio made", *hidden, None,
                 {"mode": task.plan.mode, **task.analysis, **task.sources}]
-    players = [gr.update(visible=True, value=str(s.path), label=f"Song {i + 1} (seed {s.seed})")
-               for i, s in enumerate(task.songs)]
+    # A several-stem task can make more songs than there are players: the rest are in the downloads.
+    players = [gr.update(visible=True, value=str(s.path), label=f"{s.stem or f'Song {i + 1}'} (seed {s.seed})")
+               for i, s in enumerate(task.songs[:MAX_PLAYERS])]
     players += hidden[len(players):]
     summary = _summary(task)
     done = f"Done: {len(task.songs)} song(s) in {summary['total_seconds']} s"

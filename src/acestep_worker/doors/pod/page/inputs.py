@@ -53,7 +53,7 @@ GENERATE_INPUTS: tuple[tuple[str, object], ...] = (
     ("repainting_start", ""),
     ("repainting_end", ""),
     ("audio_cover_strength", ""),
-    ("track_name", ""),
+    ("track_name", ()),  # the stems picker: a list of track names (extract, lego)
     ("flow_edit_morph", False),
     ("flow_edit_source_caption", ""),
     ("flow_edit_source_lyrics", ""),
