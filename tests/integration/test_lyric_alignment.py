@@ -97,7 +97,7 @@ def test_serverless_best_of_n_with_lrc_and_scores_costs_one_extra_dit_call(engin
         hook.remove()
     assert len(calls) == out["params"]["inference_steps"] + 1  # the steps, then one alignment call: no re-diffusion
     results, takes = out["results"], out["params"]["takes"]
-    assert len(results) == out["batch_size"] == 2 and len(takes) == 3
+    assert len(results) == 2 and out["batch_size"] == len(takes) == 3  # batch_size: the takes made
     assert [t["take"] for t in takes] == [1, 2, 3] and sum(t["kept"] for t in takes) == 2
     by_take = {t["take"]: t for t in takes}
     for rank, song in enumerate(results, start=1):

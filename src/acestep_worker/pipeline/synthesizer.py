@@ -40,6 +40,7 @@ from ..models.dit.text_prompts import (
 from ..models.text_encoder import EncodedText, TextEncoder
 from ..models.vae import check_latents, decode
 from ..schema.task_types import TASKS
+from ..schema.units import SAMPLE_RATE
 from .edit_conditions import EditInputs, source_at_length, source_rows, splice
 from .initial_noise import Retake, draw_noise, initial_noise
 from .lyric_alignment import AlignmentRequest, LyricPrompt, align_songs
