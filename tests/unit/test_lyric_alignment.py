@@ -228,3 +228,14 @@ def test_the_inline_budget_counts_only_the_takes_best_of_n_keeps():
     with pytest.raises(InputError) as caught:
         check(batch_size=4, keep_best=3)
     assert "keep_best 1" in str(caught.value)
+
+
+def test_best_of_n_over_several_stems_is_refused_and_one_stem_is_ranked():
+    base = EngineFacts(detect_variant("acestep-v15-base", {"is_turbo": False, "model_version": "base"}),
+                       {"acestep-v15-base": "base"}, False)
+    fields = {"task_type": "extract", "src_audio": "https://example.com/a.wav", "lyrics": "la", "batch_size": 2,
+              "keep_best": 1, "model": "acestep-v15-base"}
+    with pytest.raises(InputError) as caught:
+        resolve(parse({**fields, "track_name": "vocals,drums"}), base, has_source=True)
+    assert caught.value.field == "keep_best" and "2 stems" in str(caught.value)
+    assert resolve(parse({**fields, "track_name": "vocals"}), base, has_source=True).alignment.scores
