@@ -107,6 +107,7 @@ def test_serverless_best_of_n_with_lrc_and_scores_costs_one_extra_dit_call(engin
         assert by_take[song["take"]]["kept"] and by_take[song["take"]]["dit_score"] == song["dit_score"]
         assert song["seed"] == by_take[song["take"]]["seed"]
     assert results[0]["dit_score"] >= results[1]["dit_score"]
+    assert len(out["params"]["normalization_gain_db"]) == 2  # per delivered song
     dropped = [t["dit_score"] for t in takes if not t["kept"]]
     assert dropped[0] <= results[1]["dit_score"]
     assert "alignment" in out["timings"]

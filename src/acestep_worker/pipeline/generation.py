@@ -100,6 +100,8 @@ class GenerationPipeline:
         takes = [Song(np.ascontiguousarray(wave.numpy().T), SAMPLE_RATE, s.seed, duration, s.stem, s.take, extras)
                  for s, wave, extras in zip(songs, audio, _aligned(plan, songs, output.alignment), strict=True)]
         kept, ranking = best_of(takes, plan.request.keep_best, plan.request.rank_by)
+        if ranking is not None:  # per-song finishing figures follow the songs delivered, best first
+            applied["normalization_gain_db"] = [applied["normalization_gain_db"][song.take] for song in kept]
         result = GenerationResult(
             songs=kept,
             model=dit.variant.name, random_weights=self.models.random_weights,
