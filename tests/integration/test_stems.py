@@ -86,16 +86,27 @@ def test_a_small_memory_budget_splits_the_stems_into_the_fewest_batches_that_fit
 
 
 def test_vocals_and_instrumental_add_up_to_the_source_from_one_dit_row(engine, counts):
-    result = _extract(engine, "vocals+instrumental")
+    result = _extract(engine, "vocals+instrumental", enable_normalization=False)  # the raw stems
     assert counts == {"vae_encode": 1, "dit_batches": [1]}
     vocals, instrumental = result.songs
     assert (vocals.stem, instrumental.stem) == ("vocals", "instrumental")
     np.testing.assert_array_equal(instrumental.audio, np.clip(SOURCE - vocals.audio, -1.0, 1.0))
     unclipped = np.abs(SOURCE - vocals.audio) <= 1.0
     assert np.abs((vocals.audio + instrumental.audio - SOURCE)[unclipped]).max() < 1e-6
-    alone = _extract(engine, "instrumental")
+    alone = _extract(engine, "instrumental", enable_normalization=False)
     assert [s.stem for s in alone.songs] == ["instrumental"]
     np.testing.assert_allclose(alone.songs[0].audio, instrumental.audio, atol=1e-6)
+
+
+def test_each_stem_is_normalised_on_its_own_after_the_instrumental_is_taken_from_the_raw_vocals(engine):
+    """Upstream normalises each song it returns; the instrumental is the source minus the vocals before
+    either is scaled, so by default each stem is its raw self times its own gain to a -1 dBFS peak."""
+    raw = _extract(engine, "vocals+instrumental", enable_normalization=False).songs
+    finished = _extract(engine, "vocals+instrumental")
+    target = 10 ** (-1 / 20)
+    for song, plain, gain_db in zip(finished.songs, raw, finished.params["normalization_gain_db"]):
+        assert np.abs(song.audio).max() == pytest.approx(target, rel=1e-6)
+        np.testing.assert_allclose(song.audio, plain.audio * 10 ** (gain_db / 20), rtol=1e-4, atol=1e-6)
 
 
 def test_stems_times_takes_and_lego(engine, counts):
