@@ -38,7 +38,7 @@ from ..models.planner.metadata import FIELD_ORDER
 from ..models.variants import Variant
 from ..schema.formats import FORMATS
 from ..schema.messages import needs_planner
-from ..schema.request import MAX_SEED, GenerationRequest
+from ..schema.request import GenerationRequest
 from ..schema.task_types import (
     DERIVED_STEMS,
     TASKS,
@@ -64,6 +64,7 @@ from ..schema.units import (
     frames_for_duration,
     latent_frames,
 )
+from ..schema.values import MAX_SEED
 from .lyric_alignment import AlignmentRequest
 
 LengthSource = Literal["codes", "source", "duration", "planner", "default"]
