@@ -5,7 +5,8 @@ import pytest
 
 from acestep_worker.errors import MAX_MESSAGE_CHARS, InputError, echo
 from acestep_worker.models.dit.schedules import MAX_CUSTOM_TIMESTEPS, turbo_timesteps
-from acestep_worker.schema.request import MAX_TIMESTEPS, JobRequest, parse
+from acestep_worker.schema.request import JobRequest, parse
+from acestep_worker.schema.values import MAX_TIMESTEPS
 
 
 def deep(levels: int, leaf=1):

@@ -9,7 +9,7 @@ import torch
 from acestep_worker.doors import cli, client
 from acestep_worker.errors import InputError
 from acestep_worker.pipeline.initial_noise import Retake, draw_noise, initial_noise, retake_blend
-from acestep_worker.pipeline.plan import draw_retake_seeds
+from acestep_worker.pipeline.seeds import draw_retake_seeds
 from acestep_worker.schema.request import parse
 from acestep_worker.schema.task_types import replaced_fields
 

@@ -20,10 +20,11 @@ import numpy as np
 
 from ..models.dit.attention import dit_attention
 from ..models.registry import ModelRegistry
+from ..schema.job_modes import MODE_NEEDS_PLANNER, MODE_NEEDS_SOURCE
 from ..schema.request import GenerationRequest
 from ..settings import Settings
 from .generation import GenerationPipeline, GenerationResult, Song
-from .plan import MODE_NEEDS_PLANNER, MODE_NEEDS_SOURCE, EngineFacts, JobPlan, resolve
+from .plan import EngineFacts, JobPlan, resolve
 from .progress import Progress, ProgressTracker
 from .understanding import ANALYSIS_DIT_MODEL, analyze
 

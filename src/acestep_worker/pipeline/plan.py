@@ -28,7 +28,6 @@ The song's length, first rule that applies:
 from __future__ import annotations
 
 import math
-import random
 from dataclasses import dataclass, field, replace
 from typing import Literal, Mapping
 
@@ -37,8 +36,9 @@ from ..models.dit.text_prompts import COVER_INSTRUCTION
 from ..models.planner.metadata import FIELD_ORDER
 from ..models.variants import Variant
 from ..schema.formats import FORMATS
+from ..schema.job_modes import MODE_NEEDS_PLANNER, MODE_NEEDS_SOURCE, JobMode, analysis_unused, job_mode
 from ..schema.messages import needs_planner
-from ..schema.request import MAX_SEED, GenerationRequest
+from ..schema.request import GenerationRequest
 from ..schema.task_types import (
     DERIVED_STEMS,
     TASKS,
@@ -65,14 +65,9 @@ from ..schema.units import (
     latent_frames,
 )
 from .lyric_alignment import AlignmentRequest
+from .seeds import draw_retake_seeds, draw_seeds
 
 LengthSource = Literal["codes", "source", "duration", "planner", "default"]
-# What a job does: make songs, or (upstream's analysis flags, first that is set) return the source's
-# audio codes, the planner's reading of them, or the planner's metadata pass over caption and lyrics.
-JobMode = Literal["generate", "extract_codes_only", "full_analysis_only", "analysis_only"]
-ANALYSIS_MODES: tuple[JobMode, ...] = ("extract_codes_only", "full_analysis_only", "analysis_only")
-MODE_NEEDS_SOURCE = ("extract_codes_only", "full_analysis_only")
-MODE_NEEDS_PLANNER = ("full_analysis_only", "analysis_only")
 
 
 @dataclass(frozen=True)
@@ -287,11 +282,6 @@ def alignment_request(request: GenerationRequest, planner: PlannerWork, steps: i
                             steps=steps)
 
 
-def job_mode(request: GenerationRequest) -> JobMode:
-    """Upstream's order: codes extraction, then the audio analysis, then the metadata analysis."""
-    return next((mode for mode in ANALYSIS_MODES if getattr(request, mode, False)), "generate")
-
-
 def _analysis_plan(request: GenerationRequest, facts: EngineFacts, mode: JobMode, seeds: tuple[int, ...] | None,
                    has_source: bool | None) -> JobPlan:
     """A job that makes no audio: the source it reads and the planner it needs are checked now. The
@@ -307,23 +297,6 @@ def _analysis_plan(request: GenerationRequest, facts: EngineFacts, mode: JobMode
         planner=PlannerWork(), seeds=seeds or draw_seeds(request),
         output=OutputPlan(fmt.name, request.mp3_bitrate, fmt.extension, fmt.content_type),
         replaced=analysis_unused(request, mode), mode=mode)
-
-
-# Fields an analysis job still reads; every other field it sends is reported unused.
-ANALYSIS_READS = {
-    "extract_codes_only": {"src_audio", "model", "seed", "use_random_seed"},
-    "full_analysis_only": {"src_audio", "model", "seed", "use_random_seed"},
-    "analysis_only": {"caption", "lyrics", "lm_temperature", "lm_top_p", "use_cot_caption", "use_cot_language",
-                      "seed", "use_random_seed"},
-}
-ALWAYS_ACCEPTED = {"extract_codes_only", "full_analysis_only", "analysis_only", "timeout_seconds", "poll_interval",
-                   "return_audio_base64", "max_base64_bytes"}
-
-
-def analysis_unused(request: GenerationRequest, mode: JobMode) -> dict[str, str]:
-    reads = ANALYSIS_READS[mode] | ALWAYS_ACCEPTED
-    return {name: f"{mode} makes no audio and does not read it" for name in request.model_fields_set
-            if name not in reads}
 
 
 def song_length(request: GenerationRequest, task: TaskRule, codes: tuple[int, ...] | None,
@@ -420,27 +393,3 @@ def _check_flow_edit_source(request: GenerationRequest, codes: tuple[int, ...] |
     if not has_source:
         raise InputError("src_audio", f"flow_edit_morph edits a source song: task_type {request.task_type!r} with "
                          "flow_edit_morph needs src_audio")
-
-
-def draw_seeds(request: GenerationRequest) -> tuple[int, ...]:
-    """One seed per song. A single seed s seeds the batch as s, s+1, ...; -1 entries are random."""
-    return _spread(None if request.use_random_seed else request.seed, request.batch_size)
-
-
-def draw_retake_seeds(request: GenerationRequest) -> tuple[int, ...] | None:
-    """One retake seed per song, drawn only while retake_variance > 0 (upstream resolves none otherwise,
-    so a request without a retake draws nothing more). Read as `seed` is, whatever `use_random_seed` says:
-    upstream resolves retake seeds apart from it. Upstream gives a single retake seed to the first song
-    and random ones to the rest; here it spreads as `seed` does (s, s+1, ...), so that the request alone
-    reproduces every song's retake."""
-    if request.retake_variance <= 0:
-        return None
-    return _spread(request.retake_seed, request.batch_size)
-
-
-def _spread(given: tuple[int, ...] | None, count: int) -> tuple[int, ...]:
-    if given is None:
-        return tuple(random.randint(0, MAX_SEED) for _ in range(count))
-    if len(given) == 1:
-        return tuple((given[0] + i) % (MAX_SEED + 1) for i in range(count))
-    return tuple(random.randint(0, MAX_SEED) if s == -1 else s for s in given)

@@ -14,8 +14,8 @@ from ..models.planner.decoding import SamplingParams
 from ..models.planner.planner import SongText
 from ..models.registry import ModelRegistry
 from ..schema.messages import needs_planner
-from ..schema.request import MAX_SEED, GenerationRequest
-from ..schema.values import UNKNOWN_LANGUAGE
+from ..schema.request import GenerationRequest
+from ..schema.values import MAX_SEED, UNKNOWN_LANGUAGE
 from .planner_pass import PlannerInputs
 
 

@@ -24,10 +24,11 @@ from ..models.planner.decoding import SamplingParams
 from ..models.planner.metadata import FIELD_ORDER, Metadata
 from ..models.planner.planner import Planner, SongText
 from ..models.vae import encode
+from ..schema.job_modes import MODE_NEEDS_PLANNER
 from ..schema.messages import needs_planner
 from ..schema.values import format_audio_codes
 from .edit_conditions import pcm_tensor
-from .plan import MODE_NEEDS_PLANNER, JobPlan
+from .plan import JobPlan
 from .progress import ProgressTracker
 
 CODES_DONE = "Audio Codes Extraction Success"

@@ -21,7 +21,8 @@ from ....models.variants import BASE, TURBO
 from ....pipeline import planner_services
 from ....schema.formats import FORMATS
 from ....schema.messages import needs_planner
-from ....schema.request import MAX_BATCH, parse
+from ....schema.request import parse
+from ....schema.request_fields import MAX_BATCH
 from ....schema.values import LANGUAGES
 from ..queue import QueueFull, Task, TaskManager, TaskState
 from .edit_controls import EditingControls, editing_controls, optional_text
