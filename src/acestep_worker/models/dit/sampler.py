@@ -153,9 +153,8 @@ def sample(dit: DiTModel, conditions: Conditions, noise: torch.Tensor, plan: Sam
             target_t = 1.0 - (step + 1) / plan.steps if plan.kind == "base" else t_next
             x_next = target_t * hooks.step_noise().to(x0) + (1 - target_t) * x0
         else:
-            if correctors[step] is not None:
-                guided, guide = correctors[step]
-                velocity = _heun_velocity(predict, plan, x, velocity, t, t_next, Branch(target.condition, guide), guided)
+            if correctors[step] is not None:  # Heun: the mean with a second prediction at t_next
+                velocity = _heun_velocity(predict, plan, x, velocity, t, t_next, target.condition, correctors[step])
             x_next = x - velocity * (t - t_next)
         previous_v = velocity  # on a Heun step the averaged velocity, which the next step's EMA reads
         if plan.dcw is not None and plan.dcw.active:
@@ -195,12 +194,13 @@ def _correctors(plan: SamplingPlan, times: torch.Tensor) -> list[tuple[bool, obj
 
 
 def _heun_velocity(predict: Callable, plan: SamplingPlan, x: torch.Tensor, velocity: torch.Tensor, t: torch.Tensor,
-                   t_next: torch.Tensor, branch: Branch, guided: bool) -> torch.Tensor:
+                   t_next: torch.Tensor, condition: _Condition, corrector: tuple[bool, object]) -> torch.Tensor:
     """Heun's averaged velocity: predict x at t_next with an Euler step, evaluate the DiT there (a second
     decoder call), cap it against the predicted x, pull it toward this step's velocity by the EMA factor, and
     take the mean of the two (the trapezoidal rule)."""
+    guided, guide = corrector
     predicted = x - velocity * (t - t_next)
-    corrected, _ = predict(predicted, t_next, branch, guided)
+    corrected, _ = predict(predicted, t_next, Branch(condition, guide), guided)
     corrected = cap_velocity(corrected, predicted, plan.velocity_norm_threshold)
     corrected = smooth_velocity(corrected, velocity, plan.velocity_ema_factor)
     return 0.5 * (velocity + corrected)
