@@ -98,8 +98,8 @@ def _request(args: argparse.Namespace) -> dict:
     fmt = args.format or FORMAT_OF_SUFFIX.get(suffix := args.out.suffix.lstrip(".").lower(), suffix or "mp3")
     data = {"caption": args.caption, "lyrics": lyrics, "duration": args.duration, "batch_size": args.batch_size,
             "seed": args.seed, "retake_seed": args.retake_seed, "retake_variance": args.retake_variance,
-            "inference_steps": args.steps, "guidance_scale": args.guidance,
-            "shift": args.shift, "sampler_mode": args.sampler, "bpm": args.bpm, "key_scale": args.key, "time_signature": args.time_signature,
+            "inference_steps": args.steps, "guidance_scale": args.guidance, "sampler_mode": args.sampler,
+            "shift": args.shift, "bpm": args.bpm, "key_scale": args.key, "time_signature": args.time_signature,
             "vocal_language": args.language, "audio_format": fmt, "mp3_bitrate": args.bitrate,
             "enable_normalization": None if args.normalize else False, "normalization_db": args.normalization_db,
             "fade_in_duration": args.fade_in, "fade_out_duration": args.fade_out,

@@ -2,10 +2,11 @@
 
 The loop keeps the latent in float32 whatever the model dtype (the DiT runs in bf16 on GPUs), takes
 Euler steps x <- x - v * (t - t_next) down to t = 0 (or Heun steps, which average v with a second
-prediction at t_next; or, with SDE, re-noises the step's clean estimate), and for base/sft models combines conditional and unconditional predictions of one
-doubled batch inside the CFG interval. Editing runs (`Edit`) add repaint injection and blending,
-a cover-to-text2music condition switch and a partial start; DCW corrects each step. A flow-edit
-(`flow_edit.py`) owns the steps up to the end of its window and hands the loop its target trajectory.
+prediction at t_next; or, with SDE, re-noises the step's clean estimate), and for base/sft models
+combines conditional and unconditional predictions of one doubled batch inside the CFG interval.
+Editing runs (`Edit`) add repaint injection and blending, a cover-to-text2music condition switch and a
+partial start; DCW corrects each step. A flow-edit (`flow_edit.py`) owns the steps up to the end of its
+window and hands the loop its target trajectory.
 """
 
 from __future__ import annotations
