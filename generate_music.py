@@ -102,6 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--stems", "--track-name", dest="track_name", metavar="NAMES",
                       help="extract/lego (base model): the stems, one job, e.g. vocals,drums,bass (extract also "
                            "takes instrumental, or the preset vocals+instrumental); files are named by stem")
+    timing = p.add_argument_group("lyric timestamps and scores")
+    timing.add_argument("--lrc", action="store_true", help="also get the lyrics with timestamps, written as <song>.lrc")
+    timing.add_argument("--score", action="store_true", help="print each song's lyric-alignment scores")
+    timing.add_argument("--keep-best", type=int, help="best-of-N (this server's own): keep the best K of --batch-size")
+    timing.add_argument("--rank-by", choices=["dit_score", "lm_score"], help="the score --keep-best ranks by")
     analysis = p.add_argument_group("analysis (no audio is made; the result is printed as JSON)")
     analysis.add_argument("--extract-codes", action="store_true", help="the 5 Hz audio codes of --src-audio")
     analysis.add_argument("--analyze", action="store_true", help="the planner describes --src-audio: bpm, key, "
@@ -134,7 +139,8 @@ def request_fields(args: argparse.Namespace) -> dict:
               or "mp3", "model": args.model, "thinking": args.thinking or None,
               "sample_query": args.sample_query, "use_format": args.format_input or None,
               "task_type": args.task_type, "repainting_start": args.repaint_start, "repainting_end": args.repaint_end,
-              "track_name": args.track_name}
+              "track_name": args.track_name, "auto_lrc": args.lrc or None, "auto_score": args.score or None,
+              "keep_best": args.keep_best, "rank_by": args.rank_by}
     modes = analysis_modes(args)
     if modes:  # an analysis reads the source (or caption and lyrics) and a seed, nothing of a song's settings
         kept = {"seed", "model"} | ({"caption", "lyrics"} if args.analyze_metadata else set())
@@ -145,6 +151,15 @@ def request_fields(args: argparse.Namespace) -> dict:
 def analysis_modes(args: argparse.Namespace) -> dict:
     flags = {"extract_codes": "extract_codes_only", "analyze": "full_analysis_only", "analyze_metadata": "analysis_only"}
     return {field: True for flag, field in flags.items() if getattr(args, flag)}
+
+
+def song_extras(path: Path, lrc, song: dict, say) -> None:
+    """A song's LRC written beside it as <song>.lrc, and its scores said."""
+    if lrc:
+        path.with_suffix(".lrc").write_text(lrc + "\n", encoding="utf-8")
+    scores = {k: song[k] for k in ("lm_score", "dit_score", "take", "rank") if k in song}
+    if scores:
+        say(f"{path.name}: " + ", ".join(f"{k} {v}" for k, v in scores.items()))
 
 
 def audio_inputs(args: argparse.Namespace) -> dict:
@@ -354,6 +369,7 @@ def run_pod(args: argparse.Namespace, fields: dict, http: Http, say) -> list:
         if status != 200:
             raise ClientError(f"download of {item['file']} failed with HTTP {status}")
         path.write_bytes(audio)
+        song_extras(path, (item.get("metas") or {}).get("lrc"), item, say)
     return paths
 
 
@@ -424,6 +440,7 @@ def run_runpod(args: argparse.Namespace, fields: dict, http: Http, say) -> list:
             path.write_bytes(audio)
         else:
             raise ClientError(f"song {path.name} came back without audio: {result.get('base64_omitted', 'no url')}")
+        song_extras(path, result.get("lrc"), result, say)
     return paths
 
 

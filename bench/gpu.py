@@ -10,8 +10,9 @@ then measures: cold start (process start to ready); text encoding; one DiT step 
 encoding of a 240 s song; one whole serverless job from caption to MP3 file at 240 s; the GPU
 path's switches as the DiT loop alone at 30 and 240 s (dense, banded and flex sliding-window
 attention, each SDPA backend, compiled blocks); the 1.7B planner's codes/s with and without
-guidance at 300 codes, eager and with each ACESTEP_LM_COMPILE mode; peak VRAM for 240 s x 4; and
-the largest duration x batch that fits; one job of 4 stems against 4 one-stem jobs (base, 30 s source).
+guidance at 300 codes, eager and with each ACESTEP_LM_COMPILE mode; peak VRAM for 240 s x 4; the
+largest duration x batch that fits; one job of 4 stems against 4 one-stem jobs (base, 30 s source); and
+what LRC timestamps and alignment scores add to a job.
 `recommended_defaults` says which setting each switch's
 figures argue for. Every figure is the median of `--runs` runs after one warm-up.
 
@@ -163,6 +164,26 @@ def generation(engine, runs: int, smoke: bool) -> dict:
     out[f"base_{steps}steps_cfg_{duration}s"] = {
         "loop_s": round(statistics.median(r["diffusion"] for r in rows[1:]), 4),
         "total_s": round(statistics.median(r["total"] for r in rows[1:]), 4)}
+    return out
+
+
+def alignment(engine, runs: int, smoke: bool) -> dict:
+    """LRC and alignment scores (auto_lrc, auto_score; issue #19): the `alignment` stage of a turbo job
+    at each duration, against its 8-step diffusion loop. One extra DiT call on the finished latents
+    that stops after the deepest alignment layer (6 of 24 on the 2B DiT), plus the DTW on the CPU."""
+    from acestep_worker.schema.request import parse
+
+    lyrics = "[Verse]\n" + "neon rain on the boulevard\n" * 8 + "\n[Chorus]\n" + "hold on tonight\n" * 6
+    out = {}
+    for duration in pick("turbo_durations_s", smoke):
+        for case, fields in (("lrc", {"auto_lrc": True}), ("lrc_scores", {"auto_lrc": True, "auto_score": True})):
+            request = parse({"caption": "benchmark", "lyrics": lyrics, "duration": duration, "seed": 1, **fields})
+            rows = []
+            median_of(runs, lambda: rows.append(engine.generate(request).timings) or 0.0)
+            stage = statistics.median(r["alignment"] for r in rows[1:])
+            loop = statistics.median(r["diffusion"] for r in rows[1:])
+            out[f"alignment_{case}_{duration}s"] = {"alignment_s": round(stage, 4), "turbo_loop_s": round(loop, 4),
+                                                    "share_of_loop": round(stage / loop, 4)}
     return out
 
 
@@ -385,7 +406,8 @@ def device_name(device) -> str:
 # come last: planner compiles its decode step (its own code, its own memory pools), switches compiles
 # the DiT's blocks, and largest_fit, the least needed, is measured as they left the process (it says
 # whether the DiT's blocks were compiled).
-PHASES = ("generation", "encoding", "job", "memory", "stems", "cold_start", "planner", "switches", "largest_fit")
+PHASES = ("generation", "encoding", "job", "memory", "stems", "cold_start", "planner", "switches", "largest_fit",
+          "alignment")
 # Phases that measure until a budget runs out: none starts a new measurement after this many seconds
 # of its own (or after --deadline-s, whichever is first).
 PHASE_BUDGET_S = {"planner": 150.0, "switches": 150.0, "largest_fit": 45.0}
@@ -428,6 +450,7 @@ def run(args: argparse.Namespace, out: Path) -> dict:
         "switches": lambda until: switches(engine, runs, args.smoke, until, save),
         "largest_fit": lambda until: largest_fit(engine, args.smoke, until),
         "planner": lambda until: planner_speed(device, runs, args.smoke, until, save),
+        "alignment": lambda until: alignment(engine, runs, args.smoke),
     }
     for name in (phase for phase in PHASES if phase in wanted):
         if time.monotonic() > deadline:

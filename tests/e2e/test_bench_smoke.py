@@ -35,6 +35,8 @@ def test_gpu_benchmark_smoke_run_measures_every_figure(tmp_path):
     assert figures["peak_memory_10s_x2_gib"] > 0 and figures["largest_fit"]["batch"] >= 1
     stems = figures["stems_4_of_2s_base_2steps"]
     assert stems["one job, 4 stems"]["wall_s"] > 0 and stems["4 jobs, 1 stem each"]["cpu_s"] > 0
+    assert figures["alignment_lrc_10s"]["alignment_s"] > 0
+    assert figures["alignment_lrc_scores_10s"]["share_of_loop"] > 0
 
 
 def test_a_run_past_its_deadline_starts_no_phase_and_still_writes_its_file(tmp_path):

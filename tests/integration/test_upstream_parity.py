@@ -76,6 +76,15 @@ def test_the_audio_understanding_goldens_are_required_and_checked():
     assert all(r.passed for r in rows if r.file.startswith("understand_"))
 
 
+def test_the_lyric_alignment_goldens_are_checked():
+    """LRC and alignment-score parity (turbo_a's manifest_alignment.json) is required, not optional."""
+    variant = GOLDEN / "turbo_a"
+    rows = [r for r in _rows(variant) if r.file.startswith("align_")]
+    assert {r.file for r in rows} == {"align_lrc", "align_score"}
+    assert {"out.lrc_utf8", "out.path_rows", "out.dit_score", "out.lm_score"} <= {r.tensor for r in rows}
+    assert all(r.passed for r in rows), [r for r in rows if not r.passed]
+
+
 def _small_copy(variant, target):
     """A copy of `variant` whose manifests name only two single-forward files (quick to check)."""
     import json

@@ -14,7 +14,7 @@ import hashlib
 import logging
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol, Sequence
 from urllib.parse import quote
@@ -50,6 +50,7 @@ class SavedSong:
     sample_rate: int
     stem: str | None = None  # the track it is, in a job that names stems
     take: int = 0  # which of the batch_size takes it is (its seed's and retake seed's index)
+    extras: dict = field(default_factory=dict)  # per song: LRC, scores, its take (the engine's Song.extras)
 
     @property
     def file_url(self) -> str:
@@ -125,7 +126,8 @@ def save_songs(songs: Sequence[SongAudio], encoding: Encoding, paths: list[Path]
     encoded = list(zip(paths, datas))
     write_all(encoded)
     return [SavedSong(path, len(data), hashlib.sha256(data).hexdigest(), song.seed, fmt.name, fmt.content_type,
-                      song.duration_s, song.sample_rate, getattr(song, "stem", None), getattr(song, "take", 0))
+                      song.duration_s, song.sample_rate, getattr(song, "stem", None), getattr(song, "take", 0),
+                      dict(getattr(song, "extras", {})))
             for (path, data), song in zip(encoded, songs)]
 
 

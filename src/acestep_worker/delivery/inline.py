@@ -47,7 +47,8 @@ def check_deliverable(request, seconds: float | None, decided_by: str, *, has_bu
     if has_bucket or not request.return_audio_base64 or seconds is None:
         return
     budget = min(request.max_base64_bytes, response_limit)
-    fmt, batch, bitrate = request.audio_format, songs or request.batch_size, request.mp3_bitrate
+    # Songs delivered: best-of-N (keep_best) returns only the takes it keeps.
+    fmt, batch, bitrate = request.audio_format, request.keep_best or songs or request.batch_size, request.mp3_bitrate
     predicted = inline_bytes(fmt, seconds, batch, bitrate)
     if predicted <= budget:
         return
@@ -63,7 +64,7 @@ def check_deliverable(request, seconds: float | None, decided_by: str, *, has_bu
         options.append(shorter)
     most = budget // inline_bytes(fmt, seconds, 1, bitrate)
     if 1 <= most < batch:
-        options.append(f"batch_size {most}" if batch == request.batch_size
+        options.append(f"keep_best {most}" if request.keep_best else f"batch_size {most}" if batch == request.batch_size
                        else f"at most {most} songs (stems x batch_size)")
     made_by = {"codes": " (the length of its audio codes)", "source": " (the length of its source song)"}
     raise InputError("return_audio_base64", (

@@ -3,16 +3,17 @@
 A golden folder holds an official-layout checkpoint (`config.json`, `model.safetensors`), a
 `manifest.json` naming every recorded boundary, optionally a `manifest_editing.json` naming the
 editing-path sampler runs (`edit_*`), optionally a `manifest_post.json` naming the finishing runs
-(`post_*`: latent shift/rescale, the anti-clip, peak normalisation, fades; compared bitwise), and one
-safetensors file per boundary with `in.*` inputs and
+(`post_*`: latent shift/rescale, the anti-clip, peak normalisation, fades; compared bitwise), a
+`manifest_alignment.json` naming the lyric-alignment files (`align_*`, with the tokenizer file their
+token texts decode with), and one safetensors file per boundary with `in.*` inputs and
 `mid.*`/`out.*`/`trace.*` expected values. A `manifest_retake.json` names the retake files: upstream's
 starting noise for given seeds, retake seeds and variance (`retake_noise_*`, checked bit for bit), and
 sampler runs from such noise (`retake_generate_*`). A `manifest_flow_edit.json` names upstream's
 flow-edit runs (`flowedit_*`: a source text and a target text over one audio context, the clean source,
-the forward noises' seeds). A `manifest_heun.json` names upstream's runs with `sampler_mode: "heun"`; each
-of its files holds only the outputs and takes its inputs from the file its entry names (`inputs_from`),
-and is compared at the tolerance its entry names (`bitwise`). The checkpoint is loaded through the product's own
-loader; the silence latent stand-in recorded with the inputs is written as `silence_latent.pt`
+the forward noises' seeds). A `manifest_heun.json` names upstream's runs with `sampler_mode: "heun"`;
+each of its files holds only the outputs and takes its inputs from the file its entry names
+(`inputs_from`), and is compared at the tolerance its entry names (`bitwise`). The checkpoint is loaded
+through the product's own loader; the silence latent stand-in recorded with the inputs is written as `silence_latent.pt`
 next to it in a scratch folder, because the product loader requires that file.
 
 The runner is strict: a safetensors file in the folder that no manifest names, or that no runner
@@ -54,10 +55,12 @@ from ..models.dit.schedules import base_timesteps, turbo_timesteps
 from ..models.vae import limit_peaks
 from ..pipeline.initial_noise import Retake, draw_noise, initial_noise
 from . import parity_understanding
+from .parity_alignment import ALIGNMENT_RUNNERS, alignment_tokenizer
 
 SINGLE_FORWARD = {"atol": 1e-5, "rtol": 1e-4}
 GENERATE = {"atol": 5e-4, "rtol": 1e-3}
 BITWISE = {"atol": 0.0, "rtol": 0.0}  # the same seeded draws and float32 operations as upstream's: the same bits
+ALIGNMENT = {"atol": 1e-6, "rtol": 1e-6}  # the same float32/float64 arithmetic as upstream's, on the CPU
 
 
 @dataclass
@@ -293,7 +296,8 @@ def _sampler_kind(manifest: dict, filename: str) -> str:
 
 
 MANIFESTS = ("manifest.json", "manifest_editing.json", "manifest_post.json", "manifest_retake.json",
-             "manifest_flow_edit.json", "manifest_understanding.json", "manifest_heun.json")
+             "manifest_flow_edit.json", "manifest_understanding.json", "manifest_alignment.json",
+             "manifest_heun.json")
 CHECKPOINT_FILES = {"model.safetensors"}
 
 
@@ -304,6 +308,7 @@ def _manifest_entries(golden: Path) -> tuple[dict, dict[str, tuple[dict, dict]]]
     for name in MANIFESTS:
         if (golden / name).is_file():
             manifest = json.loads((golden / name).read_text())
+            manifest["_folder"] = golden
             entries.update({file: (manifest, entry) for file, entry in manifest["files"].items()})
     return main, entries
 
@@ -346,6 +351,9 @@ def _run_file(dit: DiTModel, stem: str, tensors: dict, manifest: dict, entry: di
         return RUNNERS[stem](dit, tensors), SINGLE_FORWARD
     if stem.startswith("understand_"):
         return parity_understanding.run(stem, dit, tensors, entry)
+    if stem in ALIGNMENT_RUNNERS:
+        tokenizer = alignment_tokenizer(manifest["_folder"], manifest)
+        return ALIGNMENT_RUNNERS[stem](tensors, args, tokenizer), ALIGNMENT
     return None
 
 

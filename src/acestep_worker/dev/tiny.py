@@ -136,6 +136,9 @@ def tiny_dit_config(variant: str) -> dict:
     # A 3 s timbre clip instead of 30 s: the tiny VAE encoder is slow on a CPU, and the rules
     # (three pieces from the front, middle and back thirds) are the same at any length.
     config["timbre_fix_frame"] = 75
+    # Upstream's default alignment heads (layers 2-6) lie past the tiny DiT's 2 layers; XL checkpoints
+    # name theirs in this same field, which newer upstream reads from config.json.
+    config["lyric_alignment_layers_config"] = {"0": [1, 2], "1": [0, 3]}
     return config
 
 

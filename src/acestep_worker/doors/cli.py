@@ -25,6 +25,7 @@ from tqdm import tqdm
 from ..errors import AceStepError
 from ..schema.formats import FORMAT_OF_SUFFIX, FORMATS
 from ..schema.request import parse
+from .alignment_flags import add_alignment_arguments, alignment_fields, write_lrc
 
 DEFAULT_MODEL = "acestep-v15-turbo"
 
@@ -70,6 +71,7 @@ def _generate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoints", type=Path, help="checkpoint root (overrides ACESTEP_CONFIG_PATH)")
     p.add_argument("--out", "-o", type=Path, default=Path("song.mp3"), help="output file")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    add_alignment_arguments(p)
 
 
 ANALYSIS_FLAGS = {"extract_codes": "extract_codes_only", "analyze": "full_analysis_only",
@@ -104,7 +106,7 @@ def _request(args: argparse.Namespace) -> dict:
             "enable_normalization": None if args.normalize else False, "normalization_db": args.normalization_db,
             "fade_in_duration": args.fade_in, "fade_out_duration": args.fade_out,
             "latent_shift": args.latent_shift, "latent_rescale": args.latent_rescale}
-    return {k: v for k, v in data.items() if v is not None}
+    return {k: v for k, v in data.items() if v is not None} | alignment_fields(args)
 
 
 def _use_checkpoints(root: Path, model: str | None) -> None:
@@ -162,11 +164,24 @@ def run_generate(args: argparse.Namespace) -> int:
                "duration_s": finished.songs[0].duration_s, "model": result.model,
                "random_weights": result.random_weights,
                "timings_s": {k: round(v, 3) for k, v in finished.timings.items()}}
-    print(json.dumps(summary, indent=2))
+    if any(song.extras for song in finished.songs):
+        summary["songs"] = [_song_extras(song) for song in finished.songs]
+    if "takes" in result.params:
+        summary["takes"] = result.params["takes"]
+    print(json.dumps(summary, indent=2, ensure_ascii=False))
     if result.random_weights:
         print("NOTE: these songs were made by random-weight tiny test checkpoints: expect noise, not music.",
               file=sys.stderr)
     return 0
+
+
+def _song_extras(song) -> dict:
+    """A song's scores and take; its LRC goes to a .lrc file beside it (named in the summary)."""
+    extras = dict(song.extras)
+    lrc_file = write_lrc(song.path, extras.pop("lrc", None))
+    if lrc_file is not None:
+        extras["lrc_file"] = str(lrc_file)
+    return extras
 
 
 def run_serve(args: argparse.Namespace) -> int:

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from ..errors import InputError
 from ..schema.formats import FORMAT_OF_SUFFIX
 from ..schema.request import JobRequest, parse
+from .alignment_flags import add_alignment_arguments, alignment_fields, report_scores, write_lrc
 
 LYRICS_HELP = """Lyrics: one section tag per block, then its lines.
   [Intro] [Verse] [Verse 1] [Pre-Chorus] [Chorus] [Bridge] [Outro] [Instrumental]
@@ -110,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "time signature, duration, genre, language, caption, lyrics (full_analysis_only)")
     analysis.add_argument("--analyze-metadata", action="store_true",
                           help="only the planner's metadata pass over --caption and --lyrics (analysis_only)")
+    add_alignment_arguments(p.add_argument_group("lyric timestamps and scores"))
     run = p.add_argument_group("run")
     run.add_argument("--output", "-o", type=Path, default=Path("output.mp3"), help="output file (default output.mp3)")
     run.add_argument("--poll-interval", type=float, default=5.0, help="seconds between status checks (default 5)")
@@ -136,7 +138,7 @@ def request_fields(args: argparse.Namespace) -> dict:
               "flow_edit_morph": True if args.flow_edit_morph else None,
               **{name: getattr(args, name) for name in ("flow_edit_source_caption", "flow_edit_source_lyrics",
                                                         "flow_edit_n_min", "flow_edit_n_max", "flow_edit_n_avg")},
-              **analysis_fields(args)}
+              **analysis_fields(args), **alignment_fields(args)}
     if analysis_fields(args):  # an analysis reads no song settings; the defaults above would be reported unused
         sent = ANALYSIS_SENT | ({"caption", "lyrics"} if args.analyze_metadata else set()) | set(analysis_fields(args))
         fields = {k: v for k, v in fields.items() if k in sent}
@@ -284,6 +286,8 @@ def run_api(args: argparse.Namespace, fields: dict, http: httpx.Client) -> list[
         if response.status_code != 200:
             raise ClientError(f"download of {item['file']} failed with HTTP {response.status_code}")
         path.write_bytes(response.content)
+        write_lrc(path, item.get("metas", {}).get("lrc"))
+    report_scores(list(zip(paths, items)), items[0].get("takes") if items else None, args.quiet)
     return paths
 
 
@@ -347,6 +351,8 @@ def run_runpod(args: argparse.Namespace, fields: dict, http: httpx.Client) -> li
             path.write_bytes(http.get(result["url"], timeout=120).raise_for_status().content)
         else:
             raise ClientError(f"song {path.name} came back without audio ({result.get('base64_omitted', 'no url')})")
+        write_lrc(path, result.get("lrc"))
+    report_scores(list(zip(paths, results)), status["output"].get("params", {}).get("takes"), args.quiet)
     return paths
 
 

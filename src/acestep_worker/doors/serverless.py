@@ -166,7 +166,7 @@ def _describe(song: SavedSong, params: dict) -> dict:
             "content_type": song.content_type, "bytes": song.size, "sha256": song.sha256,
             "duration": song.duration_s, "sample_rate": song.sample_rate, "caption": params["caption"],
             "bpm": params["bpm"], "key_scale": params["key_scale"], "time_signature": params["time_signature"],
-            "vocal_language": params["vocal_language"]}
+            "vocal_language": params["vocal_language"], **song.extras}
 
 
 def _public_params(params: dict) -> dict:

@@ -19,6 +19,7 @@ from ..audio.finishing import Finishing, finish
 from ..models.dit.model import DiTModel
 from ..models.registry import ModelRegistry
 from ..schema.units import FRAMES_PER_SECOND, SAMPLE_RATE
+from .best_of import best_of
 from .edit_conditions import encode_edit_audio
 from .initial_noise import Retake
 from .memory_budget import MemoryBudget, check_fits, largest_batch
@@ -39,6 +40,7 @@ class Song:
     duration_s: float
     stem: str | None = None  # the track it is, in a job that names stems
     take: int = 0  # which of the batch_size takes it is (every stem of a take shares its seeds)
+    extras: dict = field(default_factory=dict)  # per song: LRC, scores, its take (lyric_alignment, best_of)
 
 
 @dataclass
@@ -86,24 +88,30 @@ class GenerationPipeline:
         # 5. The source and the timbre reference through the VAE, once for every stem and batch.
         edit = encode_edit_audio(self.models.vae, plan, audio, dit.timbre_frames / FRAMES_PER_SECOND, progress)
         # 6-7. One spec per (stem, take); encode the prompts, condition, sample, shift the latents, decode,
-        #      batch by batch.
+        #      batch by batch; read the LRC and scores when asked.
         output = self._synthesize(dit, plan, resolved, edit, frames, schedule, progress)
         # 8. The songs (a derived stem from the source and its part), each finished as upstream finishes a
         #    song (peak normalisation, fades; after the instrumental is taken from the unscaled source and
-        #    vocals), and what was used to make them.
+        #    vocals), and what was used to make them; best-of-N keeps the best takes.
         source = edit.source.audio if edit.source is not None else None
         songs = stem_songs(plan, output.audio, source)
         audio, applied = finish(torch.stack([song.audio for song in songs]), finishing(plan), SAMPLE_RATE)
         duration = audio.shape[-1] / SAMPLE_RATE
+        takes = [Song(np.ascontiguousarray(wave.numpy().T), SAMPLE_RATE, s.seed, duration, s.stem, s.take, extras)
+                 for s, wave, extras in zip(songs, audio, _aligned(plan, songs, output.alignment), strict=True)]
+        kept, ranking = best_of(takes, plan.request.keep_best, plan.request.rank_by)
+        if ranking is not None:  # per-song finishing figures follow the songs delivered, best first
+            applied["normalization_gain_db"] = [applied["normalization_gain_db"][song.take] for song in kept]
         result = GenerationResult(
-            songs=[Song(np.ascontiguousarray(wave.numpy().T), SAMPLE_RATE, s.seed, duration, s.stem, s.take)
-                   for s, wave in zip(songs, audio, strict=True)],
+            songs=kept,
             model=dit.variant.name, random_weights=self.models.random_weights,
             params=dict(sampling, **song_params(plan, resolved, self.models.planner), **edit.report(),
                         **applied),
             timings={**resolved.timings, **edit.timings, **output.timings})
         if adapters:
             result.params["loras"] = adapters
+        if ranking is not None:
+            result.params["takes"] = ranking
         result.timings["total"] = time.perf_counter() - start
         return result
 
@@ -113,7 +121,7 @@ class GenerationPipeline:
         batches = plan.batches
         progress.expect_passes(len(batches))
         outputs = [self.synthesizer(dit, song_specs(dit, plan, resolved, edit, rows), frames, schedule, progress, edit,
-                                    finishing(plan), _retake(plan, rows))
+                                    finishing(plan), _retake(plan, rows), plan.alignment)
                    for rows in batches]
         if len(outputs) == 1:
             return outputs[0]
@@ -121,7 +129,8 @@ class GenerationPipeline:
         for out in outputs:
             for name, seconds in out.timings.items():
                 timings[name] = timings.get(name, 0.0) + seconds
-        return SynthesisOutput(torch.cat([out.audio for out in outputs]), frames, timings)
+        aligned = None if outputs[0].alignment is None else [x for out in outputs for x in out.alignment]
+        return SynthesisOutput(torch.cat([out.audio for out in outputs]), frames, timings, aligned)
 
     def _fit_memory(self, dit: DiTModel, plan: JobPlan, frames: int, uses_cfg: bool) -> JobPlan:
         """Refuse what would not fit; a several-stem job gets the rows one DiT batch may hold."""
@@ -130,6 +139,15 @@ class GenerationPipeline:
             check_fits(config, frames, len(plan.seeds), uses_cfg, dtype_bytes, self.memory)
             return plan
         return plan.with_batch_limit(largest_batch(config, frames, len(plan.rows), uses_cfg, dtype_bytes, self.memory))
+
+
+def _aligned(plan: JobPlan, songs, aligned: list[dict] | None) -> list[dict]:
+    """Each song's LRC and scores, from the row the DiT made it in (a derived stem, taken from the source
+    and another stem, has none)."""
+    if aligned is None:
+        return [{} for _ in songs]
+    by_row = {(row.stem, row.take): extras for row, extras in zip(plan.rows, aligned, strict=True)}
+    return [dict(by_row.get((song.stem, song.take), {})) for song in songs]
 
 
 def _retake(plan: JobPlan, rows) -> Retake | None:

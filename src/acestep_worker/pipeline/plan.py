@@ -64,6 +64,7 @@ from ..schema.units import (
     frames_for_duration,
     latent_frames,
 )
+from .lyric_alignment import AlignmentRequest
 
 LengthSource = Literal["codes", "source", "duration", "planner", "default"]
 # What a job does: make songs, or (upstream's analysis flags, first that is set) return the source's
@@ -136,6 +137,7 @@ class JobPlan:
     region: Region | None = None  # the repaint/lego range on the decoded source (with_source)
     retake_seeds: tuple[int, ...] | None = None  # one per song while retake_variance > 0, else None
     mode: JobMode = "generate"
+    alignment: AlignmentRequest = field(default_factory=AlignmentRequest)  # LRC / scores read after sampling
 
     @property
     def generates(self) -> bool:
@@ -256,6 +258,7 @@ def resolve(request: GenerationRequest, facts: EngineFacts, seeds: tuple[int, ..
     if flow:
         _check_flow_edit_source(request, codes, has_source)
     planner = planner_work(request, task, codes, facts.planner_loaded)
+    alignment = alignment_request(request, planner, steps)
     fmt = FORMATS[request.audio_format]
     return JobPlan(
         request=request, task=task, variant=facts.variant, codes=codes, steps=steps,
@@ -263,7 +266,25 @@ def resolve(request: GenerationRequest, facts: EngineFacts, seeds: tuple[int, ..
         length=song_length(request, task, codes, planner), planner=planner, seeds=seeds or draw_seeds(request),
         output=OutputPlan(fmt.name, request.mp3_bitrate, fmt.extension, fmt.content_type),
         replaced=replaced_fields(request), retake_seeds=retake_seeds or draw_retake_seeds(request),
-        stems=request.stems if task.several_stems else ())
+        stems=request.stems if task.several_stems else (), alignment=alignment)
+
+
+def alignment_request(request: GenerationRequest, planner: PlannerWork, steps: int) -> AlignmentRequest:
+    """What the job reads from the DiT's lyric alignment: the LRC (auto_lrc), the scores (auto_score, or
+    keep_best to rank by). Every task aligns its songs' lyrics, as upstream does for any result with
+    lyrics; a request whose songs can have none is refused (a description can still write some), and so
+    is best-of-N over several stems (it ranks the takes of one song)."""
+    asked = request.alignment_fields
+    if asked and request.instrumental and not planner.sample:
+        names = " and ".join(asked)
+        verb = "align" if len(asked) > 1 else "aligns"
+        raise InputError(asked[0], f"{names} {verb} the songs' lyrics, and this request has none (lyrics are "
+                         "empty or [Instrumental]); send lyrics, or leave out " + names)
+    if request.keep_best is not None and len(request.stems) > 1:
+        raise InputError("keep_best", f"keep_best ranks the takes of one song; this job makes {len(request.stems)} "
+                         "stems per take: ask for one stem, or leave out keep_best")
+    return AlignmentRequest(lrc=request.auto_lrc, scores=request.auto_score or request.keep_best is not None,
+                            steps=steps)
 
 
 def job_mode(request: GenerationRequest) -> JobMode:

@@ -40,8 +40,10 @@ from ..models.dit.text_prompts import (
 from ..models.text_encoder import EncodedText, TextEncoder
 from ..models.vae import check_latents, decode
 from ..schema.task_types import TASKS
+from ..schema.units import SAMPLE_RATE
 from .edit_conditions import EditInputs, source_at_length, source_rows, splice
 from .initial_noise import Retake, draw_noise, initial_noise
+from .lyric_alignment import AlignmentRequest, LyricPrompt, align_songs
 from .progress import ProgressTracker
 
 
@@ -63,6 +65,7 @@ class SynthesisOutput:
     audio: torch.Tensor  # [B, 2, frames * 1920] float32 on the CPU
     frames: int
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    alignment: list[dict] | None = None  # per song: LRC and/or alignment scores (lyric_alignment.py)
 
 
 class EncodedPrompts(NamedTuple):
@@ -80,12 +83,14 @@ class Synthesizer:
 
     def __call__(self, dit: DiTModel, songs: list[SongSpec], frames: int, plan: SamplingPlan,
                  progress: ProgressTracker, edit: EditInputs | None = None,
-                 finishing: Finishing | None = None, retake: Retake | None = None) -> SynthesisOutput:
+                 finishing: Finishing | None = None, retake: Retake | None = None,
+                 alignment: AlignmentRequest | None = None) -> SynthesisOutput:
         """`frames`: the batch's latent length (the plan's). `progress` reports each stage and step and
         stops the work between steps and between decoded songs. `edit` carries an editing task's
         source and reference (text2music without it). `finishing`: its latent shift/rescale, applied
         before the VAE (the pipeline normalises and fades the finished songs). `retake` blends
-        a second noise into the songs' starting noise (initial_noise.py)."""
+        a second noise into the songs' starting noise (initial_noise.py). `alignment`: the LRC and
+        scores to read from the DiT once the songs are made (none by default)."""
         timings: dict[str, float] = {}
         edit = edit or EditInputs(TASKS["text2music"])
         finishing = finishing or Finishing()
@@ -112,7 +117,21 @@ class Synthesizer:
             audio = audio[..., : edit.source.samples]  # a source task keeps the source's length
             if edit.splice and edit.source.region is not None:
                 audio = splice(audio, edit.source, edit.wav_crossfade_s)
-        return SynthesisOutput(audio, frames, timings)
+        aligned = self.align(dit, songs, latents, conditions, audio.shape[-1] / SAMPLE_RATE, alignment, timings,
+                             progress)
+        return SynthesisOutput(audio, frames, timings, aligned)
+
+    def align(self, dit: DiTModel, songs: list[SongSpec], latents: torch.Tensor, conditions: "BatchConditions",
+              duration_s: float, alignment: AlignmentRequest | None, timings: dict[str, float],
+              progress: ProgressTracker) -> list[dict] | None:
+        """Each song's LRC and scores from the sampler's latents (before any latent shift) and its own
+        condition, when the job asks for them."""
+        if alignment is None or not alignment.wanted:
+            return None
+        with _stage("alignment", timings, progress):
+            return align_songs(dit, self.text_encoder, latents, conditions.encoder_hidden_states,
+                               conditions.context_latents, [LyricPrompt(s.lyrics, s.language) for s in songs],
+                               [duration_s] * len(songs), alignment)
 
     def editing_plan(self, dit: DiTModel, plan: SamplingPlan, conditions: "BatchConditions", noise: torch.Tensor,
                      prompts: EncodedPrompts, edit: EditInputs) -> tuple[SamplingPlan, Edit]:

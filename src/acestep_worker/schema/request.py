@@ -258,6 +258,24 @@ class GenerationRequest(BaseModel):
     lm_negative_prompt: str = _field("NO USER INPUT", "lm_negative_prompt", "lmNegativePrompt",
                                      allowed="text of at most 2000 characters", max_length=2000)
 
+    # Lyric timestamps and scores per song (issue #19), read from the DiT's cross-attention once the
+    # songs are made. auto_lrc / auto_score / score_scale are upstream's names (its Gradio page and
+    # GenerationParams); keep_best / rank_by are this server's own best-of-N (upstream has none).
+    auto_lrc: bool = _field(False, "auto_lrc", "autoLrc", "return_lrc", "returnLrc", "get_lrc",
+                            allowed="true to return each song's lyrics as LRC timestamps (needs lyrics)")
+    auto_score: bool = _field(False, "auto_score", "autoScore", "get_scores", "getScores",
+                              allowed="true to return each song's lyric-alignment scores lm_score and dit_score "
+                              "(needs lyrics)")
+    score_scale: float = _field(
+        0.5, "score_scale", "scoreScale", "quality_score_sensitivity", allowed="a number from 0.01 to 10",
+        ge=0.01, le=10.0, unused="it scales upstream's PMI quality score, which this server does not compute; "
+        "auto_score returns the lyric-alignment scores")
+    keep_best: int | None = _field(None, "keep_best", "keepBest",
+                                   allowed="this server's best-of-N: an integer from 1 to batch_size, the songs to "
+                                   "keep of batch_size takes ranked by rank_by", ge=1, le=MAX_BATCH)
+    rank_by: Literal["dit_score", "lm_score"] = _field(
+        "dit_score", "rank_by", "rankBy", allowed='"dit_score" or "lm_score" (the score keep_best ranks takes by)')
+
     loras: tuple[LoraRef, ...] | None = _field(
         None, "loras", allowed='a list of adapters such as [{"name": "my-style", "scale": 0.8}] (one of name, path, '
         'url or repo each, scale 0 to 2)')
@@ -387,6 +405,9 @@ class GenerationRequest(BaseModel):
             raise InputError("flow_edit_n_min", "flow_edit_n_min must not exceed flow_edit_n_max "
                              f"(got {self.flow_edit_n_min:g} > {self.flow_edit_n_max:g})")
         check_stems(self.task_type, self.track_name, self.instruction)
+        if self.keep_best is not None and self.keep_best > self.batch_size:
+            raise InputError("keep_best", f"keep_best ({self.keep_best}) must not exceed batch_size "
+                             f"({self.batch_size}): it keeps the best of batch_size takes")
         for name in ("seed", "retake_seed"):
             given = getattr(self, name)
             if given is not None and len(given) > 1 and len(given) != self.batch_size:
@@ -409,6 +430,12 @@ class GenerationRequest(BaseModel):
     def stems(self) -> tuple[str, ...]:
         """The stems track_name asks for, in its order (empty: none named)."""
         return self.track_name or ()
+
+    @property
+    def alignment_fields(self) -> tuple[str, ...]:
+        """The fields of this request that read the DiT's lyric alignment."""
+        return tuple(name for name, on in (("auto_lrc", self.auto_lrc), ("auto_score", self.auto_score),
+                                           ("keep_best", self.keep_best is not None)) if on)
 
 
 def field_names(model: type[BaseModel]) -> list[str]:

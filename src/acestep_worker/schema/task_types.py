@@ -241,6 +241,8 @@ def replaced_fields(request) -> dict[str, str]:
         replaced["sampler_mode"] = "infer_method sde takes no Heun steps; upstream falls back to Euler, as we do"
     if request.retake_seed is not None and request.retake_variance == 0:
         replaced["retake_seed"] = "retake_variance is 0: no retake noise is mixed in, as upstream"
+    if request.keep_best is None and "rank_by" in request.model_fields_set:
+        replaced["rank_by"] = "rank_by orders the takes of best-of-N; without keep_best every song is kept"
     if not task.runs_planner:
         reason = (f"task_type {request.task_type!r} only transforms the source song; the planner does not run "
                   "for it, as upstream")

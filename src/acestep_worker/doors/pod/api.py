@@ -119,6 +119,19 @@ def _metas(task: Task) -> dict:
             "prompt": task.request.caption, "lyrics": task.request.lyrics}
 
 
+# Per song, under upstream's newer names: the LRC goes into `metas` (`lrc`, `lrc_source`), the scores and
+# the best-of-N take beside the other per-song keys.
+_METAS_KEYS = ("lrc", "lrc_source")
+
+
+def _song_extras(metas: dict, song) -> dict:
+    extras = dict(song.extras)
+    if not extras:
+        return {}
+    song_metas = {**metas, **{k: extras.pop(k) for k in _METAS_KEYS if k in extras}}
+    return {"metas": song_metas, **extras}
+
+
 def generation_info(task: Task) -> str:
     p, t = task.params, task.timings
     lines = []
@@ -173,11 +186,13 @@ def result_items(task: Task, lm_model: str, env: str) -> list[dict]:
                   "seed_value": ",".join(str(s.seed) for s in task.songs), "lm_model": lm_model,
                   "dit_model": task.model, "progress": 1.0, "stage": "succeeded",
                   "task_type": task.params.get("task_type", task.request.task_type), **task.sources}
+        if "takes" in task.params:  # best-of-N: every take's score, and which were kept
+            shared["takes"] = task.params["takes"]
         retakes = task.params.get("retake_seeds")
         if retakes:  # upstream's names for them (its extra outputs' retake_seed_value, retake_variance)
             shared.update(retake_seed_value=",".join(map(str, retakes)), retake_variance=task.params["retake_variance"])
         stems = task.plan.splits_stems  # a one-stem task keeps upstream's item shape
-        return [{"file": song.file_url, **base, **shared, "seed": song.seed,
+        return [{"file": song.file_url, **base, **shared, **_song_extras(shared["metas"], song), "seed": song.seed,
                  **({"retake_seed": retakes[song.take]} if retakes else {}), "format": song.format,
                  "bytes": song.size, "sha256": song.sha256, "duration": song.duration_s,
                  **({"track_name": song.stem} if stems else {})} for song in task.songs]

@@ -23,6 +23,7 @@ from diffusers.pipelines.ace_step.modeling_ace_step import (
 from ...errors import CheckpointError
 from ..variants import detect_variant
 from ..weights import empty_modules, iter_tensors, load_into, safetensors_files
+from .attention_capture import alignment_heads
 from .model import DiTModel, apply_upstream_encoder_rules, build_modules, layer_types_of
 
 # Official prefix -> diffusers module (longest prefixes first so "detokenizer." is not "tokenizer.").
@@ -136,7 +137,7 @@ def _assemble(name: str, config: dict, modules: dict[str, torch.nn.Module]) -> D
     for module in modules.values():
         module.eval().requires_grad_(False)
     return DiTModel(variant=detect_variant(name, config), timbre_frames=int(config.get("timbre_fix_frame", 750)),
-                    **modules)
+                    alignment_heads=alignment_heads(config), **modules)
 
 
 def is_diffusers_layout(folder: Path) -> bool:

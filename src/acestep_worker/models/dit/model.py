@@ -42,6 +42,9 @@ class DiTModel:
     audio_tokenizer: AceStepAudioTokenizer
     audio_detokenizer: AceStepAudioTokenDetokenizer
     timbre_frames: int = 750  # frames of silence fed to the timbre encoder when no reference is given
+    # layer -> cross-attention heads read for lyric alignment (config.json's
+    # `lyric_alignment_layers_config`); None: upstream's 2B default (attention_capture.py)
+    alignment_heads: dict[int, tuple[int, ...]] | None = None
 
     @property
     def silence_latent(self) -> torch.Tensor:

@@ -63,6 +63,8 @@ def _fields(values: dict) -> dict:
     fields = {**song, "duration": values["duration"], "model": values["model"],
               "batch_size": int(values["batch_size"]), "audio_format": values["audio_format"],
               "thinking": bool(values["thinking"]), **typed, "time_signature": values["time_signature"] or None,
+              "auto_lrc": bool(values["auto_lrc"]) or None, "auto_score": bool(values["auto_score"]) or None,
+              "keep_best": optional_text(values["keep_best"]),
               "vocal_language": None if language == "auto" else language,
               "enable_normalization": bool(values["enable_normalization"]),
               **{name: values[name] for name in ("normalization_db", "fade_in_duration", "fade_out_duration")},
@@ -97,7 +99,20 @@ def _summary(task: Task) -> dict:
     summary.update(task_type=task.params.get("task_type", task.request.task_type), **task.sources)
     if task.params.get("stems"):
         summary["stems"] = task.params["stems"]
+    scored = [{"song": i + 1, "seed": s.seed, **{k: v for k, v in s.extras.items() if k not in ("lrc", "lrc_source")}}
+              for i, s in enumerate(task.songs) if s.extras]
+    if scored:
+        summary["songs"] = scored
+    if "takes" in task.params:
+        summary["takes"] = task.params["takes"]
     return json.loads(json.dumps(summary, default=str))
+
+
+def _lrc_text(task: Task) -> str:
+    """Every song's LRC, one block per song (the LRC textbox)."""
+    blocks = [f"# Song {i + 1} (seed {s.seed})\n{s.extras['lrc']}" for i, s in enumerate(task.songs)
+              if s.extras.get("lrc")]
+    return "\n\n".join(blocks)
 
 
 def build_ui(engine: Engine, manager: TaskManager) -> gr.Blocks:
@@ -183,6 +198,10 @@ def _song_settings(engine: Engine, infos: dict[str, str]) -> dict:
             "audio_format": gr.Dropdown(list(FORMATS), value=START["audio_format"], label="Format"),
             "thinking": gr.Checkbox(label="Planner writes audio codes (thinking)", value=START["thinking"],
                                     interactive=engine.models.planner is not None),
+            "auto_lrc": gr.Checkbox(label="Lyric timestamps (LRC)", value=START["auto_lrc"], elem_id="auto-lrc"),
+            "auto_score": gr.Checkbox(label="Lyric-alignment scores", value=START["auto_score"], elem_id="auto-score"),
+            "keep_best": gr.Textbox(label="Keep the best", placeholder="all songs (best-of-N: keep K of them)",
+                                    elem_id="keep-best"),
             "analysis": gr.Dropdown(ANALYSIS_CHOICES if engine.models.planner is not None else ANALYSIS_CHOICES[:2],
                                     value=START["analysis"], label="Action", elem_id="action",
                                     info="Analyze: no song is made; the source is the editing section's upload")}
@@ -219,13 +238,14 @@ def _advanced(defaults: dict[str, str]) -> dict:
 
 
 def _outputs() -> list:
-    """/generate's outputs in its order: the status line, the players, the downloads, the metadata."""
+    """/generate's outputs in its order: the status line, the players, the downloads, the LRC, the metadata."""
     status = gr.Markdown(elem_id="status")
     players = [gr.Audio(visible=False, type="filepath", interactive=False, elem_id=f"song-{i}")
                for i in range(MAX_PLAYERS)]
     downloads = gr.File(label="Download", file_count="multiple", interactive=False)
+    lrc = gr.Textbox(label="Lyrics with timestamps (LRC)", lines=8, interactive=False, elem_id="lrc")
     metadata = gr.JSON(label="Settings used and the planner's metadata")
-    return [status, *players, downloads, metadata]
+    return [status, *players, downloads, lrc, metadata]
 
 
 # -- events ---------------------------------------------------------------------------------------
@@ -278,7 +298,7 @@ def _results(task: Task) -> list:
     """/generate's outputs for a finished task: a failure is an error, a cancel a status line."""
     hidden = [gr.update(visible=False, value=None) for _ in range(MAX_PLAYERS)]
     if task.state is TaskState.FAILED and task.cancelled.is_set():
-        return ["Stopped: the task was cancelled.", *hidden, None, None]  # asked for: not an error
+        return ["Stopped: the task was cancelled.", *hidden, None, "", None]  # asked for: not an error
     if task.state is TaskState.FAILED:
         raise gr.Error(task.error or "generation failed")
     if task.analysis is not None:
@@ -290,4 +310,4 @@ def _results(task: Task) -> list:
     players += hidden[len(players):]
     summary = _summary(task)
     done = f"Done: {len(task.songs)} song(s) in {summary['total_seconds']} s"
-    return [done, *players, [str(s.path) for s in task.songs], summary]
+    return [done, *players, [str(s.path) for s in task.songs], _lrc_text(task), summary]

@@ -39,6 +39,9 @@ GENERATE_INPUTS: tuple[tuple[str, object], ...] = (
     ("retake_seed", ""),
     ("retake_variance", 0.0),
     ("thinking", False),
+    ("auto_lrc", False),  # lyric timestamps (LRC) per song
+    ("auto_score", False),  # lyric-alignment scores per song
+    ("keep_best", ""),  # best-of-N: keep the best K of the songs made ("" keeps all)
     ("analysis", ""),  # "": make songs; else the analysis flag to set (full_analysis_only, ...)
     ("src_audio", None),  # a file path (gradio_client: handle_file(path))
     ("src_audio_from", ""),  # its trim, seconds
