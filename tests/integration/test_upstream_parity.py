@@ -177,3 +177,25 @@ def test_a_finishing_golden_off_by_one_float_step_fails(tmp_path):
     shutil.copy(turbo / "config.json", copy / "config.json")
     failed = [(r.file, r.tensor) for r in check_golden_dir(copy) if not r.passed]
     assert failed == [("post_waveforms", "out.finished")], failed
+
+
+HEUN_GOLDENS = {
+    "turbo_a": {"generate_turbo_heun", "generate_turbo_heun_clamp_ema", "generate_turbo_heun_dcw_default"},
+    "base_a": {"generate_base_apg_heun", "generate_base_adg_heun", "generate_base_apg_heun_interval_clamp_ema",
+               "generate_base_adg_heun_interval", "generate_base_nocfg_heun", "generate_base_apg_heun_dcw_default"},
+}
+
+
+@pytest.mark.parametrize("variant", sorted(HEUN_GOLDENS))
+def test_the_heun_goldens_are_required_and_match_bit_for_bit(variant):
+    """Upstream's generate_audio with sampler_mode "heun" (manifest_heun.json) is required: the result and the
+    timestep of every decoder call (a corrector call per step; none on turbo's last), bit for bit without DCW."""
+    rows = [r for r in _rows(GOLDEN / variant) if "_heun" in r.file]
+    assert {r.file for r in rows} == HEUN_GOLDENS[variant]
+    assert all(r.passed for r in rows), [r for r in rows if not r.passed]
+    for name in HEUN_GOLDENS[variant]:
+        checked = {r.tensor: r for r in rows if r.file == name}
+        assert set(checked) == {"out.target_latents", "trace.decoder_timestep"}
+        assert checked["trace.decoder_timestep"].max_abs == 0
+        if not name.endswith("_dcw_default"):
+            assert checked["out.target_latents"].max_abs == 0, name

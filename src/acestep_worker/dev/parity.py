@@ -10,8 +10,10 @@ token texts decode with), and one safetensors file per boundary with `in.*` inpu
 starting noise for given seeds, retake seeds and variance (`retake_noise_*`, checked bit for bit), and
 sampler runs from such noise (`retake_generate_*`). A `manifest_flow_edit.json` names upstream's
 flow-edit runs (`flowedit_*`: a source text and a target text over one audio context, the clean source,
-the forward noises' seeds). The checkpoint is loaded through the product's own
-loader; the silence latent stand-in recorded with the inputs is written as `silence_latent.pt`
+the forward noises' seeds). A `manifest_heun.json` names upstream's runs with `sampler_mode: "heun"`;
+each of its files holds only the outputs and takes its inputs from the file its entry names
+(`inputs_from`), and is compared at the tolerance its entry names (`bitwise`). The checkpoint is loaded
+through the product's own loader; the silence latent stand-in recorded with the inputs is written as `silence_latent.pt`
 next to it in a scratch folder, because the product loader requires that file.
 
 The runner is strict: a safetensors file in the folder that no manifest names, or that no runner
@@ -155,7 +157,10 @@ def plan_from_scalars(kind: str, args: dict) -> SamplingPlan:
     """Translate a golden file's upstream `generate_audio` arguments into our plan."""
     dcw = (DCW(args.get("dcw_mode", "double"), args.get("dcw_scaler", 0.05), args.get("dcw_high_scaler", 0.02),
                args.get("dcw_wavelet", "haar")) if args.get("dcw_enabled") else None)
-    common = dict(kind=kind, infer_method=args.get("infer_method", "ode"), dcw=dcw)
+    common = dict(kind=kind, infer_method=args.get("infer_method", "ode"), dcw=dcw,
+                  velocity_norm_threshold=args.get("velocity_norm_threshold", 0.0),
+                  velocity_ema_factor=args.get("velocity_ema_factor", 0.0),
+                  sampler_mode=args.get("sampler_mode", "euler"))
     if kind == "turbo":
         return SamplingPlan(turbo_timesteps(args.get("shift", 3.0), timesteps=args.get("timesteps")), **common)
     return SamplingPlan(
@@ -163,9 +168,7 @@ def plan_from_scalars(kind: str, args: dict) -> SamplingPlan:
         # generate_audio spells it "sale"; flowedit_generate_audio "scale"
         guidance_scale=args.get("diffusion_guidance_sale", args.get("diffusion_guidance_scale", 1.0)),
         cfg_interval=(args.get("cfg_interval_start", 0.0), args.get("cfg_interval_end", 1.0)),
-        guidance="adg" if args.get("use_adg") else "apg",
-        velocity_norm_threshold=args.get("velocity_norm_threshold", 0.0),
-        velocity_ema_factor=args.get("velocity_ema_factor", 0.0), **common,
+        guidance="adg" if args.get("use_adg") else "apg", **common,
     )
 
 
@@ -293,7 +296,8 @@ def _sampler_kind(manifest: dict, filename: str) -> str:
 
 
 MANIFESTS = ("manifest.json", "manifest_editing.json", "manifest_post.json", "manifest_retake.json",
-             "manifest_flow_edit.json", "manifest_understanding.json", "manifest_alignment.json")
+             "manifest_flow_edit.json", "manifest_understanding.json", "manifest_alignment.json",
+             "manifest_heun.json")
 CHECKPOINT_FILES = {"model.safetensors"}
 
 
@@ -331,7 +335,8 @@ def _run_file(dit: DiTModel, stem: str, tensors: dict, manifest: dict, entry: di
     """Our outputs for one golden file and the tolerance to compare them at; None: no runner."""
     args = entry.get("scalar_args", {})
     if stem.startswith("generate_"):
-        return run_generate(dit, tensors, _sampler_kind(manifest, stem), args), GENERATE
+        tol = BITWISE if entry.get("tolerance") == "bitwise" else GENERATE
+        return run_generate(dit, tensors, _sampler_kind(manifest, stem), args), tol
     if stem.startswith("edit_"):
         return run_edit(dit, tensors, _sampler_kind(manifest, stem), args), GENERATE
     if stem.startswith("post_"):
@@ -350,6 +355,15 @@ def _run_file(dit: DiTModel, stem: str, tensors: dict, manifest: dict, entry: di
         tokenizer = alignment_tokenizer(manifest["_folder"], manifest)
         return ALIGNMENT_RUNNERS[stem](tensors, args, tokenizer), ALIGNMENT
     return None
+
+
+def _golden_tensors(golden: Path, name: str, entry: dict) -> dict:
+    """A golden file's tensors, with the `in.*` inputs of the file its entry names when it records none."""
+    tensors = load_file(str(golden / name))
+    if "inputs_from" in entry:
+        inputs = load_file(str(golden / entry["inputs_from"]))
+        tensors.update({key: value for key, value in inputs.items() if key.startswith("in.")})
+    return tensors
 
 
 def _failure(stem: str, why: str) -> Comparison:
@@ -377,7 +391,7 @@ def check_golden_dir(golden: str | Path) -> list[Comparison]:
         if stale:
             rows.append(_failure(stem, f"(made from another tiny tree: {', '.join(stale)} changed)"))
             continue
-        tensors = load_file(str(golden / name))
+        tensors = _golden_tensors(golden, name, entry)
         with torch.no_grad():
             result = _run_file(dit, stem, tensors, manifest, entry)
         if result is None:

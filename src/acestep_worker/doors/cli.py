@@ -45,6 +45,8 @@ def _generate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, help="diffusion steps (default: the model's)")
     p.add_argument("--guidance", type=float, help="guidance scale for base/sft models")
     p.add_argument("--shift", type=float, help="timestep shift")
+    p.add_argument("--sampler", choices=["euler", "heun"], help="euler (default) or heun: second-order steps, "
+                   "one more DiT call per step")
     p.add_argument("--bpm", type=int)
     p.add_argument("--key", help='key and scale, e.g. "C major"')
     p.add_argument("--time-signature", help="beats per bar: 2, 3, 4 or 6")
@@ -98,7 +100,7 @@ def _request(args: argparse.Namespace) -> dict:
     fmt = args.format or FORMAT_OF_SUFFIX.get(suffix := args.out.suffix.lstrip(".").lower(), suffix or "mp3")
     data = {"caption": args.caption, "lyrics": lyrics, "duration": args.duration, "batch_size": args.batch_size,
             "seed": args.seed, "retake_seed": args.retake_seed, "retake_variance": args.retake_variance,
-            "inference_steps": args.steps, "guidance_scale": args.guidance,
+            "inference_steps": args.steps, "guidance_scale": args.guidance, "sampler_mode": args.sampler,
             "shift": args.shift, "bpm": args.bpm, "key_scale": args.key, "time_signature": args.time_signature,
             "vocal_language": args.language, "audio_format": fmt, "mp3_bitrate": args.bitrate,
             "enable_normalization": None if args.normalize else False, "normalization_db": args.normalization_db,

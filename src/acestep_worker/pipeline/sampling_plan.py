@@ -16,7 +16,8 @@ def sampling_plan(request: GenerationRequest, steps: int, variant: Variant) -> t
     Omitted values take the variant's defaults. Turbo models are guidance-distilled: guidance, the
     CFG interval and ADG do not apply to them and are reported as unused rather than rejected, so
     clients that always send upstream's defaults keep working. DCW defaults to on for turbo
-    models and off for base/sft, as newest upstream; SDE and the velocity options apply to both.
+    models and off for base/sft, as newest upstream; SDE, Heun and the velocity options apply to both
+    (Heun with SDE takes Euler steps, as upstream falls back; reported unused, task_types.replaced_fields).
     Flow-edit samples as upstream's flow-edit sampler does: Euler ODE steps, APG, no DCW (what it
     leaves out is reported unused, task_types._flow_edit_replaced).
     """
@@ -28,7 +29,8 @@ def sampling_plan(request: GenerationRequest, steps: int, variant: Variant) -> t
     dcw = DCW(request.dcw_mode, request.dcw_scaler, request.dcw_high_scaler, request.dcw_wavelet) if dcw_on else None
     options = dict(kind=rules.kind, infer_method="ode" if flow else request.infer_method, dcw=dcw,
                    velocity_norm_threshold=request.velocity_norm_threshold,
-                   velocity_ema_factor=request.velocity_ema_factor)
+                   velocity_ema_factor=request.velocity_ema_factor,
+                   sampler_mode="euler" if flow else request.sampler_mode)
     if rules.kind == "turbo":
         shift = snap_turbo_shift(shift)
         timesteps = turbo_timesteps(shift, steps, request.timesteps)
@@ -42,6 +44,7 @@ def sampling_plan(request: GenerationRequest, steps: int, variant: Variant) -> t
     used = {"inference_steps": plan.steps, "shift": shift, "guidance_scale": guidance,
             "timesteps": [round(t, 6) for t in plan.timesteps.tolist()],
             "guidance": plan.guidance if plan.uses_cfg else None, "infer_method": plan.infer_method,
+            "sampler_mode": "heun" if plan.heun else "euler",
             "dcw": ({"mode": dcw.mode, "scaler": dcw.scaler, "high_scaler": dcw.high_scaler,
                      "wavelet": dcw.wavelet} if dcw else None)}
     if flow:

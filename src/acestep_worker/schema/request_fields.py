@@ -214,8 +214,8 @@ class SamplerFields(BaseModel):
     dcw_wavelet: Literal["haar"] = _field("haar", "dcw_wavelet", "dcwWavelet",
                                           allowed='"haar" (the one wavelet this server implements)')
     sampler_mode: Literal["euler", "heun"] = _field(
-        "euler", "sampler_mode", "samplerMode", allowed='"euler" or "heun"',
-        unused="this server takes Euler steps only; heun is accepted and sampled with Euler")
+        "euler", "sampler_mode", "samplerMode",
+        allowed='"euler" or "heun" (Heun: a second DiT call per step corrects it; ODE steps only)')
     velocity_norm_threshold: float = _field(0.0, "velocity_norm_threshold", "velocityNormThreshold",
                                             allowed="a number from 0 (off) to 10", ge=0.0, le=10.0)
     velocity_ema_factor: float = _field(0.0, "velocity_ema_factor", "velocityEmaFactor",

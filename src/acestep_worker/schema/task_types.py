@@ -237,6 +237,8 @@ def replaced_fields(request) -> dict[str, str]:
     elif request.thinking and (task.needs_source or flow):
         led = "flow_edit_morph" if flow and not task.needs_source else f"task_type {request.task_type!r}"
         replaced["thinking"] = f"{led} follows the source song; the planner writes no audio codes for it, as upstream"
+    if request.sampler_mode == "heun" and request.infer_method == "sde" and not flow:
+        replaced["sampler_mode"] = "infer_method sde takes no Heun steps; upstream falls back to Euler, as we do"
     if request.retake_seed is not None and request.retake_variance == 0:
         replaced["retake_seed"] = "retake_variance is 0: no retake noise is mixed in, as upstream"
     if request.keep_best is None and "rank_by" in request.model_fields_set:
@@ -267,4 +269,6 @@ def _flow_edit_replaced(request, task: TaskRule, flow: bool) -> dict[str, str]:
         out["dcw_enabled"] = sampler
     if request.infer_method == "sde":
         out["infer_method"] = sampler
+    if request.sampler_mode == "heun":
+        out["sampler_mode"] = sampler
     return out

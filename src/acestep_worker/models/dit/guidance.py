@@ -82,6 +82,11 @@ def _angle(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 
+def plain_cfg(v_cond: torch.Tensor, v_uncond: torch.Tensor, guidance_scale: float, **_: object) -> torch.Tensor:
+    """Classic classifier-free guidance, u + g (c - u): upstream guides Heun's corrector with it under APG."""
+    return v_uncond + guidance_scale * (v_cond - v_uncond)
+
+
 def cap_velocity(velocity: torch.Tensor, x: torch.Tensor, threshold: float) -> torch.Tensor:
     """Upstream's velocity norm cap: |v| at most threshold * |x| per item (off at 0)."""
     if threshold <= 0:

@@ -1,11 +1,12 @@
 """The flow-matching sampling loop shared by the turbo and base/sft models.
 
 The loop keeps the latent in float32 whatever the model dtype (the DiT runs in bf16 on GPUs), takes
-Euler steps x <- x - v * (t - t_next) down to t = 0 (or, with SDE, re-noises the step's clean
-estimate), and for base/sft models combines conditional and unconditional predictions of one
-doubled batch inside the CFG interval. Editing runs (`Edit`) add repaint injection and blending,
-a cover-to-text2music condition switch and a partial start; DCW corrects each step. A flow-edit
-(`flow_edit.py`) owns the steps up to the end of its window and hands the loop its target trajectory.
+Euler steps x <- x - v * (t - t_next) down to t = 0 (or Heun steps, which average v with a second
+prediction at t_next; or, with SDE, re-noises the step's clean estimate), and for base/sft models
+combines conditional and unconditional predictions of one doubled batch inside the CFG interval.
+Editing runs (`Edit`) add repaint injection and blending, a cover-to-text2music condition switch and a
+partial start; DCW corrects each step. A flow-edit (`flow_edit.py`) owns the steps up to the end of its
+window and hands the loop its target trajectory.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from .condition_cache import reusing_condition_projections
 from .conditioning import Conditions
 from .dcw import DCW
 from .flow_edit import Branch, FlowEditRun
-from .guidance import ADG, APG, cap_velocity, smooth_velocity
+from .guidance import ADG, APG, cap_velocity, plain_cfg, smooth_velocity
 from .model import DiTModel
 from .sampler_edits import Edit
 
@@ -32,7 +33,8 @@ class SamplingPlan:
     CFG runs when `guidance_scale > 1`; it is applied on the steps whose t lies inside
     `cfg_interval` (inclusive; compared in float32 as upstream's generate_audio does, in float64 in a
     flow-edit as upstream's flow-edit loop does) and the conditional prediction is used on the others.
-    `kind` matters for SDE and repaint, where upstream's two samplers differ.
+    `kind` matters for SDE, Heun and repaint, where upstream's two samplers differ. `sampler_mode`
+    "heun" applies to ODE steps only (with SDE upstream falls back to Euler, and so do we).
     """
 
     timesteps: torch.Tensor
@@ -44,10 +46,15 @@ class SamplingPlan:
     dcw: DCW | None = None
     velocity_norm_threshold: float = 0.0  # > 0: cap |v| at threshold * |x| per item
     velocity_ema_factor: float = 0.0  # > 0: v <- (1 - f) v + f v_previous
+    sampler_mode: Literal["euler", "heun"] = "euler"
 
     @property
     def uses_cfg(self) -> bool:
         return self.guidance_scale > 1.0
+
+    @property
+    def heun(self) -> bool:
+        return self.sampler_mode == "heun" and self.infer_method == "ode"
 
     @property
     def steps(self) -> int:
@@ -119,6 +126,7 @@ def sample(dit: DiTModel, conditions: Conditions, noise: torch.Tensor, plan: Sam
     # What the loop decides per step is read from the CPU copy, so no step waits on the device.
     host_times = plan.timesteps.to(dtype=torch.float32, device="cpu")
     guided_steps = [plan.uses_cfg and _in_interval(t, plan.cfg_interval, flow is not None) for t in host_times]
+    correctors = _correctors(plan, host_times)
     host_times = host_times.tolist()
     noise = noise.to(device=device, dtype=torch.float32)
     x = noise if edit.start is None else edit.start.to(device=device, dtype=torch.float32)
@@ -139,15 +147,17 @@ def sample(dit: DiTModel, conditions: Conditions, noise: torch.Tensor, plan: Sam
         velocity, _ = predict(x, t, target, guided_steps[step])
         velocity = smooth_velocity(cap_velocity(velocity, x, plan.velocity_norm_threshold), previous_v,
                                    plan.velocity_ema_factor)
-        previous_v = velocity
-        x0 = x - velocity * t
+        x0 = x - velocity * t  # from the first prediction, also on Heun steps (DCW reads it), as upstream
         last = step == plan.steps - 1
         if plan.infer_method == "sde" and not last:
             # Upstream's base sampler re-noises to the UNshifted schedule; turbo to its own.
             target_t = 1.0 - (step + 1) / plan.steps if plan.kind == "base" else t_next
             x_next = target_t * hooks.step_noise().to(x0) + (1 - target_t) * x0
         else:
+            if correctors[step] is not None:  # Heun: the mean with a second prediction at t_next
+                velocity = _heun_velocity(predict, plan, x, velocity, t, t_next, target.condition, correctors[step])
             x_next = x - velocity * (t - t_next)
+        previous_v = velocity  # on a Heun step the averaged velocity, which the next step's EMA reads
         if plan.dcw is not None and plan.dcw.active:
             x_next = plan.dcw(x_next, x0, host_times[step])
         x = x_next
@@ -164,10 +174,45 @@ def sample(dit: DiTModel, conditions: Conditions, noise: torch.Tensor, plan: Sam
     return x
 
 
+def _correctors(plan: SamplingPlan, times: torch.Tensor) -> list[tuple[bool, object] | None]:
+    """Per step, how its Heun corrector at t_next is guided: (inside the CFG interval at t_next, the rule),
+    or None where the step takes no corrector (Euler, SDE, and turbo's last step, which jumps to the clean
+    estimate as upstream's turbo sampler does; base/sft also correct the last step, at t_next = 0).
+
+    The corrector is guided by plain CFG, so that APG's momentum advances once per step, not twice; ADG
+    stays ADG except at t_next = 0, where its division by t would fail, as upstream's base sampler."""
+    if not plan.heun:
+        return [None] * plan.steps
+    next_times = torch.cat([times[1:], times.new_zeros(1)])
+    out = []
+    for step, t_next in enumerate(next_times):
+        if plan.kind == "turbo" and step == plan.steps - 1:
+            out.append(None)
+            continue
+        guide = ADG() if plan.guidance == "adg" and float(t_next) > 0 else plain_cfg
+        out.append((plan.uses_cfg and _in_interval(t_next, plan.cfg_interval), guide if plan.uses_cfg else None))
+    return out
+
+
+def _heun_velocity(predict: Callable, plan: SamplingPlan, x: torch.Tensor, velocity: torch.Tensor, t: torch.Tensor,
+                   t_next: torch.Tensor, condition: _Condition, corrector: tuple[bool, object]) -> torch.Tensor:
+    """Heun's averaged velocity: predict x at t_next with an Euler step, evaluate the DiT there (a second
+    decoder call), cap it against the predicted x, pull it toward this step's velocity by the EMA factor, and
+    take the mean of the two (the trapezoidal rule)."""
+    guided, guide = corrector
+    predicted = x - velocity * (t - t_next)
+    corrected, _ = predict(predicted, t_next, Branch(condition, guide), guided)
+    corrected = cap_velocity(corrected, predicted, plan.velocity_norm_threshold)
+    corrected = smooth_velocity(corrected, velocity, plan.velocity_ema_factor)
+    return 0.5 * (velocity + corrected)
+
+
 def _flow_edit_run(dit: DiTModel, plan: SamplingPlan, edit: Edit) -> FlowEditRun | None:
     """The flow-edit's state for this run, its source branch with its own guidance; None without one."""
     if edit.flow_edit is None:
         return None
+    if plan.heun:
+        raise ValueError("flow-edit takes Euler steps, as upstream's flow-edit sampler forces; not Heun")
     if plan.uses_cfg and plan.guidance != "apg":
         raise ValueError("flow-edit is guided by APG, as upstream's flow-edit sampler is; not by ADG")
     source = Branch(_Condition(dit, edit.flow_edit.source_conditions, plan.uses_cfg), _guide(plan))
