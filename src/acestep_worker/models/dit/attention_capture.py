@@ -7,7 +7,7 @@ with eager attention to return every layer's weights; only the chosen layers mat
 attention depends on the layers before it alone, so here the forward stops inside the deepest chosen
 layer, right after its cross-attention probabilities are taken: the same numbers for about
 (deepest layer + 1) / layers of one forward (7/24 on the 2B models), and only the chosen heads'
-probabilities are formed.
+probabilities are kept.
 
 Asked for attention weights, upstream computes every cross-attention of that pass eagerly (its
 `output_attentions` path: softmax(q k^T * scale) in float32, rounded to the model's dtype, times the
@@ -16,7 +16,7 @@ here too, for that one pass, the cross-attention of every layer up to the deepes
 same eager arithmetic from the module's own projections and norms (adapters included); grouped K/V
 heads serve query head h from K/V head h // (heads / kv_heads), as upstream's `repeat_kv`. With SDPA
 instead, the maps of the second layer on differ from upstream's in the last bits (about 1e-7 in float32
-on the CPU; more in half precision): tests/golden/turbo_a/align_attention.safetensors.
+on the CPU): tests/golden/turbo_a/align_attention.safetensors.
 """
 
 from __future__ import annotations
@@ -78,16 +78,24 @@ class _EagerCrossAttention:
         key = attn.norm_k(attn.to_k(encoder_hidden_states).unflatten(-1, (attn.kv_heads, attn.head_dim)))
         value = attn.to_v(encoder_hidden_states).unflatten(-1, (attn.kv_heads, attn.head_dim))
         key, value = (_repeat_kv(x.transpose(1, 2), attn.heads // attn.kv_heads) for x in (key, value))
-        scores = torch.matmul(query, key.transpose(2, 3)) * attn.scaling
-        if attention_mask is not None:
-            scores = (scores.masked_fill(~attention_mask, float("-inf")) if attention_mask.dtype == torch.bool
-                      else scores + attention_mask)
-        probabilities = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+        # One row at a time: every head's [frames, tokens] probabilities of the whole batch at once would
+        # cost heads / chosen heads times the memory of the maps kept (upstream aligns one song per call).
+        outputs, kept = [], []
+        for row in range(query.shape[0]):
+            scores = torch.matmul(query[row:row + 1], key[row:row + 1].transpose(2, 3)) * attn.scaling
+            if attention_mask is not None:
+                mask = attention_mask[row:row + 1]
+                scores = scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else scores + mask
+            probabilities = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+            if self.heads:
+                kept.append(probabilities[:, list(self.heads), :, :self.keep])
+            if self.layer != self.deepest:
+                outputs.append(torch.matmul(probabilities, value[row:row + 1]))
         if self.heads:
-            self.captured[self.layer] = probabilities[:, list(self.heads), :, :self.keep]
+            self.captured[self.layer] = torch.cat(kept)
         if self.layer == self.deepest:
             raise _Done
-        out = torch.matmul(probabilities, value).transpose(1, 2).flatten(2, 3).to(query.dtype)
+        out = torch.cat(outputs).transpose(1, 2).flatten(2, 3).to(query.dtype)
         return attn.to_out[1](attn.to_out[0](out))
 
 
