@@ -80,9 +80,21 @@ def test_the_lyric_alignment_goldens_are_checked():
     """LRC and alignment-score parity (turbo_a's manifest_alignment.json) is required, not optional."""
     variant = GOLDEN / "turbo_a"
     rows = [r for r in _rows(variant) if r.file.startswith("align_")]
-    assert {r.file for r in rows} == {"align_lrc", "align_score"}
+    assert {r.file for r in rows} == {"align_lrc", "align_score", "align_attention"}
     assert {"out.lrc_utf8", "out.path_rows", "out.dit_score", "out.lm_score"} <= {r.tensor for r in rows}
     assert all(r.passed for r in rows), [r for r in rows if not r.passed]
+
+
+def test_the_captured_cross_attention_equals_upstreams_bit_for_bit():
+    """The maps the alignment pass reads (manifest_alignment_attention.json): the re-noised input and the
+    chosen heads' cross-attention of upstream's timestamp and score calls, with no tolerance at all."""
+    rows = {r.tensor: r for r in _rows(GOLDEN / "turbo_a") if r.file == "align_attention"}
+    exact = ["mid.noise", "mid.xt_timestamp", "out.attention_timestamp", "out.attention_score_lm",
+             "out.attention_score_dit"]
+    assert all(rows[name].passed and rows[name].max_abs == 0.0 for name in exact), [rows.get(n) for n in exact]
+    batched = [r for name, r in rows.items() if name.endswith("(one batched call)")]
+    assert len(batched) == 2 and all(r.passed for r in batched), batched
+    assert all(rows[name].passed for name in ("out.lrc_utf8", "out.lm_score", "out.dit_score"))
 
 
 def _small_copy(variant, target):

@@ -5,7 +5,9 @@ A golden folder holds an official-layout checkpoint (`config.json`, `model.safet
 editing-path sampler runs (`edit_*`), optionally a `manifest_post.json` naming the finishing runs
 (`post_*`: latent shift/rescale, the anti-clip, peak normalisation, fades; compared bitwise), a
 `manifest_alignment.json` naming the lyric-alignment files (`align_*`, with the tokenizer file their
-token texts decode with), and one safetensors file per boundary with `in.*` inputs and
+token texts decode with), a `manifest_alignment_attention.json` naming the DiT's alignment pass
+(`align_attention`: re-noised latent -> cross-attention maps, checked bit for bit), and one
+safetensors file per boundary with `in.*` inputs and
 `mid.*`/`out.*`/`trace.*` expected values. A `manifest_retake.json` names the retake files: upstream's
 starting noise for given seeds, retake seeds and variance (`retake_noise_*`, checked bit for bit), and
 sampler runs from such noise (`retake_generate_*`). A `manifest_flow_edit.json` names upstream's
@@ -55,7 +57,7 @@ from ..models.dit.schedules import base_timesteps, turbo_timesteps
 from ..models.vae import limit_peaks
 from ..pipeline.initial_noise import Retake, draw_noise, initial_noise
 from . import parity_understanding
-from .parity_alignment import ALIGNMENT_RUNNERS, alignment_tokenizer
+from .parity_alignment import ALIGNMENT_DIT_RUNNERS, ALIGNMENT_RUNNERS, alignment_tokenizer
 
 SINGLE_FORWARD = {"atol": 1e-5, "rtol": 1e-4}
 GENERATE = {"atol": 5e-4, "rtol": 1e-3}
@@ -297,7 +299,7 @@ def _sampler_kind(manifest: dict, filename: str) -> str:
 
 MANIFESTS = ("manifest.json", "manifest_editing.json", "manifest_post.json", "manifest_retake.json",
              "manifest_flow_edit.json", "manifest_understanding.json", "manifest_alignment.json",
-             "manifest_heun.json")
+             "manifest_heun.json", "manifest_alignment_attention.json")
 CHECKPOINT_FILES = {"model.safetensors"}
 
 
@@ -354,6 +356,9 @@ def _run_file(dit: DiTModel, stem: str, tensors: dict, manifest: dict, entry: di
     if stem in ALIGNMENT_RUNNERS:
         tokenizer = alignment_tokenizer(manifest["_folder"], manifest)
         return ALIGNMENT_RUNNERS[stem](tensors, args, tokenizer), ALIGNMENT
+    if stem in ALIGNMENT_DIT_RUNNERS:
+        tokenizer = alignment_tokenizer(manifest["_folder"], manifest)
+        return ALIGNMENT_DIT_RUNNERS[stem](dit, tensors, args, tokenizer), BITWISE
     return None
 
 
@@ -399,8 +404,8 @@ def check_golden_dir(golden: str | Path) -> list[Comparison]:
             continue
         ours, tol = result
         for key, pair in ours.items():
-            if isinstance(pair, tuple):  # (ours, expected) that the manifest holds, e.g. a prompt's bytes
-                rows.append(compare(stem, key, *pair, tol))
+            if isinstance(pair, tuple):  # (ours, expected[, tolerance]) beyond the file's tensors
+                rows.append(compare(stem, key, pair[0], pair[1], pair[2] if len(pair) > 2 else tol))
         for key, ref in tensors.items():
             if key.startswith("in."):
                 continue

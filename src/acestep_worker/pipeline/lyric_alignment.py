@@ -99,6 +99,22 @@ def stacked_heads(maps: dict[int, torch.Tensor], row: int, tokens: LyricTokens) 
     return torch.cat(heads).float()
 
 
+def decoder_inputs(latents: torch.Tensor, steps: int, scores: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The alignment pass's DiT input and timesteps: every song's latent [B, T, C] re-noised to
+    t = 1 / steps, then (for the scores) the noise itself at t = 1. Every song gets the same noise, as
+    upstream calls its aligner once per song with a fresh generator of seed 42."""
+    generator = torch.Generator("cpu").manual_seed(ALIGNMENT_SEED)
+    noise = torch.randn((1, *latents.shape[1:]), generator=generator).to(device=latents.device, dtype=latents.dtype)
+    noise = noise.expand_as(latents)
+    batch, t_last = latents.shape[0], 1.0 / steps
+    rows = [t_last * noise + (1.0 - t_last) * latents]
+    times = [torch.full((batch,), t_last)]
+    if scores:
+        rows.append(noise)
+        times.append(torch.ones(batch))
+    return torch.cat(rows), torch.cat(times).to(latents.device)
+
+
 @torch.no_grad()
 def align_songs(dit: DiTModel, encoder: TextEncoder, latents: torch.Tensor, encoder_states: torch.Tensor,
                 context: torch.Tensor, prompts: Sequence[LyricPrompt], durations_s: Sequence[float],
@@ -113,21 +129,12 @@ def align_songs(dit: DiTModel, encoder: TextEncoder, latents: torch.Tensor, enco
                if not heads else {} for _ in range(batch)]
     if not heads:
         return results
-    dtype = dit.dtype
-    generator = torch.Generator("cpu").manual_seed(ALIGNMENT_SEED)
-    noise = torch.randn((1, *latents.shape[1:]), generator=generator).to(device=latents.device, dtype=dtype)
-    noise = noise.expand_as(latents)
-    t_last = 1.0 / ask.steps
-    rows = [t_last * noise + (1.0 - t_last) * latents.to(dtype)]
-    times = [torch.full((batch,), t_last)]
-    if ask.scores:
-        rows.append(noise)
-        times.append(torch.ones(batch))
-    copies = len(rows)
+    rows, times = decoder_inputs(latents.to(dit.dtype), ask.steps, ask.scores)
+    copies = rows.shape[0] // batch
     tokens = [None if is_instrumental(p.lyrics) else lyric_tokens(encoder, p) for p in prompts]
     keep = max((t.end for t in tokens if t is not None), default=1)  # lyrics lead the condition sequence
-    maps = cross_attention(dit, torch.cat(rows), torch.cat(times).to(latents.device),
-                           encoder_states.repeat(copies, 1, 1), context.repeat(copies, 1, 1), heads, keep)
+    maps = cross_attention(dit, rows, times, encoder_states.repeat(copies, 1, 1), context.repeat(copies, 1, 1),
+                           heads, keep)
     for index, song_tokens in enumerate(tokens):
         results[index] = _one_song(maps, index, batch, encoder, song_tokens, durations_s[index], ask)
     return results

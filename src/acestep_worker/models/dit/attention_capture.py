@@ -7,12 +7,16 @@ with eager attention to return every layer's weights; only the chosen layers mat
 attention depends on the layers before it alone, so here the forward stops inside the deepest chosen
 layer, right after its cross-attention probabilities are taken: the same numbers for about
 (deepest layer + 1) / layers of one forward (7/24 on the 2B models), and only the chosen heads'
-probabilities are formed.
+probabilities are kept.
 
-The probabilities are recomputed from the cross-attention module's own projections and norms
-(adapters included), as softmax(q k^T * scale) in float32, then rounded to the model's dtype as
-upstream's eager attention returns them. Grouped K/V heads serve query head h from K/V head
-h // (heads / kv_heads), as upstream's `repeat_kv`.
+Asked for attention weights, upstream computes every cross-attention of that pass eagerly (its
+`output_attentions` path: softmax(q k^T * scale) in float32, rounded to the model's dtype, times the
+values), not with the SDPA kernel of its sampler, and the layers after the first see that output. So
+here too, for that one pass, the cross-attention of every layer up to the deepest chosen one runs the
+same eager arithmetic from the module's own projections and norms (adapters included); grouped K/V
+heads serve query head h from K/V head h // (heads / kv_heads), as upstream's `repeat_kv`. With SDPA
+instead, the maps of the second layer on differ from upstream's in the last bits (about 1e-7 in float32
+on the CPU): tests/golden/turbo_a/align_attention.safetensors.
 """
 
 from __future__ import annotations
@@ -57,18 +61,48 @@ def dit_alignment_heads(dit: DiTModel) -> dict[int, tuple[int, ...]]:
     return usable_heads(dit.alignment_heads or DEFAULT_ALIGNMENT_HEADS, len(layers), layers[0].cross_attn.heads)
 
 
-def _probabilities(attn: torch.nn.Module, hidden: torch.Tensor, encoder: torch.Tensor,
-                   heads: tuple[int, ...], keep: int | None) -> torch.Tensor:
-    """[B, len(heads), frames, tokens] attention probabilities of `heads` for this call (the first `keep`
-    tokens of them: the softmax is over all of them)."""
-    query = attn.norm_q(attn.to_q(hidden).unflatten(-1, (attn.heads, attn.head_dim)))
-    key = attn.norm_k(attn.to_k(encoder).unflatten(-1, (attn.kv_heads, attn.head_dim)))
-    group = attn.heads // attn.kv_heads
-    index = torch.tensor(heads, device=query.device)
-    q = query.index_select(2, index).transpose(1, 2)  # [B, h, frames, d]
-    k = key.index_select(2, index // group).transpose(1, 2)  # [B, h, tokens, d]
-    scores = torch.matmul(q, k.transpose(-1, -2)) * attn.scaling
-    return torch.softmax(scores, dim=-1, dtype=torch.float32)[..., :keep].to(q.dtype)
+class _EagerCrossAttention:
+    """A cross-attention processor for the alignment pass: attention as upstream's eager path computes it
+    (probabilities rounded to the model's dtype, then times the values), so the layers after it see the
+    same hidden states as upstream's; it keeps the chosen heads' probabilities and stops the forward in
+    the deepest chosen layer."""
+
+    def __init__(self, layer: int, heads: tuple[int, ...], keep: int | None, deepest: int,
+                 captured: dict[int, torch.Tensor]):
+        self.layer, self.heads, self.keep, self.deepest, self.captured = layer, heads, keep, deepest, captured
+
+    def __call__(self, attn: torch.nn.Module, hidden_states: torch.Tensor,
+                 encoder_hidden_states: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                 **_) -> torch.Tensor:
+        query = attn.norm_q(attn.to_q(hidden_states).unflatten(-1, (attn.heads, attn.head_dim))).transpose(1, 2)
+        key = attn.norm_k(attn.to_k(encoder_hidden_states).unflatten(-1, (attn.kv_heads, attn.head_dim)))
+        value = attn.to_v(encoder_hidden_states).unflatten(-1, (attn.kv_heads, attn.head_dim))
+        key, value = (_repeat_kv(x.transpose(1, 2), attn.heads // attn.kv_heads) for x in (key, value))
+        # One row at a time: every head's [frames, tokens] probabilities of the whole batch at once would
+        # cost heads / chosen heads times the memory of the maps kept (upstream aligns one song per call).
+        outputs, kept = [], []
+        for row in range(query.shape[0]):
+            scores = torch.matmul(query[row:row + 1], key[row:row + 1].transpose(2, 3)) * attn.scaling
+            if attention_mask is not None:
+                mask = attention_mask[row:row + 1]
+                scores = scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else scores + mask
+            probabilities = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+            if self.heads:
+                kept.append(probabilities[:, list(self.heads), :, :self.keep])
+            if self.layer != self.deepest:
+                outputs.append(torch.matmul(probabilities, value[row:row + 1]))
+        if self.heads:
+            self.captured[self.layer] = torch.cat(kept)
+        if self.layer == self.deepest:
+            raise _Done
+        out = torch.cat(outputs).transpose(1, 2).flatten(2, 3).to(query.dtype)
+        return attn.to_out[1](attn.to_out[0](out))
+
+
+def _repeat_kv(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """[B, kv_heads, S, D] -> [B, kv_heads * groups, S, D]: query head h reads K/V head h // groups."""
+    batch, kv_heads, length, dim = x.shape
+    return x[:, :, None].expand(batch, kv_heads, groups, length, dim).reshape(batch, kv_heads * groups, length, dim)
 
 
 @torch.no_grad()
@@ -84,29 +118,21 @@ def cross_attention(dit: DiTModel, hidden_states: torch.Tensor, timestep: torch.
         return {}
     captured: dict[int, torch.Tensor] = {}
     deepest = max(heads)
-    handles = []
-
-    def hook_for(layer: int):
-        def hook(module, args, kwargs):
-            hidden = kwargs.get("hidden_states", args[0] if args else None)
-            captured[layer] = _probabilities(module, hidden, kwargs["encoder_hidden_states"], heads[layer], keep)
-            if layer == deepest:
-                raise _Done
-        return hook
-
-    for layer in heads:
+    swapped = []
+    for layer in range(deepest + 1):
         attn = dit.transformer.layers[layer].cross_attn
-        handles.append(attn.register_forward_pre_hook(hook_for(layer), with_kwargs=True))
+        swapped.append((attn, attn.processor))
+        attn.processor = _EagerCrossAttention(layer, tuple(heads.get(layer, ())), keep, deepest, captured)
     dtype = dit.dtype
     try:
-        # One partial call with hooks that raise: compiled blocks (ACESTEP_DIT_COMPILE) run it eagerly
-        # rather than recompile for the hooks.
+        # One partial call with processors that raise: compiled blocks (ACESTEP_DIT_COMPILE) run it eagerly
+        # rather than recompile for them.
         with torch.compiler.set_stance("force_eager"):
             dit.transformer(hidden_states.to(dtype), timestep.to(dtype), timestep.to(dtype),
                             encoder_hidden_states.to(dtype), context_latents.to(dtype), return_dict=False)
     except _Done:
         pass
     finally:
-        for handle in handles:
-            handle.remove()
+        for attn, processor in swapped:
+            attn.processor = processor
     return {layer: captured[layer] for layer in heads}
