@@ -17,7 +17,8 @@ def add_alignment_arguments(p: argparse.ArgumentParser | argparse._ArgumentGroup
                    "where the planner LM and audio codes are there)")
     p.add_argument("--keep-best", type=int, metavar="K",
                    help="best-of-N, this server's own: make --batch-size takes and keep the best K")
-    p.add_argument("--rank-by", choices=["dit_score", "lm_score", "quality_score"], help="the score --keep-best ranks by")
+    p.add_argument("--rank-by", choices=["dit_score", "lm_score", "quality_score"],
+                   help="the score --keep-best ranks by")
 
 
 def alignment_fields(args: argparse.Namespace) -> dict:
