@@ -51,9 +51,10 @@ def target_logits(lm: PlannerLM, prompt: str, target: str) -> tuple[torch.Tensor
     if len(ids) <= prompt_len:
         return torch.empty(0, lm.vocab_size), torch.empty(0, dtype=torch.long)
     tokens = torch.tensor([ids], dtype=torch.long, device=lm.device)
+    kept = len(ids) - prompt_len + 1  # only the rows that predict the target: [T, V] rather than the prompt's too
     with torch.no_grad():
-        logits = lm.model(input_ids=tokens, attention_mask=torch.ones_like(tokens)).logits
-    return logits[0, prompt_len - 1:-1].float().cpu(), tokens[0, prompt_len:].cpu()
+        logits = lm.model(input_ids=tokens, attention_mask=torch.ones_like(tokens), logits_to_keep=kept).logits
+    return logits[0, :-1].float().cpu(), tokens[0, prompt_len:].cpu()
 
 
 def mean_log_prob(logits: torch.Tensor, targets: torch.Tensor) -> float:
