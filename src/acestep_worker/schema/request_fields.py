@@ -257,7 +257,7 @@ class AlignmentFields(BaseModel):
                             allowed="true to return each song's lyrics as LRC timestamps (needs lyrics)")
     auto_score: bool = _field(False, "auto_score", "autoScore", "get_scores", "getScores",
                               allowed="true to return each song's lyric-alignment scores lm_score and dit_score "
-                              "(needs lyrics)")
+                              "(needs lyrics), and the PMI quality_score where a planner and audio codes are there")
     score_scale: float = _field(
         0.5, "score_scale", "scoreScale", "quality_score_sensitivity", allowed="a number from 0.01 to 10 (the "
         "PMI quality score's sensitivity: smaller spreads the scores further from 0.5)", ge=0.01, le=10.0)
