@@ -76,6 +76,15 @@ def test_the_audio_understanding_goldens_are_required_and_checked():
     assert all(r.passed for r in rows if r.file.startswith("understand_"))
 
 
+def test_the_pmi_quality_score_golden_is_required_and_checked():
+    """Upstream's calculate_pmi_score_per_condition on the tiny planner (turbo_a's manifest_pmi.json)."""
+    rows = _rows(GOLDEN / "turbo_a")
+    checked = {r.tensor for r in rows if r.file == "pmi_score"}
+    assert {"out.full.scores", "out.full.overall", "out.caption_bpm_sharp.scores",
+            "out.caption_bpm_sharp.overall"} <= checked, sorted(checked)
+    assert all(r.passed for r in rows if r.file == "pmi_score")
+
+
 def test_the_lyric_alignment_goldens_are_checked():
     """LRC and alignment-score parity (turbo_a's manifest_alignment.json) is required, not optional."""
     variant = GOLDEN / "turbo_a"

@@ -139,8 +139,10 @@ def test_bad_values_name_the_field():
         assert caught.value.field == name
 
 
-def test_score_scale_is_accepted_and_reported_unused():
-    assert "PMI" in unused_fields(parse({"score_scale": 0.7}))["score_scale"]
+def test_score_scale_is_used_and_rank_by_may_name_the_quality_score():
+    request = parse({"score_scale": 0.7, "keep_best": 1, "rank_by": "quality_score"})
+    assert "score_scale" not in unused_fields(request) and request.score_scale == 0.7
+    assert request.rank_by == "quality_score"
 
 
 # -- best-of-N --------------------------------------------------------------------------------------

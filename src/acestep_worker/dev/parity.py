@@ -14,7 +14,9 @@ sampler runs from such noise (`retake_generate_*`). A `manifest_flow_edit.json` 
 flow-edit runs (`flowedit_*`: a source text and a target text over one audio context, the clean source,
 the forward noises' seeds). A `manifest_heun.json` names upstream's runs with `sampler_mode: "heun"`;
 each of its files holds only the outputs and takes its inputs from the file its entry names
-(`inputs_from`), and is compared at the tolerance its entry names (`bitwise`). The checkpoint is loaded
+(`inputs_from`), and is compared at the tolerance its entry names (`bitwise`). A `manifest_pmi.json`
+names the PMI quality-score file (`pmi_*`: upstream's per-condition and overall scores on the tiny
+planner, dev/parity_pmi.py). The checkpoint is loaded
 through the product's own loader; the silence latent stand-in recorded with the inputs is written as `silence_latent.pt`
 next to it in a scratch folder, because the product loader requires that file.
 
@@ -56,7 +58,7 @@ from ..models.dit.sampler_edits import CoverSwitch, Edit, Repaint, nearest_start
 from ..models.dit.schedules import base_timesteps, turbo_timesteps
 from ..models.vae import limit_peaks
 from ..pipeline.initial_noise import Retake, draw_noise, initial_noise
-from . import parity_understanding
+from . import parity_pmi, parity_understanding
 from .parity_alignment import ALIGNMENT_DIT_RUNNERS, ALIGNMENT_RUNNERS, alignment_tokenizer
 
 SINGLE_FORWARD = {"atol": 1e-5, "rtol": 1e-4}
@@ -299,7 +301,7 @@ def _sampler_kind(manifest: dict, filename: str) -> str:
 
 MANIFESTS = ("manifest.json", "manifest_editing.json", "manifest_post.json", "manifest_retake.json",
              "manifest_flow_edit.json", "manifest_understanding.json", "manifest_alignment.json",
-             "manifest_heun.json", "manifest_alignment_attention.json")
+             "manifest_heun.json", "manifest_alignment_attention.json", "manifest_pmi.json")
 CHECKPOINT_FILES = {"model.safetensors"}
 
 
@@ -353,6 +355,8 @@ def _run_file(dit: DiTModel, stem: str, tensors: dict, manifest: dict, entry: di
         return RUNNERS[stem](dit, tensors), SINGLE_FORWARD
     if stem.startswith("understand_"):
         return parity_understanding.run(stem, dit, tensors, entry)
+    if stem.startswith("pmi_"):
+        return parity_pmi.run(tensors, entry)
     if stem in ALIGNMENT_RUNNERS:
         tokenizer = alignment_tokenizer(manifest["_folder"], manifest)
         return ALIGNMENT_RUNNERS[stem](tensors, args, tokenizer), ALIGNMENT

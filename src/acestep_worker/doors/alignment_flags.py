@@ -13,10 +13,12 @@ def add_alignment_arguments(p: argparse.ArgumentParser | argparse._ArgumentGroup
     p.add_argument("--lrc", action="store_true",
                    help="also get each song's lyrics with timestamps (auto_lrc), written beside it as .lrc")
     p.add_argument("--score", action="store_true",
-                   help="report each song's lyric-alignment scores (auto_score: lm_score, dit_score)")
+                   help="report each song's scores (auto_score: lm_score, dit_score, and quality_score "
+                   "where the planner LM and audio codes are there)")
     p.add_argument("--keep-best", type=int, metavar="K",
                    help="best-of-N, this server's own: make --batch-size takes and keep the best K")
-    p.add_argument("--rank-by", choices=["dit_score", "lm_score"], help="the score --keep-best ranks by")
+    p.add_argument("--rank-by", choices=["dit_score", "lm_score", "quality_score"],
+                   help="the score --keep-best ranks by")
 
 
 def alignment_fields(args: argparse.Namespace) -> dict:
@@ -39,7 +41,8 @@ def report_scores(entries: list[tuple[Path, dict]], takes: list | None, quiet: b
     if quiet:
         return
     for path, song in entries:
-        scores = {k: song[k] for k in ("lm_score", "dit_score", "take", "rank", "alignment_error") if k in song}
+        scores = {k: song[k] for k in ("lm_score", "dit_score", "quality_score", "take", "rank", "alignment_error")
+                  if k in song}
         if scores:
             print(f"{path.name}: {json.dumps(scores, ensure_ascii=False)}", file=sys.stderr)
     if takes:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Protocol, Sequence
 
+SCORES = ("lm_score", "dit_score", "quality_score")  # each take's scores listed in the ranking
+
 
 class Take(Protocol):
     seed: int
@@ -29,6 +31,6 @@ def best_of(takes: Sequence[Take], keep: int | None, rank_by: str) -> tuple[list
         take.extras.update(take=index + 1, rank=rank)
         ranking.append({"take": index + 1, "seed": take.seed, "rank": rank, "kept": index in kept,
                         rank_by: take.extras.get(rank_by),
-                        **{k: take.extras[k] for k in ("lm_score", "dit_score") if k in take.extras and k != rank_by}})
+                        **{k: take.extras[k] for k in SCORES if k in take.extras and k != rank_by}})
     ranking.sort(key=lambda row: row["take"])
     return [takes[i] for i in order[:keep]], ranking

@@ -26,6 +26,7 @@ from .memory_budget import MemoryBudget, check_fits, largest_batch
 from .plan import JobPlan
 from .planner_pass import PlannerInputs, planner_pass
 from .progress import ProgressTracker
+from .quality_pass import score_songs
 from .sampling_plan import sampling_plan
 from .song_specs import song_params, song_specs
 from .stems import stem_songs
@@ -99,6 +100,7 @@ class GenerationPipeline:
         duration = audio.shape[-1] / SAMPLE_RATE
         takes = [Song(np.ascontiguousarray(wave.numpy().T), SAMPLE_RATE, s.seed, duration, s.stem, s.take, extras)
                  for s, wave, extras in zip(songs, audio, _aligned(plan, songs, output.alignment), strict=True)]
+        quality_params, quality_timings = score_songs(plan, resolved, self.models.planner, takes)
         kept, ranking = best_of(takes, plan.request.keep_best, plan.request.rank_by)
         if ranking is not None:  # per-song finishing figures follow the songs delivered, best first
             applied["normalization_gain_db"] = [applied["normalization_gain_db"][song.take] for song in kept]
@@ -106,8 +108,8 @@ class GenerationPipeline:
             songs=kept,
             model=dit.variant.name, random_weights=self.models.random_weights,
             params=dict(sampling, **song_params(plan, resolved, self.models.planner), **edit.report(),
-                        **applied),
-            timings={**resolved.timings, **edit.timings, **output.timings})
+                        **applied, **quality_params),
+            timings={**resolved.timings, **edit.timings, **output.timings, **quality_timings})
         if adapters:
             result.params["loras"] = adapters
         if ranking is not None:

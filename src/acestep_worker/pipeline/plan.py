@@ -65,6 +65,7 @@ from ..schema.units import (
     latent_frames,
 )
 from .lyric_alignment import AlignmentRequest
+from .quality_pass import check_quality_ranking
 from .seeds import draw_retake_seeds, draw_seeds
 
 LengthSource = Literal["codes", "source", "duration", "planner", "default"]
@@ -254,6 +255,7 @@ def resolve(request: GenerationRequest, facts: EngineFacts, seeds: tuple[int, ..
         _check_flow_edit_source(request, codes, has_source)
     planner = planner_work(request, task, codes, facts.planner_loaded)
     alignment = alignment_request(request, planner, steps)
+    check_quality_ranking(request, planner, codes, facts.planner_loaded)
     fmt = FORMATS[request.audio_format]
     return JobPlan(
         request=request, task=task, variant=facts.variant, codes=codes, steps=steps,

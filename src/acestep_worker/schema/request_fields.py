@@ -257,16 +257,16 @@ class AlignmentFields(BaseModel):
                             allowed="true to return each song's lyrics as LRC timestamps (needs lyrics)")
     auto_score: bool = _field(False, "auto_score", "autoScore", "get_scores", "getScores",
                               allowed="true to return each song's lyric-alignment scores lm_score and dit_score "
-                              "(needs lyrics)")
+                              "(needs lyrics), and the PMI quality_score where a planner and audio codes are there")
     score_scale: float = _field(
-        0.5, "score_scale", "scoreScale", "quality_score_sensitivity", allowed="a number from 0.01 to 10",
-        ge=0.01, le=10.0, unused="it scales upstream's PMI quality score, which this server does not compute; "
-        "auto_score returns the lyric-alignment scores")
+        0.5, "score_scale", "scoreScale", "quality_score_sensitivity", allowed="a number from 0.01 to 10 (the "
+        "PMI quality score's sensitivity: smaller spreads the scores further from 0.5)", ge=0.01, le=10.0)
     keep_best: int | None = _field(None, "keep_best", "keepBest",
                                    allowed="this server's best-of-N: an integer from 1 to batch_size, the songs to "
                                    "keep of batch_size takes ranked by rank_by", ge=1, le=MAX_BATCH)
-    rank_by: Literal["dit_score", "lm_score"] = _field(
-        "dit_score", "rank_by", "rankBy", allowed='"dit_score" or "lm_score" (the score keep_best ranks takes by)')
+    rank_by: Literal["dit_score", "lm_score", "quality_score"] = _field(
+        "dit_score", "rank_by", "rankBy", allowed='"dit_score", "lm_score" or "quality_score" (the score keep_best '
+        'ranks takes by; quality_score needs the planner LM and audio codes)')
 
 
 class AnalysisFields(BaseModel):
