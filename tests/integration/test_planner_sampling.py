@@ -94,3 +94,72 @@ def test_the_penalty_runs_after_the_constraint_mask(planner, recorded):
         assert int(expected) == token, step
         machine.advance(token)
     assert machine.done
+
+
+# -- constrained_decoding: false ------------------------------------------------------------------
+def _tempt(monkeypatch, token_ids):
+    """The model prefers `token_ids` (in order of preference) above everything else at every step."""
+    original = PairedDecoder.guided_logits
+
+    def tempting(self, scale):
+        logits = original(self, scale).clone()
+        for rank, token in enumerate(token_ids):
+            logits[:, token] = 1e4 - rank
+        return logits
+
+    monkeypatch.setattr(PairedDecoder, "guided_logits", tempting)
+
+
+def test_unconstrained_codes_keep_what_the_constraint_forbids(planner, monkeypatch):
+    first, eos = planner.lm.ids.first_code, planner.lm.ids.eos
+    _tempt(monkeypatch, [first + 64_500])  # a code token outside the codebook
+    free = planner.write_codes(TEXT, Metadata(), 4, [1], _with(GREEDY, constrained=False))
+    kept = planner.write_codes(TEXT, Metadata(), 4, [1], GREEDY)
+    assert kept[0] and max(kept[0]) < 64_000 and len(kept[0]) == 20
+    # Nothing ends it: the LM writes up to 500 tokens past the 20 codes, as upstream's loop allows.
+    assert free[0] == [64_500] * 520
+    _tempt(monkeypatch, [eos])
+    assert planner.write_codes(TEXT, Metadata(), 4, [1, 2], _with(GREEDY, constrained=False)) == [[], []]
+    assert len(planner.write_codes(TEXT, Metadata(), 4, [1], GREEDY)[0]) == 20
+
+
+def test_unconstrained_metadata_writes_freely_and_keeps_only_valid_values(planner, monkeypatch):
+    backtick = planner.lm.encode("`")[0]
+    _tempt(monkeypatch, [backtick])
+    free = planner.write_metadata(TEXT, Metadata(), _with(GREEDY, constrained=False), 0)
+    assert free.ids[0] == backtick and len(free.ids) == 700  # never forced into <think>, no stop written
+    assert free.metadata == Metadata()
+    constrained = planner.write_metadata(TEXT, Metadata(), GREEDY, 0)
+    assert backtick not in constrained.ids and constrained.ids[0] == planner.lm.ids.think_start
+
+
+def test_unconstrained_metadata_stops_at_the_end_of_the_think_block(planner, monkeypatch):
+    written = planner.lm.encode("<think>\nbpm: 777\nkeyscale: C major\n</think>")
+    original = PairedDecoder.guided_logits
+
+    def scripted(self, scale):  # the model writes `written`, then would go on with codes
+        logits = original(self, scale).clone()
+        logits[:, written[min(self.generated, len(written) - 1)]] = 1e4
+        return logits
+
+    monkeypatch.setattr(PairedDecoder, "guided_logits", scripted)
+    result = planner.write_metadata(TEXT, Metadata(), _with(GREEDY, constrained=False), 0)
+    assert result.ids == written
+    assert result.metadata == Metadata(keyscale="C major")  # bpm 777 is dropped, not an error
+
+
+def test_the_fields_are_used_through_the_serverless_job(planner_engine):
+    fields = {"caption": "x", "duration": 10, "thinking": True, "inference_steps": 2, "seed": 3,
+              "use_cot_caption": False, "lm_temperature": 0, "lm_repetition_penalty": 1.0,
+              "constrained_decoding": True}
+    outputs = {}
+    for name, changes in (("plain", {}), ("penalised", {"lm_repetition_penalty": 2.0}),
+                          ("free", {"constrained_decoding": False})):
+        out = run_job(planner_engine, f"lm-{name}", {**fields, **changes}, env={})
+        assert out["status"] == "completed", out
+        assert not {"lm_repetition_penalty", "constrained_decoding"} & set(out["params"].get("unused", {}))
+        outputs[name] = out
+    assert outputs["plain"]["params"]["planner"]["audio_codes"] == 50
+    assert outputs["penalised"]["params"]["planner"]["audio_codes"] == 50
+    assert outputs["penalised"]["results"][0]["sha256"] != outputs["plain"]["results"][0]["sha256"]
+    assert outputs["free"]["results"][0]["sha256"] != outputs["plain"]["results"][0]["sha256"]

@@ -100,7 +100,7 @@ class RepetitionPenalty:
         self.seen.scatter_(1, decoder.cond_ids, True)
 
     @classmethod
-    def for_decoder(cls, decoder: PairedDecoder, penalty: float) -> "RepetitionPenalty | None":
+    def for_decoder(cls, decoder: PairedDecoder, penalty: float) -> RepetitionPenalty | None:
         return None if penalty == 1.0 else cls(decoder, penalty)
 
     def record(self, tokens: torch.Tensor) -> None:
