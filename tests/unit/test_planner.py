@@ -6,7 +6,7 @@ import torch
 from acestep_worker.errors import PlannerUnavailableError
 from transformers import RepetitionPenaltyLogitsProcessor
 
-from acestep_worker.models.planner.decoding import SamplingParams, filter_logits, penalize_repeats
+from acestep_worker.models.planner.decoding import SamplingParams, filter_logits, penalize_repeats, sample_tokens
 from acestep_worker.models.planner.metadata import Metadata, PlannerOutputError, cot_text, parse_cot
 from acestep_worker.pipeline.plan import PlannerWork
 from acestep_worker.pipeline.planner_pass import PlannerInputs, planner_pass, query_hints
@@ -57,6 +57,17 @@ def test_unconstrained_text_keeps_valid_values_and_drops_the_rest():
     assert parse_cot(text, strict=False) == Metadata(keyscale="C major")
     with pytest.raises(PlannerOutputError, match="bpm"):
         parse_cot(text)
+
+
+def test_unconstrained_unguided_sampling_takes_top_p_after_the_temperature():
+    """Upstream's generate() path: at temperature 2 the nucleus of [3, 2, 0] at p=0.6 holds two tokens, on the
+    unscaled logits only the first; its own loops (guided or constrained) filter first."""
+    logits = torch.tensor([[3.0, 2.0, 0.0]])
+    free = SamplingParams(temperature=2.0, top_p=0.6, cfg_scale=1.0, constrained=False)
+    draws = {int(sample_tokens(logits, free, [torch.Generator().manual_seed(s)])[0]) for s in range(40)}
+    assert draws == {0, 1}
+    loop = SamplingParams(temperature=2.0, top_p=0.6, cfg_scale=1.0)
+    assert {int(sample_tokens(logits, loop, [torch.Generator().manual_seed(s)])[0]) for s in range(40)} == {0}
 
 
 def test_top_p_keeps_the_token_that_crosses_p():

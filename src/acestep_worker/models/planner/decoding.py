@@ -135,13 +135,23 @@ def filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tenso
 
 def sample_tokens(logits: torch.Tensor, params: SamplingParams, generators: list[torch.Generator]) -> torch.Tensor:
     """Sample one token per row of already-constrained logits [B, V]; no host synchronisation."""
-    logits = filter_logits(logits, params.top_k, params.top_p)
-    if params.temperature <= 0:
-        return logits.argmax(-1)
-    probs = torch.softmax(logits / params.temperature, dim=-1)
+    if params.temperature > 0 and hf_generate_order(params):
+        # transformers' generate(): temperature first, then top-k and top-p over the scaled logits.
+        probs = torch.softmax(filter_logits(logits / params.temperature, params.top_k, params.top_p), dim=-1)
+    else:
+        logits = filter_logits(logits, params.top_k, params.top_p)
+        if params.temperature <= 0:
+            return logits.argmax(-1)
+        probs = torch.softmax(logits / params.temperature, dim=-1)
     race = torch.stack([torch.empty_like(probs[i]).exponential_(1.0, generator=g)
                         for i, g in enumerate(generators)])
     return (probs / race).argmax(-1)
+
+
+def hf_generate_order(params: SamplingParams) -> bool:
+    """Upstream runs an unconstrained, unguided pass through transformers' `generate()` (its own loop
+    otherwise), whose warpers scale by the temperature before top-p: a different nucleus."""
+    return not params.constrained and not params.uses_cfg
 
 
 def generators_for(seeds: list[int], device: torch.device) -> list[torch.Generator]:
