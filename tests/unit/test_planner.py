@@ -43,7 +43,8 @@ def test_penalty_is_transformers_rule_bit_for_bit():
     seen = torch.zeros_like(logits, dtype=torch.bool).scatter(1, history, True)
     expected = RepetitionPenaltyLogitsProcessor(penalty=1.3)(history, logits.clone())
     assert torch.equal(penalize_repeats(logits, seen, 1.3), expected)
-    assert penalize_repeats(logits, seen, 1.3)[0, 0] == torch.tensor(2.5) / 1.3 and torch.equal(logits[:, 5], expected[:, 5])
+    assert penalize_repeats(logits, seen, 1.3)[0, 0] == torch.tensor(2.5) / 1.3
+    assert torch.equal(logits[:, 5], expected[:, 5])
 
 
 def test_request_sampling_fields_reach_the_planner():
