@@ -4,7 +4,9 @@ import pytest
 import torch
 
 from acestep_worker.errors import PlannerUnavailableError
-from acestep_worker.models.planner.decoding import filter_logits
+from transformers import RepetitionPenaltyLogitsProcessor
+
+from acestep_worker.models.planner.decoding import SamplingParams, filter_logits, penalize_repeats, sample_tokens
 from acestep_worker.models.planner.metadata import Metadata, PlannerOutputError, cot_text, parse_cot
 from acestep_worker.pipeline.plan import PlannerWork
 from acestep_worker.pipeline.planner_pass import PlannerInputs, planner_pass, query_hints
@@ -32,6 +34,41 @@ def test_parse_reads_continuations_and_rejects_malformed_values():
                         ("bpm: fast\n", "bpm")]:
         with pytest.raises(PlannerOutputError, match=field):
             parse_cot("<think>\n" + text)
+
+
+def test_penalty_is_transformers_rule_bit_for_bit():
+    """Seen positive logits divided, seen negative ones multiplied, zero and -inf unchanged, unseen untouched."""
+    logits = torch.tensor([[2.5, -1.5, 0.0, float("-inf"), 0.7, -0.3], [0.1, 0.2, -0.4, 3.0, float("-inf"), 1.0]])
+    history = torch.tensor([[0, 1, 2, 3, 1], [3, 3, 2, 4, 4]])
+    seen = torch.zeros_like(logits, dtype=torch.bool).scatter(1, history, True)
+    expected = RepetitionPenaltyLogitsProcessor(penalty=1.3)(history, logits.clone())
+    assert torch.equal(penalize_repeats(logits, seen, 1.3), expected)
+    assert penalize_repeats(logits, seen, 1.3)[0, 0] == torch.tensor(2.5) / 1.3
+    assert torch.equal(logits[:, 5], expected[:, 5])
+
+
+def test_request_sampling_fields_reach_the_planner():
+    given = PlannerInputs.from_request(parse({"lm_repetition_penalty": 1.2, "constrained_decoding": False}))
+    assert (given.params.repetition_penalty, given.params.constrained) == (1.2, False)
+    assert PlannerInputs.from_request(parse({})).params == SamplingParams(temperature=0.85, top_k=0, top_p=0.9)
+
+
+def test_unconstrained_text_keeps_valid_values_and_drops_the_rest():
+    text = "<think>\nbpm: 900\nkeyscale: C major\nlanguage: xx\n</think>"
+    assert parse_cot(text, strict=False) == Metadata(keyscale="C major")
+    with pytest.raises(PlannerOutputError, match="bpm"):
+        parse_cot(text)
+
+
+def test_unconstrained_unguided_sampling_takes_top_p_after_the_temperature():
+    """Upstream's generate() path: at temperature 2 the nucleus of [3, 2, 0] at p=0.6 holds two tokens, on the
+    unscaled logits only the first; its own loops (guided or constrained) filter first."""
+    logits = torch.tensor([[3.0, 2.0, 0.0]])
+    free = SamplingParams(temperature=2.0, top_p=0.6, cfg_scale=1.0, constrained=False)
+    draws = {int(sample_tokens(logits, free, [torch.Generator().manual_seed(s)])[0]) for s in range(40)}
+    assert draws == {0, 1}
+    loop = SamplingParams(temperature=2.0, top_p=0.6, cfg_scale=1.0)
+    assert {int(sample_tokens(logits, loop, [torch.Generator().manual_seed(s)])[0]) for s in range(40)} == {0}
 
 
 def test_top_p_keeps_the_token_that_crosses_p():

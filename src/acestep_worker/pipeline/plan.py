@@ -217,7 +217,7 @@ class JobPlan:
     def frames_after_planner(self, written_duration_s: float, codes: list[list[int]] | None) -> int:
         """The batch's latent frames once the planner has run: the codes it wrote (5 frames each), else
         the plan's own when they were known before, else the duration the planner chose."""
-        if codes:
+        if codes and any(codes):  # unconstrained decoding may leave a take without codes
             return max(MIN_FRAMES, FRAMES_PER_CODE * max(len(c) for c in codes))
         if self.length.known:
             return self.length.frames

@@ -71,7 +71,8 @@ class PlannerInputs:
                         keyscale=request.key_scale, timesignature=request.time_signature,
                         language=request.vocal_language)
         params = SamplingParams(temperature=request.lm_temperature, top_k=request.lm_top_k, top_p=request.lm_top_p,
-                                cfg_scale=request.lm_cfg_scale)
+                                cfg_scale=request.lm_cfg_scale, repetition_penalty=request.lm_repetition_penalty,
+                                constrained=request.constrained_decoding)
         return cls(SongText(request.caption, request.lyrics, request.lm_negative_prompt), request.sample_query,
                    user, params, request.duration)
 

@@ -36,7 +36,8 @@ def song_specs(dit: DiTModel, plan: JobPlan, resolved: Resolved, edit: EditInput
     specs = []
     for row in plan.rows if rows is None else rows:
         hints = given
-        if hints is None and resolved.codes:  # the planner's codes: one set per take, every stem follows it
+        # The planner's codes: one set per take, every stem follows it (none where it wrote none, unconstrained).
+        if hints is None and resolved.codes and resolved.codes[row.take]:
             hints = codes_to_hints(dit, resolved.codes[row.take])
         specs.append(SongSpec(caption=resolved.caption, lyrics=resolved.lyrics, language=resolved.language, metas=metas,
                               seed=row.seed, instruction=row.instruction, code_hints=hints))

@@ -246,6 +246,13 @@ class PlannerFields(BaseModel):
     lm_top_p: float = _field(0.9, "lm_top_p", "lmTopP", allowed="a number above 0 (1 or more: off)", gt=0.0)
     lm_negative_prompt: str = _field("NO USER INPUT", "lm_negative_prompt", "lmNegativePrompt",
                                      allowed="text of at most 2000 characters", max_length=2000)
+    lm_repetition_penalty: float = _field(
+        1.0, "lm_repetition_penalty", "lmRepetitionPenalty", ge=0.1, le=5.0,
+        allowed="a number from 0.1 to 5 (1: off): the planner's logits for tokens already in its prompt or output "
+        "are divided by it (multiplied when negative)")
+    constrained_decoding: bool = _field(
+        True, "constrained_decoding", "constrainedDecoding", "constrained",
+        allowed="true or false: false lets the planner write its metadata and codes without constraints")
 
 
 class AlignmentFields(BaseModel):
@@ -290,9 +297,6 @@ class UpstreamOnlyFields(BaseModel):
     """Upstream documents these; this server accepts them and says, with the reason, that it does not act on
     them (clients written for upstream send them routinely)."""
 
-    lm_repetition_penalty: float = _field(
-        1.0, "lm_repetition_penalty", "lmRepetitionPenalty", allowed="a number from 0.1 to 5", ge=0.1, le=5.0,
-        unused="the planner samples without a repetition penalty; its constrained decoding keeps output in shape")
     lm_model_path: str = _field(
         "", "lm_model_path", "lmModelPath", allowed="a 5 Hz LM folder name", max_length=500,
         unused="the planner LM is chosen when the server starts (ACESTEP_LM_MODEL_PATH) or with POST /v1/init, "
@@ -300,9 +304,6 @@ class UpstreamOnlyFields(BaseModel):
     lm_backend: Literal["vllm", "pt", "mlx"] = _field(
         "vllm", "lm_backend", "lmBackend", allowed="vllm, pt or mlx",
         unused="this server has one LM backend (PyTorch transformers with a static KV cache)")
-    constrained_decoding: bool = _field(
-        True, "constrained_decoding", "constrainedDecoding", "constrained", allowed="true or false",
-        unused="the planner always decodes under its metadata constraints")
     constrained_decoding_debug: bool = _field(
         False, "constrained_decoding_debug", "constrainedDecodingDebug", allowed="true or false",
         unused="there is no constrained-decoding debug log")

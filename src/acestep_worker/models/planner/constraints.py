@@ -26,7 +26,7 @@ from functools import cached_property
 import torch
 
 from ...schema.values import LANGUAGES, TIME_SIGNATURES
-from .lm import NUM_CODE_TOKENS, PlannerLM
+from .lm import NUM_CODE_TOKENS, PlannerLM, TokenIds
 from .metadata import BPM_RANGE, DURATION_RANGE, KEYSCALES, MAX_CAPTION_TOKENS, MAX_GENRES_TOKENS, UNDERSTAND_FIELDS, Metadata
 
 NEG_INF = float("-inf")
@@ -264,3 +264,23 @@ class CotConstraint:
             self._next_segment()
         else:
             self.value = self.value + (token,)
+
+
+class FreeText:
+    """`constrained_decoding: false`: nothing is masked, as upstream then runs no logits processor at all.
+
+    The pass ends where upstream's loop stops (the end-of-turn or the padding token) or, for the
+    metadata pass alone (`stop_at_think_end`), once `</think>` is written: upstream's model would go on
+    to write audio codes there, which that pass throws away.
+    """
+
+    def __init__(self, ids: TokenIds, stop_at_think_end: bool, free_text_after: bool):
+        self.stops = {ids.eos, ids.pad} | ({ids.think_end} if stop_at_think_end else set())
+        self.free_text_after = free_text_after
+        self.done = False
+
+    def mask(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits
+
+    def advance(self, token: int) -> None:
+        self.done = token in self.stops

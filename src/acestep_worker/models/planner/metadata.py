@@ -70,11 +70,12 @@ def _collapse(text: str) -> str:
     return " ".join(line.strip() for line in text.split("\n") if line.strip())
 
 
-def parse_cot(text: str) -> Metadata:
+def parse_cot(text: str, strict: bool = True) -> Metadata:
     """Parse `key: value` lines (continuations indented) and validate every value.
 
     Raises PlannerOutputError naming the field when a value is outside its allowed set, rather
-    than guessing what the model meant.
+    than guessing what the model meant. Not `strict` (text written without constraints): such a value
+    is left unset instead, as upstream's parser skips what it cannot read.
     """
     match = re.search(r"<think>(.*?)(?:</think>|$)", text, re.DOTALL)
     body = match.group(1) if match else text
@@ -90,7 +91,16 @@ def parse_cot(text: str) -> Metadata:
         elif line[:1] in (" ", "\t") and current is not None:
             fields[current].append(line)
     values = {key: _collapse("\n".join(lines)) for key, lines in fields.items() if lines}
-    return Metadata(**{key: _validated(key, values[key]) for key in UNDERSTAND_FIELDS if key in values})
+    if strict:
+        return Metadata(**{key: _validated(key, values[key]) for key in UNDERSTAND_FIELDS if key in values})
+    kept = {}
+    for key in UNDERSTAND_FIELDS:
+        try:
+            if key in values:
+                kept[key] = _validated(key, values[key])
+        except PlannerOutputError:
+            pass
+    return Metadata(**kept)
 
 
 def _validated(field: str, value: str):
