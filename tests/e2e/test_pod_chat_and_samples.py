@@ -218,4 +218,6 @@ def test_a_client_that_leaves_cancels_its_task(locked_api, manager, monkeypatch,
     while manager.stats()["jobs"]["failed"] == failed and time.time() < deadline:
         time.sleep(0.1)
     assert manager.stats()["jobs"]["failed"] == failed + 1
-    assert max(manager._tasks.values(), key=lambda t: t.created).error == "the job was cancelled"
+    # Cancelled while running, or (a client that leaves at once, on a busy machine) before it started.
+    assert max(manager._tasks.values(), key=lambda t: t.created).error in (
+        "the job was cancelled", "the task was cancelled before it started")

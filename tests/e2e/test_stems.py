@@ -69,7 +69,7 @@ def test_the_page_makes_the_stems_picked(engine, tmp_path):
     source.write_bytes(WAV)
     try:
         with LiveServer(page_app(engine, manager, None, 50_000_000)) as server:
-            status, *_players, downloads, summary = Client(server.url, verbose=False).predict(
+            status, *_players, downloads, _lrc, summary = Client(server.url, verbose=False).predict(
                 *client_args(caption="page stems", seed="3", model=BASE, inference_steps="2", task_type="extract",
                              src_audio=handle_file(str(source)), track_name=["vocals", "drums", "bass"]),
                 api_name="/generate")

@@ -303,7 +303,7 @@ def _results(task: Task) -> list:
     if task.state is TaskState.FAILED:
         raise gr.Error(task.error or "generation failed")
     if task.analysis is not None:
-        return [f"Done: {task.plan.mode}, no audio made", *hidden, None,
+        return [f"Done: {task.plan.mode}, no audio made", *hidden, None, "",
                 {"mode": task.plan.mode, **task.analysis, **task.sources}]
     # A several-stem task can make more songs than there are players: the rest are in the downloads.
     players = [gr.update(visible=True, value=str(s.path), label=f"{s.stem or f'Song {i + 1}'} (seed {s.seed})")
