@@ -34,15 +34,13 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
 
-    from synth import tree_for
+    from synth import tiny_cpu_env
 
     from acestep_worker.pipeline.engine import Engine
     from acestep_worker.schema.request import parse
     from acestep_worker.settings import Settings
 
-    root = tree_for("tiny")
-    engine = Engine(Settings.from_env(dict(os.environ, ACESTEP_CONFIG_PATH=str(root / "acestep-v15-turbo"),
-                                           ACESTEP_DEVICE="cpu", ACESTEP_LM_MODEL_PATH="")))
+    engine = Engine(Settings.from_env(tiny_cpu_env()))
     for duration in (float(d) for d in args.durations.split(",")):
         cases = {"lrc": {"auto_lrc": True}, "lrc+scores": {"auto_lrc": True, "auto_score": True}}
         rows: dict[str, list[dict]] = {name: [] for name in cases}

@@ -31,17 +31,14 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
 
-    from synth import tree_for
+    from synth import tiny_cpu_env
 
     from acestep_worker.audio import encode as audio_encode
     from acestep_worker.doors.serverless import run_job
     from acestep_worker.pipeline.engine import Engine
     from acestep_worker.settings import Settings
 
-    root = tree_for("tiny")
-    output = Path(tempfile.mkdtemp(prefix="bench-job-"))
-    env = dict(os.environ, ACESTEP_CONFIG_PATH=str(root / "acestep-v15-turbo"), ACESTEP_DEVICE="cpu",
-               ACESTEP_LM_MODEL_PATH="", ACESTEP_OUTPUT_DIR=str(output))
+    env = tiny_cpu_env(Path(tempfile.mkdtemp(prefix="bench-job-")))
     engine = Engine(Settings.from_env(env))
     job = {"caption": "benchmark", "duration": args.duration, "seed": 1, "audio_format": "mp3"}
     segmented = audio_encode.FORMATS["mp3"]

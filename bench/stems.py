@@ -155,15 +155,12 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
 
-    from synth import tree_for
+    from synth import tiny_cpu_env
 
     from acestep_worker.pipeline.engine import Engine
     from acestep_worker.settings import Settings
 
-    root = tree_for("tiny")
-    output = Path(tempfile.mkdtemp(prefix="bench-stems-"))
-    env = dict(os.environ, ACESTEP_CONFIG_PATH=str(root / "acestep-v15-turbo"), ACESTEP_DEVICE="cpu",
-               ACESTEP_LM_MODEL_PATH="", ACESTEP_OUTPUT_DIR=str(output))
+    env = tiny_cpu_env(Path(tempfile.mkdtemp(prefix="bench-stems-")))
     engine = Engine(Settings.from_env(env))
     figures = {"jobs": jobs(engine, env, args.seconds, args.steps, args.runs),
                "instrumental": instrumental(engine, args.seconds, args.steps),

@@ -87,6 +87,15 @@ def tree_for(size: str) -> Path:
     return build_real_tree(CACHE / "real")
 
 
+def tiny_cpu_env(output_dir: Path | None = None) -> dict:
+    """The environment of a worker on the tiny tree, on the CPU, without the planner (the job benchmarks')."""
+    env = dict(os.environ, ACESTEP_CONFIG_PATH=str(tree_for("tiny") / "acestep-v15-turbo"), ACESTEP_DEVICE="cpu",
+               ACESTEP_LM_MODEL_PATH="")
+    if output_dir is not None:
+        env["ACESTEP_OUTPUT_DIR"] = str(output_dir)
+    return env
+
+
 def measure(size: str, args: argparse.Namespace) -> dict:
     """Run in a fresh process: load, one warm-up, then `runs` timed generations."""
     root = tree_for(size)
