@@ -12,6 +12,7 @@ are older than `foreign_after_s` (writes take seconds).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -32,7 +33,9 @@ _OWNED = re.compile(r"\.(?P<pid>\d{1,10})-(?P<start>\d{1,20})-(?P<host>[0-9a-f]{
 _start_times: dict[int, int | None] = {}
 
 
+@functools.cache
 def host_tag() -> str:
+    """This machine's tag in temporary names (hashed once per process: every file written asks for it)."""
     return hashlib.sha256(socket.gethostname().encode("utf-8", "surrogatepass")).hexdigest()[:8]
 
 

@@ -85,12 +85,13 @@ class FlowEditRun:
         """The target trajectory at the first step past the window: the edit carried onto a fresh noise."""
         return x_edit + self._noised_source(t) - self.source_latents
 
-    def edit_step(self, x_edit: torch.Tensor, t: torch.Tensor, t_next: torch.Tensor, guided: bool, target: Branch,
-                  previous_target_v: torch.Tensor | None, predict: Predict, options) -> tuple[torch.Tensor,
-                                                                                         torch.Tensor]:
+    def edit_step(self, x_edit: torch.Tensor, t: torch.Tensor, t_next: torch.Tensor, t_host: float, guided: bool,
+                  target: Branch, previous_target_v: torch.Tensor | None, predict: Predict,
+                  options) -> tuple[torch.Tensor, torch.Tensor]:
         """One step of the window: z_edit moved by the mean velocity difference. Returns (z_edit, the
-        target's mean velocity, which the target's EMA carries on). `options`: the sampling plan."""
-        n, t_host = self.flow.n_avg, float(t)
+        target's mean velocity, which the target's EMA carries on). `t_host`: `t` as a float, read from the
+        host copy of the schedule so that a step never waits on the device. `options`: the sampling plan."""
+        n = self.flow.n_avg
         branches = {"source": self.source, "target": target}
         before = {name: b.guide.snapshot() for name, b in branches.items() if b.guide is not None}
         sums = {name: torch.zeros_like(x_edit) for name in branches}

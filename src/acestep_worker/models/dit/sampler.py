@@ -136,7 +136,8 @@ def sample(dit: DiTModel, conditions: Conditions, noise: torch.Tensor, plan: Sam
     for step, (t, t_next) in enumerate(zip(timesteps, next_timesteps)):
         if flow is not None and flow.owns(step):
             if step >= flow.start:  # the edit window; before it, nothing happens
-                x, previous_v = flow.edit_step(x, t, t_next, guided_steps[step], target, previous_v, predict, plan)
+                x, previous_v = flow.edit_step(x, t, t_next, host_times[step], guided_steps[step], target, previous_v,
+                                               predict, plan)
             if hooks.on_step is not None:
                 hooks.on_step(step + 1, plan.steps)
             continue

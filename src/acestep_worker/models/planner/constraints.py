@@ -81,6 +81,11 @@ class Vocabulary:
         }
 
     @cached_property
+    def token_texts(self) -> list[str]:
+        """Every token's text, decoded once (the whole vocabulary: slow, so shared by the masks below)."""
+        return self.lm.tokenizer.batch_decode([[i] for i in range(len(self.lm.tokenizer))])
+
+    @cached_property
     def special_ids(self) -> list[int]:
         tokenizer = self.lm.tokenizer
         return sorted(set(tokenizer.all_special_ids) | set(tokenizer.get_added_vocab().values()))
@@ -108,7 +113,7 @@ class Vocabulary:
     def single_line_blocked(self) -> torch.Tensor:
         """Bool [V]: what a one-line value (genres) may not contain: a caption's blocked tokens, and any
         token holding a line break (the newline token itself ends the value)."""
-        texts = self.lm.tokenizer.batch_decode([[i] for i in range(len(self.lm.tokenizer))])
+        texts = self.token_texts
         breaks = torch.zeros(self.lm.vocab_size, dtype=torch.bool)
         breaks[: len(texts)] = torch.tensor(["\n" in t or "\r" in t for t in texts])
         return self.caption_blocked | breaks.to(self.lm.device)
@@ -116,7 +121,7 @@ class Vocabulary:
     @cached_property
     def indented(self) -> torch.Tensor:
         """Bool [V]: tokens whose text starts with a space or a tab (YAML continuation lines)."""
-        texts = self.lm.tokenizer.batch_decode([[i] for i in range(len(self.lm.tokenizer))])
+        texts = self.token_texts
         flags = torch.zeros(self.lm.vocab_size, dtype=torch.bool)
         flags[: len(texts)] = torch.tensor([t[:1] in (" ", "\t") for t in texts])
         return flags.to(self.lm.device)

@@ -238,9 +238,10 @@ class Planner:
                 break
             if penalty is not None:
                 logits = penalty.apply(logits)
-            token = int(sample_tokens(logits, params, generator)[0])
+            sampled = sample_tokens(logits, params, generator)
             if penalty is not None:
-                penalty.record(torch.tensor([token]))
+                penalty.record(sampled)  # on the device already: no copy back per token
+            token = int(sampled[0])
             constraint.advance(token)
             tokens.append(token)
             if not constraint.done and len(tokens) < max_tokens:
