@@ -20,16 +20,13 @@ from collections.abc import Mapping, Sequence
 import torch
 import yaml
 
+from ...schema.values import format_audio_codes
 from .chat_prompts import NO_USER_INPUT, understand_prompt
-from .lm import AUDIO_CODE_TOKEN, PlannerLM
+from .lm import PlannerLM
 
 RECALL_FIELDS = ("bpm", "duration", "genres", "keyscale", "language", "timesignature")
 TOP_K = 10
 WEIGHTS = {"caption": 0.5, "lyrics": 0.3, "metadata": 0.2}
-
-
-def code_string(codes: Sequence[int]) -> str:
-    return "".join(AUDIO_CODE_TOKEN.format(int(code)) for code in codes)
 
 
 def field_target(name: str, value) -> str:
@@ -95,7 +92,7 @@ def quality_scores(lm: PlannerLM, codes: Sequence[int], lyrics: str, metadata: M
                    scale: float) -> tuple[dict[str, float], float]:
     """Per-condition scores and the overall one for one song's codes. `metadata`: the song's caption and
     the fields of RECALL_FIELDS known for it (None or missing: not scored)."""
-    prompt = understand_prompt(lm, code_string(codes))
+    prompt = understand_prompt(lm, format_audio_codes(codes))
     unconditional = understand_prompt(lm, NO_USER_INPUT)
     scores: dict[str, float] = {}
     for name in RECALL_FIELDS:
