@@ -106,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     timing.add_argument("--lrc", action="store_true", help="also get the lyrics with timestamps, written as <song>.lrc")
     timing.add_argument("--score", action="store_true", help="print each song's lyric-alignment scores")
     timing.add_argument("--keep-best", type=int, help="best-of-N (this server's own): keep the best K of --batch-size")
-    timing.add_argument("--rank-by", choices=["dit_score", "lm_score"], help="the score --keep-best ranks by")
+    timing.add_argument("--rank-by", choices=["dit_score", "lm_score", "quality_score"],
+                        help="the score --keep-best ranks by")
     analysis = p.add_argument_group("analysis (no audio is made; the result is printed as JSON)")
     analysis.add_argument("--extract-codes", action="store_true", help="the 5 Hz audio codes of --src-audio")
     analysis.add_argument("--analyze", action="store_true", help="the planner describes --src-audio: bpm, key, "
@@ -157,7 +158,7 @@ def song_extras(path: Path, lrc, song: dict, say) -> None:
     """A song's LRC written beside it as <song>.lrc, and its scores said."""
     if lrc:
         path.with_suffix(".lrc").write_text(lrc + "\n", encoding="utf-8")
-    scores = {k: song[k] for k in ("lm_score", "dit_score", "take", "rank") if k in song}
+    scores = {k: song[k] for k in ("lm_score", "dit_score", "quality_score", "take", "rank") if k in song}
     if scores:
         say(f"{path.name}: " + ", ".join(f"{k} {v}" for k, v in scores.items()))
 
