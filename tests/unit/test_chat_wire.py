@@ -89,6 +89,9 @@ def test_audio_parts_route_by_task_type():
     assert plain.reference_audio.startswith("data:audio/mpeg;base64,") and plain.src_audio is None
     with pytest.raises(InputError, match="at most 1"):
         chat([text, part, part])
+    # The schema's alias for task_type routes the same way (upstream's camelCase clients send it).
+    aliased = chat([text, part], taskType="cover").generation
+    assert aliased.task_type == "cover" and aliased.src_audio.startswith("data:audio/mpeg;base64,")
 
 
 def test_schema_fields_pass_through_and_unknown_fields_are_refused():

@@ -204,7 +204,9 @@ def _sampling(body: dict) -> dict:
 def _route_audio(fields: dict, audio: list[str]) -> None:
     if not audio:
         return
-    limit = 2 if str(fields.get("task_type", "text2music")) in SOURCE_LED_TASKS else 1
+    task = GenerationRequest.model_fields["task_type"]
+    given = next((fields[alias] for alias in task.validation_alias.choices if fields.get(alias)), task.default)
+    limit = 2 if str(given) in SOURCE_LED_TASKS else 1
     if len(audio) > limit:
         raise InputError("messages", f"the message carries {len(audio)} input_audio parts; this task takes at most "
                                      f"{limit} (a source{' and a reference' if limit == 2 else ''})")
