@@ -72,6 +72,7 @@ def test_penalised_unconstrained_text_follows_the_hf_processor(planner, recorded
     result = planner.write_metadata(TEXT, Metadata(), params, 0)
     assert result.ids != plain.ids
     processor = RepetitionPenaltyLogitsProcessor(penalty=2.0)
+    assert len(recorded) == len(result.ids)  # every written token was recorded: the loop below checks them all
     for step, (decoder, logits) in enumerate(recorded):
         expected = _reference_token(processor, decoder, [result.ids[:step]], logits).argmax(-1)
         assert int(expected) == result.ids[step], step
