@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import boto3
 import httpx
@@ -21,7 +20,7 @@ from acestep_worker.schema.values import parse_audio_codes
 
 from ..support.audio import WAV, WAV_SHA
 from ..support.live_server import LiveServer
-from ..support.pod import serve_api
+from ..support.pod import serve_api, task_items
 from ..support.s3 import SECRET
 
 UPSTREAM_CLIENT_KEYS = ("bpm", "keyscale", "timesignature", "duration", "genre", "prompt", "lyrics", "language")
@@ -44,24 +43,11 @@ def planner_pod(planner_engine, monkeypatch, tmp_path):
     manager.stop()
 
 
-def _finish(api, response, timeout=300):
-    assert response.status_code == 200, response.text
-    task_id = response.json()["data"]["task_id"]
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        entry = httpx.post(f"{api}/query_result", json={"task_id_list": [task_id]}).json()["data"][0]
-        if entry["status"] != 0:
-            assert entry["status"] == 1, entry.get("error")
-            return json.loads(entry["result"])
-        time.sleep(0.3)
-    raise AssertionError("task did not finish")
-
-
 def test_a_ctx_audio_upload_with_full_analysis_only_reads_back_as_upstreams_clients_read_it(planner_pod):
     api, manager = planner_pod
     response = httpx.post(f"{api}/release_task", data={"full_analysis_only": "true", "thinking": "false"},
                           files={"ctx_audio": ("take.wav", WAV, "audio/wav")}, timeout=60)
-    [result] = _finish(api, response)
+    [result] = task_items(api, response)
     assert result["status_message"] == "Full Hardware Analysis Success"
     analysis = {key: result[key] for key in UPSTREAM_CLIENT_KEYS}
     assert isinstance(analysis["bpm"], int) and analysis["keyscale"] and analysis["timesignature"]
@@ -75,7 +61,7 @@ def test_json_with_a_source_url_extracts_codes(planner_pod, web):
     base, _ = web
     response = httpx.post(f"{api}/release_task", json={"src_audio_path": f"{base}/song.wav",
                                                        "extract_codes_only": True, "seed": 3}, timeout=60)
-    [result] = _finish(api, response)
+    [result] = task_items(api, response)
     assert result["status_message"] == "Audio Codes Extraction Success" and result["metas"] == {}
     assert len(parse_audio_codes(result["audio_codes"])) == 5
 

@@ -2,11 +2,9 @@
 upstream's camelCase names), the CLI client against the pod, and the page's controls; refusals on a
 turbo model name the field before anything is queued. Sources are 1 s: the tiny VAE encoder is slow."""
 
-import json
 import os
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
@@ -18,6 +16,7 @@ from acestep_worker.doors.serverless import run_job
 
 from ..support.audio import B64, WAV
 from ..support.live_server import LiveServer
+from ..support.pod import task_items
 
 BASE = "acestep-v15-base"
 FLOW = {"flow_edit_morph": True, "flow_edit_source_caption": "dark ambient drone", "flow_edit_n_max": 0.75}
@@ -38,26 +37,13 @@ def test_a_serverless_job_on_turbo_is_refused_naming_flow_edit_morph(engine):
     assert BASE in str(err.value)
 
 
-def _finish(url, response, timeout=180):
-    assert response.status_code == 200, response.text
-    task_id = response.json()["data"]["task_id"]
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        entry = httpx.post(f"{url}/query_result", json={"task_id_list": [task_id]}).json()["data"][0]
-        if entry["status"] != 0:
-            assert entry["status"] == 1, entry.get("error")
-            return json.loads(entry["result"])[0]
-        time.sleep(0.2)
-    raise AssertionError("task did not finish")
-
-
 def test_the_pod_takes_a_text2music_flow_edit_as_json_with_camel_case_names(api, manager):
     manager.input_dir.mkdir(parents=True, exist_ok=True)
     (manager.input_dir / "take.wav").write_bytes(WAV)
-    item = _finish(api, httpx.post(f"{api}/release_task", json={
+    item = task_items(api, httpx.post(f"{api}/release_task", json={
         "prompt": "bright synth pop", "src_audio_path": "take.wav", "model": BASE, "inference_steps": 4,
         "flowEditMorph": True, "flowEditSourceCaption": "dark ambient drone", "flowEditNMin": 0.25,
-        "flowEditNAvg": 2}))
+        "flowEditNAvg": 2}))[0]
     assert item["task_type"] == "text2music" and item["duration"] == 1.0 and item["source"]["field"] == "src_audio"
 
 

@@ -3,11 +3,9 @@
 client (`--stems`), and a Runpod endpoint (handler.py --rp_serve_api). Each answer lists one file per stem,
 named by its track."""
 
-import json
 import os
 import subprocess
 import sys
-import time
 import venv
 
 import httpx
@@ -20,27 +18,15 @@ from acestep_worker.doors.pod.queue import TaskManager
 
 from ..support.audio import B64, WAV
 from ..support.live_server import LiveServer
+from ..support.pod import task_items
 from ..support.repo import REPO
 
 BASE = "acestep-v15-base"
 EXTRACT = {"task_type": "extract", "model": BASE, "inference_steps": 2, "seed": 3, "caption": "stems"}
 
 
-def _items(url, response, timeout=240):
-    assert response.status_code == 200, response.text
-    task_id = response.json()["data"]["task_id"]
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        entry = httpx.post(f"{url}/query_result", json={"task_id_list": [task_id]}).json()["data"][0]
-        if entry["status"] != 0:
-            assert entry["status"] == 1, entry.get("error")
-            return json.loads(entry["result"])
-        time.sleep(0.2)
-    raise AssertionError("task did not finish")
-
-
 def test_pod_json_lists_one_file_per_stem(api):
-    items = _items(api, httpx.post(f"{api}/release_task", json={**EXTRACT, "src_audio": B64,
+    items = task_items(api, httpx.post(f"{api}/release_task", json={**EXTRACT, "src_audio": B64,
                                                                "track_name": ["vocals", "drums"]}))
     assert [item["track_name"] for item in items] == ["vocals", "drums"]
     assert all(item["file"].endswith(f"-{item['track_name']}.mp3") for item in items)
@@ -51,7 +37,7 @@ def test_pod_json_lists_one_file_per_stem(api):
 
 def test_pod_multipart_takes_the_preset_as_a_form_field(api, manager):
     form = {key: str(value) for key, value in EXTRACT.items()}
-    items = _items(api, httpx.post(f"{api}/release_task", data={**form, "track_name": "vocals+instrumental"},
+    items = task_items(api, httpx.post(f"{api}/release_task", data={**form, "track_name": "vocals+instrumental"},
                                    files={"src_audio": ("mix.wav", WAV, "audio/wav")}))
     assert [item["track_name"] for item in items] == ["vocals", "instrumental"]
     assert items[0]["source"]["bytes"] == len(WAV) and not list(manager.input_dir.glob("upload-*"))

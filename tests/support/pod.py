@@ -33,3 +33,23 @@ def api(engine, manager):
     """The base URL of the pod's API (no key) over `manager`."""
     with serve_api(engine, manager) as url:
         yield url
+
+
+def task_items(url: str, response, timeout: float = 240, headers: dict | None = None) -> list[dict]:
+    """The result items of the task a /release_task `response` queued, once /query_result says it
+    succeeded (a refusal, a failure or a task that outlives `timeout` fails the test with the reason)."""
+    import json
+    import time
+
+    import httpx
+
+    assert response.status_code == 200, response.text
+    task_id = response.json()["data"]["task_id"]
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        entry = httpx.post(f"{url}/query_result", json={"task_id_list": [task_id]}, headers=headers).json()["data"][0]
+        if entry["status"] != 0:
+            assert entry["status"] == 1, entry.get("error")
+            return json.loads(entry["result"])
+        time.sleep(0.2)
+    raise AssertionError(f"task {task_id} did not finish in {timeout:g} s")
