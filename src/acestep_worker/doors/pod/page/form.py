@@ -20,6 +20,7 @@ from ....errors import AceStepError
 from ....models.variants import BASE, TURBO
 from ....pipeline import planner_services
 from ....schema.formats import FORMATS
+from ....schema.job_modes import MODE_NEEDS_PLANNER
 from ....schema.messages import needs_planner
 from ....schema.request import parse
 from ....schema.request_fields import MAX_BATCH
@@ -203,7 +204,8 @@ def _song_settings(engine: Engine, infos: dict[str, str]) -> dict:
             "auto_score": gr.Checkbox(label="Lyric-alignment scores", value=START["auto_score"], elem_id="auto-score"),
             "keep_best": gr.Textbox(label="Keep the best", placeholder="all songs (best-of-N: keep K of them)",
                                     elem_id="keep-best"),
-            "analysis": gr.Dropdown(ANALYSIS_CHOICES if engine.models.planner is not None else ANALYSIS_CHOICES[:2],
+            "analysis": gr.Dropdown(ANALYSIS_CHOICES if engine.models.planner is not None else
+                                    [c for c in ANALYSIS_CHOICES if c[1] not in MODE_NEEDS_PLANNER],
                                     value=START["analysis"], label="Action", elem_id="action",
                                     info="Analyze: no song is made; the source is the editing section's upload")}
 
