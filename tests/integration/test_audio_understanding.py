@@ -72,9 +72,11 @@ def test_full_analysis_returns_upstreams_keys(planner_engine):
     assert out["status_message"] == "Full Hardware Analysis Success" and out["audio_paths"] == []
     metas = out["metas"]
     assert out["bpm"] == metas["bpm"] and 30 <= out["bpm"] <= 300
-    assert out["keyscale"] == metas["keyscale"] and out["timesignature"] in ("2", "3", "4", "6")
-    assert out["genre"] == metas["genres"] and out["prompt"] == metas["caption"]
-    assert out["language"] == metas["language"] and isinstance(out["lyrics"], str)
+    # After its caption the tiny LM names no field (greedy, it writes newlines to upstream's limit: turbo_a's
+    # understand_planner golden), so the later fields are unwritten, reported as upstream reports them.
+    assert out["keyscale"] is metas.get("keyscale") is None and out["timesignature"] is None
+    assert out["genre"] is None and out["prompt"] == metas["caption"]
+    assert out["language"] == "unknown" and isinstance(out["lyrics"], str)
     assert len(parse_audio_codes(out["audio_codes"])) == 5 and "planning" in out["timings"]
     assert out["random_weights"] is True and "results" not in out
 

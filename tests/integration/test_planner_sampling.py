@@ -81,13 +81,13 @@ def test_penalised_unconstrained_text_follows_the_hf_processor(planner, recorded
 def test_the_penalty_runs_after_the_constraint_mask(planner, recorded):
     """Constrained and penalised, the greedy choice is the argmax of the processor over the masked logits
     (replayed through a fresh machine), so every token is still one the machine allows."""
-    params = _with(GREEDY, repetition_penalty=2.0)
-    plain = planner.write_metadata(TEXT, Metadata(), GREEDY, 0)
+    params, given = _with(GREEDY, repetition_penalty=3.0), Metadata(caption="x")  # the machine leads every field
+    plain = planner.write_metadata(TEXT, given, GREEDY, 0)
     recorded.clear()
-    result = planner.write_metadata(TEXT, Metadata(), params, 0)
+    result = planner.write_metadata(TEXT, given, params, 0)
     assert result.ids != plain.ids
-    machine = CotConstraint(planner.vocab, list(FIELD_ORDER), Metadata())
-    processor = RepetitionPenaltyLogitsProcessor(penalty=2.0)
+    machine = CotConstraint(planner.vocab, list(FIELD_ORDER), given)
+    processor = RepetitionPenaltyLogitsProcessor(penalty=3.0)
     for step, token in enumerate(result.ids):
         decoder, logits = recorded[step]
         masked = machine.mask(logits[0])
@@ -131,7 +131,9 @@ def test_unconstrained_metadata_writes_freely_and_keeps_only_valid_values(planne
     assert free.ids[0] == backtick and len(free.ids) == 700  # never forced into <think>, no stop written
     assert free.metadata == Metadata()
     constrained = planner.write_metadata(TEXT, Metadata(), GREEDY, 0)
-    assert backtick not in constrained.ids and constrained.ids[0] == planner.lm.ids.think_start
+    assert constrained.ids[0] == planner.lm.ids.think_start
+    caption = constrained.text.split("caption:", 1)[1].split("\n", 1)[0]
+    assert caption and "`" not in caption  # then the model writes what follows the caption, backticks too
 
 
 def test_unconstrained_metadata_stops_at_the_end_of_the_think_block(planner, monkeypatch):

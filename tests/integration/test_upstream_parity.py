@@ -68,11 +68,15 @@ def test_the_flow_edit_goldens_are_required_and_match():
 
 
 def test_the_audio_understanding_goldens_are_required_and_checked():
-    """Upstream's understanding prompt (byte for byte), its planner loop and the audio codes of a source."""
+    """Upstream's understanding prompt (byte for byte), its whole constrained planner loop (with the fields the
+    model names itself after a caption, steered by a script) and the audio codes of a source."""
     rows = _rows(GOLDEN / "turbo_a")
     checked = {r.tensor for r in rows if r.file.startswith("understand_")}
-    assert {"prompt.five_codes.text", "out.five_codes.greedy_tokens", "out.five_codes.constrained_greedy_prefix",
+    assert {"prompt.five_codes.text", "out.five_codes.greedy_tokens", "out.five_codes.constrained_greedy_tokens",
             "out.code_string", "out.indices", "mid.latents"} <= checked, sorted(checked)
+    handover = {r.tensor for r in rows if r.file == "understand_handover"}
+    assert {f"out.{case}.constrained_greedy_tokens" for case in ("understand_named", "understand_language",
+                                                                 "cot_unknown")} <= handover, sorted(handover)
     assert all(r.passed for r in rows if r.file.startswith("understand_"))
 
 

@@ -4,10 +4,12 @@ audio codes, checked against ours.
 * `understand_planner`: for a few code lists, upstream's understanding prompt (the manifest holds the
   strings, compared byte for byte) and its token ids; then upstream's PyTorch decode loop on that prompt,
   greedy and without the metadata constraint, for 24 steps: the tokens, and the top 16 logits of every
-  step (values within the single-forward tolerance, ids exact); and, for one input, the start of
-  upstream's constrained loop (greedy, `generation_phase="understand"`) as far as the two machines
-  agree: `<think>`, bpm, the caption to its 512-token cap. There upstream hands the next field name
-  to the model; ours forces it (models/planner/constraints.py), so the runs part.
+  step (values within the single-forward tolerance, ids exact); and, for one input, upstream's whole
+  constrained loop (greedy, `generation_phase="understand"`): `<think>`, bpm, the caption to its
+  512-token cap, then the hand-over, where this random LM writes newlines to the 4032-token limit.
+* `understand_handover`: upstream's constrained loop with the LM steered by a script (at step k the
+  script's k-th token gets +100 on both sides), so that the model names fields itself after a caption:
+  an indented caption line, a named field that skips others, and (metadata pass) an unknown name.
 * `understand_codes`: a source through the VAE (upstream's posterior sample, seeded) and the audio
   tokenizer to the `<|audio_code_N|>` string.
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -30,7 +33,8 @@ from ..models.dit.model import DiTModel
 from ..models.planner.chat_prompts import understand_prompt
 from ..models.planner.decoding import PairedDecoder, SamplingParams
 from ..models.planner.lm import PlannerLM
-from ..models.planner.planner import Planner
+from ..models.planner.metadata import Metadata
+from ..models.planner.planner import Planner, SongText
 from ..models.vae import encode, load_vae
 from ..schema.values import format_audio_codes
 from . import tiny
@@ -38,6 +42,7 @@ from . import tiny
 SINGLE_FORWARD = {"atol": 1e-5, "rtol": 1e-4}
 GREEDY = SamplingParams(temperature=0.0, top_k=0, top_p=1.0, cfg_scale=1.0)
 TOP = 16
+STEER = 100.0  # what a script adds to its token's logit: upstream's harness adds the same
 
 
 @lru_cache(maxsize=1)
@@ -96,10 +101,42 @@ def run_planner(tensors: dict, entry: dict) -> dict:
         out[f"out.{name}.greedy_tokens"] = torch.tensor(tokens)
         out[f"out.{name}.step_top16_logits"] = top.values
         out[f"out.{name}.step_top16_ids"] = top.indices
-        prefix = tensors.get(f"out.{name}.constrained_greedy_prefix")
-        if prefix is not None:
-            written = Planner(lm).understand(code_string, 0, GREEDY, max_tokens=len(prefix)).ids
-            out[f"out.{name}.constrained_greedy_prefix"] = torch.tensor(written[:len(prefix)])
+        if f"out.{name}.constrained_greedy_tokens" in tensors:
+            out[f"out.{name}.constrained_greedy_tokens"] = torch.tensor(Planner(lm).understand(code_string, 0, GREEDY).ids)
+    return out
+
+
+@contextmanager
+def _steered(script: list[int]):
+    """Every decoder's logits at generated step k get +STEER on script[k] (a dev-only patch: the planner
+    builds its decoders inside, and the golden's loop was steered the same way upstream)."""
+    plain = PairedDecoder.guided_logits
+
+    def steered(self, cfg_scale: float) -> torch.Tensor:
+        logits = plain(self, cfg_scale)
+        if self.generated < len(script):
+            logits = logits.clone()
+            logits[:, script[self.generated]] += STEER
+        return logits
+
+    PairedDecoder.guided_logits = steered
+    try:
+        yield
+    finally:
+        PairedDecoder.guided_logits = plain
+
+
+def run_handover(tensors: dict, entry: dict) -> dict:
+    """Ours for every scripted case: the understanding pass on the case's codes, or the metadata pass on its
+    caption and lyrics (which stops after the last field, where upstream writes its end-of-turn)."""
+    lm, out = _planner(), {}
+    for name, case in entry["cases"].items():
+        with _steered(tensors[f"in.{name}.script"].tolist()):
+            if case["phase"] == "understand":
+                result = Planner(lm).understand(format_audio_codes(case["codes"]), 0, GREEDY)
+            else:
+                result = Planner(lm).write_metadata(SongText(case["caption"], case["lyrics"]), Metadata(), GREEDY, 0)
+        out[f"out.{name}.constrained_greedy_tokens"] = torch.tensor(result.ids)
     return out
 
 
@@ -118,6 +155,8 @@ def run(stem: str, dit: DiTModel, tensors: dict, entry: dict) -> tuple[dict, dic
     """Our outputs for one understanding golden and the tolerance; None: no runner for `stem`."""
     if stem == "understand_planner":
         return run_planner(tensors, entry), SINGLE_FORWARD
+    if stem == "understand_handover":
+        return run_handover(tensors, entry), SINGLE_FORWARD
     if stem == "understand_codes":
         return run_codes(dit, tensors), SINGLE_FORWARD
     return None

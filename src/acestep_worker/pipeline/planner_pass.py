@@ -103,10 +103,11 @@ def planner_pass(work: PlannerWork, given: PlannerInputs, planner: Planner | Non
     if work.runs and work.sample:
         start = _stage(progress)
         language, instrumental = query_hints(given.query)
-        result = planner.create_sample(given.query, instrumental, given.user.language or language, given.params,
-                                       seeds[0], progress)
+        injected = given.user.language or language
+        result = planner.create_sample(given.query, instrumental, injected, given.params, seeds[0], progress)
         text = SongText(result.metadata.caption or text.caption, result.lyrics or text.lyrics, text.negative)
-        written = result.metadata
+        # The language went to the LM as the user's value: it stands even where the LM never reached that field.
+        written = result.metadata.merged_over(Metadata(language=injected))
         timings["planner_sample"] = time.perf_counter() - start
     if work.runs and work.format:
         start = _stage(progress)

@@ -1,21 +1,30 @@
-"""Constrained decoding of the `<think>` block: a finite-state machine over token ids.
+"""Constrained decoding of the `<think>` block: a finite-state machine over token ids, to upstream's rules.
 
-The machine walks a fixed plan: `<think>`, a newline, then for each field its name (forced), its
-value, and finally `</think>` (or nothing, when the caller stops after the metadata). Values follow
-upstream's rules:
+The machine walks a plan: `<think>`, a newline, then for each field its name (forced), its value, and
+finally `</think>` (or nothing, when the caller stops after the metadata). Values follow upstream's
+`MetadataConstrainedLogitsProcessor`:
 
 * bpm, duration, timesignature, keyscale, language: prefix trees built from the tokenization of
   `"<name>: <value>"`, so only complete valid values can be followed by the newline that ends them;
 * language: the first token is the best-scoring first token of any valid code (greedy);
-* caption: free text without backticks, special or audio-code tokens, at most 512 tokens; after a
-  newline, the best-scoring next token decides: indented means the caption continues (only indented
-  tokens are then allowed), anything else ends it and the next field name is forced;
+* caption: any text but the backtick token and the 64,000 audio-code tokens, at most 512 tokens;
 * genres (audio understanding only): free text on one line, without backticks, special or audio-code
-  tokens, at most 64 tokens; the newline ends it;
-* a value the user gave is injected as the tokens of `" <value>\\n"`.
+  tokens, at most 64 tokens; the newline ends it. Upstream, without its genres vocabulary file (absent
+  from its repository), leaves the text open and moves on before that newline is written, so its next
+  field name comes out a character short (`eyscale:`); we keep the name whole;
+* after `</think>` (format, sample and understanding modes): any text but audio codes, to the end-of-turn;
+* a value the user gave is injected as the tokens of `" <value>\n"`.
 
-Unlike upstream, the machine never hands control back to the unconstrained model (upstream lets it
-write the field name after a caption freely), so malformed metadata cannot be produced.
+The caption hands over as upstream's does. After a token holding a newline, the best-scoring next token
+(of the unmasked logits) decides: indented, the caption goes on; otherwise the model writes what follows
+itself, unmasked, until a token holding a colon. The text before that colon names the field to go on
+with: a field of this pass still ahead (duration, genres, keyscale, language, timesignature) continues
+with its value, and the fields between are never written; any other name (an unknown one, bpm, caption,
+or genres where this pass has none) moves on to the field after the caption, its name forced. Upstream
+would stay in genres for good there; we move on instead. Text written this way can lack fields or name
+them oddly, so such a pass's metadata is read as upstream's parser reads it: what cannot be read is left
+unset (see `strict_output`). The end-of-turn and padding tokens end every pass, wherever written, as
+they end upstream's loop.
 """
 
 from __future__ import annotations
@@ -26,10 +35,12 @@ from functools import cached_property
 import torch
 
 from ...schema.values import LANGUAGES, TIME_SIGNATURES
-from .lm import NUM_CODE_TOKENS, PlannerLM, TokenIds
+from .lm import VALID_CODES, PlannerLM, TokenIds
 from .metadata import BPM_RANGE, DURATION_RANGE, KEYSCALES, MAX_CAPTION_TOKENS, MAX_GENRES_TOKENS, UNDERSTAND_FIELDS, Metadata
 
 NEG_INF = float("-inf")
+# The fields upstream continues with when the model names one after a caption.
+HANDOVER_FIELDS = ("duration", "genres", "keyscale", "language", "timesignature")
 
 
 @dataclass
@@ -91,40 +102,31 @@ class Vocabulary:
         return sorted(set(tokenizer.all_special_ids) | set(tokenizer.get_added_vocab().values()))
 
     @cached_property
-    def caption_blocked(self) -> torch.Tensor:
-        """Bool [V]: tokens a caption may not contain (specials, audio codes, backticks)."""
+    def codes_blocked(self) -> torch.Tensor:
+        """Bool [V]: the 64,000 valid audio-code tokens (and the embedding's padding rows, which have no
+        token): what upstream blocks in open text after `</think>`."""
         blocked = torch.zeros(self.lm.vocab_size, dtype=torch.bool)
-        blocked[self.special_ids] = True
-        blocked[self.lm.ids.first_code:self.lm.ids.first_code + NUM_CODE_TOKENS] = True
-        for token, token_id in self.lm.tokenizer.get_vocab().items():
-            if "`" in token:
-                blocked[token_id] = True
-        blocked[len(self.lm.tokenizer):] = True  # padding rows of the embedding have no token
+        blocked[self.lm.ids.first_code:self.lm.ids.first_code + VALID_CODES] = True
+        blocked[len(self.lm.tokenizer):] = True
         return blocked.to(self.lm.device)
 
     @cached_property
-    def free_text_blocked(self) -> torch.Tensor:
-        """Bool [V]: after `</think>` (lyrics), everything but the end-of-turn token is open text."""
-        blocked = self.caption_blocked.clone()
-        blocked[self.lm.ids.eos] = False
+    def caption_blocked(self) -> torch.Tensor:
+        """Bool [V]: what a caption may not contain: audio codes and the backtick token (upstream blocks
+        the one token `` ` `` encodes to, not every token holding one)."""
+        blocked = self.codes_blocked.clone()
+        blocked[self.lm.encode("`")[-1]] = True
         return blocked
 
     @cached_property
     def single_line_blocked(self) -> torch.Tensor:
-        """Bool [V]: what a one-line value (genres) may not contain: a caption's blocked tokens, and any
-        token holding a line break (the newline token itself ends the value)."""
+        """Bool [V]: what a one-line value (genres) may not contain: special tokens, audio codes, backticks
+        and any token holding a line break (the newline token itself ends the value)."""
         texts = self.token_texts
-        breaks = torch.zeros(self.lm.vocab_size, dtype=torch.bool)
-        breaks[: len(texts)] = torch.tensor(["\n" in t or "\r" in t for t in texts])
-        return self.caption_blocked | breaks.to(self.lm.device)
-
-    @cached_property
-    def indented(self) -> torch.Tensor:
-        """Bool [V]: tokens whose text starts with a space or a tab (YAML continuation lines)."""
-        texts = self.token_texts
-        flags = torch.zeros(self.lm.vocab_size, dtype=torch.bool)
-        flags[: len(texts)] = torch.tensor([t[:1] in (" ", "\t") for t in texts])
-        return flags.to(self.lm.device)
+        blocked = torch.zeros(self.lm.vocab_size, dtype=torch.bool)
+        blocked[: len(texts)] = torch.tensor(["\n" in t or "\r" in t or "`" in t for t in texts])
+        blocked[self.special_ids] = True
+        return self.caption_blocked | blocked.to(self.lm.device)
 
 
 def only(logits: torch.Tensor, allowed) -> torch.Tensor:
@@ -152,10 +154,13 @@ class CotConstraint:
                  close_think: bool = False, free_text_after: bool = False):
         self.vocab = vocab
         ids = vocab.lm.ids
+        self.stops = {ids.eos, ids.pad}
         user_values = (user or Metadata()).as_dict()
         segments = [_Segment("force", [ids.think_start, vocab.newline])]
+        self.value_segment: dict[str, int] = {}  # field -> the segment after its name (its value)
         for name in fields:
             segments.append(_Segment("force", list(vocab.names[name])))
+            self.value_segment[name] = len(segments)
             if name in user_values:
                 segments.append(_Segment("force", vocab.lm.encode(f" {user_values[name]}\n")))
             else:
@@ -170,17 +175,26 @@ class CotConstraint:
         self.caption_tokens = 0
         self.caption_has_text = False
         self.after_newline = False
+        self.handing_over = False  # the model writes the name of the field after the caption itself
+        self.pending_name = ""
+        self.handed_over = False
         self.in_free_text = False
         self.done = False
+
+    @property
+    def strict_output(self) -> bool:
+        """Whether every value was written under the machine's rules (so a bad one is a bug to report)."""
+        return not self.handed_over
 
     @property
     def _segment(self) -> _Segment:
         return self.segments[self.index]
 
-    def _next_segment(self) -> None:
-        self.index += 1
+    def _next_segment(self, index: int | None = None) -> None:
+        self.index = self.index + 1 if index is None else index
         self.position, self.value = 0, ()
         self.caption_tokens, self.caption_has_text, self.after_newline = 0, False, False
+        self.handing_over, self.pending_name = False, ""
         if self.index == len(self.segments):
             if self.free_text_after:
                 self.in_free_text = True
@@ -192,7 +206,7 @@ class CotConstraint:
     def mask(self, logits: torch.Tensor) -> torch.Tensor:
         """Logits [V] with every token the rules forbid at this point set to -inf."""
         if self.in_free_text:
-            return logits.masked_fill(self.vocab.free_text_blocked, NEG_INF)
+            return logits.masked_fill(self.vocab.codes_blocked, NEG_INF)
         segment = self._segment
         if segment.kind == "force":
             return only(logits, [segment.tokens[self.position]])
@@ -212,19 +226,16 @@ class CotConstraint:
         return only(logits, allowed)
 
     def _caption_mask(self, logits: torch.Tensor) -> torch.Tensor:
-        newline = self.vocab.newline
-        masked = logits.masked_fill(self.vocab.caption_blocked, NEG_INF)
         if self.after_newline:
-            if self.caption_tokens < MAX_CAPTION_TOKENS and self.vocab.text(int(masked.argmax()))[:1] in (" ", "\t"):
-                return self._indented_only(masked)  # a folded continuation line
-            # The caption is over: end it here and force the next field's name.
-            self._next_segment()
-            return self.mask(logits)
+            self.after_newline = False
+            top = self.vocab.text(int(logits.argmax()))
+            if top and top[0] not in " \t":  # not a folded continuation line: the model names what follows
+                self.handing_over, self.pending_name, self.handed_over = True, "", True
+        if self.handing_over:
+            return logits
         if self.caption_tokens >= MAX_CAPTION_TOKENS:
-            return only(logits, [newline])
-        if not self.caption_has_text:
-            masked[newline] = NEG_INF
-        return masked
+            return only(logits, [self.vocab.newline])
+        return logits.masked_fill(self.vocab.caption_blocked, NEG_INF)
 
     def _genres_mask(self, logits: torch.Tensor) -> torch.Tensor:
         newline = self.vocab.newline
@@ -235,16 +246,14 @@ class CotConstraint:
             masked[newline] = logits[newline]
         return masked
 
-    def _indented_only(self, masked: torch.Tensor) -> torch.Tensor:
-        return masked.masked_fill(~self.vocab.indented, NEG_INF)
-
     # -- advancing --------------------------------------------------------------------------------
 
     def advance(self, token: int) -> None:
         """Record the sampled token and move the machine on."""
+        if token in self.stops:  # upstream's loop ends on these, whatever the machine's state
+            self.done = True
+            return
         if self.in_free_text:
-            if token == self.vocab.lm.ids.eos:
-                self.done = True
             return
         segment = self._segment
         if segment.kind == "force":
@@ -260,15 +269,26 @@ class CotConstraint:
                 self.caption_has_text = self.caption_has_text or bool(self.vocab.text(token).strip())
             return
         if segment.kind == "caption":
-            text = self.vocab.text(token)
-            self.caption_tokens += 1
-            self.caption_has_text = self.caption_has_text or bool(text.strip())
-            self.after_newline = text.endswith("\n")
+            self._advance_caption(self.vocab.text(token))
             return
         if token == self.vocab.newline:
             self._next_segment()
         else:
             self.value = self.value + (token,)
+
+    def _advance_caption(self, text: str) -> None:
+        self.caption_tokens += 1
+        self.after_newline = "\n" in text
+        if not self.handing_over:
+            return
+        self.pending_name += text
+        if ":" not in text:
+            return
+        name = self.pending_name.strip().rstrip(":").strip().lower()
+        if name in HANDOVER_FIELDS and name in self.value_segment and self.value_segment[name] > self.index:
+            self._next_segment(self.value_segment[name])
+        else:
+            self._next_segment()
 
 
 class FreeText:
@@ -283,6 +303,8 @@ class FreeText:
         self.stops = {ids.eos, ids.pad} | ({ids.think_end} if stop_at_think_end else set())
         self.free_text_after = free_text_after
         self.done = False
+
+    strict_output = False  # nothing was constrained: what cannot be read is left unset, as upstream does
 
     def mask(self, logits: torch.Tensor) -> torch.Tensor:
         return logits

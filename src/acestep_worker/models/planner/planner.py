@@ -234,8 +234,6 @@ class Planner:
         tokens: list[int] = []
         while not constraint.done and len(tokens) < max_tokens:
             logits = constraint.mask(decoder.guided_logits(params.cfg_scale)[0])[None]
-            if constraint.done:  # the mask call may finish a caption that ended the plan
-                break
             if penalty is not None:
                 logits = penalty.apply(logits)
             sampled = sample_tokens(logits, params, generator)
@@ -249,7 +247,7 @@ class Planner:
             if progress is not None:
                 progress.check()
         text = self.lm.decode(tokens)
-        metadata = parse_cot(text, strict=params.constrained)
+        metadata = parse_cot(text, strict=constraint.strict_output)
         lyrics = _lyrics_after_think(text, self.lm.tokenizer.eos_token) if constraint.free_text_after else None
         return TextResult(metadata, lyrics, text, len(tokens), time.perf_counter() - start, tokens)
 
