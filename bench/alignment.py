@@ -8,6 +8,11 @@ the LRC alone), stopped after the deepest alignment layer, plus the DTW on the C
 duration, the median of the `alignment` stage against the diffusion loop of the same job. On the
 tiny DiT (2 layers, its alignment heads in both) the call runs the whole DiT, so the ratio here is
 an upper bound; a real 2B DiT stops after layer 6 of 24. bench/gpu.py measures it at real size.
+
+With `--quality`, the PMI quality score too (auto_score with the planner and thinking on): the tiny
+planner loaded, the `quality_score` stage of a thinking job against the `planner_codes` stage that
+wrote the codes it reads. Its passes are teacher-forced prefills over the codes prompt, so the ratio
+to the codes' decode steps is what carries to a real planner.
 """
 
 from __future__ import annotations
@@ -32,15 +37,22 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--durations", default="30,120")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--quality", action="store_true", help="also the PMI quality score (loads the tiny planner)")
     args = parser.parse_args()
 
-    from synth import tiny_cpu_env
+    from synth import tiny_cpu_env, tree_for
 
+    from acestep_worker.dev import tiny
     from acestep_worker.pipeline.engine import Engine
     from acestep_worker.schema.request import parse
     from acestep_worker.settings import Settings
 
-    engine = Engine(Settings.from_env(tiny_cpu_env()))
+    env = tiny_cpu_env()
+    if args.quality:
+        env["ACESTEP_LM_MODEL_PATH"] = str(tree_for("tiny") / tiny.LM_FOLDER)
+    engine = Engine(Settings.from_env(env))
+    if args.quality:
+        quality(engine, parse, [float(d) for d in args.durations.split(",")], args.runs)
     for duration in (float(d) for d in args.durations.split(",")):
         cases = {"lrc": {"auto_lrc": True}, "lrc+scores": {"auto_lrc": True, "auto_score": True}}
         rows: dict[str, list[dict]] = {name: [] for name in cases}
@@ -58,6 +70,21 @@ def main() -> int:
                               "alignment_per_diffusion": round(alignment / diffusion, 3),
                               "load_avg_1min": round(os.getloadavg()[0], 1)}), flush=True)
     return 0
+
+
+def quality(engine, parse, durations: list[float], runs: int) -> None:
+    """The `quality_score` stage (per take: up to ten teacher-forced passes of the planner over the codes
+    prompt) against `planner_codes` (the decode that wrote those codes), median of `runs` after a warm-up."""
+    for duration in durations:
+        request = parse({"caption": "benchmark", "lyrics": LYRICS, "duration": duration, "seed": 1,
+                         "thinking": True, "auto_score": True})
+        found = [engine.generate(request).timings for _ in range(runs + 1)][1:]
+        score = statistics.median(t["quality_score"] for t in found)
+        codes = statistics.median(t["planner_codes"] for t in found)
+        print(json.dumps({"case": "quality_score", "duration_s": duration, "codes": int(duration * 5),
+                          "quality_score_s": round(score, 3), "planner_codes_s": round(codes, 3),
+                          "score_per_codes": round(score / codes, 3),
+                          "load_avg_1min": round(os.getloadavg()[0], 1)}), flush=True)
 
 
 if __name__ == "__main__":

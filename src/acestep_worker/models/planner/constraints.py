@@ -172,8 +172,8 @@ class CotConstraint:
         self.index = 0
         self.position = 0  # within a forced segment
         self.value: tuple[int, ...] = ()  # tokens of the current field value
-        self.caption_tokens = 0
-        self.caption_has_text = False
+        self.text_tokens = 0  # of the caption or genres value
+        self.value_has_text = False
         self.after_newline = False
         self.handing_over = False  # the model writes the name of the field after the caption itself
         self.pending_name = ""
@@ -193,7 +193,7 @@ class CotConstraint:
     def _next_segment(self, index: int | None = None) -> None:
         self.index = self.index + 1 if index is None else index
         self.position, self.value = 0, ()
-        self.caption_tokens, self.caption_has_text, self.after_newline = 0, False, False
+        self.text_tokens, self.value_has_text, self.after_newline = 0, False, False
         self.handing_over, self.pending_name = False, ""
         if self.index == len(self.segments):
             if self.free_text_after:
@@ -233,16 +233,16 @@ class CotConstraint:
                 self.handing_over, self.pending_name, self.handed_over = True, "", True
         if self.handing_over:
             return logits
-        if self.caption_tokens >= MAX_CAPTION_TOKENS:
+        if self.text_tokens >= MAX_CAPTION_TOKENS:
             return only(logits, [self.vocab.newline])
         return logits.masked_fill(self.vocab.caption_blocked, NEG_INF)
 
     def _genres_mask(self, logits: torch.Tensor) -> torch.Tensor:
         newline = self.vocab.newline
-        if self.caption_tokens >= MAX_GENRES_TOKENS:
+        if self.text_tokens >= MAX_GENRES_TOKENS:
             return only(logits, [newline])
         masked = logits.masked_fill(self.vocab.single_line_blocked, NEG_INF)
-        if self.caption_has_text:
+        if self.value_has_text:
             masked[newline] = logits[newline]
         return masked
 
@@ -265,8 +265,8 @@ class CotConstraint:
             if token == self.vocab.newline:
                 self._next_segment()
             else:
-                self.caption_tokens += 1
-                self.caption_has_text = self.caption_has_text or bool(self.vocab.text(token).strip())
+                self.text_tokens += 1
+                self.value_has_text = self.value_has_text or bool(self.vocab.text(token).strip())
             return
         if segment.kind == "caption":
             self._advance_caption(self.vocab.text(token))
@@ -277,7 +277,7 @@ class CotConstraint:
             self.value = self.value + (token,)
 
     def _advance_caption(self, text: str) -> None:
-        self.caption_tokens += 1
+        self.text_tokens += 1
         self.after_newline = "\n" in text
         if not self.handing_over:
             return
