@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..models.dit.dcw import DCW
+from ..models.dit.flow_edit import edit_window
 from ..models.dit.sampler import SamplingPlan
 from ..models.dit.schedules import base_timesteps, snap_turbo_shift, turbo_timesteps
 from ..models.variants import Variant
@@ -50,6 +51,6 @@ def sampling_plan(request: GenerationRequest, steps: int, variant: Variant) -> t
     if flow:
         used["flow_edit"] = {"n_min": request.flow_edit_n_min, "n_max": request.flow_edit_n_max,
                              "n_avg": request.flow_edit_n_avg,
-                             "window_steps": [int(plan.steps * request.flow_edit_n_min),
-                                              int(plan.steps * request.flow_edit_n_max)]}
+                             "window_steps": list(edit_window(plan.steps, request.flow_edit_n_min,
+                                                              request.flow_edit_n_max))}
     return plan, used

@@ -32,6 +32,11 @@ from .conditioning import Conditions
 from .guidance import cap_velocity, smooth_velocity
 
 
+def edit_window(steps: int, n_min: float, n_max: float) -> tuple[int, int]:
+    """The edited step indices [start, end) of a `steps`-step schedule (Python's int(), as upstream)."""
+    return int(steps * n_min), int(steps * n_max)
+
+
 @dataclass
 class FlowEdit:
     """What the sampler needs for a flow-edit, prepared by the pipeline."""
@@ -44,8 +49,7 @@ class FlowEdit:
     n_avg: int = 1
 
     def window(self, steps: int) -> tuple[int, int]:
-        """The edited step indices [start, end) of a `steps`-step schedule (Python's int(), as upstream)."""
-        return int(steps * self.n_min), int(steps * self.n_max)
+        return edit_window(steps, self.n_min, self.n_max)
 
 
 class Branch(NamedTuple):
