@@ -89,6 +89,19 @@ def test_bad_adapters_are_one_sentence_naming_the_entry(lora_engine, entry, frag
     assert "\n" not in str(err.value)
 
 
+def test_every_door_refuses_a_bad_adapter_at_submission_before_any_audio_is_fetched(lora_engine, monkeypatch):
+    """The runner's check (serverless, CLI and pod alike) reads the adapter folder: the job is refused
+    naming loras[i] before its source is downloaded, not after."""
+    fetched = []
+    monkeypatch.setattr("acestep_worker.runner.job.load_audio", lambda *a, **k: fetched.append(a))
+    job = {**BASE, "task_type": "cover", "src_audio": "https://example.com/song.wav",
+           "loras": [{"name": "peft-style"}, {"name": "random_weights.json"}]}
+    with pytest.raises(InputError) as err:
+        run_job(lora_engine, "bad-adapter", job, env={})
+    assert err.value.field == "loras[1]" and "not a readable safetensors file" in str(err.value)
+    assert fetched == []
+
+
 def test_an_unknown_key_layout_is_refused(lora_engine, lora_dir, tmp_path):
     save_file({"weird.block.weight": torch.zeros(2, 2)}, str(lora_dir / "not-a-lora.safetensors"))
     try:

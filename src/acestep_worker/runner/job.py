@@ -82,9 +82,12 @@ class JobRunner:
 
     def check(self, request: GenerationRequest, sources: SourcePolicy, delivery: Delivery | None = None) -> JobPlan:
         """Everything refused at submission, before a job exists, by every door: what the chosen model
-        or this server cannot do, what the audio fields say without downloading them (file headers are
-        read: call it off an event loop), and what its delivery cannot carry."""
+        or this server cannot do, the adapters in the adapter folder (read and checked; urls and hub
+        repos are fetched when the job runs), what the audio fields say without downloading them (file
+        headers are read: call it off an event loop), and what its delivery cannot carry."""
         plan = self.engine.plan(request)
+        if plan.generates:  # an analysis loads no adapter
+            self.engine.check_adapters(request)
         for name in plan.audio_fields:
             check_audio(name, getattr(request, name), sources)
         if plan.generates:  # an analysis delivers no audio

@@ -137,11 +137,9 @@ class TaskManager:
         model cannot do, what the audio fields say without downloading them) is raised here, and a
         full queue raises QueueFull; either way no task exists. File headers are read: call it off an
         event loop. `inputs` are uploaded files the task owns once it exists (the caller deletes them
-        on an error). The adapters in the adapter folder are read and checked here too, so a bad one is
-        a 400 naming loras[i] rather than a failed task (urls and hub repos are fetched by the task)."""
+        on an error). A bad adapter in the adapter folder is among what the runner refuses: a 400 naming
+        loras[i] rather than a failed task."""
         plan = self.runner.check(request, self.audio_policy)
-        if plan.generates:  # an analysis loads no adapter
-            self.runner.engine.check_adapters(request)
         with self._lock:
             if len(self._pending) >= self.maxsize:
                 raise QueueFull(self.retry_after_s())
