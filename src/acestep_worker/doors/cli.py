@@ -26,6 +26,7 @@ from ..errors import AceStepError
 from ..schema.formats import FORMAT_OF_SUFFIX, FORMATS
 from ..schema.request import parse
 from .alignment_flags import add_alignment_arguments, alignment_fields, write_lrc
+from .song_flags import add_finishing_arguments, add_retake_arguments, finishing_fields, retake_fields
 
 DEFAULT_MODEL = "acestep-v15-turbo"
 
@@ -38,10 +39,7 @@ def _generate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--duration", "-d", type=float, help="seconds, 10-600 (default 30)")
     p.add_argument("--batch-size", "-b", type=int, default=1, help="songs to generate, 1-8")
     p.add_argument("--seed", help="integer, or a comma list with one seed per song")
-    p.add_argument("--retake-seed", help="a second seed whose noise is blended in (needs --retake-variance; "
-                   "a comma list: one per song)")
-    p.add_argument("--retake-variance", type=float, help="0-1: how much of the retake seed's noise "
-                   "(0: the song itself, 1: the retake seed's song)")
+    add_retake_arguments(p)
     p.add_argument("--steps", type=int, help="diffusion steps (default: the model's)")
     p.add_argument("--guidance", type=float, help="guidance scale for base/sft models")
     p.add_argument("--shift", type=float, help="timestep shift")
@@ -53,13 +51,7 @@ def _generate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--language", default="en", help="vocal language code")
     p.add_argument("--format", choices=list(FORMATS), help="audio format (default: from --out)")
     p.add_argument("--bitrate", type=int, default=192, help="MP3 bitrate in kbps")
-    p.add_argument("--no-normalize", dest="normalize", action="store_false",
-                   help="leave each song's level as decoded (default: peak-normalise, as upstream)")
-    p.add_argument("--normalization-db", type=float, help="peak level of each song in dBFS, -60 to 0 (default -1)")
-    p.add_argument("--fade-in", type=float, help="linear fade-in, seconds (default 0: none)")
-    p.add_argument("--fade-out", type=float, help="linear fade-out, seconds (default 0: none)")
-    p.add_argument("--latent-shift", type=float, help="added to the latents before decoding (default 0)")
-    p.add_argument("--latent-rescale", type=float, help="multiplies the latents before decoding (default 1)")
+    add_finishing_arguments(p)
     p.add_argument("--model", help="DiT folder name to use")
     p.add_argument("--src-audio", type=Path, help="an audio file: the source of --extract-codes and --analyze")
     p.add_argument("--extract-codes", action="store_true", help="print the 5 Hz audio codes of --src-audio "
@@ -99,14 +91,11 @@ def _request(args: argparse.Namespace) -> dict:
     lyrics = args.lyrics_file.read_text() if args.lyrics_file else args.lyrics
     fmt = args.format or FORMAT_OF_SUFFIX.get(suffix := args.out.suffix.lstrip(".").lower(), suffix or "mp3")
     data = {"caption": args.caption, "lyrics": lyrics, "duration": args.duration, "batch_size": args.batch_size,
-            "seed": args.seed, "retake_seed": args.retake_seed, "retake_variance": args.retake_variance,
-            "inference_steps": args.steps, "guidance_scale": args.guidance, "sampler_mode": args.sampler,
+            "seed": args.seed, "inference_steps": args.steps, "guidance_scale": args.guidance, "sampler_mode": args.sampler,
             "shift": args.shift, "bpm": args.bpm, "key_scale": args.key, "time_signature": args.time_signature,
-            "vocal_language": args.language, "audio_format": fmt, "mp3_bitrate": args.bitrate,
-            "enable_normalization": None if args.normalize else False, "normalization_db": args.normalization_db,
-            "fade_in_duration": args.fade_in, "fade_out_duration": args.fade_out,
-            "latent_shift": args.latent_shift, "latent_rescale": args.latent_rescale}
-    return {k: v for k, v in data.items() if v is not None} | alignment_fields(args)
+            "vocal_language": args.language, "audio_format": fmt, "mp3_bitrate": args.bitrate}
+    return ({k: v for k, v in data.items() if v is not None} | retake_fields(args) | finishing_fields(args)
+            | alignment_fields(args))
 
 
 def _use_checkpoints(root: Path, model: str | None) -> None:

@@ -25,6 +25,7 @@ from ..errors import InputError
 from ..schema.formats import FORMAT_OF_SUFFIX
 from ..schema.request import JobRequest, parse
 from .alignment_flags import add_alignment_arguments, alignment_fields, report_scores, write_lrc
+from .song_flags import add_finishing_arguments, add_retake_arguments, finishing_fields, retake_fields
 
 LYRICS_HELP = """Lyrics: one section tag per block, then its lines.
   [Intro] [Verse] [Verse 1] [Pre-Chorus] [Chorus] [Bridge] [Outro] [Instrumental]
@@ -64,10 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     song.add_argument("--duration", "-d", type=float, default=90, help="seconds, 10-600 (default 90)")
     song.add_argument("--batch-size", "-b", type=int, default=1, help="songs, 1-8 (default 1)")
     song.add_argument("--seed", help="integer, or a comma list with one seed per song")
-    song.add_argument("--retake-seed", help="a second seed whose noise is blended in (needs --retake-variance; "
-                      "a comma list: one per song)")
-    song.add_argument("--retake-variance", type=float, help="0-1: how much of the retake seed's noise "
-                      "(0: the song itself, 1: the retake seed's song)")
+    add_retake_arguments(song)
     song.add_argument("--steps", type=int, help="diffusion steps (default: the model's)")
     song.add_argument("--guidance", type=float, help="guidance scale (base/sft models)")
     song.add_argument("--shift", type=float)
@@ -78,11 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     song.add_argument("--format", help="mp3, flac, wav, wav32, ogg, opus, aac (default: from --output)")
     song.add_argument("--model", help="DiT model name")
     song.add_argument("--thinking", action="store_true", help="let the planner LM write audio codes")
-    song.add_argument("--no-normalize", dest="normalize", action="store_false",
-                      help="leave each song's level as decoded (default: peak-normalised, as upstream)")
-    song.add_argument("--normalization-db", type=float, help="peak level of each song in dBFS, -60 to 0 (default -1)")
-    song.add_argument("--fade-in", type=float, help="linear fade-in, seconds (default 0)")
-    song.add_argument("--fade-out", type=float, help="linear fade-out, seconds (default 0)")
+    add_finishing_arguments(song)
     edit = p.add_argument_group("editing (cover, repaint, extend, stems)")
     edit.add_argument("--task-type", help="text2music (default), cover, cover-nofsq, repaint, extract, lego, "
                                           "complete (the last three need a base model)")
@@ -126,15 +120,13 @@ def request_fields(args: argparse.Namespace) -> dict:
     lyrics = args.lyrics_file.read_text() if args.lyrics_file else args.lyrics.replace("\\n", "\n")
     fmt = args.format or FORMAT_OF_SUFFIX.get(suffix := args.output.suffix.lstrip(".").lower(), suffix or "mp3")
     fields = {"caption": args.caption, "lyrics": lyrics, "duration": args.duration, "batch_size": args.batch_size,
-              "seed": args.seed, "retake_seed": args.retake_seed, "retake_variance": args.retake_variance,
+              "seed": args.seed, **retake_fields(args), **finishing_fields(args),
               "inference_steps": args.steps, "guidance_scale": args.guidance, "shift": args.shift,
               "bpm": args.bpm, "key_scale": args.key, "time_signature": args.time_signature,
               "vocal_language": args.language, "audio_format": fmt, "model": args.model,
               "thinking": True if args.thinking else None, "task_type": args.task_type,
               "repainting_start": args.repainting_start, "repainting_end": args.repainting_end,
               "audio_cover_strength": args.audio_cover_strength, "track_name": args.track_name,
-              "enable_normalization": None if args.normalize else False, "normalization_db": args.normalization_db,
-              "fade_in_duration": args.fade_in, "fade_out_duration": args.fade_out,
               "flow_edit_morph": True if args.flow_edit_morph else None,
               **{name: getattr(args, name) for name in ("flow_edit_source_caption", "flow_edit_source_lyrics",
                                                         "flow_edit_n_min", "flow_edit_n_max", "flow_edit_n_avg")},
