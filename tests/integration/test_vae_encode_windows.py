@@ -71,7 +71,6 @@ def test_each_window_draws_its_own_noise_in_order(vae, pad):
 
 def test_a_batch_draws_each_window_for_all_items_at_once(vae):
     audio = _audio(2 * CHUNK + 300, batch=2)  # the third window is widened by 300 samples: no frame trimmed
-
     ours = encode(vae, audio, torch.Generator().manual_seed(3), pad_to_frames=False, chunk=CHUNK, overlap=OVERLAP)
     assert torch.equal(ours, _by_hand(vae, audio, 3))
 
