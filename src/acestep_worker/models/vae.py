@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -168,11 +169,14 @@ def encode(vae: AutoencoderOobleck, audio: torch.Tensor, generator: torch.Genera
     return torch.cat(cores, dim=-1).float().transpose(1, 2)
 
 
+@dataclass(frozen=True)
 class EncodeWindow:
     """One window of a long encode: audio [start, end) of which [core_start, core_end) is kept."""
 
-    def __init__(self, start: int, end: int, core_start: int, core_end: int):
-        self.start, self.end, self.core_start, self.core_end = start, end, core_start, core_end
+    start: int
+    end: int
+    core_start: int
+    core_end: int
 
     def core(self, latents: torch.Tensor, factor: float) -> torch.Tensor:
         """The window's latents [B, C, frames] less its context on each side, each side rounded to
@@ -180,9 +184,6 @@ class EncodeWindow:
         left = int(round((self.core_start - self.start) / factor))
         right = int(round((self.end - self.core_end) / factor))
         return latents[:, :, left:latents.shape[-1] - right if right > 0 else latents.shape[-1]]
-
-    def __repr__(self) -> str:
-        return f"EncodeWindow({self.start}, {self.end}, {self.core_start}, {self.core_end})"
 
 
 def encode_windows(samples: int, chunk: int = ENCODE_CHUNK_SAMPLES,
