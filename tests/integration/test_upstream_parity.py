@@ -224,3 +224,11 @@ def test_the_heun_goldens_are_required_and_match_bit_for_bit(variant):
         assert checked["trace.decoder_timestep"].max_abs == 0
         if not name.endswith("_dcw_default"):
             assert checked["out.target_latents"].max_abs == 0, name
+
+
+def test_a_long_source_is_encoded_as_upstream_window_by_window():
+    """Upstream's tiled_encode of a 70 s source (three 30 s windows, a posterior sample each) is required: its
+    latents, codes and code string, bit for bit."""
+    rows = [r for r in _rows(GOLDEN / "turbo_a") if r.file == "understand_codes_long"]
+    assert {r.tensor for r in rows} == {"mid.latents", "out.indices", "out.code_string"}, rows
+    assert all(r.passed and r.max_abs == 0 for r in rows), rows

@@ -12,6 +12,9 @@ audio codes, checked against ours.
   an indented caption line, a named field that skips others, and (metadata pass) an unknown name.
 * `understand_codes`: a source through the VAE (upstream's posterior sample, seeded) and the audio
   tokenizer to the `<|audio_code_N|>` string.
+* `understand_codes_long`: the same for a 70 s source, which upstream's `tiled_encode` encodes in three
+  30 s windows, each with its own posterior sample; compared bit for bit. Its source is stored as one
+  period (`in.audio_pcm16_period`) repeated to `in.samples` samples, to keep the file small.
 
 Both run on the tiny tree's planner LM and VAE, rebuilt here by `dev/tiny.py` (deterministic); the
 manifest records their checksums, and a tiny tree that no longer matches them fails the run rather
@@ -40,6 +43,7 @@ from ..schema.values import format_audio_codes
 from . import tiny
 
 SINGLE_FORWARD = {"atol": 1e-5, "rtol": 1e-4}
+BITWISE = {"atol": 0.0, "rtol": 0.0}
 GREEDY = SamplingParams(temperature=0.0, top_k=0, top_p=1.0, cfg_scale=1.0)
 TOP = 16
 STEER = 100.0  # what a script adds to its token's logit: upstream's harness adds the same
@@ -140,10 +144,18 @@ def run_handover(tensors: dict, entry: dict) -> dict:
     return out
 
 
+def source_pcm16(tensors: dict) -> torch.Tensor:
+    """A codes golden's int16 source [2, samples]: stored whole, or one period repeated to `in.samples`."""
+    if "in.audio_pcm16" in tensors:
+        return tensors["in.audio_pcm16"]
+    period, samples = tensors["in.audio_pcm16_period"], int(tensors["in.samples"])
+    return period.repeat(1, -(-samples // period.shape[1]))[:, :samples]
+
+
 def run_codes(dit: DiTModel, tensors: dict) -> dict:
     """The source through our VAE encode (the job's seeded posterior sample, unpadded) and tokenizer."""
     vae = load_vae(_tiny_models()[0] / "vae", "cpu", torch.float32)
-    audio = tensors["in.audio_pcm16"].float() / 32768
+    audio = source_pcm16(tensors).float() / 32768
     generator = torch.Generator("cpu").manual_seed(int(tensors["in.posterior_seed"]))
     latents = encode(vae, audio.unsqueeze(0), generator, pad_to_frames=False)
     _, indices = tokenize(dit, latents)
@@ -159,4 +171,6 @@ def run(stem: str, dit: DiTModel, tensors: dict, entry: dict) -> tuple[dict, dic
         return run_handover(tensors, entry), SINGLE_FORWARD
     if stem == "understand_codes":
         return run_codes(dit, tensors), SINGLE_FORWARD
+    if stem == "understand_codes_long":
+        return run_codes(dit, tensors), BITWISE
     return None

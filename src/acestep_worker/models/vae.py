@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
 from diffusers import AutoencoderOobleck
+from diffusers.models.autoencoders.autoencoder_oobleck import OobleckDiagonalGaussianDistribution
 
 from ..errors import CheckpointError, GenerationFailed
 from ..schema.units import SAMPLE_RATE, SAMPLES_PER_FRAME
@@ -16,7 +18,9 @@ from .weights import empty_modules, iter_tensors, load_into
 # Upstream's tiled decode: 512-frame windows, 64 frames of context on each side, 384-frame cores.
 DECODE_CHUNK_FRAMES = 512
 DECODE_OVERLAP_FRAMES = 64
-# Upstream's tiled encode: 30 s windows with 2 s of context on each side (26 s cores).
+# Upstream's tiled encode: 30 s windows with 2 s of context on each side (26 s cores). Upstream picks
+# 30 s where the GPU has more than 8 GB and 15 s on CPUs or smaller GPUs; this service runs on large
+# GPUs, so its sources are windowed as upstream windows them there, on every device (also on a CPU).
 ENCODE_CHUNK_SAMPLES = SAMPLE_RATE * 30
 ENCODE_OVERLAP_SAMPLES = SAMPLE_RATE * 2
 
@@ -40,12 +44,12 @@ def load_vae(folder: str | Path, device: torch.device | str, dtype: torch.dtype,
     except (OSError, ValueError, TypeError) as exc:
         raise CheckpointError(folder, f"cannot load the VAE: {exc}") from exc
     load_into(dict(vae.state_dict(keep_vars=True)), iter_tensors([weights]), str, folder)
+    # Tiling here is diffusers' decode tiling (tile_latent_*). `encode` below windows long audio itself
+    # and runs `vae.encoder` on each window, so diffusers' encode tiling (tile_sample_*) is never used.
     vae.enable_tiling()
     vae.tile_latent_min_length = DECODE_CHUNK_FRAMES
     vae.tile_latent_overlap = DECODE_OVERLAP_FRAMES
     vae.decode_tile_frames = tile_frames
-    vae.tile_sample_min_length = ENCODE_CHUNK_SAMPLES
-    vae.tile_sample_overlap = ENCODE_OVERLAP_SAMPLES
     return vae.eval().requires_grad_(False)
 
 
@@ -133,21 +137,77 @@ def limit_peaks(audio: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def encode(vae: AutoencoderOobleck, audio: torch.Tensor, generator: torch.Generator | None = None,
-           pad_to_frames: bool = True) -> torch.Tensor:
+           pad_to_frames: bool = True, chunk: int = ENCODE_CHUNK_SAMPLES,
+           overlap: int = ENCODE_OVERLAP_SAMPLES) -> torch.Tensor:
     """Waveforms [B, 2, samples] at 48 kHz -> float32 latents [B, ceil(samples / hop), C] on the VAE's device.
 
     The audio is zero-padded to whole latent frames; with `pad_to_frames` False it is not, and the
     convolutions drop a last partial frame (floor(samples / hop) frames), as upstream's encode of a
     source for its audio codes does. Upstream samples the posterior; so do we when
     given a `generator` (seeded from the job, so a request stays reproducible), else the
-    posterior's mean is returned. Long audio is encoded in overlapping windows (see load_vae).
+    posterior's mean is returned.
+
+    Audio longer than `chunk` samples is encoded window by window as upstream's `tiled_encode`
+    (`encode_windows`): each window's posterior is sampled on its own, with noise of the whole
+    window's shape (its context included) drawn from `generator` in window order, and only the
+    window's core is kept. The mean (no generator) uses the same windows.
     """
     hop = vae.hop_length
     pad = (-audio.shape[-1]) % hop if pad_to_frames else 0
     x = torch.nn.functional.pad(audio, (0, pad)).to(device=vae.device, dtype=vae.dtype)
-    posterior = vae.encode(x).latent_dist
-    latents = posterior.mean if generator is None else _sample(posterior, generator)
-    return latents.float().transpose(1, 2)
+    if x.shape[-1] <= chunk:
+        return _latents(_posterior(vae, x), generator).float().transpose(1, 2)
+    cores, factor = [], None
+    for window in encode_windows(x.shape[-1], chunk, overlap):
+        moments = _posterior(vae, x[:, :, window.start:window.end])
+        latents = _latents(moments, generator)
+        if factor is None:  # upstream measures the samples per latent frame on the first window only
+            factor = (window.end - window.start) / latents.shape[-1]
+        cores.append(window.core(latents, factor))
+    # Upstream writes the cores into a buffer of round(samples / factor) frames and cuts it to what was
+    # written: the cores joined, wherever upstream's buffer holds them (it does for whole-hop factors).
+    return torch.cat(cores, dim=-1).float().transpose(1, 2)
+
+
+@dataclass(frozen=True)
+class EncodeWindow:
+    """One window of a long encode: audio [start, end) of which [core_start, core_end) is kept."""
+
+    start: int
+    end: int
+    core_start: int
+    core_end: int
+
+    def core(self, latents: torch.Tensor, factor: float) -> torch.Tensor:
+        """The window's latents [B, C, frames] less its context on each side, each side rounded to
+        whole frames at `factor` samples per frame (Python's round, as upstream's)."""
+        left = int(round((self.core_start - self.start) / factor))
+        right = int(round((self.end - self.core_end) / factor))
+        return latents[:, :, left:latents.shape[-1] - right if right > 0 else latents.shape[-1]]
+
+
+def encode_windows(samples: int, chunk: int = ENCODE_CHUNK_SAMPLES,
+                   overlap: int = ENCODE_OVERLAP_SAMPLES) -> list[EncodeWindow]:
+    """Upstream's encode windows for `samples` samples: cores of chunk - 2 * overlap samples from the
+    start (the last one shorter), each widened by `overlap` on both sides within the audio."""
+    stride = chunk - 2 * overlap
+    if stride <= 0:
+        raise ValueError(f"an encode chunk of {chunk} samples must exceed twice the overlap ({overlap})")
+    windows = []
+    for core_start in range(0, samples, stride):
+        core_end = min(core_start + stride, samples)
+        windows.append(EncodeWindow(max(0, core_start - overlap), min(samples, core_end + overlap),
+                                    core_start, core_end))
+    return windows
+
+
+def _posterior(vae: AutoencoderOobleck, x: torch.Tensor) -> OobleckDiagonalGaussianDistribution:
+    """The encoder's posterior over all of `x` (what `vae.encode` returns without diffusers' tiling)."""
+    return OobleckDiagonalGaussianDistribution(vae.encoder(x))
+
+
+def _latents(posterior: OobleckDiagonalGaussianDistribution, generator: torch.Generator | None) -> torch.Tensor:
+    return posterior.mean if generator is None else _sample(posterior, generator)
 
 
 def _sample(posterior, generator: torch.Generator) -> torch.Tensor:
