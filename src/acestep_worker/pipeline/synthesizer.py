@@ -25,9 +25,9 @@ from ..models.dit.conditioning import (
     prepare_condition,
     silence_frames,
 )
+from ..models.dit.flow_edit import FlowEdit
 from ..models.dit.model import DiTModel
 from ..models.dit.sampler import SamplerHooks, SamplingPlan, sample
-from ..models.dit.flow_edit import FlowEdit
 from ..models.dit.sampler_edits import CoverSwitch, Edit, Repaint, nearest_start, renoise
 from ..models.dit.text_prompts import (
     CAPTION_MAX_TOKENS,

@@ -36,7 +36,15 @@ import torch
 
 from ...schema.values import LANGUAGES, TIME_SIGNATURES
 from .lm import VALID_CODES, PlannerLM, TokenIds
-from .metadata import BPM_RANGE, DURATION_RANGE, KEYSCALES, MAX_CAPTION_TOKENS, MAX_GENRES_TOKENS, UNDERSTAND_FIELDS, Metadata
+from .metadata import (
+    BPM_RANGE,
+    DURATION_RANGE,
+    KEYSCALES,
+    MAX_CAPTION_TOKENS,
+    MAX_GENRES_TOKENS,
+    UNDERSTAND_FIELDS,
+    Metadata,
+)
 
 NEG_INF = float("-inf")
 # The fields upstream continues with when the model names one after a caption.
