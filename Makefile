@@ -38,7 +38,7 @@ lock: $(VENV)/.installed
 		> requirements-lock.txt
 	rm -r $(LOCK_TMP)
 
-$(TINY)/random_weights.json: $(VENV)/.installed
+$(TINY)/random_weights.json: $(VENV)/.installed src/acestep_worker/dev/tiny.py src/acestep_worker/dev/tiny_loras.py
 	$(PY) -m acestep_worker.dev.tiny $(TINY)
 
 demo: $(TINY)/random_weights.json

@@ -73,10 +73,7 @@ def build_tree(smoke: bool) -> Path:
     from acestep_worker.dev import tiny
 
     if smoke:
-        root = REPO / "bench" / ".cache" / "tiny"
-        if not (root / tiny.LM_FOLDER / "config.json").is_file():
-            tiny.build(root)
-        return root
+        return tiny.ensure(REPO / "bench" / ".cache" / "tiny")
     import synth
 
     root = synth.build_real_tree(REPO / "bench" / ".cache" / "real")

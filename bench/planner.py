@@ -44,10 +44,7 @@ def planner_for(size: str, device: str, dtype, compile_decode: str = "off"):
     from acestep_worker.models.weights import empty_modules
 
     apply_compile_policy()  # as an engine's start-up does
-    root = CACHE / "tiny"
-    folder = root / tiny.LM_FOLDER
-    if not (folder / "config.json").is_file():  # absent, or a tree from before the planner existed
-        tiny.build(root)
+    folder = tiny.ensure(CACHE / "tiny") / tiny.LM_FOLDER
     if size == "tiny":
         return Planner(PlannerLM.load(folder, device, dtype, compile_decode))
     config = Qwen3Config(vocab_size=217_204, hidden_size=2048, intermediate_size=6144, num_hidden_layers=28,

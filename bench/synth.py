@@ -80,10 +80,7 @@ def tree_for(size: str) -> Path:
     from acestep_worker.dev import tiny
 
     if size == "tiny":
-        root = CACHE / "tiny"
-        if not (root / tiny.RANDOM_WEIGHTS_MARKER).is_file():
-            tiny.build(root)
-        return root
+        return tiny.ensure(CACHE / "tiny")
     return build_real_tree(CACHE / "real")
 
 

@@ -19,6 +19,7 @@ every interface (latent width, hop, FSQ codebook, special tokens) is the real on
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import sys
@@ -190,9 +191,17 @@ def build_tokenizer(extra_special: list[str] | None = None, append_eos: bool = T
     return tokenizer
 
 
+def builder_stamp() -> str:
+    """The sha256 of this builder's code (and its adapters'): a tree written by other code is stale."""
+    digest = hashlib.sha256()
+    for source in (Path(__file__), Path(__file__).with_name("tiny_loras.py")):
+        digest.update(source.read_bytes())
+    return digest.hexdigest()
+
+
 def _mark(folder: Path, component: str) -> None:
     note = {"random_weights": True, "component": component, "built_by": "acestep_worker.dev.tiny",
-            "warning": "random weights: outputs are noise, not music"}
+            "builder": builder_stamp(), "warning": "random weights: outputs are noise, not music"}
     (folder / RANDOM_WEIGHTS_MARKER).write_text(json.dumps(note, indent=2) + "\n")
 
 
@@ -344,6 +353,21 @@ def build(root: str | Path, layout: str = "official") -> Path:
     _mark(staging, f"tiny-{layout}")
     staging.rename(root)  # a half-written tree never sits at the final path
     return root
+
+
+def is_current(root: str | Path) -> bool:
+    """Whether `root` holds a tiny tree written by this builder's code as it is now."""
+    try:
+        note = json.loads((Path(root) / RANDOM_WEIGHTS_MARKER).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(note, dict) and note.get("builder") == builder_stamp()
+
+
+def ensure(root: str | Path, layout: str = "official") -> Path:
+    """The tiny tree at `root`, built unless one from the current builder is there already (caches that
+    outlive a change to the builder, such as the benchmarks', are rebuilt rather than measured stale)."""
+    return Path(root) if is_current(root) else build(root, layout)
 
 
 def main(argv: list[str] | None = None) -> int:
