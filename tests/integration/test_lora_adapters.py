@@ -192,7 +192,7 @@ def test_a_slow_adapter_does_not_hold_another_job_and_stops_at_its_deadline(lora
     real_locate, seen, started = adapters_module.locate, {}, threading.Event()
 
     def slow_locate(field, ref, settings, **bounds):
-        if ref.value != "slow-download":
+        if ref.value != "https://example.com/slow-download.safetensors":
             return real_locate(field, ref, settings, **bounds)
         seen.update(bounds, lock_held=lora_engine.models.lock.locked())
         started.set()
@@ -207,7 +207,8 @@ def test_a_slow_adapter_does_not_hold_another_job_and_stops_at_its_deadline(lora
     def slow_job():
         start = time.monotonic()
         try:
-            run_job(lora_engine, "slow", {**BASE, "loras": [{"name": "slow-download"}], "timeout_seconds": 8}, env={})
+            run_job(lora_engine, "slow", {**BASE, "loras": [{"url": "https://example.com/slow-download.safetensors"}],
+                                          "timeout_seconds": 8}, env={})
         except AceStepError as exc:
             outcome["error"] = str(exc)
         outcome["seconds"] = time.monotonic() - start

@@ -86,7 +86,7 @@ class JobRunner:
         repos are fetched when the job runs), what the audio fields say without downloading them (file
         headers are read: call it off an event loop), and what its delivery cannot carry."""
         plan = self.engine.plan(request)
-        if plan.generates:  # an analysis loads no adapter
+        if plan.generates and request.loras:  # an analysis loads no adapter
             self.engine.check_adapters(request)
         for name in plan.audio_fields:
             check_audio(name, getattr(request, name), sources)
