@@ -109,7 +109,7 @@ def test_best_of_n_ranks_by_the_quality_score(planner_engine):
 
 def test_ranking_by_the_quality_score_is_refused_without_a_planner_or_codes(engine, planner_engine):
     ask = {**JOB, "batch_size": 2, "keep_best": 1, "rank_by": "quality_score"}
-    for eng, fields in ((engine, {**ask, "thinking": False}), (planner_engine, {**ask, "thinking": False})):
+    for eng, why in ((engine, "this worker has none loaded"), (planner_engine, "reads the songs' audio codes")):
         with pytest.raises(InputError) as caught:
-            eng.generate(parse(fields))
-        assert caught.value.field == "rank_by"
+            eng.generate(parse({**ask, "thinking": False}))
+        assert caught.value.field == "rank_by" and why in str(caught.value)

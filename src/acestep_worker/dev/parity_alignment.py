@@ -22,9 +22,10 @@ from tokenizers import Tokenizer
 
 from ..models.dit.attention_capture import cross_attention, usable_heads
 from ..models.dit.model import DiTModel
-from ..pipeline.alignment_math import dtw, energy_matrix, lyric_token_mask, timestamp_matrix
+from ..pipeline.alignment_math import dtw, energy_matrix, timestamp_matrix
 from ..pipeline.lrc import timed_lines, timed_tokens, token_texts
-from ..pipeline.lyric_alignment import LyricTokens, decoder, decoder_inputs, song_lrc, song_score, stacked_heads
+from ..pipeline.lyric_alignment import (LyricTokens, decoder, decoder_inputs, song_lrc, song_score, stacked_heads,
+                                       sung_tokens)
 
 BATCHED = {"atol": 1e-6, "rtol": 1e-5}  # the product's one batched call against upstream's per-song calls
 
@@ -62,14 +63,15 @@ def run_align_lrc(t: dict, args: dict, tokenizer: Tokenizer) -> dict:
 def run_align_score(t: dict, args: dict, tokenizer: Tokenizer) -> dict:
     ids = t["in.lyric_token_ids"].tolist()
     decode = decoder(tokenizer)
-    out = {"out.type_mask": torch.from_numpy(lyric_token_mask([decode([i]) for i in ids]))}
+    sung = sung_tokens(ids, decode)
+    out = {"out.type_mask": torch.from_numpy(sung)}
     for name in ("lm", "dit"):
         weights = _weights(t[f"in.attention_{name}"], args["custom_config"])
         energy = energy_matrix(weights, args["medfilt_width"])
         rows, cols = dtw(-(energy ** 2).astype(np.float32))
         out.update({f"out.energy_{name}": torch.from_numpy(energy), f"out.path_{name}_rows": torch.from_numpy(rows),
                     f"out.path_{name}_cols": torch.from_numpy(cols),
-                    f"out.{name}_score": torch.tensor(song_score(weights, ids, decode), dtype=torch.float64)})
+                    f"out.{name}_score": torch.tensor(song_score(weights, sung), dtype=torch.float64)})
     return out
 
 
@@ -125,7 +127,7 @@ def run_align_attention(dit: DiTModel, t: dict, args: dict, tokenizer: Tokenizer
     out["out.lrc_utf8"] = torch.tensor(list(lrc.encode("utf-8")), dtype=torch.uint8)
     for name in ("lm", "dit"):
         weights = out[f"out.attention_score_{name}"][0, :, lyric]
-        out[f"out.{name}_score"] = torch.tensor(song_score(weights, ids, decode), dtype=torch.float64)
+        out[f"out.{name}_score"] = torch.tensor(song_score(weights, sung_tokens(ids, decode)), dtype=torch.float64)
     return out
 
 

@@ -8,6 +8,8 @@ import json
 import sys
 from pathlib import Path
 
+from .song_flags import choices_of, given
+
 
 def add_alignment_arguments(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     p.add_argument("--lrc", action="store_true",
@@ -17,14 +19,13 @@ def add_alignment_arguments(p: argparse.ArgumentParser | argparse._ArgumentGroup
                    "where the planner LM and audio codes are there)")
     p.add_argument("--keep-best", type=int, metavar="K",
                    help="best-of-N, this server's own: make --batch-size takes and keep the best K")
-    p.add_argument("--rank-by", choices=["dit_score", "lm_score", "quality_score"],
+    p.add_argument("--rank-by", choices=choices_of("rank_by"),
                    help="the score --keep-best ranks by")
 
 
 def alignment_fields(args: argparse.Namespace) -> dict:
-    data = {"auto_lrc": args.lrc or None, "auto_score": args.score or None, "keep_best": args.keep_best,
-            "rank_by": args.rank_by}
-    return {k: v for k, v in data.items() if v is not None}
+    return given({"auto_lrc": args.lrc or None, "auto_score": args.score or None, "keep_best": args.keep_best,
+                  "rank_by": args.rank_by})
 
 
 def write_lrc(song_path: Path, lrc: str | None) -> Path | None:

@@ -26,7 +26,8 @@ from ..errors import AceStepError
 from ..schema.formats import FORMAT_OF_SUFFIX, FORMATS
 from ..schema.request import parse
 from .alignment_flags import add_alignment_arguments, alignment_fields, write_lrc
-from .song_flags import add_finishing_arguments, add_retake_arguments, finishing_fields, retake_fields
+from .song_flags import (add_finishing_arguments, add_retake_arguments, choices_of, finishing_fields, given,
+                         retake_fields)
 
 DEFAULT_MODEL = "acestep-v15-turbo"
 
@@ -43,7 +44,7 @@ def _generate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, help="diffusion steps (default: the model's)")
     p.add_argument("--guidance", type=float, help="guidance scale for base/sft models")
     p.add_argument("--shift", type=float, help="timestep shift")
-    p.add_argument("--sampler", choices=["euler", "heun"], help="euler (default) or heun: second-order steps, "
+    p.add_argument("--sampler", choices=choices_of("sampler_mode"), help="euler (default) or heun: second-order steps, "
                    "one more DiT call per step")
     p.add_argument("--bpm", type=int)
     p.add_argument("--key", help='key and scale, e.g. "C major"')
@@ -94,8 +95,7 @@ def _request(args: argparse.Namespace) -> dict:
             "seed": args.seed, "inference_steps": args.steps, "guidance_scale": args.guidance, "sampler_mode": args.sampler,
             "shift": args.shift, "bpm": args.bpm, "key_scale": args.key, "time_signature": args.time_signature,
             "vocal_language": args.language, "audio_format": fmt, "mp3_bitrate": args.bitrate}
-    return ({k: v for k, v in data.items() if v is not None} | retake_fields(args) | finishing_fields(args)
-            | alignment_fields(args))
+    return given(data) | retake_fields(args) | finishing_fields(args) | alignment_fields(args)
 
 
 def _use_checkpoints(root: Path, model: str | None) -> None:

@@ -4,8 +4,16 @@ fades, latent shift), each defined once with the request field it fills."""
 from __future__ import annotations
 
 import argparse
+import typing
+
+from ..schema.request import GenerationRequest
 
 Parser = argparse.ArgumentParser | argparse._ArgumentGroup
+
+
+def choices_of(field: str) -> list[str]:
+    """The values a request field of a Literal type takes, as the schema defines them."""
+    return list(typing.get_args(GenerationRequest.model_fields[field].annotation))
 
 
 def add_retake_arguments(p: Parser) -> None:
@@ -26,15 +34,16 @@ def add_finishing_arguments(p: Parser) -> None:
 
 
 def retake_fields(args: argparse.Namespace) -> dict:
-    return _given({"retake_seed": args.retake_seed, "retake_variance": args.retake_variance})
+    return given({"retake_seed": args.retake_seed, "retake_variance": args.retake_variance})
 
 
 def finishing_fields(args: argparse.Namespace) -> dict:
-    return _given({"enable_normalization": None if args.normalize else False,
+    return given({"enable_normalization": None if args.normalize else False,
                    "normalization_db": args.normalization_db, "fade_in_duration": args.fade_in,
                    "fade_out_duration": args.fade_out, "latent_shift": args.latent_shift,
                    "latent_rescale": args.latent_rescale})
 
 
-def _given(fields: dict) -> dict:
+def given(fields: dict) -> dict:
+    """The fields a flag set (None: the flag was not given, so the field takes its default)."""
     return {k: v for k, v in fields.items() if v is not None}

@@ -84,11 +84,15 @@ def song_lrc(weights: torch.Tensor, ids: Sequence[int], decode: Decode, duration
     return format_lrc(timed_lines(timed, decode))
 
 
-def song_score(weights: torch.Tensor, ids: Sequence[int], decode: Decode) -> float:
-    """Upstream's alignment score of [heads, lyric tokens, frames] attention."""
+def sung_tokens(ids: Sequence[int], decode: Decode) -> np.ndarray:
+    """Which lyric tokens are sung (not section tags or line breaks): what the scores weigh."""
+    return lyric_token_mask([decode([token]) for token in ids])
+
+
+def song_score(weights: torch.Tensor, sung: np.ndarray) -> float:
+    """Upstream's alignment score of [heads, lyric tokens, frames] attention, over `sung` tokens."""
     energy = energy_matrix(weights)
     rows, cols = dtw(-(energy ** 2).astype(np.float32))
-    sung = lyric_token_mask([decode([token]) for token in ids])
     return alignment_score(energy, rows, cols, sung)
 
 
@@ -152,8 +156,9 @@ def _one_song(maps: dict[int, torch.Tensor], index: int, batch: int, encoder: Te
     if ask.lrc:
         out.update(lrc=song_lrc(at_last_step, tokens.ids, decode, duration_s), lrc_source=LRC_SOURCE)
     if ask.scores:
-        out.update(lm_score=song_score(stacked_heads(maps, batch + index, tokens), tokens.ids, decode),
-                   dit_score=song_score(at_last_step, tokens.ids, decode))
+        sung = sung_tokens(tokens.ids, decode)  # once for both scores
+        out.update(lm_score=song_score(stacked_heads(maps, batch + index, tokens), sung),
+                   dit_score=song_score(at_last_step, sung))
     return out
 
 

@@ -100,11 +100,6 @@ class Vocabulary:
         }
 
     @cached_property
-    def token_texts(self) -> list[str]:
-        """Every token's text, decoded once (the whole vocabulary: slow, so shared by the masks below)."""
-        return self.lm.tokenizer.batch_decode([[i] for i in range(len(self.lm.tokenizer))])
-
-    @cached_property
     def special_ids(self) -> list[int]:
         tokenizer = self.lm.tokenizer
         return sorted(set(tokenizer.all_special_ids) | set(tokenizer.get_added_vocab().values()))
@@ -130,7 +125,7 @@ class Vocabulary:
     def single_line_blocked(self) -> torch.Tensor:
         """Bool [V]: what a one-line value (genres) may not contain: special tokens, audio codes, backticks
         and any token holding a line break (the newline token itself ends the value)."""
-        texts = self.token_texts
+        texts = self.lm.tokenizer.batch_decode([[i] for i in range(len(self.lm.tokenizer))])  # once: it is cached
         blocked = torch.zeros(self.lm.vocab_size, dtype=torch.bool)
         blocked[: len(texts)] = torch.tensor(["\n" in t or "\r" in t or "`" in t for t in texts])
         blocked[self.special_ids] = True
